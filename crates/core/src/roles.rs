@@ -71,7 +71,10 @@ impl BuiltinRole {
     pub fn permissions(self) -> PermissionSet {
         match self {
             BuiltinRole::Owner => PermissionSet::all(),
-            BuiltinRole::Admin => PermissionSet::all().difference(PermissionSet::of(&[P::EnvironmentDelete, P::OwnershipTransfer])),
+            BuiltinRole::Admin => PermissionSet::all().difference(PermissionSet::of(&[
+                P::EnvironmentDelete,
+                P::OwnershipTransfer,
+            ])),
             BuiltinRole::Contributor => PermissionSet::of(READ_CONTENT)
                 .union(PermissionSet::of(&[P::DocumentsWrite, P::DocumentsDelete])),
             BuiltinRole::Reviewer => {
@@ -220,9 +223,15 @@ mod tests {
 
     #[test]
     fn role_refs_parse() {
-        assert_eq!(RoleRef::parse("viewer"), Some(RoleRef::Builtin(BuiltinRole::Viewer)));
+        assert_eq!(
+            RoleRef::parse("viewer"),
+            Some(RoleRef::Builtin(BuiltinRole::Viewer))
+        );
         let id = RoleId::new();
-        assert_eq!(RoleRef::parse(&format!("custom:{id}")), Some(RoleRef::Custom(id)));
+        assert_eq!(
+            RoleRef::parse(&format!("custom:{id}")),
+            Some(RoleRef::Custom(id))
+        );
         assert_eq!(RoleRef::parse("custom:nope"), None);
         assert_eq!(RoleRef::parse("root"), None);
     }

@@ -9,7 +9,10 @@ pub struct Invalid {
 }
 
 fn invalid(field: &'static str, reason: impl Into<String>) -> Invalid {
-    Invalid { field, reason: reason.into() }
+    Invalid {
+        field,
+        reason: reason.into(),
+    }
 }
 
 pub const PASSWORD_MIN_CHARS: usize = 12;
@@ -30,7 +33,9 @@ pub fn email(value: &str) -> Result<String, Invalid> {
         && domain.contains('.')
         && !domain.starts_with('.')
         && !domain.ends_with('.')
-        && !v.chars().any(|c| c.is_whitespace() || c.is_control() || c == '<' || c == '>');
+        && !v
+            .chars()
+            .any(|c| c.is_whitespace() || c.is_control() || c == '<' || c == '>');
     if !ok {
         return Err(invalid("email", "must look like name@example.com"));
     }
@@ -60,7 +65,10 @@ pub fn name(field: &'static str, value: &str, max_chars: usize) -> Result<String
         return Err(invalid(field, "must not be empty"));
     }
     if v.chars().count() > max_chars {
-        return Err(invalid(field, format!("must be at most {max_chars} characters")));
+        return Err(invalid(
+            field,
+            format!("must be at most {max_chars} characters"),
+        ));
     }
     if v.chars().any(|c| c.is_control()) {
         return Err(invalid(field, "must not contain control characters"));
@@ -72,7 +80,8 @@ pub fn name(field: &'static str, value: &str, max_chars: usize) -> Result<String
 pub fn region(value: &str) -> Result<String, Invalid> {
     let v = value.trim();
     let ok = (2..=32).contains(&v.len())
-        && v.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+        && v.chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
         && !v.starts_with('-')
         && !v.ends_with('-');
     if ok {
@@ -91,8 +100,19 @@ mod tests {
 
     #[test]
     fn emails() {
-        assert_eq!(email("  Ada@Example.COM ").as_deref(), Ok("ada@example.com"));
-        for bad in ["", "ada", "ada@", "@example.com", "ada@example", "a b@example.com", "ada@.com"] {
+        assert_eq!(
+            email("  Ada@Example.COM ").as_deref(),
+            Ok("ada@example.com")
+        );
+        for bad in [
+            "",
+            "ada",
+            "ada@",
+            "@example.com",
+            "ada@example",
+            "a b@example.com",
+            "ada@.com",
+        ] {
             assert!(email(bad).is_err(), "{bad:?}");
         }
     }

@@ -1,0 +1,363 @@
+//! Boot self-check (control T7): the live schema is compared with what this build expects,
+//! and the server refuses to start on any finding. Runs as the runtime role, so it checks the
+//! role requests really use.
+
+use sqlx::PgConnection;
+
+use crate::bootstrap::RUNTIME_ROLE;
+use crate::StoreError;
+
+/// Tables whose rows belong to one environment; primary keys start with `environment_id`.
+pub const TENANT_TABLES: &[&str] = &[
+    "environments",
+    "custom_roles",
+    "memberships",
+    "projects",
+    "project_grants",
+    "documents",
+    "api_tokens",
+    "invitations",
+    "audit_log",
+];
+
+/// Tables that belong to no single environment. Still RLS-forced, with identity- or
+/// token-scoped policies.
+pub const GLOBAL_TABLES: &[&str] = &["installation", "identities", "sessions"];
+
+/// Tables the runtime role must never reach at all.
+const INTERNAL_TABLES: &[&str] = &["_sqlx_migrations"];
+
+/// Every policy the schema should have: (table, policy, command, permissive). Commands use
+/// pg_policy.polcmd letters: r select, a insert, w update, d delete, * all. A policy that is
+/// not listed is a finding too: an extra permissive policy widens access.
+pub const EXPECTED_POLICIES: &[(&str, &str, char, bool)] = &[
+    ("installation", "installation_read", 'r', true),
+    ("installation", "installation_setup", 'w', true),
+    ("identities", "identities_visible", 'r', true),
+    ("identities", "identities_insert", 'a', true),
+    ("identities", "identities_update", 'w', true),
+    ("sessions", "sessions_owner", '*', true),
+    ("environments", "environments_member", 'r', true),
+    ("environments", "environments_insert", 'a', true),
+    ("environments", "environments_update", 'w', true),
+    ("environments", "environments_delete", 'd', true),
+    ("memberships", "memberships_tenant", '*', true),
+    ("memberships", "memberships_own", 'r', true),
+    ("custom_roles", "custom_roles_tenant", '*', true),
+    ("projects", "projects_tenant", '*', true),
+    ("project_grants", "project_grants_tenant", '*', true),
+    ("documents", "documents_tenant", '*', true),
+    ("documents", "documents_read_permission", 'r', false),
+    ("documents", "documents_insert_permission", 'a', false),
+    ("documents", "documents_update_permission", 'w', false),
+    ("documents", "documents_delete_permission", 'd', false),
+    ("api_tokens", "api_tokens_tenant", '*', true),
+    ("api_tokens", "api_tokens_presented", 'r', true),
+    ("invitations", "invitations_tenant", '*', true),
+    ("invitations", "invitations_presented", 'r', true),
+    ("audit_log", "audit_log_append", 'a', true),
+    ("audit_log", "audit_log_read", 'r', true),
+];
+
+/// SECURITY DEFINER functions this build ships (none). Anything else is a finding.
+pub const ALLOWED_SECURITY_DEFINER: &[&str] = &[];
+
+/// One line of the self-check.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct Check {
+    pub control: &'static str,
+    pub name: String,
+    pub passed: bool,
+    /// What was found when it failed.
+    pub detail: String,
+}
+
+fn check(control: &'static str, name: impl Into<String>, findings: Vec<String>) -> Check {
+    Check {
+        control,
+        name: name.into(),
+        passed: findings.is_empty(),
+        detail: findings.join("; "),
+    }
+}
+
+const SCHEMAS: &str = "('public', 'portcullis')";
+
+/// Runs every check on `conn`, which must be a runtime-role connection.
+pub async fn run(conn: &mut PgConnection) -> Result<Vec<Check>, StoreError> {
+    let mut out = Vec::new();
+
+    let user: String = sqlx::query_scalar("SELECT current_user::text")
+        .fetch_one(&mut *conn)
+        .await?;
+    out.push(check(
+        "T2",
+        "requests run as the runtime role",
+        if user == RUNTIME_ROLE {
+            vec![]
+        } else {
+            vec![format!("connected as {user}, expected {RUNTIME_ROLE}")]
+        },
+    ));
+
+    let (superuser, bypass, createrole, createdb): (bool, bool, bool, bool) = sqlx::query_as(
+        "SELECT rolsuper, rolbypassrls, rolcreaterole, rolcreatedb FROM pg_roles WHERE rolname = current_user",
+    )
+    .fetch_one(&mut *conn)
+    .await?;
+    let mut f = vec![];
+    if superuser {
+        f.push("is SUPERUSER".to_owned())
+    }
+    if bypass {
+        f.push("has BYPASSRLS".to_owned())
+    }
+    if createrole {
+        f.push("has CREATEROLE".to_owned())
+    }
+    if createdb {
+        f.push("has CREATEDB".to_owned())
+    }
+    out.push(check(
+        "T2",
+        "runtime role is not superuser and cannot bypass RLS",
+        f,
+    ));
+
+    let memberships: Vec<String> = sqlx::query_scalar(
+        "SELECT r.rolname::text FROM pg_auth_members am JOIN pg_roles r ON r.oid = am.roleid
+          WHERE am.member = (SELECT oid FROM pg_roles WHERE rolname = current_user) ORDER BY 1",
+    )
+    .fetch_all(&mut *conn)
+    .await?;
+    out.push(check(
+        "T2",
+        "runtime role inherits no other role",
+        memberships
+            .into_iter()
+            .map(|r| format!("member of {r}"))
+            .collect(),
+    ));
+
+    let owned: Vec<String> = sqlx::query_scalar(&format!(
+        "SELECT 'table ' || c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+          WHERE c.relowner = (SELECT oid FROM pg_roles WHERE rolname = current_user)
+         UNION ALL
+         SELECT 'function ' || p.proname FROM pg_proc p
+          WHERE p.proowner = (SELECT oid FROM pg_roles WHERE rolname = current_user)
+         UNION ALL
+         SELECT 'schema ' || n.nspname FROM pg_namespace n
+          WHERE n.nspowner = (SELECT oid FROM pg_roles WHERE rolname = current_user)
+            AND n.nspname IN {SCHEMAS}
+         ORDER BY 1"
+    ))
+    .fetch_all(&mut *conn)
+    .await?;
+    out.push(check(
+        "T2",
+        "runtime role owns no table, function or schema",
+        owned.into_iter().map(|o| format!("owns {o}")).collect(),
+    ));
+
+    #[derive(sqlx::FromRow)]
+    struct Table {
+        name: String,
+        rls: bool,
+        forced: bool,
+        first_key: Option<String>,
+    }
+    let tables: Vec<Table> = sqlx::query_as(&format!(
+        "SELECT c.relname::text AS name, c.relrowsecurity AS rls, c.relforcerowsecurity AS forced,
+                (SELECT a.attname::text FROM pg_index i JOIN pg_attribute a
+                   ON a.attrelid = i.indrelid AND a.attnum = i.indkey[0]
+                  WHERE i.indrelid = c.oid AND i.indisprimary) AS first_key
+           FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+          WHERE c.relkind IN ('r', 'p') AND n.nspname IN {SCHEMAS}
+          ORDER BY 1"
+    ))
+    .fetch_all(&mut *conn)
+    .await?;
+
+    let mut unclassified = vec![];
+    let mut not_forced = vec![];
+    let mut bad_key = vec![];
+    for t in &tables {
+        let tenant = TENANT_TABLES.contains(&t.name.as_str());
+        let global = GLOBAL_TABLES.contains(&t.name.as_str());
+        if INTERNAL_TABLES.contains(&t.name.as_str()) {
+            continue;
+        }
+        if !tenant && !global {
+            unclassified.push(format!("{} is neither a tenant nor a global table", t.name));
+        }
+        if !(t.rls && t.forced) {
+            not_forced.push(format!(
+                "{} (enabled: {}, forced: {})",
+                t.name, t.rls, t.forced
+            ));
+        }
+        if tenant && t.first_key.as_deref() != Some("environment_id") {
+            bad_key.push(format!(
+                "{} primary key starts with {:?}",
+                t.name, t.first_key
+            ));
+        }
+    }
+    for expected in TENANT_TABLES.iter().chain(GLOBAL_TABLES) {
+        if !tables.iter().any(|t| t.name == *expected) {
+            unclassified.push(format!("{expected} is missing"));
+        }
+    }
+    out.push(check(
+        "T7",
+        "every table is classified as tenant or global",
+        unclassified,
+    ));
+    out.push(check(
+        "T2",
+        "row-level security is enabled and forced on every table",
+        not_forced,
+    ));
+    out.push(check(
+        "T1",
+        "every tenant table's primary key starts with environment_id",
+        bad_key,
+    ));
+
+    #[derive(sqlx::FromRow)]
+    struct Policy {
+        table: String,
+        name: String,
+        cmd: String,
+        permissive: bool,
+        roles: Vec<String>,
+    }
+    let policies: Vec<Policy> = sqlx::query_as(&format!(
+        "SELECT c.relname::text AS table, p.polname::text AS name, p.polcmd::text AS cmd,
+                p.polpermissive AS permissive,
+                ARRAY(SELECT CASE WHEN r = 0 THEN 'public' ELSE pg_get_userbyid(r)::text END
+                        FROM unnest(p.polroles) r ORDER BY 1) AS roles
+           FROM pg_policy p JOIN pg_class c ON c.oid = p.polrelid JOIN pg_namespace n ON n.oid = c.relnamespace
+          WHERE n.nspname IN {SCHEMAS} ORDER BY 1, 2"
+    ))
+    .fetch_all(&mut *conn)
+    .await?;
+    let mut f = vec![];
+    for (table, name, cmd, permissive) in EXPECTED_POLICIES {
+        match policies
+            .iter()
+            .find(|p| p.table == *table && p.name == *name)
+        {
+            None => f.push(format!("{table}: policy {name} is missing")),
+            Some(p) => {
+                if p.cmd != cmd.to_string() || p.permissive != *permissive {
+                    f.push(format!(
+                        "{table}: policy {name} has command {} permissive {}",
+                        p.cmd, p.permissive
+                    ));
+                }
+                if p.roles != [RUNTIME_ROLE] {
+                    f.push(format!(
+                        "{table}: policy {name} applies to {:?}, expected only {RUNTIME_ROLE}",
+                        p.roles
+                    ));
+                }
+            }
+        }
+    }
+    for p in &policies {
+        if !EXPECTED_POLICIES
+            .iter()
+            .any(|(t, n, _, _)| *t == p.table && *n == p.name)
+        {
+            f.push(format!("{}: unexpected policy {}", p.table, p.name));
+        }
+    }
+    out.push(check(
+        "T2",
+        "tenant isolation policies are exactly the expected set",
+        f,
+    ));
+
+    let views: Vec<String> = sqlx::query_scalar(&format!(
+        "SELECT c.relname::text FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+          WHERE c.relkind IN ('v', 'm') AND n.nspname IN {SCHEMAS}
+            AND NOT COALESCE(c.reloptions::text[] && ARRAY['security_invoker=true','security_invoker=on','security_invoker=1'], false)
+          ORDER BY 1"
+    ))
+    .fetch_all(&mut *conn)
+    .await?;
+    out.push(check(
+        "T7",
+        "every view is security_invoker",
+        views
+            .into_iter()
+            .map(|v| format!("view {v} runs as its owner"))
+            .collect(),
+    ));
+
+    let definers: Vec<String> = sqlx::query_scalar(
+        "SELECT n.nspname || '.' || p.proname FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
+          WHERE p.prosecdef AND n.nspname NOT IN ('pg_catalog', 'information_schema')
+            AND n.nspname NOT LIKE 'pg_toast%' AND n.nspname NOT LIKE 'pg_temp%'
+          ORDER BY 1",
+    )
+    .fetch_all(&mut *conn)
+    .await?;
+    out.push(check(
+        "T7",
+        "no unexpected SECURITY DEFINER function",
+        definers
+            .into_iter()
+            .filter(|d| !ALLOWED_SECURITY_DEFINER.contains(&d.as_str()))
+            .map(|d| format!("{d} is SECURITY DEFINER"))
+            .collect(),
+    ));
+
+    let (can_update, can_delete, can_truncate, triggers): (bool, bool, bool, i64) = sqlx::query_as(
+        "SELECT has_table_privilege(current_user, 'public.audit_log', 'UPDATE'),
+                has_table_privilege(current_user, 'public.audit_log', 'DELETE'),
+                has_table_privilege(current_user, 'public.audit_log', 'TRUNCATE'),
+                (SELECT count(*) FROM pg_trigger t WHERE t.tgrelid = 'public.audit_log'::regclass
+                    AND t.tgname IN ('audit_log_no_update_delete', 'audit_log_no_truncate')
+                    AND t.tgenabled IN ('O', 'A'))",
+    )
+    .fetch_one(&mut *conn)
+    .await?;
+    let mut f = vec![];
+    if can_update {
+        f.push("runtime role may UPDATE audit_log".to_owned())
+    }
+    if can_delete {
+        f.push("runtime role may DELETE from audit_log".to_owned())
+    }
+    if can_truncate {
+        f.push("runtime role may TRUNCATE audit_log".to_owned())
+    }
+    if triggers != 2 {
+        f.push(format!("{triggers} of 2 append-only triggers are enabled"))
+    }
+    out.push(check("L2", "audit log is append-only", f));
+
+    let migrations_access: bool = sqlx::query_scalar(
+        "SELECT has_table_privilege(current_user, 'public._sqlx_migrations', 'SELECT,INSERT,UPDATE,DELETE')",
+    )
+    .fetch_one(&mut *conn)
+    .await?;
+    out.push(check(
+        "T7",
+        "runtime role cannot read or change migration history",
+        if migrations_access {
+            vec!["runtime role has privileges on _sqlx_migrations".to_owned()]
+        } else {
+            vec![]
+        },
+    ));
+
+    Ok(out)
+}
+
+/// The failed checks, if any.
+pub fn failures(checks: &[Check]) -> Vec<&Check> {
+    checks.iter().filter(|c| !c.passed).collect()
+}

@@ -1,0 +1,73 @@
+use portcullis_core::Permission;
+
+/// Everything a store operation can fail with. Callers map these to their own errors; the
+/// database error codes are interpreted here and nowhere else.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The row does not exist, or exists in a tenant the caller cannot see. The two are
+    /// deliberately indistinguishable.
+    #[error("not found")]
+    NotFound,
+    #[error("missing permission {0}")]
+    Forbidden(Permission),
+    /// A database policy refused a write the application allowed: the third layer (R8) caught
+    /// an application bug.
+    #[error("refused by a database policy")]
+    PolicyViolation,
+    #[error("conflict: {0}")]
+    Conflict(String),
+    #[error("the database is unavailable")]
+    Unavailable(#[source] sqlx::Error),
+    #[error("database error")]
+    Database(#[source] sqlx::Error),
+    #[error("migration failed")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    #[error("{0}")]
+    Bootstrap(String),
+}
+
+impl From<sqlx::Error> for StoreError {
+    fn from(e: sqlx::Error) -> Self {
+        match &e {
+            sqlx::Error::RowNotFound => StoreError::NotFound,
+            sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_) => {
+                StoreError::Unavailable(e)
+            }
+            sqlx::Error::Database(db) => match db.code().as_deref() {
+                Some("23505") => StoreError::Conflict(conflict_message(db.constraint())),
+                Some("23503") => StoreError::Conflict(conflict_message(db.constraint())),
+                Some("23514") => StoreError::Conflict(conflict_message(db.constraint())),
+                Some("42501") => StoreError::PolicyViolation,
+                Some("57P01" | "57P02" | "57P03" | "53300") => StoreError::Unavailable(e),
+                _ => StoreError::Database(e),
+            },
+            _ => StoreError::Database(e),
+        }
+    }
+}
+
+/// A message safe to show a client: it names the rule, never the data.
+fn conflict_message(constraint: Option<&str>) -> String {
+    match constraint {
+        Some("identities_email_key") => "an account with this email already exists".into(),
+        Some("projects_environment_id_name_key") => {
+            "a project with this name already exists".into()
+        }
+        Some("custom_roles_environment_id_name_key") => {
+            "a role with this name already exists".into()
+        }
+        Some("memberships_one_owner")
+        | Some("memberships_exactly_one_owner")
+        | Some("environments_exactly_one_owner") => {
+            "an environment has exactly one owner; use an ownership transfer".into()
+        }
+        Some(c) if c.ends_with("custom_role_id_fkey") => {
+            "the custom role is in use or does not exist".into()
+        }
+        Some(c) if c.starts_with("project_grants_environment_id_identity_id") => {
+            "the identity is not a member of this environment".into()
+        }
+        Some(c) => format!("constraint {c} refused the change"),
+        None => "the change conflicts with existing data".into(),
+    }
+}

@@ -1,0 +1,27 @@
+//! The only crate that talks SQL. It owns the connection pools, migrations, the boot-time
+//! catalog check (T7) and the transaction types through which every query runs.
+//!
+//! Architecture invariants:
+//! - Tenant tables are reached only through [`TenantTx`], which can only be created from a
+//!   verified environment and caller and sets the database context for its transaction
+//!   (T1, T2). Raw pool access outside this crate is a clippy error (`clippy.toml`).
+//! - Query functions store what they are given: ids and timestamps are made by the caller.
+//! - Nothing here knows about HTTP.
+#![allow(clippy::disallowed_methods, clippy::disallowed_types)]
+
+pub mod audit;
+pub mod bootstrap;
+pub mod catalog;
+mod error;
+pub mod queries;
+#[cfg(feature = "testing")]
+pub mod testing;
+mod tx;
+
+pub use audit::{AuditEvent, Outcome};
+pub use bootstrap::{Bootstrap, DatabaseTarget};
+pub use error::StoreError;
+pub use tx::{Actor, AuthTx, Caller, RequestMeta, Store, TenantTx};
+
+/// The nil environment id: the audit scope of platform-level events such as logins.
+pub const PLATFORM_SCOPE: uuid::Uuid = uuid::Uuid::nil();

@@ -1,0 +1,144 @@
+use portcullis_core::{IdentityId, RoleRef};
+use serde::Serialize;
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+use super::{Page, Paged};
+use crate::tx::{decode_role, encode_role};
+use crate::{StoreError, TenantTx};
+
+#[derive(Clone, Debug, Serialize, sqlx::FromRow, utoipa::ToSchema)]
+pub struct Member {
+    pub identity_id: Uuid,
+    pub email: String,
+    pub display_name: String,
+    /// A built-in role name or `custom:<role id>`.
+    pub role: String,
+    #[serde(with = "time::serde::rfc3339")]
+    #[schema(value_type = String, format = DateTime)]
+    pub joined_at: OffsetDateTime,
+}
+
+const SELECT: &str = "SELECT m.identity_id, i.email, i.display_name,
+        CASE WHEN m.role = 'custom' THEN 'custom:' || m.custom_role_id::text ELSE m.role END AS role,
+        m.created_at AS joined_at
+   FROM memberships m JOIN identities i ON i.identity_id = m.identity_id";
+
+pub async fn list(tx: &mut TenantTx, page: Page) -> Result<Paged<Member>, StoreError> {
+    let env = tx.environment_id().as_uuid();
+    let rows: Vec<Member> = sqlx::query_as(&format!(
+        "{SELECT} WHERE m.environment_id = $1 AND ($2::uuid IS NULL OR m.identity_id > $2)
+          ORDER BY m.identity_id LIMIT $3"
+    ))
+    .bind(env)
+    .bind(page.after)
+    .bind(page.fetch_limit())
+    .fetch_all(tx.conn())
+    .await?;
+    Ok(Paged::from_rows(rows, page, |m| m.identity_id))
+}
+
+pub async fn get(tx: &mut TenantTx, identity: IdentityId) -> Result<Member, StoreError> {
+    let env = tx.environment_id().as_uuid();
+    Ok(sqlx::query_as(&format!(
+        "{SELECT} WHERE m.environment_id = $1 AND m.identity_id = $2"
+    ))
+    .bind(env)
+    .bind(identity.as_uuid())
+    .fetch_one(tx.conn())
+    .await?)
+}
+
+/// The member's role as stored.
+pub async fn role_of(tx: &mut TenantTx, identity: IdentityId) -> Result<RoleRef, StoreError> {
+    let env = tx.environment_id().as_uuid();
+    let row: (String, Option<Uuid>) = sqlx::query_as(
+        "SELECT role, custom_role_id FROM memberships WHERE environment_id = $1 AND identity_id = $2",
+    )
+    .bind(env)
+    .bind(identity.as_uuid())
+    .fetch_one(tx.conn())
+    .await?;
+    if row.0 == "custom" {
+        return row
+            .1
+            .map(|id| RoleRef::Custom(portcullis_core::RoleId::from_uuid(id)))
+            .ok_or(StoreError::NotFound);
+    }
+    Ok(decode_role(&row.0, None, None)?.0)
+}
+
+pub async fn add(
+    tx: &mut TenantTx,
+    identity: IdentityId,
+    role: RoleRef,
+    now: OffsetDateTime,
+) -> Result<(), StoreError> {
+    let env = tx.environment_id().as_uuid();
+    let (role, custom) = encode_role(role);
+    sqlx::query(
+        "INSERT INTO memberships (environment_id, identity_id, role, custom_role_id, created_at, updated_at)
+         VALUES ($1, $2, $3, $4, $5, $5)",
+    )
+    .bind(env)
+    .bind(identity.as_uuid())
+    .bind(role)
+    .bind(custom)
+    .bind(now)
+    .execute(tx.conn())
+    .await?;
+    Ok(())
+}
+
+pub async fn set_role(
+    tx: &mut TenantTx,
+    identity: IdentityId,
+    role: RoleRef,
+    now: OffsetDateTime,
+) -> Result<(), StoreError> {
+    let env = tx.environment_id().as_uuid();
+    let (role, custom) = encode_role(role);
+    let done = sqlx::query(
+        "UPDATE memberships SET role = $3, custom_role_id = $4, updated_at = $5
+          WHERE environment_id = $1 AND identity_id = $2",
+    )
+    .bind(env)
+    .bind(identity.as_uuid())
+    .bind(role)
+    .bind(custom)
+    .bind(now)
+    .execute(tx.conn())
+    .await?;
+    if done.rows_affected() == 1 {
+        Ok(())
+    } else {
+        Err(StoreError::NotFound)
+    }
+}
+
+pub async fn remove(tx: &mut TenantTx, identity: IdentityId) -> Result<(), StoreError> {
+    let env = tx.environment_id().as_uuid();
+    let done =
+        sqlx::query("DELETE FROM memberships WHERE environment_id = $1 AND identity_id = $2")
+            .bind(env)
+            .bind(identity.as_uuid())
+            .execute(tx.conn())
+            .await?;
+    if done.rows_affected() == 1 {
+        Ok(())
+    } else {
+        Err(StoreError::NotFound)
+    }
+}
+
+pub async fn is_member_email(tx: &mut TenantTx, email: &str) -> Result<bool, StoreError> {
+    let env = tx.environment_id().as_uuid();
+    Ok(sqlx::query_scalar(
+        "SELECT EXISTS (SELECT 1 FROM memberships m JOIN identities i ON i.identity_id = m.identity_id
+                         WHERE m.environment_id = $1 AND i.email = $2)",
+    )
+    .bind(env)
+    .bind(email)
+    .fetch_one(tx.conn())
+    .await?)
+}

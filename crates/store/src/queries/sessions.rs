@@ -1,0 +1,142 @@
+use portcullis_core::{IdentityId, SessionId};
+use portcullis_crypto::TokenHash;
+use serde::Serialize;
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+use crate::{AuthTx, StoreError};
+
+#[derive(Clone, Debug, Serialize, sqlx::FromRow, utoipa::ToSchema)]
+pub struct Session {
+    pub session_id: Uuid,
+    #[serde(skip)]
+    pub identity_id: Uuid,
+    #[serde(with = "time::serde::rfc3339")]
+    #[schema(value_type = String, format = DateTime)]
+    pub created_at: OffsetDateTime,
+    #[serde(with = "time::serde::rfc3339")]
+    #[schema(value_type = String, format = DateTime)]
+    pub expires_at: OffsetDateTime,
+    #[serde(with = "time::serde::rfc3339")]
+    #[schema(value_type = String, format = DateTime)]
+    pub last_seen_at: OffsetDateTime,
+    pub user_agent: Option<String>,
+    pub ip: Option<String>,
+}
+
+const COLUMNS: &str =
+    "session_id, identity_id, created_at, expires_at, last_seen_at, user_agent, ip";
+
+pub async fn create(
+    tx: &mut AuthTx,
+    id: SessionId,
+    identity: IdentityId,
+    hash: &TokenHash,
+    now: OffsetDateTime,
+    expires_at: OffsetDateTime,
+) -> Result<(), StoreError> {
+    let meta = tx.meta().clone();
+    sqlx::query(
+        "INSERT INTO sessions (session_id, identity_id, token_hash, created_at, expires_at, last_seen_at, user_agent, ip)
+         VALUES ($1, $2, $3, $4, $5, $4, $6, $7)",
+    )
+    .bind(id.as_uuid())
+    .bind(identity.as_uuid())
+    .bind(hash.as_bytes().as_slice())
+    .bind(now)
+    .bind(expires_at)
+    .bind(meta.user_agent.as_deref().map(|u| u.chars().take(300).collect::<String>()))
+    .bind(meta.ip.as_deref())
+    .execute(tx.conn())
+    .await?;
+    Ok(())
+}
+
+/// The live session a token names, if any (unknown, revoked and expired are all `None`).
+/// Refreshes `last_seen_at` at most once a minute.
+pub async fn authenticate(
+    tx: &mut AuthTx,
+    hash: &TokenHash,
+    now: OffsetDateTime,
+) -> Result<Option<Session>, StoreError> {
+    #[derive(sqlx::FromRow)]
+    struct Row {
+        #[sqlx(flatten)]
+        session: Session,
+        token_hash: Vec<u8>,
+        revoked_at: Option<OffsetDateTime>,
+    }
+    tx.set("portcullis.token_hash", &hash.to_hex()).await?;
+    let row: Option<Row> = sqlx::query_as(&format!(
+        "SELECT {COLUMNS}, token_hash, revoked_at FROM sessions WHERE token_hash = $1"
+    ))
+    .bind(hash.as_bytes().as_slice())
+    .fetch_optional(tx.conn())
+    .await?;
+    tx.set("portcullis.token_hash", "").await?;
+    let Some(row) = row else { return Ok(None) };
+    let stored_matches = TokenHash::from_bytes(&row.token_hash).is_some_and(|h| h == *hash);
+    if !stored_matches || row.revoked_at.is_some() || row.session.expires_at <= now {
+        return Ok(None);
+    }
+    let identity = IdentityId::from_uuid(row.session.identity_id);
+    tx.act_as(identity).await?;
+    if now - row.session.last_seen_at > time::Duration::minutes(1) {
+        sqlx::query("UPDATE sessions SET last_seen_at = $2 WHERE session_id = $1")
+            .bind(row.session.session_id)
+            .bind(now)
+            .execute(tx.conn())
+            .await?;
+    }
+    Ok(Some(row.session))
+}
+
+pub async fn list_active(
+    tx: &mut AuthTx,
+    identity: IdentityId,
+    now: OffsetDateTime,
+) -> Result<Vec<Session>, StoreError> {
+    Ok(sqlx::query_as(&format!(
+        "SELECT {COLUMNS} FROM sessions
+          WHERE identity_id = $1 AND revoked_at IS NULL AND expires_at > $2
+          ORDER BY session_id"
+    ))
+    .bind(identity.as_uuid())
+    .bind(now)
+    .fetch_all(tx.conn())
+    .await?)
+}
+
+/// Revokes one of the identity's sessions; false if it has no such live session.
+pub async fn revoke(
+    tx: &mut AuthTx,
+    identity: IdentityId,
+    session: SessionId,
+    now: OffsetDateTime,
+) -> Result<bool, StoreError> {
+    let done = sqlx::query(
+        "UPDATE sessions SET revoked_at = $3 WHERE identity_id = $1 AND session_id = $2 AND revoked_at IS NULL",
+    )
+    .bind(identity.as_uuid())
+    .bind(session.as_uuid())
+    .bind(now)
+    .execute(tx.conn())
+    .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+/// Revokes every live session of the identity; returns how many.
+pub async fn revoke_all(
+    tx: &mut AuthTx,
+    identity: IdentityId,
+    now: OffsetDateTime,
+) -> Result<u64, StoreError> {
+    let done = sqlx::query(
+        "UPDATE sessions SET revoked_at = $2 WHERE identity_id = $1 AND revoked_at IS NULL",
+    )
+    .bind(identity.as_uuid())
+    .bind(now)
+    .execute(tx.conn())
+    .await?;
+    Ok(done.rows_affected())
+}

@@ -1,0 +1,93 @@
+use portcullis_core::{ApiTokenId, RoleRef};
+use portcullis_crypto::TokenHash;
+use serde::Serialize;
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+use crate::tx::encode_role;
+use crate::{StoreError, TenantTx};
+
+/// An API token as listed: never the token itself, only a short hint.
+#[derive(Clone, Debug, Serialize, sqlx::FromRow, utoipa::ToSchema)]
+pub struct ApiToken {
+    pub token_id: Uuid,
+    pub name: String,
+    pub hint: String,
+    pub role: String,
+    pub created_by: Uuid,
+    #[serde(with = "time::serde::rfc3339")]
+    #[schema(value_type = String, format = DateTime)]
+    pub created_at: OffsetDateTime,
+    #[serde(with = "time::serde::rfc3339::option")]
+    #[schema(value_type = Option<String>, format = DateTime)]
+    pub expires_at: Option<OffsetDateTime>,
+    #[serde(with = "time::serde::rfc3339::option")]
+    #[schema(value_type = Option<String>, format = DateTime)]
+    pub last_used_at: Option<OffsetDateTime>,
+    #[serde(with = "time::serde::rfc3339::option")]
+    #[schema(value_type = Option<String>, format = DateTime)]
+    pub revoked_at: Option<OffsetDateTime>,
+}
+
+const COLUMNS: &str = "token_id, name, hint,
+    CASE WHEN role = 'custom' THEN 'custom:' || custom_role_id::text ELSE role END AS role,
+    created_by, created_at, expires_at, last_used_at, revoked_at";
+
+#[allow(clippy::too_many_arguments)]
+pub async fn create(
+    tx: &mut TenantTx,
+    id: ApiTokenId,
+    name: &str,
+    hash: &TokenHash,
+    hint: &str,
+    role: RoleRef,
+    created_by: Uuid,
+    now: OffsetDateTime,
+    expires_at: Option<OffsetDateTime>,
+) -> Result<ApiToken, StoreError> {
+    let env = tx.environment_id().as_uuid();
+    let (role, custom) = encode_role(role);
+    Ok(sqlx::query_as(&format!(
+        "INSERT INTO api_tokens (environment_id, token_id, name, token_hash, hint, role, custom_role_id, created_by, created_at, expires_at)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) RETURNING {COLUMNS}"
+    ))
+    .bind(env)
+    .bind(id.as_uuid())
+    .bind(name)
+    .bind(hash.as_bytes().as_slice())
+    .bind(hint)
+    .bind(role)
+    .bind(custom)
+    .bind(created_by)
+    .bind(now)
+    .bind(expires_at)
+    .fetch_one(tx.conn())
+    .await?)
+}
+
+pub async fn list(tx: &mut TenantTx) -> Result<Vec<ApiToken>, StoreError> {
+    let env = tx.environment_id().as_uuid();
+    Ok(sqlx::query_as(&format!(
+        "SELECT {COLUMNS} FROM api_tokens WHERE environment_id = $1 ORDER BY token_id"
+    ))
+    .bind(env)
+    .fetch_all(tx.conn())
+    .await?)
+}
+
+pub async fn revoke(
+    tx: &mut TenantTx,
+    id: ApiTokenId,
+    now: OffsetDateTime,
+) -> Result<ApiToken, StoreError> {
+    let env = tx.environment_id().as_uuid();
+    Ok(sqlx::query_as(&format!(
+        "UPDATE api_tokens SET revoked_at = COALESCE(revoked_at, $3)
+          WHERE environment_id = $1 AND token_id = $2 RETURNING {COLUMNS}"
+    ))
+    .bind(env)
+    .bind(id.as_uuid())
+    .bind(now)
+    .fetch_one(tx.conn())
+    .await?)
+}

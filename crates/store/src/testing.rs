@@ -1,0 +1,194 @@
+//! Test support: a fresh, migrated database per test, cloned from a template that is built
+//! once per migration set. Uses `PORTCULLIS_TEST_DATABASE_URL` (a superuser URL) when set,
+//! otherwise the shared private cluster provisioned the same way `portcullis serve` does.
+#![allow(clippy::expect_used, clippy::unwrap_used, clippy::panic)]
+
+use std::str::FromStr;
+use std::sync::atomic::{AtomicU32, Ordering};
+
+use sqlx::postgres::PgConnectOptions;
+use sqlx::{ConnectOptions, Connection, PgConnection};
+use tokio::sync::OnceCell;
+
+use crate::bootstrap::{self, MIGRATOR, OWNER_ROLE, RUNTIME_ROLE};
+use crate::Store;
+
+pub const TEST_DATABASE_URL_VAR: &str = "PORTCULLIS_TEST_DATABASE_URL";
+
+struct Shared {
+    admin_url: String,
+    template: String,
+}
+
+static SHARED: OnceCell<Shared> = OnceCell::const_new();
+static COUNTER: AtomicU32 = AtomicU32::new(0);
+
+/// One test's database. Connection options for the superuser, the owner and the runtime role.
+#[derive(Clone, Debug)]
+pub struct TestDb {
+    pub name: String,
+    pub admin: PgConnectOptions,
+    pub owner: PgConnectOptions,
+    pub runtime: PgConnectOptions,
+}
+
+impl TestDb {
+    /// A fresh database for one test.
+    pub async fn new() -> TestDb {
+        let shared = SHARED.get_or_init(init).await;
+        let admin = PgConnectOptions::from_str(&shared.admin_url)
+            .expect("test database URL")
+            .disable_statement_logging();
+        let name = format!(
+            "portcullis_test_{}_{}",
+            std::process::id(),
+            COUNTER.fetch_add(1, Ordering::Relaxed)
+        );
+        let mut conn = admin
+            .clone()
+            .database("postgres")
+            .connect()
+            .await
+            .expect("connect as superuser");
+        sqlx::query(&format!(
+            "CREATE DATABASE {name} TEMPLATE {} OWNER {OWNER_ROLE}",
+            shared.template
+        ))
+        .execute(&mut conn)
+        .await
+        .expect("create test database from template");
+        sqlx::query(&format!("REVOKE ALL ON DATABASE {name} FROM PUBLIC"))
+            .execute(&mut conn)
+            .await
+            .expect("revoke");
+        sqlx::query(&format!(
+            "GRANT CONNECT, TEMPORARY ON DATABASE {name} TO {RUNTIME_ROLE}"
+        ))
+        .execute(&mut conn)
+        .await
+        .expect("grant");
+        conn.close().await.ok();
+        TestDb {
+            owner: admin.clone().username(OWNER_ROLE).database(&name),
+            runtime: admin.clone().username(RUNTIME_ROLE).database(&name),
+            admin: admin.database(&name),
+            name,
+        }
+    }
+
+    /// A runtime-role store with a small pool.
+    pub async fn store(&self) -> Store {
+        Store::new(
+            bootstrap::runtime_pool(&self.runtime, 4)
+                .await
+                .expect("runtime pool"),
+        )
+    }
+
+    pub async fn admin_conn(&self) -> PgConnection {
+        self.admin.connect().await.expect("superuser connection")
+    }
+
+    pub async fn owner_conn(&self) -> PgConnection {
+        self.owner.connect().await.expect("owner connection")
+    }
+
+    pub async fn runtime_conn(&self) -> PgConnection {
+        self.runtime.connect().await.expect("runtime connection")
+    }
+}
+
+async fn admin_url() -> String {
+    match std::env::var(TEST_DATABASE_URL_VAR) {
+        Ok(url) if !url.is_empty() => url,
+        _ => {
+            let cluster = portcullis_provision::shared_test_cluster()
+                .await
+                .unwrap_or_else(|e| panic!("could not provision the test PostgreSQL cluster: {e}\n(or set {TEST_DATABASE_URL_VAR} to a superuser URL)"));
+            cluster.superuser_url("postgres")
+        }
+    }
+}
+
+fn template_name() -> String {
+    // FNV-1a over the migration checksums: a new migration set gets a new template.
+    let mut h: u64 = 0xcbf29ce484222325;
+    for m in MIGRATOR.iter() {
+        for b in m.checksum.iter().chain(m.version.to_le_bytes().iter()) {
+            h ^= u64::from(*b);
+            h = h.wrapping_mul(0x100000001b3);
+        }
+    }
+    format!("portcullis_tmpl_{h:016x}")
+}
+
+async fn init() -> Shared {
+    let admin_url = admin_url().await;
+    let template = template_name();
+    let admin = PgConnectOptions::from_str(&admin_url)
+        .expect("test database URL")
+        .disable_statement_logging();
+    let mut conn = admin
+        .clone()
+        .database("postgres")
+        .connect()
+        .await
+        .expect("connect as superuser");
+    sqlx::query("SELECT pg_advisory_lock(4242001)")
+        .execute(&mut conn)
+        .await
+        .expect("lock");
+    drop_stale(&mut conn).await;
+    let exists: bool =
+        sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1)")
+            .bind(&template)
+            .fetch_one(&mut conn)
+            .await
+            .expect("query");
+    if !exists {
+        let building = format!("{template}_building");
+        sqlx::query(&format!("DROP DATABASE IF EXISTS {building} WITH (FORCE)"))
+            .execute(&mut conn)
+            .await
+            .expect("drop");
+        let target = bootstrap::DatabaseTarget::Superuser {
+            admin_url: admin_url.clone(),
+            database: building.clone(),
+        };
+        bootstrap::prepare(&target)
+            .await
+            .expect("bootstrap and migrate the template");
+        sqlx::query(&format!("ALTER DATABASE {building} RENAME TO {template}"))
+            .execute(&mut conn)
+            .await
+            .expect("publish template");
+    }
+    sqlx::query("SELECT pg_advisory_unlock(4242001)")
+        .execute(&mut conn)
+        .await
+        .expect("unlock");
+    conn.close().await.ok();
+    Shared {
+        admin_url,
+        template,
+    }
+}
+
+/// Drops test databases whose process is gone, so repeated runs do not accumulate them.
+async fn drop_stale(conn: &mut PgConnection) {
+    let names: Vec<String> = sqlx::query_scalar(
+        "SELECT datname::text FROM pg_database WHERE datname LIKE 'portcullis\\_test\\_%'",
+    )
+    .fetch_all(&mut *conn)
+    .await
+    .unwrap_or_default();
+    for name in names {
+        let pid = name.split('_').nth(2).and_then(|p| p.parse::<u32>().ok());
+        let alive = pid.is_some_and(|p| std::path::Path::new(&format!("/proc/{p}")).exists());
+        if !alive {
+            let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+                .execute(&mut *conn)
+                .await;
+        }
+    }
+}

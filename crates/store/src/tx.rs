@@ -1,0 +1,495 @@
+//! Transaction types. [`TenantTx`] is the one way into tenant data: it exists only after the
+//! caller's membership (or API token) in the environment has been verified inside the same
+//! transaction, and it sets the database context that row-level security reads (T1, T2, R8).
+
+use portcullis_core::{
+    ApiTokenId, BuiltinRole, EnvironmentId, IdentityId, Permission, PermissionSet, ProjectId,
+    RoleId, RoleRef,
+};
+use portcullis_crypto::TokenHash;
+use sqlx::{PgConnection, PgPool, Postgres, Transaction};
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+use crate::StoreError;
+
+/// Who is acting. Recorded on every audit entry.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Actor {
+    Identity(IdentityId),
+    ApiToken {
+        token_id: ApiTokenId,
+        created_by: IdentityId,
+    },
+    System,
+    Anonymous,
+}
+
+impl Actor {
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Actor::Identity(_) => "identity",
+            Actor::ApiToken { .. } => "api_token",
+            Actor::System => "system",
+            Actor::Anonymous => "anonymous",
+        }
+    }
+
+    pub fn id(&self) -> Option<Uuid> {
+        match self {
+            Actor::Identity(id) => Some(id.as_uuid()),
+            Actor::ApiToken { token_id, .. } => Some(token_id.as_uuid()),
+            Actor::System | Actor::Anonymous => None,
+        }
+    }
+
+    pub fn identity(&self) -> Option<IdentityId> {
+        match self {
+            Actor::Identity(id) => Some(*id),
+            _ => None,
+        }
+    }
+}
+
+/// Request metadata copied onto audit entries.
+#[derive(Clone, Debug, Default)]
+pub struct RequestMeta {
+    pub request_id: Option<String>,
+    pub ip: Option<String>,
+    pub user_agent: Option<String>,
+}
+
+/// The verified caller inside one environment.
+#[derive(Clone, Debug)]
+pub struct Caller {
+    pub environment_id: EnvironmentId,
+    pub actor: Actor,
+    pub role: RoleRef,
+    /// Environment-wide permissions from the membership role (or the token's role).
+    pub permissions: PermissionSet,
+}
+
+/// Handle on the runtime pool. Cloning is cheap.
+#[derive(Clone, Debug)]
+pub struct Store {
+    pool: PgPool,
+}
+
+#[derive(sqlx::FromRow)]
+struct RoleRow {
+    role: String,
+    custom_role_id: Option<Uuid>,
+    custom_permissions: Option<Vec<String>>,
+}
+
+impl RoleRow {
+    fn resolve(&self) -> Result<(RoleRef, PermissionSet), StoreError> {
+        decode_role(
+            &self.role,
+            self.custom_role_id,
+            self.custom_permissions.as_deref(),
+        )
+    }
+}
+
+/// Turns the stored (role, custom_role_id, custom permissions) triple into a role and its
+/// permissions. Unknown stored values are a database error, never a silent empty set.
+pub(crate) fn decode_role(
+    role: &str,
+    custom_role_id: Option<Uuid>,
+    custom_permissions: Option<&[String]>,
+) -> Result<(RoleRef, PermissionSet), StoreError> {
+    if role == "custom" {
+        let id =
+            custom_role_id.ok_or_else(|| StoreError::Bootstrap("custom role without id".into()))?;
+        let perms = PermissionSet::parse_names(custom_permissions.unwrap_or_default())
+            .map_err(|p| StoreError::Bootstrap(format!("unknown stored permission {p}")))?;
+        return Ok((RoleRef::Custom(RoleId::from_uuid(id)), perms));
+    }
+    let builtin = BuiltinRole::parse(role)
+        .ok_or_else(|| StoreError::Bootstrap(format!("unknown stored role {role}")))?;
+    Ok((RoleRef::Builtin(builtin), builtin.permissions()))
+}
+
+/// The (role, custom_role_id) columns for a role.
+pub(crate) fn encode_role(role: RoleRef) -> (&'static str, Option<Uuid>) {
+    match role {
+        RoleRef::Builtin(b) => (b.name(), None),
+        RoleRef::Custom(id) => ("custom", Some(id.as_uuid())),
+    }
+}
+
+impl Store {
+    pub fn new(pool: PgPool) -> Self {
+        Store { pool }
+    }
+
+    /// Whether the database answers (readiness).
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        Ok(())
+    }
+
+    async fn begin(&self) -> Result<Transaction<'static, Postgres>, StoreError> {
+        Ok(self.pool.begin().await?)
+    }
+
+    /// A transaction with no tenant context, for authentication flows.
+    pub async fn auth(&self, meta: RequestMeta) -> Result<AuthTx, StoreError> {
+        Ok(AuthTx {
+            tx: self.begin().await?,
+            meta,
+        })
+    }
+
+    /// Enter `environment` as `identity`. Fails with `NotFound` when the identity is not a
+    /// member, so a non-member cannot tell an environment exists.
+    pub async fn tenant_as_identity(
+        &self,
+        environment: EnvironmentId,
+        identity: IdentityId,
+        meta: RequestMeta,
+    ) -> Result<TenantTx, StoreError> {
+        let mut tx = self.begin().await?;
+        set_context(
+            &mut tx,
+            Some(environment),
+            Some(identity),
+            PermissionSet::EMPTY,
+            None,
+        )
+        .await?;
+        let row: Option<RoleRow> = sqlx::query_as(
+            "SELECT m.role, m.custom_role_id, r.permissions AS custom_permissions
+               FROM memberships m
+               LEFT JOIN custom_roles r
+                 ON r.environment_id = m.environment_id AND r.role_id = m.custom_role_id
+              WHERE m.environment_id = $1 AND m.identity_id = $2",
+        )
+        .bind(environment.as_uuid())
+        .bind(identity.as_uuid())
+        .fetch_optional(&mut *tx)
+        .await?;
+        let row = row.ok_or(StoreError::NotFound)?;
+        let (role, permissions) = row.resolve()?;
+        let caller = Caller {
+            environment_id: environment,
+            actor: Actor::Identity(identity),
+            role,
+            permissions,
+        };
+        TenantTx::start(tx, caller, meta).await
+    }
+
+    /// Enter the environment an API token belongs to. `NotFound` for unknown, revoked or
+    /// expired tokens.
+    pub async fn tenant_as_api_token(
+        &self,
+        hash: &TokenHash,
+        meta: RequestMeta,
+    ) -> Result<TenantTx, StoreError> {
+        #[derive(sqlx::FromRow)]
+        struct Row {
+            environment_id: Uuid,
+            token_id: Uuid,
+            token_hash: Vec<u8>,
+            created_by: Uuid,
+            role: String,
+            custom_role_id: Option<Uuid>,
+            expires_at: Option<OffsetDateTime>,
+            revoked_at: Option<OffsetDateTime>,
+            last_used_at: Option<OffsetDateTime>,
+        }
+        let mut tx = self.begin().await?;
+        sqlx::query("SELECT set_config('portcullis.token_hash', $1, true)")
+            .bind(hash.to_hex())
+            .execute(&mut *tx)
+            .await?;
+        let row: Option<Row> = sqlx::query_as(
+            "SELECT environment_id, token_id, token_hash, created_by, role, custom_role_id,
+                    expires_at, revoked_at, last_used_at
+               FROM api_tokens WHERE token_hash = $1",
+        )
+        .bind(hash.as_bytes().as_slice())
+        .fetch_optional(&mut *tx)
+        .await?;
+        let row = row.ok_or(StoreError::NotFound)?;
+        let now = OffsetDateTime::now_utc();
+        let stored = TokenHash::from_bytes(&row.token_hash).ok_or(StoreError::NotFound)?;
+        if stored != *hash || row.revoked_at.is_some() || row.expires_at.is_some_and(|e| e <= now) {
+            return Err(StoreError::NotFound);
+        }
+        let environment = EnvironmentId::from_uuid(row.environment_id);
+        // Forget the hash before entering the tenant so nothing else can be found by it.
+        sqlx::query("SELECT set_config('portcullis.token_hash', '', true)")
+            .execute(&mut *tx)
+            .await?;
+        set_context(&mut tx, Some(environment), None, PermissionSet::EMPTY, None).await?;
+        let custom: Option<Vec<String>> = match row.custom_role_id {
+            Some(id) => Some(
+                sqlx::query_scalar("SELECT permissions FROM custom_roles WHERE environment_id = $1 AND role_id = $2")
+                    .bind(row.environment_id)
+                    .bind(id)
+                    .fetch_one(&mut *tx)
+                    .await?,
+            ),
+            None => None,
+        };
+        let (role, permissions) = decode_role(&row.role, row.custom_role_id, custom.as_deref())?;
+        // A token cannot do more than its creator can today: if the creator lost access, so does the token.
+        let creator = IdentityId::from_uuid(row.created_by);
+        let creator_row: Option<RoleRow> = sqlx::query_as(
+            "SELECT m.role, m.custom_role_id, r.permissions AS custom_permissions
+               FROM memberships m
+               LEFT JOIN custom_roles r
+                 ON r.environment_id = m.environment_id AND r.role_id = m.custom_role_id
+              WHERE m.environment_id = $1 AND m.identity_id = $2",
+        )
+        .bind(row.environment_id)
+        .bind(row.created_by)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some(creator_row) = creator_row else {
+            return Err(StoreError::NotFound);
+        };
+        let (_, creator_perms) = creator_row.resolve()?;
+        if row
+            .last_used_at
+            .is_none_or(|t| now - t > time::Duration::minutes(1))
+        {
+            sqlx::query("UPDATE api_tokens SET last_used_at = $3 WHERE environment_id = $1 AND token_id = $2")
+                .bind(row.environment_id)
+                .bind(row.token_id)
+                .bind(now)
+                .execute(&mut *tx)
+                .await?;
+        }
+        let caller = Caller {
+            environment_id: environment,
+            actor: Actor::ApiToken {
+                token_id: ApiTokenId::from_uuid(row.token_id),
+                created_by: creator,
+            },
+            role,
+            permissions: permissions.intersection(creator_perms),
+        };
+        TenantTx::start(tx, caller, meta).await
+    }
+
+    /// Context for creating a new environment: the creator becomes its owner in this
+    /// transaction (the schema refuses to commit an environment without one).
+    pub async fn new_environment(
+        &self,
+        environment: EnvironmentId,
+        creator: IdentityId,
+        meta: RequestMeta,
+    ) -> Result<TenantTx, StoreError> {
+        let tx = self.begin().await?;
+        let caller = Caller {
+            environment_id: environment,
+            actor: Actor::Identity(creator),
+            role: RoleRef::Builtin(BuiltinRole::Owner),
+            permissions: BuiltinRole::Owner.permissions(),
+        };
+        TenantTx::start(tx, caller, meta).await
+    }
+
+    /// Background and operator work inside one environment (CLI, jobs): acts as `System`
+    /// with the given permissions.
+    pub async fn tenant_as_system(
+        &self,
+        environment: EnvironmentId,
+        permissions: PermissionSet,
+        meta: RequestMeta,
+    ) -> Result<TenantTx, StoreError> {
+        let tx = self.begin().await?;
+        let caller = Caller {
+            environment_id: environment,
+            actor: Actor::System,
+            role: RoleRef::Builtin(BuiltinRole::Admin),
+            permissions,
+        };
+        TenantTx::start(tx, caller, meta).await
+    }
+}
+
+async fn set_context(
+    tx: &mut PgConnection,
+    environment: Option<EnvironmentId>,
+    identity: Option<IdentityId>,
+    permissions: PermissionSet,
+    project: Option<ProjectId>,
+) -> Result<(), StoreError> {
+    sqlx::query(
+        "SELECT set_config('portcullis.environment_id', $1, true),
+                set_config('portcullis.identity_id', $2, true),
+                set_config('portcullis.permissions', $3, true),
+                set_config('portcullis.project_id', $4, true)",
+    )
+    .bind(environment.map(|e| e.to_string()).unwrap_or_default())
+    .bind(identity.map(|i| i.to_string()).unwrap_or_default())
+    .bind(permissions.to_setting())
+    .bind(project.map(|p| p.to_string()).unwrap_or_default())
+    .execute(tx)
+    .await?;
+    Ok(())
+}
+
+/// A transaction bound to one environment and one verified caller.
+#[derive(Debug)]
+pub struct TenantTx {
+    tx: Transaction<'static, Postgres>,
+    caller: Caller,
+    meta: RequestMeta,
+    project: Option<(ProjectId, PermissionSet)>,
+}
+
+impl TenantTx {
+    async fn start(
+        mut tx: Transaction<'static, Postgres>,
+        caller: Caller,
+        meta: RequestMeta,
+    ) -> Result<TenantTx, StoreError> {
+        set_context(
+            &mut tx,
+            Some(caller.environment_id),
+            caller.actor.identity(),
+            caller.permissions,
+            None,
+        )
+        .await?;
+        Ok(TenantTx {
+            tx,
+            caller,
+            meta,
+            project: None,
+        })
+    }
+
+    pub fn caller(&self) -> &Caller {
+        &self.caller
+    }
+
+    pub fn environment_id(&self) -> EnvironmentId {
+        self.caller.environment_id
+    }
+
+    pub fn meta(&self) -> &RequestMeta {
+        &self.meta
+    }
+
+    /// Permissions in force: the project's effective set inside a project, else the
+    /// environment role's.
+    pub fn permissions(&self) -> PermissionSet {
+        self.project.map_or(self.caller.permissions, |(_, p)| p)
+    }
+
+    /// Service-layer permission check (R8, second layer).
+    pub fn require(&self, permission: Permission) -> Result<(), StoreError> {
+        if self.permissions().contains(permission) {
+            Ok(())
+        } else {
+            Err(StoreError::Forbidden(permission))
+        }
+    }
+
+    /// Narrows the transaction to one project: effective permissions become the environment
+    /// role's plus the caller's project grant (R3), and the database policies see only that
+    /// project. `NotFound` if the project does not exist in this environment.
+    pub async fn enter_project(&mut self, project: ProjectId) -> Result<PermissionSet, StoreError> {
+        #[derive(sqlx::FromRow)]
+        struct Row {
+            role: Option<String>,
+            custom_role_id: Option<Uuid>,
+            custom_permissions: Option<Vec<String>>,
+        }
+        let identity = self.caller.actor.identity().map(|i| i.as_uuid());
+        let row: Option<Row> = sqlx::query_as(
+            "SELECT g.role, g.custom_role_id, r.permissions AS custom_permissions
+               FROM projects p
+               LEFT JOIN project_grants g
+                 ON g.environment_id = p.environment_id AND g.project_id = p.project_id AND g.identity_id = $3
+               LEFT JOIN custom_roles r
+                 ON r.environment_id = g.environment_id AND r.role_id = g.custom_role_id
+              WHERE p.environment_id = $1 AND p.project_id = $2",
+        )
+        .bind(self.caller.environment_id.as_uuid())
+        .bind(project.as_uuid())
+        .bind(identity)
+        .fetch_optional(&mut *self.tx)
+        .await?;
+        let row = row.ok_or(StoreError::NotFound)?;
+        let granted = match &row.role {
+            Some(role) => {
+                decode_role(role, row.custom_role_id, row.custom_permissions.as_deref())?.1
+            }
+            None => PermissionSet::EMPTY,
+        };
+        let effective = self.caller.permissions.union(granted.project_scoped());
+        set_context(
+            &mut self.tx,
+            Some(self.caller.environment_id),
+            self.caller.actor.identity(),
+            effective,
+            Some(project),
+        )
+        .await?;
+        self.project = Some((project, effective));
+        Ok(effective)
+    }
+
+    pub(crate) fn conn(&mut self) -> &mut PgConnection {
+        &mut self.tx
+    }
+
+    pub async fn commit(self) -> Result<(), StoreError> {
+        self.tx.commit().await?;
+        Ok(())
+    }
+}
+
+/// A transaction without tenant context: sign-up, login, sessions, invitation acceptance,
+/// and listing an identity's own environments.
+#[derive(Debug)]
+pub struct AuthTx {
+    tx: Transaction<'static, Postgres>,
+    meta: RequestMeta,
+}
+
+impl AuthTx {
+    pub(crate) fn conn(&mut self) -> &mut PgConnection {
+        &mut self.tx
+    }
+
+    pub fn meta(&self) -> &RequestMeta {
+        &self.meta
+    }
+
+    pub(crate) async fn set(&mut self, name: &str, value: &str) -> Result<(), StoreError> {
+        sqlx::query("SELECT set_config($1, $2, true)")
+            .bind(name)
+            .bind(value)
+            .execute(&mut *self.tx)
+            .await?;
+        Ok(())
+    }
+
+    /// Act as `identity` (after its credentials were verified).
+    pub async fn act_as(&mut self, identity: IdentityId) -> Result<(), StoreError> {
+        self.set("portcullis.identity_id", &identity.to_string())
+            .await
+    }
+
+    pub async fn commit(self) -> Result<(), StoreError> {
+        self.tx.commit().await?;
+        Ok(())
+    }
+
+    /// Turns this transaction into a tenant transaction for `environment`, for flows that
+    /// verify membership themselves in the same transaction (invitation acceptance).
+    pub(crate) async fn into_tenant(mut self, caller: Caller) -> Result<TenantTx, StoreError> {
+        self.set("portcullis.token_hash", "").await?;
+        self.set("portcullis.login_email", "").await?;
+        TenantTx::start(self.tx, caller, self.meta).await
+    }
+}

@@ -1,0 +1,431 @@
+//! Tenant isolation at the database layer, attacked directly (controls T1, T2, T3, T7, L2, R1, R8).
+
+use portcullis_core::{BuiltinRole, DocumentId, EnvironmentId, IdentityId, ProjectId, RoleRef};
+use portcullis_store::queries::{documents, environments, identities, members, projects};
+use portcullis_store::testing::TestDb;
+use portcullis_store::{catalog, RequestMeta, Store, StoreError};
+use sqlx::{Connection, Row};
+use time::OffsetDateTime;
+
+struct Tenant {
+    env: EnvironmentId,
+    owner: IdentityId,
+    project: ProjectId,
+    document: DocumentId,
+}
+
+async fn identity(store: &Store, email: &str) -> IdentityId {
+    let id = IdentityId::new();
+    let mut tx = store.auth(RequestMeta::default()).await.unwrap();
+    identities::create(
+        &mut tx,
+        id,
+        email,
+        "Test",
+        "$argon2id$fake",
+        OffsetDateTime::now_utc(),
+    )
+    .await
+    .unwrap();
+    tx.commit().await.unwrap();
+    id
+}
+
+async fn tenant(store: &Store, name: &str) -> Tenant {
+    let owner = identity(store, &format!("owner@{name}.test")).await;
+    let env = EnvironmentId::new();
+    let now = OffsetDateTime::now_utc();
+    let mut tx = store
+        .new_environment(env, owner, RequestMeta::default())
+        .await
+        .unwrap();
+    environments::create(&mut tx, name, "eu-central", owner, now)
+        .await
+        .unwrap();
+    let project = ProjectId::new();
+    projects::create(&mut tx, project, "p", owner.as_uuid(), now)
+        .await
+        .unwrap();
+    let document = DocumentId::new();
+    tx.enter_project(project).await.unwrap();
+    documents::create(
+        &mut tx,
+        document,
+        project,
+        &format!("{name} secret"),
+        "body",
+        owner.as_uuid(),
+        now,
+    )
+    .await
+    .unwrap();
+    tx.commit().await.unwrap();
+    Tenant {
+        env,
+        owner,
+        project,
+        document,
+    }
+}
+
+/// Control T7: the freshly migrated schema passes every boot check.
+#[tokio::test]
+async fn t7_catalog_checks_pass_on_a_fresh_schema() {
+    let db = TestDb::new().await;
+    let mut conn = db.runtime_conn().await;
+    let checks = catalog::run(&mut conn).await.unwrap();
+    assert!(checks.len() >= 10);
+    let failed = catalog::failures(&checks);
+    assert!(failed.is_empty(), "{failed:#?}");
+}
+
+/// Control T7: dropping a policy, disabling FORCE, adding a permissive policy, a definer
+/// function or an owner-rights view are each reported.
+#[tokio::test]
+async fn t7_catalog_check_reports_a_weakened_schema() {
+    let cases: &[(&str, &str)] = &[
+        (
+            "DROP POLICY documents_read_permission ON documents",
+            "documents_read_permission is missing",
+        ),
+        (
+            "ALTER TABLE projects NO FORCE ROW LEVEL SECURITY",
+            "projects (enabled: true, forced: false)",
+        ),
+        (
+            "CREATE POLICY leak ON documents FOR SELECT TO portcullis_app USING (true)",
+            "unexpected policy leak",
+        ),
+        (
+            "CREATE FUNCTION public.peek() RETURNS int LANGUAGE sql SECURITY DEFINER AS 'SELECT 1'",
+            "public.peek is SECURITY DEFINER",
+        ),
+        (
+            "CREATE VIEW doc_titles AS SELECT title FROM documents",
+            "view doc_titles runs as its owner",
+        ),
+        (
+            "CREATE TABLE notes (id uuid PRIMARY KEY)",
+            "notes is neither a tenant nor a global table",
+        ),
+        ("ALTER ROLE portcullis_app BYPASSRLS", "has BYPASSRLS"),
+        (
+            "GRANT UPDATE ON audit_log TO portcullis_app",
+            "runtime role may UPDATE audit_log",
+        ),
+        (
+            "ALTER TABLE audit_log DISABLE TRIGGER audit_log_no_truncate",
+            "1 of 2 append-only triggers",
+        ),
+    ];
+    for (sql, expected) in cases {
+        let db = TestDb::new().await;
+        let mut admin = db.admin_conn().await;
+        sqlx::query(sql).execute(&mut admin).await.unwrap();
+        let mut conn = db.runtime_conn().await;
+        let checks = catalog::run(&mut conn).await.unwrap();
+        let details: Vec<String> = catalog::failures(&checks)
+            .iter()
+            .map(|c| c.detail.clone())
+            .collect();
+        // Roles are cluster-wide: undo before asserting so other tests are unaffected.
+        sqlx::query("ALTER ROLE portcullis_app NOBYPASSRLS")
+            .execute(&mut admin)
+            .await
+            .unwrap();
+        assert!(
+            details.iter().any(|d| d.contains(expected)),
+            "{sql}: expected {expected:?} in {details:#?}"
+        );
+    }
+}
+
+/// Control T2: an application query that forgets its tenant filter still only sees the
+/// current tenant's rows, because row-level security adds it.
+#[tokio::test]
+async fn t2_query_without_tenant_filter_sees_only_current_tenant() {
+    let db = TestDb::new().await;
+    let store = db.store().await;
+    let a = tenant(&store, "alpha").await;
+    let b = tenant(&store, "beta").await;
+
+    let mut conn = db.runtime_conn().await;
+    let mut tx = conn.begin().await.unwrap();
+    sqlx::query("SELECT set_config('portcullis.environment_id', $1, true), set_config('portcullis.permissions', 'documents.read', true)")
+        .bind(a.env.to_string())
+        .execute(&mut *tx)
+        .await
+        .unwrap();
+    // The "bug": no WHERE environment_id = ... at all.
+    let titles: Vec<String> = sqlx::query_scalar("SELECT title FROM documents")
+        .fetch_all(&mut *tx)
+        .await
+        .unwrap();
+    assert_eq!(titles, vec!["alpha secret".to_owned()]);
+    let envs: i64 = sqlx::query_scalar("SELECT count(*) FROM environments")
+        .fetch_one(&mut *tx)
+        .await
+        .unwrap();
+    assert_eq!(envs, 1);
+    // Asking for B's row by id finds nothing.
+    let found: Option<String> =
+        sqlx::query_scalar("SELECT title FROM documents WHERE document_id = $1")
+            .bind(b.document.as_uuid())
+            .fetch_optional(&mut *tx)
+            .await
+            .unwrap();
+    assert_eq!(found, None);
+    // Writing into B fails.
+    let err = sqlx::query("INSERT INTO projects (environment_id, project_id, name, created_by, created_at) VALUES ($1, $2, 'x', $3, now())")
+        .bind(b.env.as_uuid())
+        .bind(ProjectId::new().as_uuid())
+        .bind(b.owner.as_uuid())
+        .execute(&mut *tx)
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("row-level security"), "{err}");
+}
+
+/// Control T2: with no context at all the runtime role sees nothing and cannot write.
+#[tokio::test]
+async fn t2_no_context_fails_closed() {
+    let db = TestDb::new().await;
+    let store = db.store().await;
+    let a = tenant(&store, "alpha").await;
+    let mut conn = db.runtime_conn().await;
+    for table in catalog::TENANT_TABLES.iter().chain(catalog::GLOBAL_TABLES) {
+        if *table == "installation" {
+            continue; // deliberately readable: holds only whether setup happened
+        }
+        let n: i64 = sqlx::query_scalar(&format!("SELECT count(*) FROM {table}"))
+            .fetch_one(&mut conn)
+            .await
+            .unwrap();
+        assert_eq!(n, 0, "{table} leaked rows without context");
+    }
+    let err = sqlx::query("INSERT INTO projects (environment_id, project_id, name, created_by, created_at) VALUES ($1, $2, 'x', $3, now())")
+        .bind(a.env.as_uuid())
+        .bind(ProjectId::new().as_uuid())
+        .bind(a.owner.as_uuid())
+        .execute(&mut conn)
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("row-level security"), "{err}");
+    // The role cannot switch RLS off for itself.
+    let err = sqlx::query("SET row_security = off; SELECT count(*) FROM documents")
+        .execute(&mut conn)
+        .await;
+    let n: i64 = sqlx::query_scalar("SELECT count(*) FROM documents")
+        .fetch_one(&mut conn)
+        .await
+        .unwrap();
+    assert!(err.is_err() || n == 0);
+}
+
+/// Control T3: a row can never reference another tenant's row, even written by the
+/// superuser, which bypasses RLS.
+#[tokio::test]
+async fn t3_composite_foreign_keys_refuse_cross_tenant_references() {
+    let db = TestDb::new().await;
+    let store = db.store().await;
+    let a = tenant(&store, "alpha").await;
+    let b = tenant(&store, "beta").await;
+    let mut admin = db.admin_conn().await;
+    let err = sqlx::query(
+        "INSERT INTO documents (environment_id, document_id, project_id, title, body, created_by, created_at, updated_at)
+         VALUES ($1, $2, $3, 't', 'b', $4, now(), now())",
+    )
+    .bind(a.env.as_uuid())
+    .bind(DocumentId::new().as_uuid())
+    .bind(b.project.as_uuid())
+    .bind(a.owner.as_uuid())
+    .execute(&mut admin)
+    .await
+    .unwrap_err();
+    assert!(err.to_string().contains("foreign key"), "{err}");
+    // A grant for a member of A on a project of B.
+    let err = sqlx::query(
+        "INSERT INTO project_grants (environment_id, project_id, identity_id, role, created_at, updated_at)
+         VALUES ($1, $2, $3, 'viewer', now(), now())",
+    )
+    .bind(b.env.as_uuid())
+    .bind(b.project.as_uuid())
+    .bind(a.owner.as_uuid())
+    .execute(&mut admin)
+    .await
+    .unwrap_err();
+    assert!(err.to_string().contains("foreign key"), "{err}");
+}
+
+/// Control L2: the audit log refuses UPDATE, DELETE and TRUNCATE, even from the superuser.
+#[tokio::test]
+async fn l2_audit_log_is_append_only() {
+    let db = TestDb::new().await;
+    let store = db.store().await;
+    let a = tenant(&store, "alpha").await;
+    let mut tx = store
+        .tenant_as_identity(a.env, a.owner, RequestMeta::default())
+        .await
+        .unwrap();
+    tx.audit(portcullis_store::AuditEvent::success(
+        "project.created",
+        "project",
+        a.project,
+    ))
+    .await
+    .unwrap();
+    tx.commit().await.unwrap();
+    let mut admin = db.admin_conn().await;
+    for sql in [
+        "UPDATE audit_log SET action = 'x.y'",
+        "DELETE FROM audit_log",
+        "TRUNCATE audit_log",
+    ] {
+        let err = sqlx::query(sql).execute(&mut admin).await.unwrap_err();
+        assert!(err.to_string().contains("append-only"), "{sql}: {err}");
+    }
+    let mut rt = db.runtime_conn().await;
+    let err = sqlx::query("DELETE FROM audit_log")
+        .execute(&mut rt)
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("permission denied"), "{err}");
+}
+
+/// Control R1: exactly one owner per environment, enforced by the database.
+#[tokio::test]
+async fn r1_exactly_one_owner_is_enforced_by_the_database() {
+    let db = TestDb::new().await;
+    let store = db.store().await;
+    let a = tenant(&store, "alpha").await;
+    let second = identity(&store, "second@alpha.test").await;
+    let now = OffsetDateTime::now_utc();
+
+    // A second owner.
+    let mut tx = store
+        .tenant_as_identity(a.env, a.owner, RequestMeta::default())
+        .await
+        .unwrap();
+    let err = members::add(&mut tx, second, RoleRef::Builtin(BuiltinRole::Owner), now)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::Conflict(_)), "{err:?}");
+    drop(tx);
+
+    // No owner at all (demotion without transfer): refused at commit.
+    let mut tx = store
+        .tenant_as_identity(a.env, a.owner, RequestMeta::default())
+        .await
+        .unwrap();
+    members::set_role(&mut tx, a.owner, RoleRef::Builtin(BuiltinRole::Admin), now)
+        .await
+        .unwrap();
+    let err = tx.commit().await.unwrap_err();
+    assert!(matches!(err, StoreError::Conflict(_)), "{err:?}");
+
+    // Transfer: demote then promote in one transaction commits.
+    let mut tx = store
+        .tenant_as_identity(a.env, a.owner, RequestMeta::default())
+        .await
+        .unwrap();
+    members::add(&mut tx, second, RoleRef::Builtin(BuiltinRole::Viewer), now)
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+    let mut tx = store
+        .tenant_as_identity(a.env, a.owner, RequestMeta::default())
+        .await
+        .unwrap();
+    members::set_role(&mut tx, a.owner, RoleRef::Builtin(BuiltinRole::Admin), now)
+        .await
+        .unwrap();
+    members::set_role(&mut tx, second, RoleRef::Builtin(BuiltinRole::Owner), now)
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+    let mut admin = db.admin_conn().await;
+    let owners: Vec<uuid::Uuid> = sqlx::query(
+        "SELECT identity_id FROM memberships WHERE environment_id = $1 AND role = 'owner'",
+    )
+    .bind(a.env.as_uuid())
+    .fetch_all(&mut admin)
+    .await
+    .unwrap()
+    .iter()
+    .map(|r| r.get(0))
+    .collect();
+    assert_eq!(owners, vec![second.as_uuid()]);
+}
+
+/// Control R8 (database layer): even inside the right tenant, a transaction whose caller
+/// lacks documents.write cannot insert, and a project-scoped one cannot touch other projects.
+#[tokio::test]
+async fn r8_document_policies_check_permissions() {
+    let db = TestDb::new().await;
+    let store = db.store().await;
+    let a = tenant(&store, "alpha").await;
+    let mut conn = db.runtime_conn().await;
+    let insert = "INSERT INTO documents (environment_id, document_id, project_id, title, body, created_by, created_at, updated_at)
+                  VALUES ($1, $2, $3, 't', 'b', $4, now(), now())";
+    let mut tx = conn.begin().await.unwrap();
+    sqlx::query("SELECT set_config('portcullis.environment_id', $1, true), set_config('portcullis.permissions', 'documents.read', true)")
+        .bind(a.env.to_string())
+        .execute(&mut *tx)
+        .await
+        .unwrap();
+    let err = sqlx::query(insert)
+        .bind(a.env.as_uuid())
+        .bind(DocumentId::new().as_uuid())
+        .bind(a.project.as_uuid())
+        .bind(a.owner.as_uuid())
+        .execute(&mut *tx)
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("row-level security"), "{err}");
+    tx.rollback().await.unwrap();
+
+    // Narrowed to another project: the document in `a.project` is invisible and untouchable.
+    let mut tx = conn.begin().await.unwrap();
+    sqlx::query("SELECT set_config('portcullis.environment_id', $1, true), set_config('portcullis.permissions', 'documents.read,documents.write,documents.delete', true), set_config('portcullis.project_id', $2, true)")
+        .bind(a.env.to_string())
+        .bind(ProjectId::new().to_string())
+        .execute(&mut *tx)
+        .await
+        .unwrap();
+    let deleted = sqlx::query("DELETE FROM documents")
+        .execute(&mut *tx)
+        .await
+        .unwrap()
+        .rows_affected();
+    assert_eq!(deleted, 0);
+    let seen: i64 = sqlx::query_scalar("SELECT count(*) FROM documents")
+        .fetch_one(&mut *tx)
+        .await
+        .unwrap();
+    assert_eq!(seen, 0);
+}
+
+/// Control T1: entering an environment requires a membership; a non-member gets NotFound.
+#[tokio::test]
+async fn t1_tenant_tx_requires_membership() {
+    let db = TestDb::new().await;
+    let store = db.store().await;
+    let a = tenant(&store, "alpha").await;
+    let b = tenant(&store, "beta").await;
+    let err = store
+        .tenant_as_identity(b.env, a.owner, RequestMeta::default())
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::NotFound), "{err:?}");
+    // And inside A, B's project is not found.
+    let mut tx = store
+        .tenant_as_identity(a.env, a.owner, RequestMeta::default())
+        .await
+        .unwrap();
+    let err = tx.enter_project(b.project).await.unwrap_err();
+    assert!(matches!(err, StoreError::NotFound), "{err:?}");
+    let err = documents::get(&mut tx, a.project, b.document)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::NotFound), "{err:?}");
+}
