@@ -24,7 +24,9 @@ pub struct PasswordHasher {
 
 impl std::fmt::Debug for PasswordHasher {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("PasswordHasher").field("params", self.argon.params()).finish()
+        f.debug_struct("PasswordHasher")
+            .field("params", self.argon.params())
+            .finish()
     }
 }
 
@@ -36,7 +38,10 @@ impl PasswordHasher {
         let params = Params::new(memory_kib, iterations, 1, None)
             .map_err(|e| PasswordError::Params(e.to_string()))?;
         let argon = Argon2::new(Algorithm::Argon2id, Version::V0x13, params);
-        let mut hasher = PasswordHasher { argon, dummy: String::new() };
+        let mut hasher = PasswordHasher {
+            argon,
+            dummy: String::new(),
+        };
         let (random, _) = crate::token::generate(crate::token::TokenKind::Setup);
         hasher.dummy = hasher.hash(random.expose())?;
         Ok(hasher)
@@ -53,7 +58,10 @@ impl PasswordHasher {
     /// True only for the right password. A malformed stored hash verifies as false.
     pub fn verify(&self, password: &str, stored: &str) -> bool {
         match PasswordHash::new(stored) {
-            Ok(parsed) => self.argon.verify_password(password.as_bytes(), &parsed).is_ok(),
+            Ok(parsed) => self
+                .argon
+                .verify_password(password.as_bytes(), &parsed)
+                .is_ok(),
             Err(_) => false,
         }
     }

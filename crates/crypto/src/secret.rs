@@ -31,7 +31,6 @@ impl fmt::Debug for Secret {
     }
 }
 
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -43,9 +43,9 @@ impl TokenKind {
     /// Which kind a presented token claims to be; `None` for anything not shaped like ours.
     pub fn of(token: &str) -> Option<TokenKind> {
         TokenKind::ALL.iter().copied().find(|k| {
-            token
-                .strip_prefix(k.prefix())
-                .is_some_and(|rest| rest.len() == encoded_len() && rest.bytes().all(|b| ALPHABET.contains(&b)))
+            token.strip_prefix(k.prefix()).is_some_and(|rest| {
+                rest.len() == encoded_len() && rest.bytes().all(|b| ALPHABET.contains(&b))
+            })
         })
     }
 }

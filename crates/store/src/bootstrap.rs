@@ -61,6 +61,49 @@ fn quote_literal(s: &str) -> String {
     format!("'{}'", s.replace('\'', "''"))
 }
 
+/// Connection options for both roles, touching nothing.
+pub fn options(target: &DatabaseTarget) -> Result<Bootstrap, StoreError> {
+    match target {
+        DatabaseTarget::Superuser {
+            admin_url,
+            database,
+        } => {
+            let admin = parse(admin_url, "admin")?;
+            Ok(Bootstrap {
+                owner: admin.clone().username(OWNER_ROLE).database(database),
+                runtime: admin.username(RUNTIME_ROLE).database(database),
+            })
+        }
+        DatabaseTarget::Existing {
+            owner_url,
+            runtime_url,
+            runtime_password,
+        } => {
+            let owner = parse(owner_url, "owner")?;
+            let runtime =
+                runtime_options(&owner, runtime_url.as_deref(), runtime_password.as_deref())?;
+            Ok(Bootstrap { owner, runtime })
+        }
+    }
+}
+
+fn runtime_options(
+    owner: &PgConnectOptions,
+    runtime_url: Option<&str>,
+    password: Option<&str>,
+) -> Result<PgConnectOptions, StoreError> {
+    match runtime_url {
+        Some(url) => parse(url, "runtime"),
+        None => {
+            let o = owner.clone().username(RUNTIME_ROLE);
+            Ok(match password {
+                Some(p) => o.password(p),
+                None => o,
+            })
+        }
+    }
+}
+
 /// Creates the roles if missing, applies migrations as the owner, and returns options for
 /// both roles.
 pub async fn prepare(target: &DatabaseTarget) -> Result<Bootstrap, StoreError> {
@@ -89,16 +132,8 @@ pub async fn prepare(target: &DatabaseTarget) -> Result<Bootstrap, StoreError> {
             ensure_roles(&mut conn, false, runtime_password.as_deref()).await?;
             conn.close().await?;
             migrate(&owner).await?;
-            let runtime = match runtime_url {
-                Some(url) => parse(url, "runtime")?,
-                None => {
-                    let o = owner.clone().username(RUNTIME_ROLE);
-                    match runtime_password {
-                        Some(p) => o.password(p),
-                        None => o,
-                    }
-                }
-            };
+            let runtime =
+                runtime_options(&owner, runtime_url.as_deref(), runtime_password.as_deref())?;
             Ok(Bootstrap { owner, runtime })
         }
     }

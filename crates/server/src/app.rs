@@ -1,0 +1,67 @@
+use std::time::Duration;
+
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::StatusCode;
+use axum::response::IntoResponse;
+use axum::routing::get;
+use axum::Router;
+
+use crate::error::ApiError;
+use crate::state::AppState;
+use crate::{headers, middleware, routes};
+
+/// Limits applied to every request.
+#[derive(Clone, Copy, Debug)]
+pub struct Limits {
+    pub max_body_bytes: usize,
+    pub request_timeout: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_body_bytes: 2 * 1024 * 1024,
+            request_timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+/// The OpenAPI 3.1 document for the API.
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    routes::api().split_for_parts().1
+}
+
+/// The whole application: API, health probes and the OpenAPI document, with hardening
+/// middleware on every response.
+pub fn router(state: AppState, limits: Limits) -> Router {
+    let (api, spec) = routes::api().split_for_parts();
+    let spec = std::sync::Arc::new(spec);
+    let timeout = limits.request_timeout;
+    Router::new()
+        .merge(api)
+        .route(
+            "/v1/openapi.json",
+            get(move || {
+                let spec = spec.clone();
+                async move { axum::Json(spec.as_ref().clone()) }
+            }),
+        )
+        .route("/healthz", get(|| async { "ok" }))
+        .route("/readyz", get(readyz))
+        .fallback(middleware::not_found)
+        .with_state(state)
+        .layer(DefaultBodyLimit::max(limits.max_body_bytes))
+        .layer(axum::middleware::from_fn(move |req, next| {
+            middleware::timeout(timeout, req, next)
+        }))
+        .layer(axum::middleware::from_fn(headers::security_headers))
+        .layer(axum::middleware::from_fn(middleware::request_id))
+}
+
+/// Ready only when the database answers.
+async fn readyz(State(state): State<AppState>) -> axum::response::Response {
+    match state.store().ping().await {
+        Ok(()) => (StatusCode::OK, "ready").into_response(),
+        Err(e) => ApiError::Unavailable(e.to_string()).into_response(),
+    }
+}

@@ -1,0 +1,348 @@
+//! Typed configuration: a TOML file, then `PORTCULLIS_<SECTION>__<KEY>` environment
+//! overrides. Every key is documented in `portcullis.example.toml`; unknown keys are errors.
+
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// Where Portcullis keeps its files: the provisioned database, generated TLS material.
+    pub data_dir: Option<PathBuf>,
+    pub server: ServerConfig,
+    pub database: DatabaseConfig,
+    pub auth: AuthConfig,
+    pub log: LogConfig,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerConfig {
+    pub listen: String,
+    /// `false` only behind a TLS-terminating proxy on a trusted network.
+    pub tls: bool,
+    pub cert_file: Option<PathBuf>,
+    pub key_file: Option<PathBuf>,
+    pub max_body_bytes: usize,
+    pub request_timeout_seconds: u64,
+    pub shutdown_grace_seconds: u64,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            listen: "127.0.0.1:8443".into(),
+            tls: true,
+            cert_file: None,
+            key_file: None,
+            max_body_bytes: 2 * 1024 * 1024,
+            request_timeout_seconds: 30,
+            shutdown_grace_seconds: 20,
+        }
+    }
+}
+
+#[derive(Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DatabaseConfig {
+    /// Owner-role URL of an existing database. Unset: provision a private cluster.
+    pub url: Option<String>,
+    /// File holding the owner-role URL (preferred over `url` for secrets).
+    pub url_file: Option<PathBuf>,
+    /// Runtime-role URL; derived from the owner URL with user `portcullis_app` when unset.
+    pub runtime_url: Option<String>,
+    pub runtime_url_file: Option<PathBuf>,
+    /// File holding the runtime role's password (set on the role at migration time).
+    pub runtime_password_file: Option<PathBuf>,
+    pub max_connections: u32,
+    /// Directory with `initdb`/`pg_ctl` for the provisioned cluster; discovered when unset.
+    pub postgres_bin_dir: Option<PathBuf>,
+}
+
+impl std::fmt::Debug for DatabaseConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DatabaseConfig")
+            .field("url", &self.url.as_ref().map(|_| "[redacted]"))
+            .field("url_file", &self.url_file)
+            .field(
+                "runtime_url",
+                &self.runtime_url.as_ref().map(|_| "[redacted]"),
+            )
+            .field("max_connections", &self.max_connections)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Default for DatabaseConfig {
+    fn default() -> Self {
+        DatabaseConfig {
+            url: None,
+            url_file: None,
+            runtime_url: None,
+            runtime_url_file: None,
+            runtime_password_file: None,
+            max_connections: 16,
+            postgres_bin_dir: None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuthConfig {
+    /// Whether anyone may create an account with `POST /v1/auth/signup`.
+    pub open_signup: bool,
+    pub session_ttl_hours: u32,
+    pub invitation_ttl_hours: u32,
+    /// Failed logins before an account backs off (doubling from 1 s, capped at 15 min).
+    pub lockout_threshold: u32,
+    pub password_memory_kib: u32,
+    pub password_iterations: u32,
+}
+
+impl Default for AuthConfig {
+    fn default() -> Self {
+        AuthConfig {
+            open_signup: true,
+            session_ttl_hours: 12,
+            invitation_ttl_hours: 72,
+            lockout_threshold: 5,
+            password_memory_kib: portcullis_crypto::PasswordHasher::DEFAULT_MEMORY_KIB,
+            password_iterations: portcullis_crypto::PasswordHasher::DEFAULT_ITERATIONS,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogConfig {
+    /// `human` or `json`.
+    pub format: LogFormat,
+    /// A tracing filter, e.g. `info` or `portcullis=debug,sqlx=warn`.
+    pub level: String,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        LogConfig {
+            format: LogFormat::Human,
+            level: "info".into(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Human,
+    Json,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read configuration file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("invalid configuration in {origin}: {message}")]
+    Invalid { origin: String, message: String },
+    #[error("cannot read secret file {path} (from {key}): {source}")]
+    SecretFile {
+        key: &'static str,
+        path: PathBuf,
+        source: std::io::Error,
+    },
+}
+
+pub const ENV_PREFIX: &str = "PORTCULLIS_";
+
+impl Config {
+    /// Loads `path` (if given) and applies environment overrides from `vars`.
+    pub fn load(
+        path: Option<&Path>,
+        vars: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Config, ConfigError> {
+        let mut table = match path {
+            Some(p) => {
+                let text = std::fs::read_to_string(p).map_err(|source| ConfigError::Read {
+                    path: p.to_owned(),
+                    source,
+                })?;
+                text.parse::<toml::Table>()
+                    .map_err(|e| ConfigError::Invalid {
+                        origin: p.display().to_string(),
+                        message: e.to_string(),
+                    })?
+            }
+            None => toml::Table::new(),
+        };
+        let mut origin = path.map_or_else(|| "defaults".to_owned(), |p| p.display().to_string());
+        for (name, value) in vars {
+            let Some(rest) = name.strip_prefix(ENV_PREFIX) else {
+                continue;
+            };
+            let path: Vec<String> = rest.split("__").map(|s| s.to_ascii_lowercase()).collect();
+            if path.iter().any(String::is_empty) || rest == "TEST_DATABASE_URL" {
+                continue;
+            }
+            origin = format!("{origin} + environment");
+            set_path(&mut table, &path, scalar(&value)).map_err(|message| {
+                ConfigError::Invalid {
+                    origin: format!("environment variable {name}"),
+                    message,
+                }
+            })?;
+        }
+        Config::deserialize(toml::Value::Table(table)).map_err(|e| ConfigError::Invalid {
+            origin,
+            message: e.to_string(),
+        })
+    }
+
+    pub fn data_dir(&self) -> PathBuf {
+        self.data_dir
+            .clone()
+            .unwrap_or_else(|| PathBuf::from(".portcullis"))
+    }
+
+    /// The owner URL, from `url_file` or `url`.
+    pub fn database_url(&self) -> Result<Option<String>, ConfigError> {
+        secret(
+            self.database.url_file.as_deref(),
+            self.database.url.as_deref(),
+            "database.url_file",
+        )
+    }
+
+    pub fn runtime_url(&self) -> Result<Option<String>, ConfigError> {
+        secret(
+            self.database.runtime_url_file.as_deref(),
+            self.database.runtime_url.as_deref(),
+            "database.runtime_url_file",
+        )
+    }
+
+    pub fn runtime_password(&self) -> Result<Option<String>, ConfigError> {
+        secret(
+            self.database.runtime_password_file.as_deref(),
+            None,
+            "database.runtime_password_file",
+        )
+    }
+}
+
+fn secret(
+    file: Option<&Path>,
+    inline: Option<&str>,
+    key: &'static str,
+) -> Result<Option<String>, ConfigError> {
+    match file {
+        Some(path) => std::fs::read_to_string(path)
+            .map(|s| Some(s.trim_end_matches(['\n', '\r']).to_owned()))
+            .map_err(|source| ConfigError::SecretFile {
+                key,
+                path: path.to_owned(),
+                source,
+            }),
+        None => Ok(inline.map(str::to_owned)),
+    }
+}
+
+/// Environment values are typed like TOML scalars when they parse as one (`true`, `8`), else strings.
+fn scalar(value: &str) -> toml::Value {
+    if let Ok(b) = value.parse::<bool>() {
+        return toml::Value::Boolean(b);
+    }
+    if let Ok(i) = value.parse::<i64>() {
+        return toml::Value::Integer(i);
+    }
+    toml::Value::String(value.to_owned())
+}
+
+fn set_path(table: &mut toml::Table, path: &[String], value: toml::Value) -> Result<(), String> {
+    match path {
+        [] => Err("empty key".into()),
+        [key] => {
+            table.insert(key.clone(), value);
+            Ok(())
+        }
+        [head, rest @ ..] => {
+            let entry = table
+                .entry(head.clone())
+                .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+            match entry {
+                toml::Value::Table(t) => set_path(t, rest, value),
+                _ => Err(format!("`{head}` is not a section")),
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_and_env_overrides() {
+        let c = Config::load(
+            None,
+            vec![
+                (
+                    "PORTCULLIS_SERVER__LISTEN".to_owned(),
+                    "0.0.0.0:9000".to_owned(),
+                ),
+                (
+                    "PORTCULLIS_AUTH__OPEN_SIGNUP".to_owned(),
+                    "false".to_owned(),
+                ),
+                ("PORTCULLIS_DATA_DIR".to_owned(), "/tmp/pc".to_owned()),
+                ("UNRELATED".to_owned(), "x".to_owned()),
+            ],
+        )
+        .unwrap();
+        assert_eq!(c.server.listen, "0.0.0.0:9000");
+        assert!(!c.auth.open_signup);
+        assert_eq!(c.data_dir(), PathBuf::from("/tmp/pc"));
+        assert!(c.server.tls);
+    }
+
+    #[test]
+    fn unknown_keys_are_refused() {
+        let err = Config::load(
+            None,
+            vec![("PORTCULLIS_SERVER__LISTN".to_owned(), "x".to_owned())],
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("listn"), "{err}");
+    }
+
+    #[test]
+    fn example_file_documents_a_valid_config() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../portcullis.example.toml");
+        let c = Config::load(Some(&path), Vec::new()).unwrap();
+        assert_eq!(c.server.listen, ServerConfig::default().listen);
+    }
+
+    #[test]
+    fn secrets_come_from_files() {
+        let dir = std::env::temp_dir().join(format!("pc-secret-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let f = dir.join("url");
+        std::fs::write(&f, "postgres://o:pw@db/portcullis\n").unwrap();
+        let c = Config::load(
+            None,
+            vec![(
+                "PORTCULLIS_DATABASE__URL_FILE".to_owned(),
+                f.display().to_string(),
+            )],
+        )
+        .unwrap();
+        assert_eq!(
+            c.database_url().unwrap().as_deref(),
+            Some("postgres://o:pw@db/portcullis")
+        );
+        assert!(!format!("{c:?}").contains("pw@"));
+    }
+}

@@ -1,0 +1,152 @@
+//! The one error type at the HTTP edge. Every error has a status and a stable machine code;
+//! 5xx bodies say nothing internal. The error is logged once, by the logging middleware,
+//! which finds it in the response extensions.
+
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use portcullis_core::validate::Invalid;
+use portcullis_core::Permission;
+use portcullis_store::StoreError;
+use serde::Serialize;
+use std::sync::Arc;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error("{message}")]
+    BadRequest { code: &'static str, message: String },
+    #[error("authentication required")]
+    Unauthenticated,
+    #[error("invalid email or password")]
+    InvalidCredentials,
+    #[error("this action needs the {0} permission")]
+    Forbidden(Permission),
+    #[error("{0}")]
+    ForbiddenReason(String),
+    #[error("not found")]
+    NotFound,
+    #[error("{0}")]
+    Conflict(String),
+    #[error("{0}")]
+    Gone(String),
+    #[error("request body is too large")]
+    PayloadTooLarge,
+    #[error("expected a JSON body with Content-Type: application/json")]
+    UnsupportedMediaType,
+    #[error("request timed out")]
+    Timeout,
+    #[error("service temporarily unavailable")]
+    Unavailable(String),
+    #[error("internal error")]
+    Internal(String),
+}
+
+impl ApiError {
+    pub fn bad_request(code: &'static str, message: impl Into<String>) -> Self {
+        ApiError::BadRequest {
+            code,
+            message: message.into(),
+        }
+    }
+
+    pub fn status(&self) -> StatusCode {
+        match self {
+            ApiError::BadRequest { .. } => StatusCode::BAD_REQUEST,
+            ApiError::Unauthenticated | ApiError::InvalidCredentials => StatusCode::UNAUTHORIZED,
+            ApiError::Forbidden(_) | ApiError::ForbiddenReason(_) => StatusCode::FORBIDDEN,
+            ApiError::NotFound => StatusCode::NOT_FOUND,
+            ApiError::Conflict(_) => StatusCode::CONFLICT,
+            ApiError::Gone(_) => StatusCode::GONE,
+            ApiError::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            ApiError::Timeout | ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    pub fn code(&self) -> &'static str {
+        match self {
+            ApiError::BadRequest { code, .. } => code,
+            ApiError::Unauthenticated => "unauthenticated",
+            ApiError::InvalidCredentials => "invalid_credentials",
+            ApiError::Forbidden(_) | ApiError::ForbiddenReason(_) => "role_access_denied",
+            ApiError::NotFound => "not_found",
+            ApiError::Conflict(_) => "conflict",
+            ApiError::Gone(_) => "gone",
+            ApiError::PayloadTooLarge => "payload_too_large",
+            ApiError::UnsupportedMediaType => "unsupported_media_type",
+            ApiError::Timeout => "timeout",
+            ApiError::Unavailable(_) => "unavailable",
+            ApiError::Internal(_) => "internal",
+        }
+    }
+
+    /// What the client sees. Internal detail never leaves the server.
+    fn public_message(&self) -> String {
+        match self {
+            ApiError::Internal(_) => {
+                "internal error; the request id identifies it in the server log".into()
+            }
+            ApiError::Unavailable(_) => "service temporarily unavailable; retry shortly".into(),
+            other => other.to_string(),
+        }
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::NotFound => ApiError::NotFound,
+            StoreError::Forbidden(p) => ApiError::Forbidden(p),
+            StoreError::PolicyViolation => {
+                ApiError::ForbiddenReason("refused by a database policy".into())
+            }
+            StoreError::Conflict(m) => ApiError::Conflict(m),
+            StoreError::Unavailable(e) => ApiError::Unavailable(e.to_string()),
+            other => {
+                ApiError::Internal(format!("{other}: {:?}", std::error::Error::source(&other)))
+            }
+        }
+    }
+}
+
+impl From<Invalid> for ApiError {
+    fn from(e: Invalid) -> Self {
+        ApiError::bad_request("invalid_input", e.to_string())
+    }
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct ErrorBody {
+    pub error: ErrorDetail,
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct ErrorDetail {
+    /// Stable machine-readable code, e.g. `role_access_denied`.
+    pub code: String,
+    pub message: String,
+}
+
+/// Placed in response extensions so the logging middleware can log the full error once.
+#[derive(Clone, Debug)]
+pub struct LoggedError(pub Arc<String>, pub StatusCode);
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let status = self.status();
+        let body = ErrorBody {
+            error: ErrorDetail {
+                code: self.code().into(),
+                message: self.public_message(),
+            },
+        };
+        let mut response = (status, Json(body)).into_response();
+        response
+            .extensions_mut()
+            .insert(LoggedError(Arc::new(format!("{self:?}")), status));
+        response
+    }
+}
+
+pub type ApiResult<T> = Result<T, ApiError>;

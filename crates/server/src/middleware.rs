@@ -1,0 +1,64 @@
+//! Request ids, error logging, timeouts.
+
+use std::time::{Duration, Instant};
+
+use axum::extract::Request;
+use axum::http::HeaderValue;
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+
+use crate::error::{ApiError, LoggedError};
+
+/// The request id: the client's `X-Request-Id` when it is short and printable, else a new one.
+#[derive(Clone, Debug)]
+pub struct RequestId(pub String);
+
+pub const REQUEST_ID_HEADER: &str = "x-request-id";
+
+pub async fn request_id(mut req: Request, next: Next) -> Response {
+    let id = req
+        .headers()
+        .get(REQUEST_ID_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| {
+            !v.is_empty()
+                && v.len() <= 64
+                && v.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        })
+        .map(str::to_owned)
+        .unwrap_or_else(|| uuid::Uuid::now_v7().to_string());
+    req.extensions_mut().insert(RequestId(id.clone()));
+    let method = req.method().clone();
+    let path = req.uri().path().to_owned();
+    let started = Instant::now();
+    let mut response = next.run(req).await;
+    let elapsed_ms = started.elapsed().as_secs_f64() * 1000.0;
+    let status = response.status().as_u16();
+    match response.extensions().get::<LoggedError>() {
+        Some(LoggedError(detail, s)) if s.is_server_error() => {
+            tracing::error!(request_id = %id, %method, %path, status, elapsed_ms, error = %detail, "request failed");
+        }
+        Some(LoggedError(detail, _)) => {
+            tracing::info!(request_id = %id, %method, %path, status, elapsed_ms, error = %detail, "request refused");
+        }
+        None => tracing::debug!(request_id = %id, %method, %path, status, elapsed_ms, "request"),
+    }
+    if let Ok(v) = HeaderValue::from_str(&id) {
+        response.headers_mut().insert(REQUEST_ID_HEADER, v);
+    }
+    response
+}
+
+/// Answers 503 when a request runs longer than `limit`.
+pub async fn timeout(limit: Duration, req: Request, next: Next) -> Response {
+    match tokio::time::timeout(limit, next.run(req)).await {
+        Ok(r) => r,
+        Err(_) => ApiError::Timeout.into_response(),
+    }
+}
+
+/// 404 in the project's error shape for unknown routes.
+pub async fn not_found() -> Response {
+    ApiError::NotFound.into_response()
+}

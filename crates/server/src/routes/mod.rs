@@ -1,0 +1,150 @@
+//! Route handlers. Each one extracts, enters the caller's environment, calls a service
+//! function and maps the result; the OpenAPI document is built from the same registrations
+//! so it cannot drift from the router.
+
+use serde::{Deserialize, Serialize};
+use utoipa::OpenApi;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+use uuid::Uuid;
+
+use crate::state::AppState;
+
+pub mod account;
+pub mod environments;
+pub mod projects;
+
+#[derive(Debug, OpenApi)]
+#[openapi(
+    info(
+        title = "Portcullis API",
+        description = "Multi-tenant security kernel: tenants (environments), members and roles, projects, documents, tokens and the audit log. Errors are `{\"error\":{\"code\",\"message\"}}`; resources of other tenants are 404, missing permissions are 403 `role_access_denied`.",
+        license(name = "Apache-2.0")
+    ),
+    components(schemas(crate::error::ErrorBody)),
+    modifiers(&Security)
+)]
+pub struct ApiDoc;
+
+struct Security;
+
+impl utoipa::Modify for Security {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::security::{
+            ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme,
+        };
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .description(Some(
+                        "A session token (pcs_sess_...) or an API token (pcs_live_...)",
+                    ))
+                    .build(),
+            ),
+        );
+        components.add_security_scheme(
+            "session_cookie",
+            SecurityScheme::ApiKey(ApiKey::Cookie(ApiKeyValue::new(
+                crate::auth::SESSION_COOKIE,
+            ))),
+        );
+        openapi.security = Some(vec![
+            utoipa::openapi::security::SecurityRequirement::new("bearer", Vec::<String>::new()),
+            utoipa::openapi::security::SecurityRequirement::new(
+                "session_cookie",
+                Vec::<String>::new(),
+            ),
+        ]);
+    }
+}
+
+/// Cursor pagination parameters.
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct PageQuery {
+    /// The `next_cursor` of the previous page.
+    pub after: Option<Uuid>,
+    /// Items per page, 1-200 (default 50).
+    pub limit: Option<i64>,
+}
+
+impl PageQuery {
+    pub fn page(&self) -> portcullis_store::queries::Page {
+        portcullis_store::queries::Page::new(self.after, self.limit)
+    }
+}
+
+/// A page of results.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct Page<T> {
+    pub items: Vec<T>,
+    /// Pass as `after` to get the next page; absent on the last page.
+    pub next_cursor: Option<Uuid>,
+}
+
+impl<T> From<portcullis_store::queries::Paged<T>> for Page<T> {
+    fn from(p: portcullis_store::queries::Paged<T>) -> Self {
+        Page {
+            items: p.items,
+            next_cursor: p.next,
+        }
+    }
+}
+
+pub fn api() -> OpenApiRouter<AppState> {
+    OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .routes(routes!(account::setup))
+        .routes(routes!(account::signup))
+        .routes(routes!(account::login))
+        .routes(routes!(account::logout))
+        .routes(routes!(account::me))
+        .routes(routes!(account::change_password))
+        .routes(routes!(account::list_sessions))
+        .routes(routes!(account::revoke_session))
+        .routes(routes!(account::accept_invitation))
+        .routes(routes!(
+            environments::list_environments,
+            environments::create_environment
+        ))
+        .routes(routes!(
+            environments::get_environment,
+            environments::update_environment,
+            environments::delete_environment
+        ))
+        .routes(routes!(environments::list_members))
+        .routes(routes!(
+            environments::update_member,
+            environments::remove_member
+        ))
+        .routes(routes!(environments::transfer_ownership))
+        .routes(routes!(
+            environments::list_invitations,
+            environments::create_invitation
+        ))
+        .routes(routes!(environments::revoke_invitation))
+        .routes(routes!(environments::list_roles, environments::create_role))
+        .routes(routes!(
+            environments::update_role,
+            environments::delete_role
+        ))
+        .routes(routes!(
+            environments::list_tokens,
+            environments::create_token
+        ))
+        .routes(routes!(environments::revoke_token))
+        .routes(routes!(environments::list_audit))
+        .routes(routes!(projects::list_projects, projects::create_project))
+        .routes(routes!(projects::get_project, projects::delete_project))
+        .routes(routes!(projects::list_grants))
+        .routes(routes!(projects::put_grant, projects::remove_grant))
+        .routes(routes!(projects::list_documents, projects::create_document))
+        .routes(routes!(
+            projects::get_document,
+            projects::update_document,
+            projects::delete_document
+        ))
+}

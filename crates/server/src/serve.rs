@@ -1,0 +1,211 @@
+//! From configuration to a running server: database (given or provisioned), migrations,
+//! the boot self-check (T7), first-run setup token, TLS, and graceful shutdown.
+
+use std::path::Path;
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use portcullis_crypto::token::{self, TokenKind};
+use portcullis_crypto::PasswordHasher;
+use portcullis_provision::{ClusterOptions, LocalCluster};
+use portcullis_store::bootstrap::{self, DatabaseTarget};
+use portcullis_store::catalog::{self, Check};
+use portcullis_store::queries::installation;
+use portcullis_store::{RequestMeta, Store};
+use sqlx::postgres::PgConnectOptions;
+use sqlx::{ConnectOptions, Connection};
+
+use crate::app::{router, Limits};
+use crate::config::Config;
+use crate::state::AppState;
+use crate::tls;
+
+/// The database side of a running node.
+#[derive(Debug)]
+pub struct Database {
+    pub runtime: PgConnectOptions,
+    pub owner: PgConnectOptions,
+    /// The private cluster, when Portcullis provisioned one.
+    pub cluster: Option<LocalCluster>,
+}
+
+impl Database {
+    /// Stops the private cluster if this process started it.
+    pub async fn shutdown(self) {
+        if let Some(c) = self.cluster {
+            if c.started_by_us() {
+                tracing::info!("stopping the private PostgreSQL cluster");
+                if let Err(e) = c.stop().await {
+                    tracing::warn!(error = %e, "could not stop the private PostgreSQL cluster");
+                }
+            }
+        }
+    }
+}
+
+fn ensure_private_dir(dir: &Path) -> anyhow::Result<()> {
+    std::fs::create_dir_all(dir)
+        .with_context(|| format!("cannot create data directory {}", dir.display()))?;
+    Ok(())
+}
+
+/// Connects to the configured database, or provisions the private cluster; with `migrate`,
+/// creates roles and applies migrations.
+pub async fn database(config: &Config, migrate: bool) -> anyhow::Result<Database> {
+    let data_dir = config.data_dir();
+    ensure_private_dir(&data_dir)?;
+    let (target, cluster) = match config.database_url()? {
+        Some(owner_url) => {
+            if config.database.url.is_some()
+                && std::env::vars().any(|(k, _)| k == "PORTCULLIS_DATABASE__URL")
+                && owner_url.contains('@')
+                && owner_url.split('@').next().is_some_and(|s| s.contains(':'))
+            {
+                tracing::warn!("the database password comes from a plain environment variable; prefer database.url_file");
+            }
+            let target = DatabaseTarget::Existing {
+                owner_url,
+                runtime_url: config.runtime_url()?,
+                runtime_password: config.runtime_password()?,
+            };
+            (target, None)
+        }
+        None => {
+            let data = data_dir.join("postgres");
+            tracing::info!(path = %data.display(), "no database configured; using a private PostgreSQL cluster");
+            let mut opts = ClusterOptions::new(&data);
+            opts.bin_dir = config.database.postgres_bin_dir.clone();
+            let cluster = LocalCluster::start(opts)
+                .await
+                .context("could not provision the private PostgreSQL cluster")?;
+            let target = DatabaseTarget::Superuser {
+                admin_url: cluster.superuser_url("postgres"),
+                database: "portcullis".into(),
+            };
+            (target, Some(cluster))
+        }
+    };
+    let prepared = if migrate {
+        tracing::info!("applying migrations");
+        bootstrap::prepare(&target)
+            .await
+            .context("database bootstrap or migration failed")?
+    } else {
+        bootstrap::options(&target)?
+    };
+    Ok(Database {
+        runtime: prepared.runtime,
+        owner: prepared.owner,
+        cluster,
+    })
+}
+
+/// Runs the boot self-check as the runtime role.
+pub async fn self_check(runtime: &PgConnectOptions) -> anyhow::Result<Vec<Check>> {
+    let mut conn = runtime
+        .connect()
+        .await
+        .context("cannot connect as the runtime role")?;
+    let checks = catalog::run(&mut conn)
+        .await
+        .context("self-check queries failed")?;
+    conn.close().await.ok();
+    Ok(checks)
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! { _ = ctrl_c => {}, _ = term => {} }
+    tracing::info!("shutdown requested; finishing in-flight requests");
+}
+
+/// `portcullis serve`.
+pub async fn run(config: Config) -> anyhow::Result<()> {
+    let db = database(&config, true).await?;
+    let result = serve_with(&config, &db).await;
+    db.shutdown().await;
+    result
+}
+
+async fn serve_with(config: &Config, db: &Database) -> anyhow::Result<()> {
+    let checks = self_check(&db.runtime).await?;
+    let failed = catalog::failures(&checks);
+    if !failed.is_empty() {
+        for c in &failed {
+            tracing::error!(control = c.control, check = %c.name, finding = %c.detail, "self-check failed");
+        }
+        bail!("refusing to start: {} of {} self-checks failed (run `portcullis controls` for the report)", failed.len(), checks.len());
+    }
+    tracing::info!(checks = checks.len(), "self-check passed");
+
+    let pool = bootstrap::runtime_pool(&db.runtime, config.database.max_connections)
+        .await
+        .context("cannot open the runtime connection pool")?;
+    let store = Store::new(pool);
+    let hasher = PasswordHasher::new(
+        config.auth.password_memory_kib,
+        config.auth.password_iterations,
+    )?;
+    let listen = config.server.listen.clone();
+    let scheme = if config.server.tls { "https" } else { "http" };
+    announce_setup(&store, scheme, &listen).await?;
+
+    let state = AppState::new(store, hasher, config.auth.clone());
+    let app = router(
+        state,
+        Limits {
+            max_body_bytes: config.server.max_body_bytes,
+            request_timeout: Duration::from_secs(config.server.request_timeout_seconds),
+        },
+    );
+    let listener = tokio::net::TcpListener::bind(&listen)
+        .await
+        .with_context(|| format!("cannot listen on {listen}"))?;
+    let drain = Duration::from_secs(config.server.shutdown_grace_seconds);
+    if config.server.tls {
+        let files = tls::TlsFiles {
+            cert_file: config.server.cert_file.clone(),
+            key_file: config.server.key_file.clone(),
+        };
+        let (tls_config, source) = tls::server_config(&files, &config.data_dir())?;
+        tracing::info!(address = %listen, certificate = %source.cert_file().display(), "serving HTTPS");
+        tls::serve_tls(listener, tls_config, app, shutdown_signal(), drain).await?;
+    } else {
+        tracing::warn!(address = %listen, "serving plain HTTP (server.tls = false): only behind a TLS-terminating proxy");
+        tls::serve_plain(listener, app, shutdown_signal(), drain).await?;
+    }
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// On a fresh installation, prints a one-time setup token (stored hashed) and how to use it.
+async fn announce_setup(store: &Store, scheme: &str, listen: &str) -> anyhow::Result<()> {
+    let mut tx = store.auth(RequestMeta::default()).await?;
+    if installation::setup_completed(&mut tx).await? {
+        return Ok(());
+    }
+    let (token, hash) = token::generate(TokenKind::Setup);
+    installation::set_setup_token(&mut tx, &hash).await?;
+    tx.commit().await?;
+    let host = listen.replace("0.0.0.0", "127.0.0.1");
+    let k = if scheme == "https" { "-k " } else { "" };
+    // Printed, not logged: the token must not end up in log aggregation.
+    println!(
+        "\nFirst run: create the first owner with this one-time setup token (valid until used; a restart issues a new one):\n\n  curl {k}{scheme}://{host}/v1/setup -H 'content-type: application/json' \\\n    -d '{{\"setup_token\":\"{}\",\"email\":\"you@example.com\",\"password\":\"choose-a-long-password\",\"environment_name\":\"My company\",\"region\":\"eu-central\"}}'\n",
+        token.expose()
+    );
+    Ok(())
+}
