@@ -1,0 +1,247 @@
+//! In-process test harness: a fresh database per test and the real router, driven with
+//! `tower::ServiceExt::oneshot`.
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::http::{header, Method, Request, StatusCode};
+use axum::Router;
+use http_body_util::BodyExt;
+use portcullis_crypto::PasswordHasher;
+use portcullis_server::app::{router, Limits};
+use portcullis_server::config::AuthConfig;
+use portcullis_server::AppState;
+use portcullis_store::testing::TestDb;
+use serde_json::{json, Value};
+use tower::ServiceExt;
+
+pub struct TestApp {
+    pub db: TestDb,
+    pub router: Router,
+}
+
+#[derive(Debug)]
+pub struct Reply {
+    pub status: StatusCode,
+    pub headers: axum::http::HeaderMap,
+    pub body: Value,
+}
+
+impl Reply {
+    pub fn code(&self) -> &str {
+        self.body["error"]["code"].as_str().unwrap_or("")
+    }
+}
+
+/// A signed-up user with a session token.
+#[derive(Clone, Debug)]
+pub struct User {
+    pub token: String,
+    pub id: String,
+    pub email: String,
+}
+
+pub const PASSWORD: &str = "correct horse battery staple";
+
+impl TestApp {
+    pub async fn spawn() -> TestApp {
+        Self::spawn_with(AuthConfig::default(), Limits::default()).await
+    }
+
+    pub async fn spawn_with(mut auth: AuthConfig, limits: Limits) -> TestApp {
+        let db = TestDb::new().await;
+        let store = db.store().await;
+        // Cheap hashing keeps the suite fast; production parameters are tested in the crypto crate.
+        auth.password_memory_kib = 1024;
+        auth.password_iterations = 1;
+        let hasher =
+            PasswordHasher::new(auth.password_memory_kib, auth.password_iterations).unwrap();
+        let state = AppState::new(store, hasher, auth);
+        TestApp {
+            db,
+            router: router(state, limits),
+        }
+    }
+
+    pub async fn send(&self, req: Request<Body>) -> Reply {
+        let res = tokio::time::timeout(Duration::from_secs(30), self.router.clone().oneshot(req))
+            .await
+            .expect("request timed out")
+            .unwrap();
+        let status = res.status();
+        let headers = res.headers().clone();
+        let bytes = res.into_body().collect().await.unwrap().to_bytes();
+        let body = if bytes.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_slice(&bytes)
+                .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into()))
+        };
+        Reply {
+            status,
+            headers,
+            body,
+        }
+    }
+
+    pub async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        token: Option<&str>,
+        body: Option<Value>,
+    ) -> Reply {
+        let mut b = Request::builder().method(method).uri(path);
+        if let Some(t) = token {
+            b = b.header(header::AUTHORIZATION, format!("Bearer {t}"));
+        }
+        let req = match body {
+            Some(v) => b
+                .header(header::CONTENT_TYPE, "application/json")
+                .body(Body::from(v.to_string()))
+                .unwrap(),
+            None => b.body(Body::empty()).unwrap(),
+        };
+        self.send(req).await
+    }
+
+    pub async fn get(&self, path: &str, token: &str) -> Reply {
+        self.call(Method::GET, path, Some(token), None).await
+    }
+
+    pub async fn post(&self, path: &str, token: &str, body: Value) -> Reply {
+        self.call(Method::POST, path, Some(token), Some(body)).await
+    }
+
+    pub async fn patch(&self, path: &str, token: &str, body: Value) -> Reply {
+        self.call(Method::PATCH, path, Some(token), Some(body))
+            .await
+    }
+
+    pub async fn put(&self, path: &str, token: &str, body: Value) -> Reply {
+        self.call(Method::PUT, path, Some(token), Some(body)).await
+    }
+
+    pub async fn delete(&self, path: &str, token: &str) -> Reply {
+        self.call(Method::DELETE, path, Some(token), None).await
+    }
+
+    pub async fn signup(&self, email: &str) -> User {
+        let r = self
+            .call(
+                Method::POST,
+                "/v1/auth/signup",
+                None,
+                Some(json!({ "email": email, "password": PASSWORD })),
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.body);
+        User {
+            token: r.body["token"].as_str().unwrap().to_owned(),
+            id: r.body["identity"]["identity_id"]
+                .as_str()
+                .unwrap()
+                .to_owned(),
+            email: email.to_owned(),
+        }
+    }
+
+    pub async fn create_environment(&self, owner: &User, name: &str) -> String {
+        let r = self
+            .post(
+                "/v1/environments",
+                &owner.token,
+                json!({ "name": name, "region": "eu-central" }),
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.body);
+        r.body["environment_id"].as_str().unwrap().to_owned()
+    }
+
+    pub async fn create_project(&self, owner: &User, env: &str, name: &str) -> String {
+        let r = self
+            .post(
+                &format!("/v1/environments/{env}/projects"),
+                &owner.token,
+                json!({ "name": name }),
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.body);
+        r.body["project_id"].as_str().unwrap().to_owned()
+    }
+
+    pub async fn create_document(
+        &self,
+        user: &User,
+        env: &str,
+        project: &str,
+        title: &str,
+    ) -> String {
+        let r = self
+            .post(
+                &format!("/v1/environments/{env}/projects/{project}/documents"),
+                &user.token,
+                json!({ "title": title, "body": "text" }),
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.body);
+        r.body["document_id"].as_str().unwrap().to_owned()
+    }
+
+    /// Invites `email` with `role` and has `user` accept; returns nothing, asserts success.
+    pub async fn add_member(&self, admin: &User, env: &str, user: &User, role: &str) {
+        let r = self
+            .post(
+                &format!("/v1/environments/{env}/invitations"),
+                &admin.token,
+                json!({ "email": user.email, "role": role }),
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.body);
+        let token = r.body["token"].as_str().unwrap().to_owned();
+        let r = self
+            .post(
+                "/v1/invitations/accept",
+                &user.token,
+                json!({ "token": token }),
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
+    }
+
+    /// A fingerprint of every tenant table's content, for "nothing changed" assertions.
+    pub async fn fingerprint(&self) -> String {
+        let mut conn = self.db.admin_conn().await;
+        let mut out = String::new();
+        for table in portcullis_store::catalog::TENANT_TABLES
+            .iter()
+            .chain(["identities"].iter())
+        {
+            if *table == "audit_log" {
+                continue;
+            }
+            let h: Option<String> = sqlx::query_scalar(&format!(
+                "SELECT md5(string_agg(t::text, '|' ORDER BY t::text)) FROM {table} t"
+            ))
+            .fetch_one(&mut conn)
+            .await
+            .unwrap();
+            out.push_str(&format!("{table}={h:?};"));
+        }
+        out
+    }
+
+    pub async fn audit_actions(&self, env: &str) -> Vec<Value> {
+        let mut conn = self.db.admin_conn().await;
+        let rows: Vec<Value> = sqlx::query_scalar(
+            "SELECT jsonb_build_object('action', action, 'before', before, 'after', after, 'outcome', outcome, 'actor_id', actor_id)
+               FROM audit_log WHERE environment_id = $1::uuid ORDER BY audit_id",
+        )
+        .bind(env)
+        .fetch_all(&mut conn)
+        .await
+        .unwrap();
+        rows
+    }
+}
