@@ -107,6 +107,40 @@ impl fmt::Debug for BuiltinRole {
     }
 }
 
+/// The role/permission matrix as Markdown, the source of docs/ROLES.md.
+pub fn markdown_matrix() -> String {
+    use crate::permissions::Permission;
+    let mut out = String::from("| permission | ");
+    out.push_str(
+        &BuiltinRole::ALL
+            .iter()
+            .map(|r| r.name())
+            .collect::<Vec<_>>()
+            .join(" | "),
+    );
+    out.push_str(" | project-grantable | meaning |\n|---|");
+    out.push_str(&"---|".repeat(BuiltinRole::ALL.len() + 2));
+    out.push('\n');
+    for p in Permission::ALL {
+        out.push_str(&format!("| `{}` | ", p.name()));
+        for r in BuiltinRole::ALL {
+            out.push_str(if r.permissions().contains(*p) {
+                "yes | "
+            } else {
+                " | "
+            });
+        }
+        out.push_str(if p.project_scoped() { "yes | " } else { " | " });
+        out.push_str(p.description());
+        out.push_str(" |\n");
+    }
+    out.push_str("\n| role | description |\n|---|---|\n");
+    for r in BuiltinRole::ALL {
+        out.push_str(&format!("| `{}` | {} |\n", r.name(), r.description()));
+    }
+    out
+}
+
 /// A role as stored on a membership, grant, invitation or token.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
 pub enum RoleRef {
@@ -219,6 +253,29 @@ mod tests {
         )
         .unwrap_err();
         assert_eq!(err, AssignError::Escalation(vec!["members.manage"]));
+    }
+
+    /// Control R1: docs/ROLES.md is the matrix the code enforces.
+    #[test]
+    fn r1_roles_doc_matches_code() {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../docs/ROLES.md");
+        let doc = std::fs::read_to_string(path).unwrap_or_default();
+        let matrix = markdown_matrix();
+        if std::env::var_os("UPDATE_SNAPSHOTS").is_some() {
+            let start = doc.find("<!-- roles:begin -->").unwrap();
+            let end = doc.find("<!-- roles:end -->").unwrap();
+            let updated = format!(
+                "{}<!-- roles:begin -->\n{matrix}{}",
+                &doc[..start],
+                &doc[end..]
+            );
+            std::fs::write(path, updated).unwrap();
+            return;
+        }
+        assert!(
+            doc.contains(&format!("<!-- roles:begin -->\n{matrix}<!-- roles:end -->")),
+            "docs/ROLES.md is out of date with the code; run `UPDATE_SNAPSHOTS=1 cargo test -p portcullis-core`"
+        );
     }
 
     #[test]

@@ -1,5 +1,10 @@
 //! API behaviour, attacked through the real router (controls E3, R1-R5, R8, T1, L7, E1).
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::disallowed_methods
+)]
 
 mod support;
 
@@ -83,8 +88,10 @@ async fn e3_login_sets_hardened_cookie_and_stores_only_hashes() {
 /// is audited; repeated failures back off even with the right password.
 #[tokio::test]
 async fn e3_login_errors_reveal_nothing_and_back_off() {
-    let mut auth = AuthConfig::default();
-    auth.lockout_threshold = 3;
+    let auth = AuthConfig {
+        lockout_threshold: 3,
+        ..AuthConfig::default()
+    };
     let app = TestApp::spawn_with(auth, Limits::default()).await;
     app.signup("ada@example.com").await;
     let wrong = app

@@ -1,6 +1,12 @@
 //! In-process test harness: a fresh database per test and the real router, driven with
 //! `tower::ServiceExt::oneshot`.
-#![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+#![allow(
+    dead_code,
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::disallowed_methods
+)]
 
 use std::time::Duration;
 

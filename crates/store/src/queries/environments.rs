@@ -68,7 +68,7 @@ pub async fn get(tx: &mut TenantTx) -> Result<Environment, StoreError> {
 
 pub async fn rename(tx: &mut TenantTx, name: &str) -> Result<Environment, StoreError> {
     let id = tx.environment_id().as_uuid();
-    Ok(sqlx::query_as(
+    sqlx::query_as(
         "UPDATE environments SET name = $2 WHERE environment_id = $1
          RETURNING environment_id, name, region, created_at",
     )
@@ -76,7 +76,7 @@ pub async fn rename(tx: &mut TenantTx, name: &str) -> Result<Environment, StoreE
     .bind(name)
     .fetch_optional(tx.conn())
     .await?
-    .ok_or(StoreError::PolicyViolation)?)
+    .ok_or(StoreError::PolicyViolation)
 }
 
 /// Deletes the environment and, by cascade, everything it owns (audit entries survive).

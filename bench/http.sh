@@ -1,0 +1,332 @@
+#!/usr/bin/env bash
+# HTTP API benchmark for Portcullis: row-level security on vs. off, side by side.
+#
+#   bash bench/http.sh                 # Markdown results on stdout, progress on stderr
+#   bash bench/http.sh > results.md
+#
+# What it does (see docs/BENCHMARKS.md, section "HTTP API"):
+#   1. cargo build --release; installs the load tool `oha` if missing (apt, else cargo install).
+#   2. Drops and creates two databases, portcullis_bench_rls_on and portcullis_bench_rls_off,
+#      and starts two `portcullis serve` instances on 127.0.0.1:9443 (on) and :9444 (off),
+#      each with its own data dir under a temp dir, log level warn.
+#   3. Runs first-run setup on each, creates one project with 50 documents (~1 KiB bodies).
+#   4. On the "off" database only, as superuser, disables row-level security on every table in
+#      schema public (NO FORCE + DISABLE). The server's boot self-check already passed, so it
+#      keeps serving: that is the "RLS off" arm; everything else (queries, transactions,
+#      session lookup, set_config calls) is identical.
+#   5. Warm-up, then ROUNDS rounds; in each round every test runs on both arms back to back
+#      (order alternates per round: on/off, off/on, ... so drift hits both arms alike):
+#        a. single-document GET at a fixed rate (500 req/s, 20 s, latency-corrected)
+#        b. single-document GET at max throughput (32 connections, 15 s)
+#        c. 50-item list GET at max throughput (32 connections, 15 s)
+#      Ratios (off/on throughput, on/off p99) are computed per round; medians are reported.
+#   6. One indicative pair with an API token (viewer) instead of a session token.
+#   7. SIGTERM to both servers, drops both databases, removes the temp dir.
+#
+# Only 127.0.0.1 is targeted. Measurement phase is bounded (~10 min with defaults; a hard
+# deadline skips remaining rounds). Knobs (environment): BENCH_ROUNDS (5), BENCH_RATE (500),
+# BENCH_FIXED_SECS (20), BENCH_MAX_SECS (15), BENCH_CONNS (32), BENCH_DEADLINE_SECS (780,
+# counted from the end of the build), BENCH_PGHOST/BENCH_PGPORT/BENCH_PGUSER
+# (127.0.0.1/5432/postgres, trust auth or PGPASSWORD), BENCH_KEEP_DB=1 (keep the databases),
+# BENCH_RESULTS_DIR (copy raw oha JSON, per-run TSV and the table there), BENCH_SKIP_BUILD=1.
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+ROUNDS="${BENCH_ROUNDS:-5}"
+RATE="${BENCH_RATE:-500}"
+FIXED_SECS="${BENCH_FIXED_SECS:-20}"
+MAX_SECS="${BENCH_MAX_SECS:-15}"
+CONNS="${BENCH_CONNS:-32}"
+DEADLINE_SECS="${BENCH_DEADLINE_SECS:-780}"
+PGH="${BENCH_PGHOST:-127.0.0.1}"
+PGP="${BENCH_PGPORT:-5432}"
+PGU="${BENCH_PGUSER:-postgres}"
+DOCS=50
+ARMS=(on off)
+declare -A PORT=([on]=9443 [off]=9444)
+declare -A DB=([on]=portcullis_bench_rls_on [off]=portcullis_bench_rls_off)
+declare -A PID=() BASE=() SESSION=() APITOKEN=() ENVID=() PROJECT=() DOC=()
+
+log() { printf '[%(%H:%M:%S)T] %s\n' -1 "$*" >&2; }
+die() { log "ERROR: $*"; exit 1; }
+
+# Anything PORTCULLIS_* in the caller's environment would change the servers' configuration.
+while read -r v; do unset "$v"; done < <(compgen -e | grep '^PORTCULLIS_' || true)
+
+# ---------------------------------------------------------------- tools and build
+need() { command -v "$1" >/dev/null 2>&1; }
+apt_install() {
+  need apt-get || return 1
+  local sudo=""; [[ $(id -u) -eq 0 ]] || sudo="sudo"
+  $sudo apt-get install -y -qq "$@" >&2 || { $sudo apt-get update -qq >&2 && $sudo apt-get install -y -qq "$@" >&2; }
+}
+for tool in curl jq psql createdb dropdb timeout; do
+  if ! need "$tool"; then
+    case "$tool" in
+      psql|createdb|dropdb) apt_install postgresql-client ;;
+      timeout) apt_install coreutils ;;
+      *) apt_install "$tool" ;;
+    esac || die "missing tool: $tool"
+  fi
+done
+export PATH="$HOME/.cargo/bin:$PATH"
+if ! need oha; then
+  log "oha not found; trying the distribution package, else cargo install oha --locked (slow)"
+  if need apt-cache && [[ -n "$(apt-cache policy oha 2>/dev/null | awk '/Candidate:/ && $2 != "(none)"')" ]]; then
+    apt_install oha || true
+  fi
+  need oha || cargo install oha --locked >&2 || die "could not install oha"
+fi
+OHA_VERSION="$(oha --version 2>/dev/null | head -1)"
+if oha --help 2>/dev/null | grep -q -- '--output-format'; then OHA_JSON=(--output-format json); else OHA_JSON=(-j); fi
+
+if [[ "${BENCH_SKIP_BUILD:-0}" != 1 ]]; then
+  log "cargo build --release"
+  (cd "$ROOT" && cargo build --release >&2)
+fi
+BIN="${BENCH_BIN:-${CARGO_TARGET_DIR:-$ROOT/target}/release/portcullis}"
+[[ -x "$BIN" ]] || die "no binary at $BIN"
+SECONDS=0   # the deadline counts from here
+
+# ---------------------------------------------------------------- temp dir and cleanup
+TMP="$(mktemp -d "${TMPDIR:-/tmp}/portcullis-bench.XXXXXX")"
+RES="$TMP/results"; mkdir -p "$RES"
+stop_server() {
+  local arm=$1 pid=${PID[$1]:-}
+  [[ -n "$pid" ]] || return 0
+  if kill -0 "$pid" 2>/dev/null; then
+    kill -TERM "$pid" 2>/dev/null || true
+    for _ in $(seq 1 60); do kill -0 "$pid" 2>/dev/null || break; sleep 0.5; done
+    if kill -0 "$pid" 2>/dev/null; then
+      log "server $arm (pid $pid) did not stop within 30 s of SIGTERM; sending SIGKILL"
+      kill -KILL "$pid" 2>/dev/null || true
+    fi
+  fi
+  wait "$pid" 2>/dev/null || true
+  PID[$arm]=""
+}
+cleanup() {
+  local rc=$?
+  set +e
+  for arm in "${ARMS[@]}"; do stop_server "$arm"; done
+  if [[ "${BENCH_KEEP_DB:-0}" != 1 ]]; then
+    for arm in "${ARMS[@]}"; do dropdb --if-exists -h "$PGH" -p "$PGP" -U "$PGU" "${DB[$arm]}" 2>/dev/null; done
+  fi
+  if [[ -n "${BENCH_RESULTS_DIR:-}" && -d "$RES" ]]; then
+    mkdir -p "$BENCH_RESULTS_DIR" && cp -r "$RES"/. "$BENCH_RESULTS_DIR"/ && cp "$TMP"/*.log "$BENCH_RESULTS_DIR"/ 2>/dev/null
+  fi
+  rm -rf "$TMP"
+  exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+port_busy() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+for arm in "${ARMS[@]}"; do
+  if port_busy "${PORT[$arm]}"; then die "127.0.0.1:${PORT[$arm]} is already in use"; fi
+done
+
+# ---------------------------------------------------------------- databases and servers
+PSQL=(psql -X -q -v ON_ERROR_STOP=1 -h "$PGH" -p "$PGP" -U "$PGU")
+for arm in "${ARMS[@]}"; do
+  dropdb --if-exists -h "$PGH" -p "$PGP" -U "$PGU" "${DB[$arm]}"
+  createdb -h "$PGH" -p "$PGP" -U "$PGU" "${DB[$arm]}"
+done
+
+for arm in "${ARMS[@]}"; do
+  mkdir -p "$TMP/data-$arm"
+  BASE[$arm]="https://127.0.0.1:${PORT[$arm]}"
+  PORTCULLIS_SERVER__LISTEN="127.0.0.1:${PORT[$arm]}" \
+  PORTCULLIS_DATA_DIR="$TMP/data-$arm" \
+  PORTCULLIS_DATABASE__URL="postgres://$PGU@$PGH:$PGP/${DB[$arm]}" \
+  PORTCULLIS_LOG__LEVEL=warn \
+    "$BIN" serve >"$TMP/server-$arm.stdout.log" 2>"$TMP/server-$arm.stderr.log" </dev/null &
+  PID[$arm]=$!
+  log "started server $arm (pid ${PID[$arm]}) on ${BASE[$arm]}, database ${DB[$arm]}"
+  # Sequential start: both bootstraps touch the cluster-wide role portcullis_app.
+  for i in $(seq 1 240); do
+    kill -0 "${PID[$arm]}" 2>/dev/null || { cat "$TMP/server-$arm".*.log >&2; die "server $arm exited during start"; }
+    curl -ksf -o /dev/null "${BASE[$arm]}/healthz" && break
+    [[ $i -lt 240 ]] || die "server $arm not healthy after 120 s"
+    sleep 0.5
+  done
+done
+
+api() { # api ARM METHOD PATH [JSON] -> body on stdout; fails on non-2xx
+  local arm=$1 method=$2 path=$3 data=${4:-} code
+  local args=(-ks -o "$TMP/resp" -w '%{http_code}' -X "$method" -H 'content-type: application/json')
+  [[ -n "${SESSION[$arm]:-}" ]] && args+=(-H "Authorization: Bearer ${SESSION[$arm]}")
+  [[ -n "$data" ]] && args+=(--data-binary "$data")
+  code=$(curl "${args[@]}" "${BASE[$arm]}$path") || die "$method $path on $arm: curl failed"
+  [[ "$code" == 2* ]] || die "$method $path on $arm: HTTP $code: $(head -c 500 "$TMP/resp")"
+  cat "$TMP/resp"
+}
+
+body_text="$(printf 'Portcullis benchmark document body, line %02d. ' $(seq 1 30))"
+body_text="${body_text:0:1024}"
+for arm in "${ARMS[@]}"; do
+  setup_token=$(grep -o '"setup_token":"[^"\\]*"' "$TMP/server-$arm.stdout.log" | head -1 | cut -d'"' -f4)
+  [[ -n "$setup_token" ]] || die "no setup token on server $arm's stdout"
+  out=$(api "$arm" POST /v1/setup "$(jq -nc --arg t "$setup_token" \
+    '{setup_token:$t, email:"bench@example.com", password:"bench-password-123456", environment_name:"Bench", region:"eu-central"}')")
+  SESSION[$arm]=$(jq -er '.session.token' <<<"$out")
+  ENVID[$arm]=$(jq -er '.environment.environment_id' <<<"$out")
+  PROJECT[$arm]=$(api "$arm" POST "/v1/environments/${ENVID[$arm]}/projects" '{"name":"bench"}' | jq -er '.project_id')
+  for i in $(seq 1 "$DOCS"); do
+    id=$(api "$arm" POST "/v1/environments/${ENVID[$arm]}/projects/${PROJECT[$arm]}/documents" \
+      "$(jq -nc --arg t "Document $i" --arg b "$body_text" '{title:$t, body:$b}')" | jq -er '.document_id')
+    if [[ $i -eq 1 ]]; then DOC[$arm]=$id; fi
+  done
+  APITOKEN[$arm]=$(api "$arm" POST "/v1/environments/${ENVID[$arm]}/tokens" '{"name":"bench","role":"viewer"}' | jq -er '.token')
+  log "server $arm: environment ${ENVID[$arm]}, project ${PROJECT[$arm]}, $DOCS documents"
+done
+
+doc_path() { echo "/v1/environments/${ENVID[$1]}/projects/${PROJECT[$1]}/documents/${DOC[$1]}"; }
+list_path() { echo "/v1/environments/${ENVID[$1]}/projects/${PROJECT[$1]}/documents?limit=50"; }
+
+# ---------------------------------------------------------------- the "RLS off" arm
+"${PSQL[@]}" -d "${DB[off]}" <<'SQL'
+DO $$
+DECLARE t record;
+BEGIN
+  FOR t IN SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+           WHERE n.nspname = 'public' AND c.relkind IN ('r', 'p') LOOP
+    EXECUTE format('ALTER TABLE public.%I NO FORCE ROW LEVEL SECURITY', t.relname);
+    EXECUTE format('ALTER TABLE public.%I DISABLE ROW LEVEL SECURITY', t.relname);
+  END LOOP;
+END $$;
+SQL
+declare -A RLS_STATE=()
+for arm in "${ARMS[@]}"; do
+  RLS_STATE[$arm]=$("${PSQL[@]}" -d "${DB[$arm]}" -Atc "SELECT count(*) FILTER (WHERE relrowsecurity) || ' enabled, ' ||
+      count(*) FILTER (WHERE relforcerowsecurity) || ' forced, of ' || count(*) || ' tables'
+    FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = 'public' AND c.relkind IN ('r','p')")
+  log "RLS $arm: ${RLS_STATE[$arm]}"
+done
+
+# Both arms must answer the same thing: same document, 50 items in the list.
+for arm in "${ARMS[@]}"; do
+  api "$arm" GET "$(doc_path "$arm")" | jq -e --arg b "$body_text" '.body == $b' >/dev/null || die "document GET on $arm returned something else"
+  n=$(api "$arm" GET "$(list_path "$arm")" | jq '.items | length')
+  [[ "$n" == "$DOCS" ]] || die "list on $arm returned $n items, expected $DOCS"
+done
+log "both arms answer identically (document body, $DOCS-item list)"
+
+# ---------------------------------------------------------------- measurement
+compiles() { pgrep -c -x rustc 2>/dev/null || true; }
+# run_oha NAME ROUND ARM TOKEN PATH OHA-ARGS... : writes $RES/NAME.r ROUND.ARM.json, appends a TSV row
+printf 'round\ttest\tarm\trps_ok\tp50_ms\tp99_ms\terrors\tnon2xx\tload1\trustc\n' >"$RES/runs.tsv"
+run_oha() {
+  local name=$1 round=$2 arm=$3 token=$4 path=$5; shift 5
+  local out="$RES/$name.r$round.$arm.json" load1 rustc
+  load1=$(cut -d' ' -f1 /proc/loadavg); rustc=$(compiles)
+  timeout -s INT 120 oha --no-tui "${OHA_JSON[@]}" --insecure -w \
+    -H "Authorization: Bearer $token" "$@" "${BASE[$arm]}$path" >"$out" 2>"$out.stderr" \
+    || die "oha failed ($name round $round $arm): $(head -c 500 "$out.stderr")"
+  [[ "$round" == w* ]] && return 0
+  jq -r --arg r "$round" --arg n "$name" --arg a "$arm" --arg l "$load1" --arg c "$rustc" '
+    (.statusCodeDistribution // {}) as $s
+    | ([$s | to_entries[] | select(.key | startswith("2")) | .value] | add // 0) as $ok
+    | [$r, $n, $a,
+       ($ok / .summary.total),
+       (.latencyPercentiles.p50 * 1000), (.latencyPercentiles.p99 * 1000),
+       ([(.errorDistribution // {}) | to_entries[] | .value] | add // 0),
+       ([$s | to_entries[] | select(.key | startswith("2") | not) | .value] | add // 0),
+       $l, $c] | @tsv' "$out" >>"$RES/runs.tsv"
+  log "  $name r$round $arm: $(tail -1 "$RES/runs.tsv" | awk -F'\t' '{printf "%.0f req/s, p50 %.2f ms, p99 %.2f ms, errors %d, non-2xx %d", $4, $5, $6, $7, $8}')"
+}
+FIXED=(-z "${FIXED_SECS}s" -c "$CONNS" -q "$RATE" --latency-correction)
+MAXT=(-z "${MAX_SECS}s" -c "$CONNS")
+
+LOAD_START=$(cut -d' ' -f1-3 /proc/loadavg)
+log "warm-up (5 s per arm and endpoint)"
+for arm in "${ARMS[@]}"; do
+  run_oha warmdoc w0 "$arm" "${SESSION[$arm]}" "$(doc_path "$arm")" -z 5s -c "$CONNS"
+  run_oha warmlist w0 "$arm" "${SESSION[$arm]}" "$(list_path "$arm")" -z 5s -c "$CONNS"
+done
+
+round_secs=$(( 2 * (FIXED_SECS + 2 * MAX_SECS) + 10 ))
+done_rounds=0
+for round in $(seq 1 "$ROUNDS"); do
+  if (( SECONDS + round_secs > DEADLINE_SECS )); then
+    log "deadline: skipping rounds $round..$ROUNDS"; break
+  fi
+  if (( round % 2 )); then order=(on off); else order=(off on); fi
+  log "round $round/$ROUNDS (order ${order[*]}; load $(cut -d' ' -f1-3 /proc/loadavg))"
+  for arm in "${order[@]}"; do run_oha fixed "$round" "$arm" "${SESSION[$arm]}" "$(doc_path "$arm")" "${FIXED[@]}"; done
+  for arm in "${order[@]}"; do run_oha doc "$round" "$arm" "${SESSION[$arm]}" "$(doc_path "$arm")" "${MAXT[@]}"; done
+  for arm in "${order[@]}"; do run_oha list "$round" "$arm" "${SESSION[$arm]}" "$(list_path "$arm")" "${MAXT[@]}"; done
+  done_rounds=$round
+done
+(( done_rounds > 0 )) || die "no round completed before the deadline"
+log "API-token pair (indicative, 10 s each)"
+for arm in "${ARMS[@]}"; do run_oha apidoc 1 "$arm" "${APITOKEN[$arm]}" "$(doc_path "$arm")" -z 10s -c "$CONNS"; done
+LOAD_END=$(cut -d' ' -f1-3 /proc/loadavg)
+
+for arm in "${ARMS[@]}"; do
+  kill -0 "${PID[$arm]}" 2>/dev/null || die "server $arm died during the benchmark"
+done
+for arm in "${ARMS[@]}"; do stop_server "$arm"; done
+
+# ---------------------------------------------------------------- report
+# median of the numbers on stdin
+median() { sort -g | awk '{v[NR]=$1} END {if (NR==0) {print "nan"; exit} if (NR%2) print v[(NR+1)/2]; else print (v[NR/2]+v[NR/2+1])/2}'; }
+col() { # col TEST ARM FIELD -> values across rounds
+  awk -F'\t' -v t="$1" -v a="$2" -v f="$3" 'NR>1 && $2==t && $3==a {print $f}' "$RES/runs.tsv"
+}
+med() { col "$1" "$2" "$3" | median; }
+sum() { col "$1" "$2" "$3" | awk '{s+=$1} END {print s+0}'; }
+ratio() { # ratio TEST FIELD NUM_ARM DEN_ARM -> median over rounds of NUM/DEN
+  awk -F'\t' -v t="$1" -v f="$2" -v n="$3" -v d="$4" '
+    NR>1 && $2==t {v[$1 SUBSEP $3]=$f; r[$1]=1}
+    END {for (k in r) if (v[k SUBSEP d] > 0) print v[k SUBSEP n] / v[k SUBSEP d]}' "$RES/runs.tsv" | median
+}
+f0() { printf '%.0f' "$1"; }
+f2() { printf '%.2f' "$1"; }
+verdict() { awk -v x="$1" -v lim="$2" 'BEGIN {print (x <= lim) ? "met" : "**missed**"}'; }
+
+R_DOC=$(ratio doc 4 off on); R_LIST=$(ratio list 4 off on)
+R_FIXED_P99=$(ratio fixed 6 on off); R_FIXED_P50=$(ratio fixed 5 on off)
+P99_ON=$(med fixed on 6)
+{
+  echo "### Results ($(date -u '+%Y-%m-%d %H:%M UTC'))"
+  echo
+  echo "Machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//'); load average (1/5/15 min) at start of measurement $LOAD_START, at end $LOAD_END. Load tool: $OHA_VERSION. Rounds: $done_rounds (medians over rounds)."
+  echo
+  echo "| Test | Metric | RLS on | RLS off | Ratio (median per round) |"
+  echo "|---|---|---:|---:|---:|"
+  echo "| Document GET, fixed $RATE req/s, ${FIXED_SECS} s | p50 ms | $(f2 "$(med fixed on 5)") | $(f2 "$(med fixed off 5)") | on/off $(f2 "$R_FIXED_P50") |"
+  echo "| | p99 ms | $(f2 "$P99_ON") | $(f2 "$(med fixed off 6)") | on/off $(f2 "$R_FIXED_P99") |"
+  echo "| | achieved req/s | $(f0 "$(med fixed on 4)") | $(f0 "$(med fixed off 4)") | |"
+  echo "| | errors / non-2xx (all rounds) | $(sum fixed on 7) / $(sum fixed on 8) | $(sum fixed off 7) / $(sum fixed off 8) | |"
+  echo "| Document GET, max, c=$CONNS, ${MAX_SECS} s | req/s | $(f0 "$(med doc on 4)") | $(f0 "$(med doc off 4)") | off/on **$(f2 "$R_DOC")** |"
+  echo "| | p50 / p99 ms | $(f2 "$(med doc on 5)") / $(f2 "$(med doc on 6)") | $(f2 "$(med doc off 5)") / $(f2 "$(med doc off 6)") | |"
+  echo "| | errors / non-2xx (all rounds) | $(sum doc on 7) / $(sum doc on 8) | $(sum doc off 7) / $(sum doc off 8) | |"
+  echo "| List GET (50 items), max, c=$CONNS, ${MAX_SECS} s | req/s | $(f0 "$(med list on 4)") | $(f0 "$(med list off 4)") | off/on **$(f2 "$R_LIST")** |"
+  echo "| | p50 / p99 ms | $(f2 "$(med list on 5)") / $(f2 "$(med list on 6)") | $(f2 "$(med list off 5)") / $(f2 "$(med list off 6)") | |"
+  echo "| | errors / non-2xx (all rounds) | $(sum list on 7) / $(sum list on 8) | $(sum list off 7) / $(sum list off 8) | |"
+  echo "| Document GET with API token, max, 10 s, 1 pair | req/s | $(f0 "$(med apidoc on 4)") | $(f0 "$(med apidoc off 4)") | off/on $(f2 "$(ratio apidoc 4 off on)") |"
+  echo
+  echo "Targets: RLS overhead ratio <= 1.10 — document GET $(f2 "$R_DOC") ($(verdict "$R_DOC" 1.10)), list GET $(f2 "$R_LIST") ($(verdict "$R_LIST" 1.10)); document GET p99 at $RATE req/s < 5 ms with RLS on — $(f2 "$P99_ON") ms ($(verdict "$P99_ON" 5))."
+  echo
+  echo "RLS state after the switch: on arm ${RLS_STATE[on]}; off arm ${RLS_STATE[off]}."
+  echo
+  echo "<details><summary>Per-run results</summary>"
+  echo
+  echo "| round | test | arm | req/s (2xx) | p50 ms | p99 ms | errors | non-2xx | load1 | rustc procs |"
+  echo "|---|---|---|---:|---:|---:|---:|---:|---:|---:|"
+  awk -F'\t' 'NR>1 {printf "| %s | %s | %s | %.0f | %.2f | %.2f | %d | %d | %s | %s |\n", $1,$2,$3,$4,$5,$6,$7,$8,$9,$10}' "$RES/runs.tsv"
+  echo
+  echo "</details>"
+} | tee "$RES/table.md"
+
+# Server log lines at warn level or above (log level is warn, so any line is news).
+for arm in "${ARMS[@]}"; do
+  n=$(sed 's/\x1b\[[0-9;]*m//g' "$TMP/server-$arm.stderr.log" | grep -c . || true)
+  if [[ "$n" -gt 0 ]]; then
+    log "server $arm wrote $n log line(s) at warn or above; first ones:"
+    sed 's/\x1b\[[0-9;]*m//g' "$TMP/server-$arm.stderr.log" | head -20 >&2
+  else
+    log "server $arm: no warnings or errors logged"
+  fi
+done
