@@ -27,6 +27,8 @@ static COUNTER: AtomicU32 = AtomicU32::new(0);
 #[derive(Clone, Debug)]
 pub struct TestDb {
     pub name: String,
+    /// URL of the owner role for this database (for driving the `portcullis` binary).
+    pub owner_url: String,
     pub admin: PgConnectOptions,
     pub owner: PgConnectOptions,
     pub runtime: PgConnectOptions,
@@ -69,6 +71,7 @@ impl TestDb {
         .expect("grant");
         conn.close().await.ok();
         TestDb {
+            owner_url: url_with(&shared.admin_url, OWNER_ROLE, &name),
             owner: admin.clone().username(OWNER_ROLE).database(&name),
             runtime: admin.clone().username(RUNTIME_ROLE).database(&name),
             admin: admin.database(&name),
@@ -96,6 +99,15 @@ impl TestDb {
     pub async fn runtime_conn(&self) -> PgConnection {
         self.runtime.connect().await.expect("runtime connection")
     }
+}
+
+/// `url` with its user and database replaced (password dropped: test clusters trust local roles).
+pub fn url_with(url: &str, user: &str, database: &str) -> String {
+    let (scheme, rest) = url.split_once("://").unwrap_or(("postgres", url));
+    let rest = rest.split_once('@').map_or(rest, |(_, r)| r);
+    let (host, tail) = rest.split_once('/').unwrap_or((rest, ""));
+    let query = tail.split_once('?').map(|(_, q)| format!("?{q}")).unwrap_or_default();
+    format!("{scheme}://{user}@{host}/{database}{query}")
 }
 
 async fn admin_url() -> String {
