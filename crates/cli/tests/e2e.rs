@@ -1,5 +1,10 @@
 //! The real binary over a real TLS socket (controls T7, E1, R2), driven with curl.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::disallowed_methods)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::disallowed_methods
+)]
 
 use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
@@ -24,7 +29,11 @@ fn portcullis_provision_target() -> PathBuf {
 }
 
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 fn command(db: &TestDb, data: &PathBuf, port: u16) -> Command {
@@ -47,9 +56,16 @@ struct Server {
 
 impl Server {
     fn start(mut cmd: Command) -> Server {
-        let mut child = cmd.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+        let mut child = cmd
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
         let (tx, rx) = mpsc::channel();
-        for stream in [Box::new(child.stdout.take().unwrap()) as Box<dyn std::io::Read + Send>, Box::new(child.stderr.take().unwrap())] {
+        for stream in [
+            Box::new(child.stdout.take().unwrap()) as Box<dyn std::io::Read + Send>,
+            Box::new(child.stderr.take().unwrap()),
+        ] {
             let tx = tx.clone();
             std::thread::spawn(move || {
                 for line in BufReader::new(stream).lines().map_while(Result::ok) {
@@ -85,14 +101,27 @@ impl Drop for Server {
 
 fn curl(args: &[&str]) -> (u16, Value, String) {
     let out = Command::new("curl")
-        .args(["-sS", "-k", "--max-time", "20", "-D", "-", "-w", "\n%{http_code}"])
+        .args([
+            "-sS",
+            "-k",
+            "--max-time",
+            "20",
+            "-D",
+            "-",
+            "-w",
+            "\n%{http_code}",
+        ])
         .args(args)
         .output()
         .expect("curl must be installed");
     let text = String::from_utf8_lossy(&out.stdout).to_string();
     let (rest, code) = text.trim_end().rsplit_once('\n').unwrap();
     let (headers, body) = rest.split_once("\r\n\r\n").unwrap_or((rest, ""));
-    (code.parse().unwrap(), serde_json::from_str(body).unwrap_or(Value::Null), headers.to_lowercase())
+    (
+        code.parse().unwrap(),
+        serde_json::from_str(body).unwrap_or(Value::Null),
+        headers.to_lowercase(),
+    )
 }
 
 /// Control T7: `portcullis serve` refuses to start when a tenant policy has been dropped.
@@ -100,9 +129,15 @@ fn curl(args: &[&str]) -> (u16, Value, String) {
 async fn t7_serve_refuses_a_weakened_schema() {
     let db = TestDb::new().await;
     let mut admin = db.admin_conn().await;
-    sqlx::query("DROP POLICY documents_tenant ON documents").execute(&mut admin).await.unwrap();
+    sqlx::query("DROP POLICY documents_tenant ON documents")
+        .execute(&mut admin)
+        .await
+        .unwrap();
     let data = scratch("weak");
-    let out = command(&db, &data, free_port()).arg("serve").output().unwrap();
+    let out = command(&db, &data, free_port())
+        .arg("serve")
+        .output()
+        .unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success());
     assert!(stderr.contains("refusing to start"), "{stderr}");
@@ -111,7 +146,10 @@ async fn t7_serve_refuses_a_weakened_schema() {
     let out = command(&db, &data, 0).arg("controls").output().unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(!out.status.success());
-    assert!(stdout.contains("FAIL") && stdout.contains("documents_tenant is missing"), "{stdout}");
+    assert!(
+        stdout.contains("FAIL") && stdout.contains("documents_tenant is missing"),
+        "{stdout}"
+    );
 }
 
 /// Controls E1, R2, E3: the README tour over real HTTPS: setup token, environment, project,
@@ -123,55 +161,159 @@ async fn e1_readme_tour_over_https() {
     let data = scratch("tour");
     let port = free_port();
     let out = command(&db, &data, port).arg("controls").output().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stdout));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
     let server = Server::start({
         let mut c = command(&db, &data, port);
         c.arg("serve");
         c
     });
     let seen = server.wait_for("serving HTTPS");
-    let setup_token = seen.iter().find_map(|l| l.split('"').find(|s| s.starts_with("pcs_setup_")).map(str::to_owned)).expect("setup token printed");
+    let setup_token = seen
+        .iter()
+        .find_map(|l| {
+            l.split('"')
+                .find(|s| s.starts_with("pcs_setup_"))
+                .map(str::to_owned)
+        })
+        .expect("setup token printed");
     let base = format!("https://127.0.0.1:{port}");
 
     let (code, _, headers) = curl(&[&format!("{base}/healthz")]);
     assert_eq!(code, 200);
-    for h in ["strict-transport-security: max-age=63072000; includesubdomains; preload", "content-security-policy: default-src 'self'; frame-ancestors 'none'", "x-content-type-options: nosniff"] {
+    for h in [
+        "strict-transport-security: max-age=63072000; includesubdomains; preload",
+        "content-security-policy: default-src 'self'; frame-ancestors 'none'",
+        "x-content-type-options: nosniff",
+    ] {
         assert!(headers.contains(h), "{h} missing in {headers}");
     }
-    assert!(headers.contains("http/2"), "ALPN should pick HTTP/2: {headers}");
+    assert!(
+        headers.contains("http/2"),
+        "ALPN should pick HTTP/2: {headers}"
+    );
     assert_eq!(curl(&[&format!("{base}/readyz")]).0, 200);
 
-    let body = format!(r#"{{"setup_token":"{setup_token}","email":"ada@example.com","password":"correct horse battery","environment_name":"Acme","region":"eu-central"}}"#);
-    let (code, setup, _) = curl(&["-H", "content-type: application/json", "-d", &body, &format!("{base}/v1/setup")]);
+    let body = format!(
+        r#"{{"setup_token":"{setup_token}","email":"ada@example.com","password":"correct horse battery","environment_name":"Acme","region":"eu-central"}}"#
+    );
+    let (code, setup, _) = curl(&[
+        "-H",
+        "content-type: application/json",
+        "-d",
+        &body,
+        &format!("{base}/v1/setup"),
+    ]);
     assert_eq!(code, 201, "{setup}");
-    let (code, _, _) = curl(&["-H", "content-type: application/json", "-d", &body, &format!("{base}/v1/setup")]);
+    let (code, _, _) = curl(&[
+        "-H",
+        "content-type: application/json",
+        "-d",
+        &body,
+        &format!("{base}/v1/setup"),
+    ]);
     assert_eq!(code, 403, "setup token is single-use");
-    let owner = format!("authorization: Bearer {}", setup["session"]["token"].as_str().unwrap());
+    let owner = format!(
+        "authorization: Bearer {}",
+        setup["session"]["token"].as_str().unwrap()
+    );
     let env = setup["environment"]["environment_id"].as_str().unwrap();
-    let (code, project, _) = curl(&["-H", &owner, "-H", "content-type: application/json", "-d", r#"{"name":"Launch"}"#, &format!("{base}/v1/environments/{env}/projects")]);
+    let (code, project, _) = curl(&[
+        "-H",
+        &owner,
+        "-H",
+        "content-type: application/json",
+        "-d",
+        r#"{"name":"Launch"}"#,
+        &format!("{base}/v1/environments/{env}/projects"),
+    ]);
     assert_eq!(code, 201, "{project}");
     let p = project["project_id"].as_str().unwrap();
-    let (code, doc, _) = curl(&["-H", &owner, "-H", "content-type: application/json", "-d", r#"{"title":"Plan","body":"secret plan"}"#, &format!("{base}/v1/environments/{env}/projects/{p}/documents")]);
+    let (code, doc, _) = curl(&[
+        "-H",
+        &owner,
+        "-H",
+        "content-type: application/json",
+        "-d",
+        r#"{"title":"Plan","body":"secret plan"}"#,
+        &format!("{base}/v1/environments/{env}/projects/{p}/documents"),
+    ]);
     assert_eq!(code, 201, "{doc}");
 
     // A second person signs up, is invited as viewer, and is refused a write.
-    let (code, bob, _) = curl(&["-H", "content-type: application/json", "-d", r#"{"email":"bob@example.com","password":"another long password"}"#, &format!("{base}/v1/auth/signup")]);
+    let (code, bob, _) = curl(&[
+        "-H",
+        "content-type: application/json",
+        "-d",
+        r#"{"email":"bob@example.com","password":"another long password"}"#,
+        &format!("{base}/v1/auth/signup"),
+    ]);
     assert_eq!(code, 201, "{bob}");
     let bob_auth = format!("authorization: Bearer {}", bob["token"].as_str().unwrap());
-    let (_, inv, _) = curl(&["-H", &owner, "-H", "content-type: application/json", "-d", r#"{"email":"bob@example.com","role":"viewer"}"#, &format!("{base}/v1/environments/{env}/invitations")]);
+    let (_, inv, _) = curl(&[
+        "-H",
+        &owner,
+        "-H",
+        "content-type: application/json",
+        "-d",
+        r#"{"email":"bob@example.com","role":"viewer"}"#,
+        &format!("{base}/v1/environments/{env}/invitations"),
+    ]);
     let accept = format!(r#"{{"token":"{}"}}"#, inv["token"].as_str().unwrap());
-    assert_eq!(curl(&["-H", &bob_auth, "-H", "content-type: application/json", "-d", &accept, &format!("{base}/v1/invitations/accept")]).0, 200);
-    let (code, err, _) = curl(&["-H", &bob_auth, "-H", "content-type: application/json", "-d", r#"{"title":"x"}"#, &format!("{base}/v1/environments/{env}/projects/{p}/documents")]);
+    assert_eq!(
+        curl(&[
+            "-H",
+            &bob_auth,
+            "-H",
+            "content-type: application/json",
+            "-d",
+            &accept,
+            &format!("{base}/v1/invitations/accept")
+        ])
+        .0,
+        200
+    );
+    let (code, err, _) = curl(&[
+        "-H",
+        &bob_auth,
+        "-H",
+        "content-type: application/json",
+        "-d",
+        r#"{"title":"x"}"#,
+        &format!("{base}/v1/environments/{env}/projects/{p}/documents"),
+    ]);
     assert_eq!(code, 403);
     assert_eq!(err["error"]["code"], "role_access_denied");
     // Bob's own environment is invisible to Ada: 404, not 403.
-    let (_, bob_env, _) = curl(&["-H", &bob_auth, "-H", "content-type: application/json", "-d", r#"{"name":"Bob's","region":"us-east"}"#, &format!("{base}/v1/environments")]);
-    let (code, _, _) = curl(&["-H", &owner, &format!("{base}/v1/environments/{}", bob_env["environment_id"].as_str().unwrap())]);
+    let (_, bob_env, _) = curl(&[
+        "-H",
+        &bob_auth,
+        "-H",
+        "content-type: application/json",
+        "-d",
+        r#"{"name":"Bob's","region":"us-east"}"#,
+        &format!("{base}/v1/environments"),
+    ]);
+    let (code, _, _) = curl(&[
+        "-H",
+        &owner,
+        &format!(
+            "{base}/v1/environments/{}",
+            bob_env["environment_id"].as_str().unwrap()
+        ),
+    ]);
     assert_eq!(code, 404);
 
     // Graceful shutdown.
     let pid = server.child.id().to_string();
-    assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
+    assert!(Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap()
+        .success());
     let mut server = server;
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
@@ -179,7 +321,10 @@ async fn e1_readme_tour_over_https() {
             assert!(status.success(), "exit status {status}");
             break;
         }
-        assert!(Instant::now() < deadline, "server did not stop after SIGTERM");
+        assert!(
+            Instant::now() < deadline,
+            "server did not stop after SIGTERM"
+        );
         std::thread::sleep(Duration::from_millis(100));
     }
 }

@@ -929,7 +929,7 @@ pub fn cargo_target_dir() -> Result<PathBuf, ProvisionError> {
 /// running server. The server runs detached and is left running for later test processes:
 /// [`LocalCluster::stop`] on the returned value does nothing.
 pub async fn shared_test_cluster() -> Result<LocalCluster, ProvisionError> {
-    let root = cargo_target_dir()?.join("portcullis-test-pg");
+    let root = test_root()?.join("portcullis-test-pg");
     let opts = ClusterOptions {
         data_dir: root.join("data"),
         bin_dir: None,
@@ -939,6 +939,32 @@ pub async fn shared_test_cluster() -> Result<LocalCluster, ProvisionError> {
     let mut cluster = LocalCluster::start(opts).await?;
     cluster.stoppable = false;
     Ok(cluster)
+}
+
+/// Where test clusters and scratch directories live: the cargo target directory when the
+/// cluster's user can reach it, otherwise (a checkout under a private home directory, say) a
+/// directory in the system temp dir named after the target directory.
+pub fn test_root() -> Result<PathBuf, ProvisionError> {
+    let target = cargo_target_dir()?;
+    let user = user::RunAs::resolve()?;
+    match user.check_reachable(&target.join("probe")) {
+        Ok(()) => Ok(target),
+        Err(ProvisionError::NotTraversable { blocker, .. }) => {
+            let fallback = std::env::temp_dir().join(format!(
+                "portcullis-test-{:08x}",
+                fnv1a_32(target.as_os_str().as_bytes())
+            ));
+            tracing::warn!(
+                blocker = %blocker.display(),
+                fallback = %fallback.display(),
+                "the PostgreSQL user cannot reach the target directory; test clusters live in the temp dir instead"
+            );
+            std::fs::create_dir_all(&fallback)
+                .map_err(|e| ProvisionError::io(format!("create {}", fallback.display()), e))?;
+            Ok(fallback)
+        }
+        Err(e) => Err(e),
+    }
 }
 
 #[cfg(test)]

@@ -10,8 +10,7 @@ use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use portcullis_provision::{
-    cargo_target_dir, find_server_binaries, shared_test_cluster, ClusterOptions, LocalCluster,
-    ProvisionError,
+    find_server_binaries, shared_test_cluster, ClusterOptions, LocalCluster, ProvisionError,
 };
 use sqlx::Connection;
 
@@ -32,7 +31,7 @@ fn scratch_dir(name: &str) -> Result<PathBuf, ProvisionError> {
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_nanos())
         .unwrap_or_default();
-    Ok(cargo_target_dir()?
+    Ok(portcullis_provision::test_root()?
         .join("portcullis-provision-tests")
         .join(format!("{name}-{}-{nanos}", std::process::id())))
 }
@@ -342,7 +341,7 @@ async fn concurrent_callers_share_one_test_cluster() -> TestResult {
     assert_eq!(first.data_dir(), second.data_dir());
     assert!(first
         .data_dir()
-        .starts_with(cargo_target_dir()?.join("portcullis-test-pg")));
+        .starts_with(portcullis_provision::test_root()?.join("portcullis-test-pg")));
     assert_eq!(psql(&first, "select 1").await?, "1");
     assert_eq!(sqlx_select_1(&second).await?, 1);
     assert_eq!(psql(&second, "show max_connections").await?, "300");
