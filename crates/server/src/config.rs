@@ -157,6 +157,7 @@ pub enum ConfigError {
 }
 
 pub const ENV_PREFIX: &str = "PORTCULLIS_";
+const NOT_KEYS: &[&str] = &["CONFIG", "TEST_DATABASE_URL"];
 
 impl Config {
     /// Loads `path` (if given) and applies environment overrides from `vars`.
@@ -184,7 +185,9 @@ impl Config {
                 continue;
             };
             let path: Vec<String> = rest.split("__").map(|s| s.to_ascii_lowercase()).collect();
-            if path.iter().any(String::is_empty) || rest == "TEST_DATABASE_URL" {
+            // Variables that are not configuration keys: the config file path itself and the
+            // test suite's database.
+            if path.iter().any(String::is_empty) || NOT_KEYS.contains(&rest) {
                 continue;
             }
             origin = format!("{origin} + environment");
@@ -299,6 +302,14 @@ mod tests {
                 ),
                 ("PORTCULLIS_DATA_DIR".to_owned(), "/tmp/pc".to_owned()),
                 ("UNRELATED".to_owned(), "x".to_owned()),
+                (
+                    "PORTCULLIS_CONFIG".to_owned(),
+                    "/etc/portcullis.toml".to_owned(),
+                ),
+                (
+                    "PORTCULLIS_TEST_DATABASE_URL".to_owned(),
+                    "postgres://x".to_owned(),
+                ),
             ],
         )
         .unwrap();
