@@ -28,7 +28,8 @@
 # BENCH_FIXED_SECS (20), BENCH_MAX_SECS (15), BENCH_CONNS (32), BENCH_DEADLINE_SECS (780,
 # counted from the end of the build), BENCH_PGHOST/BENCH_PGPORT/BENCH_PGUSER
 # (127.0.0.1/5432/postgres, trust auth or PGPASSWORD), BENCH_KEEP_DB=1 (keep the databases),
-# BENCH_RESULTS_DIR (copy raw oha JSON, per-run TSV and the table there), BENCH_SKIP_BUILD=1.
+# BENCH_RESULTS_DIR (copy raw oha JSON, per-run TSV, server logs and the table there),
+# BENCH_SKIP_BUILD=1, BENCH_BIN (binary to run instead of target/release/portcullis).
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -291,7 +292,7 @@ P99_ON=$(med fixed on 6)
 {
   echo "### Results ($(date -u '+%Y-%m-%d %H:%M UTC'))"
   echo
-  echo "Machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//'); load average (1/5/15 min) at start of measurement $LOAD_START, at end $LOAD_END. Load tool: $OHA_VERSION. Rounds: $done_rounds (medians over rounds)."
+  echo "Machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//'); load average (1/5/15 min) at start of measurement $LOAD_START, at end $LOAD_END. Load tool: $OHA_VERSION. Code: $(git -C "$ROOT" describe --always --dirty 2>/dev/null || echo unknown). Rounds: $done_rounds (medians over rounds)."
   echo
   echo "| Test | Metric | RLS on | RLS off | Ratio (median per round) |"
   echo "|---|---|---:|---:|---:|"

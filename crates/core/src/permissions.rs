@@ -60,6 +60,9 @@ permissions! {
     DocumentsWrite = 12, "documents.write", Project, "Create and edit documents.";
     DocumentsDelete = 13, "documents.delete", Project, "Delete documents.";
     ApprovalsDecide = 14, "approvals.decide", Project, "Approve or reject pending agent actions.";
+    KeysManage = 15, "keys.manage", Environment, "Rotate encryption keys, switch to a customer-managed key, set the model-provider key.";
+    IntegrationsRead = 16, "integrations.read", Environment, "List integrations (names and credential hints, never the credentials).";
+    IntegrationsManage = 17, "integrations.manage", Environment, "Create, replace and delete integration credentials.";
 }
 
 impl fmt::Display for Permission {

@@ -150,7 +150,17 @@ async fn lifecycle(base: &Path, opts: ClusterOptions, cluster: &LocalCluster) ->
     assert!(cluster.started_by_us());
     assert!(cluster.is_running());
     assert!(cluster.data_dir().join("PG_VERSION").is_file());
-    assert_eq!(cluster.socket_dir(), base.join("pg.run"));
+    // Next to the cluster, unless that path is too long for a Unix socket (a deep checkout).
+    let beside = base.join("pg.run");
+    if beside.join(".s.PGSQL.5432").as_os_str().len() <= 100 {
+        assert_eq!(cluster.socket_dir(), beside);
+    } else {
+        assert!(
+            cluster.socket_dir().starts_with("/tmp"),
+            "{:?}",
+            cluster.socket_dir()
+        );
+    }
 
     // The socket exists, in a private directory.
     let socket = cluster.socket_dir().join(".s.PGSQL.5432");

@@ -18,6 +18,11 @@ pub const TENANT_TABLES: &[&str] = &[
     "api_tokens",
     "invitations",
     "audit_log",
+    "environment_keys",
+    "data_keys",
+    "integrations",
+    "model_keys",
+    "key_rotation_jobs",
 ];
 
 /// Tables that belong to no single environment. Still RLS-forced, with identity- or
@@ -29,7 +34,8 @@ const INTERNAL_TABLES: &[&str] = &["_sqlx_migrations"];
 
 /// Every policy the schema should have: (table, policy, command, permissive). Commands use
 /// pg_policy.polcmd letters: r select, a insert, w update, d delete, * all. A policy that is
-/// not listed is a finding too: an extra permissive policy widens access.
+/// not listed is a finding too: an extra permissive policy widens access. Policies apply to
+/// the runtime role only, except those in [`OWNER_POLICIES`].
 pub const EXPECTED_POLICIES: &[(&str, &str, char, bool)] = &[
     ("installation", "installation_read", 'r', true),
     ("installation", "installation_setup", 'w', true),
@@ -57,7 +63,20 @@ pub const EXPECTED_POLICIES: &[(&str, &str, char, bool)] = &[
     ("invitations", "invitations_presented", 'r', true),
     ("audit_log", "audit_log_append", 'a', true),
     ("audit_log", "audit_log_read", 'r', true),
+    ("environment_keys", "environment_keys_tenant", '*', true),
+    ("environment_keys", "environment_keys_operator", 'r', true),
+    ("data_keys", "data_keys_tenant", '*', true),
+    ("integrations", "integrations_tenant", '*', true),
+    ("integrations", "integrations_permission", '*', false),
+    ("model_keys", "model_keys_tenant", '*', true),
+    ("model_keys", "model_keys_permission", '*', false),
+    ("key_rotation_jobs", "key_rotation_jobs_tenant", '*', true),
+    ("key_rotation_jobs", "key_rotation_jobs_operator", 'r', true),
 ];
+
+/// Policies for the schema owner (scheduler and operator CLI): read-only key metadata, never
+/// customer content. They must name the table's owner and nobody else.
+pub const OWNER_POLICIES: &[&str] = &["environment_keys_operator", "key_rotation_jobs_operator"];
 
 /// SECURITY DEFINER functions this build ships (none). Anything else is a finding.
 pub const ALLOWED_SECURITY_DEFINER: &[&str] = &[];
@@ -231,12 +250,14 @@ pub async fn run(conn: &mut PgConnection) -> Result<Vec<Check>, StoreError> {
         cmd: String,
         permissive: bool,
         roles: Vec<String>,
+        owner: String,
     }
     let policies: Vec<Policy> = sqlx::query_as(&format!(
         "SELECT c.relname::text AS table, p.polname::text AS name, p.polcmd::text AS cmd,
                 p.polpermissive AS permissive,
                 ARRAY(SELECT CASE WHEN r = 0 THEN 'public' ELSE pg_get_userbyid(r)::text END
-                        FROM unnest(p.polroles) r ORDER BY 1) AS roles
+                        FROM unnest(p.polroles) r ORDER BY 1) AS roles,
+                pg_get_userbyid(c.relowner)::text AS owner
            FROM pg_policy p JOIN pg_class c ON c.oid = p.polrelid JOIN pg_namespace n ON n.oid = c.relnamespace
           WHERE n.nspname IN {SCHEMAS} ORDER BY 1, 2"
     ))
@@ -256,9 +277,14 @@ pub async fn run(conn: &mut PgConnection) -> Result<Vec<Check>, StoreError> {
                         p.cmd, p.permissive
                     ));
                 }
-                if p.roles != [RUNTIME_ROLE] {
+                let expected = if OWNER_POLICIES.contains(name) {
+                    p.owner.as_str()
+                } else {
+                    RUNTIME_ROLE
+                };
+                if p.roles != [expected] {
                     f.push(format!(
-                        "{table}: policy {name} applies to {:?}, expected only {RUNTIME_ROLE}",
+                        "{table}: policy {name} applies to {:?}, expected only {expected}",
                         p.roles
                     ));
                 }

@@ -24,6 +24,15 @@ pub enum StoreError {
     Migrate(#[from] sqlx::migrate::MigrateError),
     #[error("{0}")]
     Bootstrap(String),
+    /// The environment's key-encryption key is disabled, deleted or unreachable by policy.
+    #[error("{0}")]
+    KeyUnavailable(String),
+    /// The key provider failed (network, HSM session); may succeed on retry.
+    #[error("{0}")]
+    KeyProvider(String),
+    /// Stored data failed an integrity check: moved, copied or altered ciphertext.
+    #[error("{0}")]
+    Integrity(String),
 }
 
 impl From<sqlx::Error> for StoreError {

@@ -17,6 +17,7 @@ pub mod queries;
 #[cfg(feature = "testing")]
 pub mod testing;
 mod tx;
+pub mod vault;
 
 pub use audit::{AuditEvent, Outcome};
 pub use bootstrap::{Bootstrap, DatabaseTarget};
