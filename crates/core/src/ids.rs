@@ -93,6 +93,7 @@ id_type!(ApiTokenId, "api token");
 id_type!(SessionId, "session");
 id_type!(InvitationId, "invitation");
 id_type!(AuditId, "audit entry");
+id_type!(IntegrationId, "integration");
 
 #[cfg(test)]
 mod tests {

@@ -244,9 +244,12 @@ impl KmsProvider {
                 "KMS access key id is empty or malformed".to_owned(),
             ));
         }
-        if config.secret_access_key.expose().is_empty() {
+        let secret = config.secret_access_key.expose();
+        // A stray space or newline from a secrets file would otherwise surface much later as
+        // a signature mismatch on every call.
+        if secret.is_empty() || secret.chars().any(|c| c.is_whitespace() || c.is_control()) {
             return Err(KeyError::Config(
-                "KMS secret access key is empty".to_owned(),
+                "KMS secret access key is empty or contains whitespace".to_owned(),
             ));
         }
         if let Some(token) = &config.session_token {
@@ -398,7 +401,14 @@ impl KmsProvider {
                 // Jitter keeps a fleet of instances that were throttled together from
                 // retrying together.
                 let delay = Duration::from_millis(100 + rand::thread_rng().gen_range(0..150));
-                tracing::warn!(operation, kek, error = %e, retry_in_ms = delay.as_millis() as u64, "KMS call failed; retrying once");
+                let retry_in_ms = u64::try_from(delay.as_millis()).unwrap_or(u64::MAX);
+                tracing::warn!(
+                    operation,
+                    kek,
+                    error = %e,
+                    retry_in_ms,
+                    "KMS call failed; retrying once"
+                );
                 tokio::time::sleep(delay).await;
             }
         }
@@ -458,7 +468,8 @@ impl KmsProvider {
             // Signed, like the SDKs do, so it cannot be swapped in transit.
             headers.push(("X-Amz-Security-Token".to_owned(), token.expose().to_owned()));
         }
-        // x-amz-content-sha256 is an S3 header; KMS hashes the body itself from the signature.
+        // No x-amz-content-sha256: that header is S3's. The body hash is part of the canonical
+        // request anyway, so the body is signed without it.
         let signed: Vec<(&str, &str)> = headers
             .iter()
             .map(|(n, v)| (n.as_str(), v.as_str()))

@@ -13,7 +13,67 @@ pub struct Config {
     pub server: ServerConfig,
     pub database: DatabaseConfig,
     pub auth: AuthConfig,
+    pub keys: KeysConfig,
     pub log: LogConfig,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct KeysConfig {
+    /// Provider of the key-encryption key for new environments: `local`, `pkcs11` or `aws_kms`.
+    pub provider: KeyProviderKind,
+    /// The default KEK: PKCS#11 key label or KMS key id/ARN (unused for `local`).
+    pub default_key: Option<String>,
+    /// How long an unwrapped data key stays in memory.
+    pub cache_ttl_seconds: u64,
+    pub cache_max_entries: usize,
+    /// How often the scheduler looks for environments due for rotation.
+    pub rotation_check_seconds: u64,
+    /// Rows re-encrypted per transaction by the rotation job.
+    pub reencrypt_batch: i64,
+    pub pkcs11: Option<Pkcs11Settings>,
+    pub aws_kms: Option<KmsSettings>,
+}
+
+impl Default for KeysConfig {
+    fn default() -> Self {
+        KeysConfig {
+            provider: KeyProviderKind::Local,
+            default_key: None,
+            cache_ttl_seconds: 300,
+            cache_max_entries: 10_000,
+            rotation_check_seconds: 3600,
+            reencrypt_batch: 500,
+            pkcs11: None,
+            aws_kms: None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum KeyProviderKind {
+    Local,
+    Pkcs11,
+    AwsKms,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Pkcs11Settings {
+    pub module: PathBuf,
+    pub token_label: String,
+    pub pin_file: PathBuf,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KmsSettings {
+    pub region: String,
+    pub endpoint: Option<String>,
+    pub access_key_id: String,
+    pub secret_access_key_file: PathBuf,
+    pub session_token_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Deserialize)]

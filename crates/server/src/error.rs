@@ -35,6 +35,10 @@ pub enum ApiError {
     UnsupportedMediaType,
     #[error("request timed out")]
     Timeout,
+    #[error("this environment's encryption key is unavailable: {0}")]
+    KeyUnavailable(String),
+    #[error("stored data failed an integrity check")]
+    Integrity(String),
     #[error("service temporarily unavailable")]
     Unavailable(String),
     #[error("internal error")]
@@ -59,7 +63,10 @@ impl ApiError {
             ApiError::Gone(_) => StatusCode::GONE,
             ApiError::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            ApiError::Timeout | ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Timeout | ApiError::Unavailable(_) | ApiError::KeyUnavailable(_) => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
+            ApiError::Integrity(_) => StatusCode::INTERNAL_SERVER_ERROR,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -76,6 +83,8 @@ impl ApiError {
             ApiError::PayloadTooLarge => "payload_too_large",
             ApiError::UnsupportedMediaType => "unsupported_media_type",
             ApiError::Timeout => "timeout",
+            ApiError::KeyUnavailable(_) => "key_unavailable",
+            ApiError::Integrity(_) => "integrity_error",
             ApiError::Unavailable(_) => "unavailable",
             ApiError::Internal(_) => "internal",
         }
@@ -88,6 +97,8 @@ impl ApiError {
                 "internal error; the request id identifies it in the server log".into()
             }
             ApiError::Unavailable(_) => "service temporarily unavailable; retry shortly".into(),
+            ApiError::KeyUnavailable(_) => "this environment's encryption key is unavailable (disabled, deleted or access revoked by its owner); its encrypted data can be read again once the key is restored".into(),
+            ApiError::Integrity(_) => "stored data failed its integrity check; the request id identifies it in the server log".into(),
             other => other.to_string(),
         }
     }
@@ -103,6 +114,9 @@ impl From<StoreError> for ApiError {
             }
             StoreError::Conflict(m) => ApiError::Conflict(m),
             StoreError::Unavailable(e) => ApiError::Unavailable(e.to_string()),
+            StoreError::KeyUnavailable(m) => ApiError::KeyUnavailable(m),
+            StoreError::KeyProvider(m) => ApiError::Unavailable(m),
+            StoreError::Integrity(m) => ApiError::Integrity(m),
             other => {
                 ApiError::Internal(format!("{other}: {:?}", std::error::Error::source(&other)))
             }

@@ -14,6 +14,7 @@ pub mod config;
 pub mod error;
 pub mod extract;
 pub mod headers;
+pub mod jobs;
 pub mod middleware;
 pub mod routes;
 pub mod serve;

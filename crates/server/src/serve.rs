@@ -16,7 +16,7 @@ use sqlx::postgres::PgConnectOptions;
 use sqlx::{ConnectOptions, Connection};
 
 use crate::app::{router, Limits};
-use crate::config::Config;
+use crate::config::{Config, KeyProviderKind};
 use crate::state::AppState;
 use crate::tls;
 
@@ -100,6 +100,96 @@ pub async fn database(config: &Config, migrate: bool) -> anyhow::Result<Database
     })
 }
 
+fn read_secret(path: &Path, key: &str) -> anyhow::Result<portcullis_crypto::Secret> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read {key} from {}", path.display()))?;
+    Ok(portcullis_crypto::Secret::new(
+        text.trim_end_matches(['\n', '\r']).to_owned(),
+    ))
+}
+
+/// Key providers and the vault, from the `[keys]` configuration.
+pub async fn vault(config: &Config) -> anyhow::Result<portcullis_store::vault::Vault> {
+    use portcullis_keys::{kms, local, pkcs11, KekRef, Providers};
+    let keys_dir = config.data_dir().join("keys");
+    let mut providers = Providers::default();
+    let has_local_keys = std::fs::read_dir(&keys_dir)
+        .map(|d| {
+            d.filter_map(Result::ok)
+                .any(|e| e.path().extension().is_some_and(|x| x == "key"))
+        })
+        .unwrap_or(false);
+    if config.keys.provider == KeyProviderKind::Local || has_local_keys {
+        providers.local = Some(local::LocalProvider::open(&keys_dir).context("local master key")?);
+    }
+    if let Some(p) = &config.keys.pkcs11 {
+        let pin = read_secret(&p.pin_file, "keys.pkcs11.pin_file")?;
+        let cfg = pkcs11::Pkcs11Config {
+            module: p.module.clone(),
+            token_label: p.token_label.clone(),
+            pin,
+        };
+        providers.pkcs11 = Some(
+            pkcs11::Pkcs11Provider::connect(cfg)
+                .await
+                .context("PKCS#11 key provider")?,
+        );
+    }
+    if let Some(k) = &config.keys.aws_kms {
+        let cfg = kms::KmsConfig {
+            region: k.region.clone(),
+            endpoint: k.endpoint.clone(),
+            access_key_id: k.access_key_id.clone(),
+            secret_access_key: read_secret(
+                &k.secret_access_key_file,
+                "keys.aws_kms.secret_access_key_file",
+            )?,
+            session_token: match &k.session_token_file {
+                Some(f) => Some(read_secret(f, "keys.aws_kms.session_token_file")?),
+                None => None,
+            },
+        };
+        providers.kms = Some(kms::KmsProvider::new(cfg).context("AWS KMS key provider")?);
+    }
+    let default_kek = match config.keys.provider {
+        KeyProviderKind::Local => match &providers.local {
+            Some(l) => KekRef::Local { name: l.current() },
+            None => bail!("keys.provider = local but the local key provider could not be opened"),
+        },
+        KeyProviderKind::Pkcs11 => {
+            if providers.pkcs11.is_none() {
+                bail!("keys.provider = pkcs11 needs a [keys.pkcs11] section");
+            }
+            KekRef::Pkcs11 {
+                label: config
+                    .keys
+                    .default_key
+                    .clone()
+                    .context("keys.provider = pkcs11 needs keys.default_key (the key label)")?,
+            }
+        }
+        KeyProviderKind::AwsKms => {
+            if providers.kms.is_none() {
+                bail!("keys.provider = aws_kms needs a [keys.aws_kms] section");
+            }
+            KekRef::AwsKms {
+                key_id: config.keys.default_key.clone().context(
+                    "keys.provider = aws_kms needs keys.default_key (the key id or ARN)",
+                )?,
+            }
+        }
+    };
+    tracing::info!(kek = %default_kek, "key-encryption key for new environments");
+    Ok(portcullis_store::vault::Vault::new(
+        providers,
+        portcullis_store::vault::VaultConfig {
+            default_kek,
+            cache_ttl: Duration::from_secs(config.keys.cache_ttl_seconds),
+            cache_max_entries: config.keys.cache_max_entries.max(1),
+        },
+    ))
+}
+
 /// Runs the boot self-check as the runtime role.
 pub async fn self_check(runtime: &PgConnectOptions) -> anyhow::Result<Vec<Check>> {
     let mut conn = runtime
@@ -163,7 +253,18 @@ async fn serve_with(config: &Config, db: &Database) -> anyhow::Result<()> {
     let scheme = if config.server.tls { "https" } else { "http" };
     announce_setup(&store, scheme, &listen).await?;
 
-    let state = AppState::new(store, hasher, config.auth.clone());
+    let vault = std::sync::Arc::new(vault(config).await?);
+    let owner_pool = sqlx::postgres::PgPoolOptions::new()
+        .max_connections(2)
+        .connect_lazy_with(db.owner.clone());
+    tokio::spawn(crate::jobs::scheduler(
+        store.clone(),
+        owner_pool,
+        vault.clone(),
+        Duration::from_secs(config.keys.rotation_check_seconds.max(10)),
+        config.keys.reencrypt_batch,
+    ));
+    let state = AppState::new(store, hasher, config.auth.clone(), vault);
     let app = router(
         state,
         Limits {

@@ -1,6 +1,7 @@
 use std::sync::Arc;
 
 use portcullis_crypto::PasswordHasher;
+use portcullis_store::vault::Vault;
 use portcullis_store::Store;
 
 use crate::config::AuthConfig;
@@ -16,15 +17,17 @@ struct Inner {
     store: Store,
     hasher: PasswordHasher,
     auth: AuthConfig,
+    vault: Arc<Vault>,
 }
 
 impl AppState {
-    pub fn new(store: Store, hasher: PasswordHasher, auth: AuthConfig) -> Self {
+    pub fn new(store: Store, hasher: PasswordHasher, auth: AuthConfig, vault: Arc<Vault>) -> Self {
         AppState {
             inner: Arc::new(Inner {
                 store,
                 hasher,
                 auth,
+                vault,
             }),
         }
     }
@@ -39,5 +42,9 @@ impl AppState {
 
     pub fn auth_config(&self) -> &AuthConfig {
         &self.inner.auth
+    }
+
+    pub fn vault(&self) -> &Vault {
+        &self.inner.vault
     }
 }

@@ -34,6 +34,36 @@ pub struct TestDb {
     pub runtime: PgConnectOptions,
 }
 
+/// A vault whose data keys are wrapped by a fresh local master key (one directory per call).
+pub fn test_vault() -> crate::vault::Vault {
+    test_vault_with_ttl(std::time::Duration::from_secs(300))
+}
+
+pub fn test_vault_with_ttl(ttl: std::time::Duration) -> crate::vault::Vault {
+    let dir = portcullis_provision::test_root()
+        .expect("test root")
+        .join(format!(
+            "portcullis-test-keys/{}-{}",
+            std::process::id(),
+            COUNTER.fetch_add(1, Ordering::Relaxed)
+        ));
+    let local = portcullis_keys::local::LocalProvider::open(&dir).expect("local key provider");
+    let default_kek = portcullis_keys::KekRef::Local {
+        name: local.current(),
+    };
+    crate::vault::Vault::new(
+        portcullis_keys::Providers {
+            local: Some(local),
+            ..Default::default()
+        },
+        crate::vault::VaultConfig {
+            default_kek,
+            cache_ttl: ttl,
+            cache_max_entries: 1000,
+        },
+    )
+}
+
 impl TestDb {
     /// A fresh database for one test.
     pub async fn new() -> TestDb {

@@ -111,6 +111,9 @@ fn envelope_error(e: EnvelopeError) -> StoreError {
     })
 }
 
+/// (row id, ciphertext, key version, legacy plaintext) as the re-encryption job reads it.
+type SealedRow = (Uuid, Option<Vec<u8>>, Option<i32>, Option<String>);
+
 /// What `rotate` started.
 #[derive(Clone, Copy, Debug, Serialize, utoipa::ToSchema)]
 pub struct Rotation {
@@ -515,7 +518,7 @@ impl Vault {
             }
             let legacy = col.legacy_plaintext.unwrap_or("NULL");
             let limit = budget;
-            let rows: Vec<(Uuid, Option<Vec<u8>>, Option<i32>, Option<String>)> =
+            let rows: Vec<SealedRow> =
                 sqlx::query_as(&format!(
                     "SELECT {id}, {ct}, {ver}, {legacy}::text FROM {table}
                   WHERE environment_id = $1 AND ($2::uuid IS NULL OR {id} > $2)
@@ -750,5 +753,41 @@ impl Vault {
             plaintext_rows,
             jobs,
         })
+    }
+}
+
+/// Operator queries: run as the schema owner (scheduler, CLI), they see key metadata of every
+/// environment and nothing else (control T4: each result names its environment, and the work
+/// itself then runs inside that environment's `TenantTx`).
+pub mod operator {
+    use sqlx::PgPool;
+    use uuid::Uuid;
+
+    use crate::StoreError;
+
+    /// Unfinished re-encryption jobs: (environment, job).
+    pub async fn unfinished_jobs(conn: &PgPool) -> Result<Vec<(Uuid, Uuid)>, StoreError> {
+        Ok(sqlx::query_as("SELECT environment_id, job_id FROM key_rotation_jobs WHERE finished_at IS NULL ORDER BY started_at")
+            .fetch_all(conn)
+            .await?)
+    }
+
+    /// Environments whose active data key is older than their rotation period.
+    pub async fn due_for_rotation(conn: &PgPool) -> Result<Vec<Uuid>, StoreError> {
+        Ok(sqlx::query_scalar(
+            "SELECT environment_id FROM environment_keys
+              WHERE rotated_at < now() - make_interval(days => rotate_after_days) ORDER BY rotated_at",
+        )
+        .fetch_all(conn)
+        .await?)
+    }
+
+    /// Every environment with a keyring and the KEK protecting it.
+    pub async fn keyrings(
+        conn: &PgPool,
+    ) -> Result<Vec<(Uuid, serde_json::Value, i32)>, StoreError> {
+        Ok(sqlx::query_as("SELECT environment_id, kek, active_version FROM environment_keys ORDER BY environment_id")
+            .fetch_all(conn)
+            .await?)
     }
 }

@@ -54,12 +54,25 @@ async fn tenant(store: &Store, name: &str) -> Tenant {
         .unwrap();
     let document = DocumentId::new();
     tx.enter_project(project).await.unwrap();
+    let vault = portcullis_store::testing::test_vault();
+    let ring = vault.ring(&mut tx).await.unwrap();
+    let (ct, v) = vault
+        .seal(
+            &mut tx,
+            &ring,
+            documents::BODY,
+            &document.to_string(),
+            b"body",
+        )
+        .await
+        .unwrap();
     documents::create(
         &mut tx,
         document,
         project,
         &format!("{name} secret"),
-        "body",
+        &ct,
+        v,
         owner.as_uuid(),
         now,
     )

@@ -246,12 +246,17 @@ impl fmt::Debug for HttpTransport {
 }
 
 impl HttpTransport {
+    /// Trusts the Mozilla root set, as AWS's public endpoints require.
     pub fn new() -> Result<HttpTransport, KeyError> {
-        let roots = rustls::RootCertStore {
+        HttpTransport::with_root_certificates(rustls::RootCertStore {
             roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
-        };
-        // The provider is named rather than taken from the process default so that another
-        // crate installing a different default cannot change what this client trusts.
+        })
+    }
+
+    /// Trusts only `roots`: for a KMS endpoint behind a private CA, and for tests.
+    pub fn with_root_certificates(roots: rustls::RootCertStore) -> Result<HttpTransport, KeyError> {
+        // The crypto provider is named rather than taken from the process default so that
+        // another crate installing a different default cannot change this client's TLS.
         let mut config = rustls::ClientConfig::builder_with_provider(Arc::new(
             rustls::crypto::ring::default_provider(),
         ))

@@ -242,10 +242,16 @@ pub async fn delete_environment(
     let mut tx = auth.enter(&state, env).await?;
     tx.require(Permission::EnvironmentDelete)?;
     let before = environments::get(&mut tx).await?;
-    tx.audit(AuditEvent::success("environment.deleted", "environment", env).before(&before))
-        .await?;
+    tx.audit(
+        AuditEvent::success("environment.deleted", "environment", env)
+            .before(&before)
+            .after(serde_json::json!({ "data_keys_destroyed": true })),
+    )
+    .await?;
     environments::delete(&mut tx).await?;
     tx.commit().await?;
+    // The data keys went with the environment (crypto-shredding); drop any cached copy too.
+    state.vault().forget(env.as_uuid());
     Ok(StatusCode::NO_CONTENT)
 }
 

@@ -12,6 +12,7 @@ use crate::state::AppState;
 
 pub mod account;
 pub mod environments;
+pub mod keys;
 pub mod projects;
 
 #[derive(Debug, OpenApi)]

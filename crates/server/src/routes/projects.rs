@@ -15,6 +15,7 @@ use serde::Deserialize;
 use time::OffsetDateTime;
 
 use super::environments::{parse_role, role_permissions, RoleChange};
+use super::keys::keyed;
 use super::{Page, PageQuery};
 use crate::auth::Auth;
 use crate::error::{ApiError, ApiResult, ErrorBody};
@@ -238,8 +239,24 @@ pub async fn list_documents(
     tx.enter_project(project).await?;
     tx.require(Permission::DocumentsRead)?;
     let page = documents::list(&mut tx, project, q.page()).await?;
+    let vault = state.vault();
+    let ring = keyed(&state, env, vault.ring(&mut tx).await).await?;
+    let mut items = Vec::with_capacity(page.items.len());
+    for row in page.items {
+        items.push(
+            keyed(
+                &state,
+                env,
+                documents::reveal(vault, &mut tx, &ring, row).await,
+            )
+            .await?,
+        );
+    }
     tx.commit().await?;
-    Ok(axum::Json(page.into()))
+    Ok(axum::Json(Page {
+        items,
+        next_cursor: page.next,
+    }))
 }
 
 #[utoipa::path(post, path = "/v1/environments/{environment_id}/projects/{project_id}/documents", tag = "documents",
@@ -257,16 +274,30 @@ pub async fn create_document(
     let title = validate::name("title", &req.title, 500)?;
     let id = DocumentId::new();
     let actor = tx.caller().actor.id().unwrap_or_default();
-    let doc = documents::create(
+    let vault = state.vault();
+    let ring = keyed(&state, env, vault.ring(&mut tx).await).await?;
+    let sealed = vault
+        .seal(
+            &mut tx,
+            &ring,
+            documents::BODY,
+            &id.to_string(),
+            body(&req.body)?.as_bytes(),
+        )
+        .await;
+    let (ct, key_version) = keyed(&state, env, sealed).await?;
+    let row = documents::create(
         &mut tx,
         id,
         project,
         &title,
-        body(&req.body)?,
+        &ct,
+        key_version,
         actor,
         OffsetDateTime::now_utc(),
     )
     .await?;
+    let doc = documents::reveal(vault, &mut tx, &ring, row).await?;
     // Content stays out of the audit trail; the entry records what changed, not the text.
     tx.audit(
         AuditEvent::success("document.created", "document", id)
@@ -288,7 +319,15 @@ pub async fn get_document(
     let mut tx = auth.enter(&state, env).await?;
     tx.enter_project(project).await?;
     tx.require(Permission::DocumentsRead)?;
-    let doc = documents::get(&mut tx, project, id).await?;
+    let row = documents::get(&mut tx, project, id).await?;
+    let vault = state.vault();
+    let ring = keyed(&state, env, vault.ring(&mut tx).await).await?;
+    let doc = keyed(
+        &state,
+        env,
+        documents::reveal(vault, &mut tx, &ring, row).await,
+    )
+    .await?;
     tx.commit().await?;
     Ok(axum::Json(doc))
 }
@@ -310,17 +349,37 @@ pub async fn update_document(
         Some(t) => validate::name("title", t, 500)?,
         None => current.title.clone(),
     };
-    let new_body = match &req.body {
-        Some(b) => body(b)?.to_owned(),
-        None => current.body.clone(),
+    let vault = state.vault();
+    let ring = keyed(&state, env, vault.ring(&mut tx).await).await?;
+    let sealed = match &req.body {
+        Some(b) => {
+            let r = vault
+                .seal(
+                    &mut tx,
+                    &ring,
+                    documents::BODY,
+                    &id.to_string(),
+                    body(b)?.as_bytes(),
+                )
+                .await;
+            Some(keyed(&state, env, r).await?)
+        }
+        None => None,
     };
-    let doc = documents::update(
+    let new_body = sealed.as_ref().map(|(ct, v)| (ct.as_slice(), *v));
+    let row = documents::update(
         &mut tx,
         project,
         id,
         &title,
-        &new_body,
+        new_body,
         OffsetDateTime::now_utc(),
+    )
+    .await?;
+    let doc = keyed(
+        &state,
+        env,
+        documents::reveal(vault, &mut tx, &ring, row).await,
     )
     .await?;
     tx.audit(AuditEvent::success("document.updated", "document", id)

@@ -55,7 +55,11 @@ impl TestApp {
         Self::spawn_with(AuthConfig::default(), Limits::default()).await
     }
 
-    pub async fn spawn_with(mut auth: AuthConfig, limits: Limits) -> TestApp {
+    pub async fn spawn_with(auth: AuthConfig, limits: Limits) -> TestApp {
+        Self::spawn_full(auth, limits, Duration::from_secs(300)).await
+    }
+
+    pub async fn spawn_full(mut auth: AuthConfig, limits: Limits, vault_ttl: Duration) -> TestApp {
         let db = TestDb::new().await;
         let store = db.store().await;
         // Cheap hashing keeps the suite fast; production parameters are tested in the crypto crate.
@@ -63,7 +67,8 @@ impl TestApp {
         auth.password_iterations = 1;
         let hasher =
             PasswordHasher::new(auth.password_memory_kib, auth.password_iterations).unwrap();
-        let state = AppState::new(store, hasher, auth);
+        let vault = std::sync::Arc::new(portcullis_store::testing::test_vault_with_ttl(vault_ttl));
+        let state = AppState::new(store, hasher, auth, vault);
         TestApp {
             db,
             router: router(state, limits),

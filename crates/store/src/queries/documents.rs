@@ -1,12 +1,17 @@
+//! Documents: customer content. The body is stored sealed (E2); rows written before encryption
+//! may still hold a plaintext body until the re-encryption job seals it.
+
 use portcullis_core::{DocumentId, ProjectId};
 use serde::Serialize;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
 use super::{Page, Paged};
+use crate::vault::{Keyring, Vault, ENCRYPTED_COLUMNS};
 use crate::{StoreError, TenantTx};
 
-#[derive(Clone, Debug, Serialize, sqlx::FromRow, utoipa::ToSchema)]
+/// A document as the API shows it (body decrypted).
+#[derive(Clone, Debug, Serialize, utoipa::ToSchema)]
 pub struct Document {
     pub document_id: Uuid,
     pub project_id: Uuid,
@@ -22,28 +27,82 @@ pub struct Document {
     pub updated_at: OffsetDateTime,
 }
 
-const COLUMNS: &str =
-    "document_id, project_id, title, body, version, created_by, created_at, updated_at";
+/// A document as stored.
+#[derive(Clone, sqlx::FromRow)]
+pub struct DocumentRow {
+    pub document_id: Uuid,
+    pub project_id: Uuid,
+    pub title: String,
+    body: Option<String>,
+    body_ciphertext: Option<Vec<u8>>,
+    pub version: i32,
+    pub created_by: Uuid,
+    pub created_at: OffsetDateTime,
+    pub updated_at: OffsetDateTime,
+}
 
+impl std::fmt::Debug for DocumentRow {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DocumentRow")
+            .field("document_id", &self.document_id)
+            .finish_non_exhaustive()
+    }
+}
+
+pub const BODY: &crate::vault::EncryptedColumn = &ENCRYPTED_COLUMNS[0];
+
+const COLUMNS: &str = "document_id, project_id, title, body, body_ciphertext, version, created_by, created_at, updated_at";
+
+/// Decrypts a stored row for the API.
+pub async fn reveal(
+    vault: &Vault,
+    tx: &mut TenantTx,
+    ring: &Keyring,
+    row: DocumentRow,
+) -> Result<Document, StoreError> {
+    let body = match (row.body_ciphertext.as_deref(), row.body) {
+        (Some(ct), _) => {
+            vault
+                .open_text(tx, ring, BODY, &row.document_id.to_string(), ct)
+                .await?
+        }
+        (None, Some(plain)) => plain,
+        (None, None) => return Err(StoreError::Integrity("a document has no body".into())),
+    };
+    Ok(Document {
+        document_id: row.document_id,
+        project_id: row.project_id,
+        title: row.title,
+        body,
+        version: row.version,
+        created_by: row.created_by,
+        created_at: row.created_at,
+        updated_at: row.updated_at,
+    })
+}
+
+#[allow(clippy::too_many_arguments)]
 pub async fn create(
     tx: &mut TenantTx,
     id: DocumentId,
     project: ProjectId,
     title: &str,
-    body: &str,
+    body_ciphertext: &[u8],
+    key_version: i32,
     created_by: Uuid,
     now: OffsetDateTime,
-) -> Result<Document, StoreError> {
+) -> Result<DocumentRow, StoreError> {
     let env = tx.environment_id().as_uuid();
     Ok(sqlx::query_as(&format!(
-        "INSERT INTO documents (environment_id, document_id, project_id, title, body, created_by, created_at, updated_at)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $7) RETURNING {COLUMNS}"
+        "INSERT INTO documents (environment_id, document_id, project_id, title, body_ciphertext, body_key_version, created_by, created_at, updated_at)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8) RETURNING {COLUMNS}"
     ))
     .bind(env)
     .bind(id.as_uuid())
     .bind(project.as_uuid())
     .bind(title)
-    .bind(body)
+    .bind(body_ciphertext)
+    .bind(key_version)
     .bind(created_by)
     .bind(now)
     .fetch_one(tx.conn())
@@ -54,9 +113,9 @@ pub async fn list(
     tx: &mut TenantTx,
     project: ProjectId,
     page: Page,
-) -> Result<Paged<Document>, StoreError> {
+) -> Result<Paged<DocumentRow>, StoreError> {
     let env = tx.environment_id().as_uuid();
-    let rows: Vec<Document> = sqlx::query_as(&format!(
+    let rows: Vec<DocumentRow> = sqlx::query_as(&format!(
         "SELECT {COLUMNS} FROM documents
           WHERE environment_id = $1 AND project_id = $2 AND ($3::uuid IS NULL OR document_id > $3)
           ORDER BY document_id LIMIT $4"
@@ -74,7 +133,7 @@ pub async fn get(
     tx: &mut TenantTx,
     project: ProjectId,
     id: DocumentId,
-) -> Result<Document, StoreError> {
+) -> Result<DocumentRow, StoreError> {
     let env = tx.environment_id().as_uuid();
     Ok(sqlx::query_as(&format!(
         "SELECT {COLUMNS} FROM documents WHERE environment_id = $1 AND project_id = $2 AND document_id = $3"
@@ -86,24 +145,34 @@ pub async fn get(
     .await?)
 }
 
+/// Replaces title and body. `body` is `None` to keep the stored body as it is.
 pub async fn update(
     tx: &mut TenantTx,
     project: ProjectId,
     id: DocumentId,
     title: &str,
-    body: &str,
+    body: Option<(&[u8], i32)>,
     now: OffsetDateTime,
-) -> Result<Document, StoreError> {
+) -> Result<DocumentRow, StoreError> {
     let env = tx.environment_id().as_uuid();
+    let (ct, ver) = match body {
+        Some((ct, v)) => (Some(ct), Some(v)),
+        None => (None, None),
+    };
     Ok(sqlx::query_as(&format!(
-        "UPDATE documents SET title = $4, body = $5, version = version + 1, updated_at = $6
+        "UPDATE documents SET title = $4,
+                body_ciphertext = COALESCE($5, body_ciphertext),
+                body_key_version = COALESCE($6, body_key_version),
+                body = CASE WHEN $5::bytea IS NULL THEN body ELSE NULL END,
+                version = version + 1, updated_at = $7
           WHERE environment_id = $1 AND project_id = $2 AND document_id = $3 RETURNING {COLUMNS}"
     ))
     .bind(env)
     .bind(project.as_uuid())
     .bind(id.as_uuid())
     .bind(title)
-    .bind(body)
+    .bind(ct)
+    .bind(ver)
     .bind(now)
     .fetch_one(tx.conn())
     .await?)

@@ -6,6 +6,7 @@ pub mod documents;
 pub mod environments;
 pub mod identities;
 pub mod installation;
+pub mod integrations;
 pub mod invitations;
 pub mod members;
 pub mod projects;

@@ -1,0 +1,126 @@
+//! Key rotation and re-encryption work, shared by the API, the CLI and the scheduler. Knows no
+//! HTTP. Every job names its environment and runs inside that environment's transaction (T4).
+
+use std::time::Duration;
+
+use portcullis_core::{EnvironmentId, PermissionSet};
+use portcullis_store::vault::{operator, BatchOutcome, Rotation, Vault};
+use portcullis_store::{AuditEvent, RequestMeta, Store, StoreError};
+use sqlx::PgPool;
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+fn system_meta() -> RequestMeta {
+    RequestMeta {
+        request_id: Some(format!("job-{}", Uuid::now_v7())),
+        ip: None,
+        user_agent: Some("portcullis-scheduler".into()),
+    }
+}
+
+/// Starts a rotation as the system (CLI, scheduler) and audits it.
+pub async fn rotate(
+    store: &Store,
+    vault: &Vault,
+    env: EnvironmentId,
+    reason: &str,
+) -> Result<Rotation, StoreError> {
+    let mut tx = store
+        .tenant_as_system(env, PermissionSet::all(), system_meta())
+        .await?;
+    let rotation = vault.rotate(&mut tx, OffsetDateTime::now_utc()).await?;
+    tx.audit(AuditEvent::success("keys.rotated", "keyring", env).after(serde_json::json!({ "version": rotation.version, "job_id": rotation.job_id, "reason": reason }))).await?;
+    tx.commit().await?;
+    Ok(rotation)
+}
+
+/// Runs a re-encryption job to the end, one committed batch at a time, reporting progress.
+/// Safe to call again after a crash: it continues from the last committed batch.
+pub async fn run_job(
+    store: &Store,
+    vault: &Vault,
+    env: EnvironmentId,
+    job: Uuid,
+    batch: i64,
+    mut progress: impl FnMut(&BatchOutcome),
+) -> Result<BatchOutcome, StoreError> {
+    loop {
+        let mut tx = store
+            .tenant_as_system(env, PermissionSet::all(), system_meta())
+            .await?;
+        let out = vault.run_batch(&mut tx, job, batch.max(1)).await?;
+        if out.finished {
+            tx.audit(
+                AuditEvent::success("keys.reencryption_finished", "key_rotation_job", job)
+                    .after(serde_json::json!({ "rows_done": out.rows_done })),
+            )
+            .await?;
+        }
+        tx.commit().await?;
+        progress(&out);
+        if out.finished {
+            return Ok(out);
+        }
+    }
+}
+
+/// The running job of an environment, if any.
+pub async fn running_job(
+    store: &Store,
+    vault: &Vault,
+    env: EnvironmentId,
+) -> Result<Option<Uuid>, StoreError> {
+    let mut tx = store
+        .tenant_as_system(env, PermissionSet::all(), system_meta())
+        .await?;
+    let job = vault.running_job(&mut tx).await?;
+    tx.commit().await?;
+    Ok(job)
+}
+
+/// One pass of the scheduler: resume unfinished jobs, then rotate environments that are due.
+pub async fn scheduler_pass(
+    store: &Store,
+    owner: &PgPool,
+    vault: &Vault,
+    batch: i64,
+) -> Result<(), StoreError> {
+    let jobs = operator::unfinished_jobs(owner).await?;
+    let due = operator::due_for_rotation(owner).await?;
+    for (env, job) in jobs {
+        tracing::info!(environment = %env, job = %job, "resuming re-encryption job");
+        run_job(
+            store,
+            vault,
+            EnvironmentId::from_uuid(env),
+            job,
+            batch,
+            |_| {},
+        )
+        .await?;
+    }
+    for env in due {
+        let env = EnvironmentId::from_uuid(env);
+        tracing::info!(environment = %env, "data key due for rotation");
+        let r = rotate(store, vault, env, "scheduled").await?;
+        run_job(store, vault, env, r.job_id, batch, |_| {}).await?;
+    }
+    Ok(())
+}
+
+/// Runs the scheduler every `every` until the process stops. Failures are logged and retried
+/// on the next pass; they never stop the server.
+pub async fn scheduler(
+    store: Store,
+    owner: PgPool,
+    vault: std::sync::Arc<Vault>,
+    every: Duration,
+    batch: i64,
+) {
+    loop {
+        if let Err(e) = scheduler_pass(&store, &owner, &vault, batch).await {
+            tracing::error!(error = %e, "key rotation scheduler pass failed; retrying next time");
+        }
+        tokio::time::sleep(every).await;
+    }
+}
