@@ -62,7 +62,27 @@ async fn tenant(app: &TestApp, name: &str) -> Tenant {
             json!({ "email": format!("pending@{name}.test"), "role": "viewer" }),
         )
         .await;
+    let integration = app
+        .post(
+            &format!("/v1/environments/{env}/integrations"),
+            &owner.token,
+            json!({ "kind": "slack", "name": "team", "credentials": "xoxb-secret-value" }),
+        )
+        .await;
+    app.put(
+        &format!("/v1/environments/{env}/model-key"),
+        &owner.token,
+        json!({ "provider": "anthropic", "api_key": "sk-test-key-value" }),
+    )
+    .await;
     let mut ids = HashMap::new();
+    ids.insert(
+        "integration_id",
+        integration.body["integration_id"]
+            .as_str()
+            .unwrap()
+            .to_owned(),
+    );
     ids.insert("environment_id", env);
     ids.insert("project_id", project);
     ids.insert("document_id", document);
@@ -101,6 +121,15 @@ fn body_for(method: &Method, template: &str, target: &Tenant) -> Option<Value> {
         ("PATCH", "/projects/{project_id}/documents/{document_id}") => {
             json!({ "title": "changed", "body": "changed" })
         }
+        ("POST", "/integrations") => {
+            json!({ "kind": "github", "name": "new", "credentials": "ghp-new-secret" })
+        }
+        ("PUT", "/integrations/{integration_id}/credentials") => {
+            json!({ "credentials": "replaced-secret" })
+        }
+        ("PUT", "/model-key") => json!({ "provider": "anthropic", "api_key": "sk-replaced" }),
+        ("PUT", "/keys/kek") => json!({ "provider": "local", "name": "master-1" }),
+        ("POST", "/keys/rotate" | "/keys/retire") => json!({}),
         _ => return None,
     };
     Some(v)

@@ -29,6 +29,8 @@ pub struct TestDb {
     pub name: String,
     /// URL of the owner role for this database (for driving the `portcullis` binary).
     pub owner_url: String,
+    /// URL of the superuser for this database (for pg_dump and the like).
+    pub admin_url: String,
     pub admin: PgConnectOptions,
     pub owner: PgConnectOptions,
     pub runtime: PgConnectOptions,
@@ -102,6 +104,10 @@ impl TestDb {
         conn.close().await.ok();
         TestDb {
             owner_url: url_with(&shared.admin_url, OWNER_ROLE, &name),
+            admin_url: {
+                let user = admin.get_username().to_owned();
+                url_with(&shared.admin_url, &user, &name)
+            },
             owner: admin.clone().username(OWNER_ROLE).database(&name),
             runtime: admin.clone().username(RUNTIME_ROLE).database(&name),
             admin: admin.database(&name),

@@ -518,21 +518,20 @@ impl Vault {
             }
             let legacy = col.legacy_plaintext.unwrap_or("NULL");
             let limit = budget;
-            let rows: Vec<SealedRow> =
-                sqlx::query_as(&format!(
-                    "SELECT {id}, {ct}, {ver}, {legacy}::text FROM {table}
+            let rows: Vec<SealedRow> = sqlx::query_as(&format!(
+                "SELECT {id}, {ct}, {ver}, {legacy}::text FROM {table}
                   WHERE environment_id = $1 AND ($2::uuid IS NULL OR {id} > $2)
                   ORDER BY {id} LIMIT $3 FOR UPDATE",
-                    id = col.id,
-                    ct = col.ciphertext,
-                    ver = col.version,
-                    table = col.table
-                ))
-                .bind(env)
-                .bind(cursor.as_deref().and_then(|c| Uuid::parse_str(c).ok()))
-                .bind(limit)
-                .fetch_all(tx.conn())
-                .await?;
+                id = col.id,
+                ct = col.ciphertext,
+                ver = col.version,
+                table = col.table
+            ))
+            .bind(env)
+            .bind(cursor.as_deref().and_then(|c| Uuid::parse_str(c).ok()))
+            .bind(limit)
+            .fetch_all(tx.conn())
+            .await?;
             let fetched = rows.len() as i64;
             budget -= fetched;
             let mut last = cursor.clone();

@@ -148,4 +148,16 @@ pub fn api() -> OpenApiRouter<AppState> {
             projects::update_document,
             projects::delete_document
         ))
+        .routes(routes!(keys::key_status))
+        .routes(routes!(keys::rotate_key))
+        .routes(routes!(keys::retire_keys))
+        .routes(routes!(keys::set_kek))
+        .routes(routes!(keys::list_integrations, keys::create_integration))
+        .routes(routes!(keys::replace_credentials))
+        .routes(routes!(keys::delete_integration))
+        .routes(routes!(
+            keys::get_model_key,
+            keys::put_model_key,
+            keys::delete_model_key
+        ))
 }

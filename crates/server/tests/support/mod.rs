@@ -25,6 +25,7 @@ use tower::ServiceExt;
 pub struct TestApp {
     pub db: TestDb,
     pub router: Router,
+    pub vault: std::sync::Arc<portcullis_store::vault::Vault>,
 }
 
 #[derive(Debug)]
@@ -59,7 +60,20 @@ impl TestApp {
         Self::spawn_full(auth, limits, Duration::from_secs(300)).await
     }
 
-    pub async fn spawn_full(mut auth: AuthConfig, limits: Limits, vault_ttl: Duration) -> TestApp {
+    pub async fn spawn_full(auth: AuthConfig, limits: Limits, vault_ttl: Duration) -> TestApp {
+        Self::spawn_with_vault(
+            auth,
+            limits,
+            portcullis_store::testing::test_vault_with_ttl(vault_ttl),
+        )
+        .await
+    }
+
+    pub async fn spawn_with_vault(
+        mut auth: AuthConfig,
+        limits: Limits,
+        vault: portcullis_store::vault::Vault,
+    ) -> TestApp {
         let db = TestDb::new().await;
         let store = db.store().await;
         // Cheap hashing keeps the suite fast; production parameters are tested in the crypto crate.
@@ -67,11 +81,12 @@ impl TestApp {
         auth.password_iterations = 1;
         let hasher =
             PasswordHasher::new(auth.password_memory_kib, auth.password_iterations).unwrap();
-        let vault = std::sync::Arc::new(portcullis_store::testing::test_vault_with_ttl(vault_ttl));
-        let state = AppState::new(store, hasher, auth, vault);
+        let vault = std::sync::Arc::new(vault);
+        let state = AppState::new(store, hasher, auth, vault.clone());
         TestApp {
             db,
             router: router(state, limits),
+            vault,
         }
     }
 
