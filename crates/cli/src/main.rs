@@ -42,6 +42,33 @@ enum Command {
     },
     /// Print the OpenAPI document.
     Openapi,
+    /// Envelope-encryption keys: status, rotation, root-key rotation.
+    #[command(subcommand)]
+    Keys(KeysCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum KeysCommand {
+    /// Show key versions, the values using each, and re-encryption jobs.
+    Status {
+        /// One environment; all environments with a keyring when omitted.
+        #[arg(long)]
+        environment: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Start a new data-key version and re-encrypt existing values, showing progress. If a
+    /// previous job was interrupted, it is resumed instead.
+    Rotate {
+        #[arg(long)]
+        environment: String,
+        /// Rows per transaction.
+        #[arg(long, default_value_t = 500)]
+        batch: i64,
+    },
+    /// Rotate the local master key and rewrap every data key it protects (ciphertexts are
+    /// untouched).
+    RotateRoot,
 }
 
 fn init_logging(config: &Config) {
@@ -132,6 +159,7 @@ async fn run(command: Command, config: Config) -> anyhow::Result<ExitCode> {
                 ExitCode::FAILURE
             })
         }
+        Command::Keys(k) => keys(k, config).await,
         Command::Openapi => {
             println!(
                 "{}",
@@ -140,4 +168,82 @@ async fn run(command: Command, config: Config) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+async fn keys(command: KeysCommand, config: Config) -> anyhow::Result<ExitCode> {
+    use portcullis_core::EnvironmentId;
+    use portcullis_server::jobs;
+    let db = serve::database(&config, false).await?;
+    let result = async {
+        let store = portcullis_store::Store::new(
+            portcullis_store::bootstrap::runtime_pool(&db.runtime, 4).await.context("runtime connection")?,
+        );
+        let owner = portcullis_store::bootstrap::runtime_pool(&db.owner, 2).await.context("owner connection")?;
+        let vault = serve::vault(&config).await?;
+        let parse = |s: &str| EnvironmentId::parse(s).map_err(|e| anyhow::anyhow!("{e}"));
+        match command {
+            KeysCommand::Status { environment, json } => {
+                let envs = match environment {
+                    Some(e) => vec![parse(&e)?],
+                    None => portcullis_store::vault::operator::keyrings(&owner)
+                        .await?
+                        .into_iter()
+                        .map(|(e, _, _)| EnvironmentId::from_uuid(e))
+                        .collect(),
+                };
+                let mut all = vec![];
+                for env in envs {
+                    all.push(jobs::status(&store, &vault, env).await.with_context(|| format!("environment {env}"))?);
+                }
+                if json {
+                    println!("{}", serde_json::to_string_pretty(&all)?);
+                } else {
+                    for s in &all {
+                        println!("environment {}  kek {}  active v{}  usable from v{}  rotated {}", s.environment_id, s.kek, s.active_version, s.min_decrypt_version, s.rotated_at);
+                        for v in &s.versions {
+                            let state = if v.retired_at.is_some() { "retired" } else if v.active { "active" } else { "usable" };
+                            println!("  v{:<4} {:<8} {:>8} values", v.version, state, v.rows);
+                        }
+                        if s.plaintext_rows > 0 {
+                            println!("  not yet encrypted: {} values", s.plaintext_rows);
+                        }
+                        for j in s.jobs.iter().filter(|j| j.finished_at.is_none()) {
+                            println!("  job {} to v{}: {} values re-encrypted so far (unfinished)", j.job_id, j.target_version, j.rows_done);
+                        }
+                    }
+                    if all.is_empty() {
+                        println!("no environment has a keyring yet");
+                    }
+                }
+            }
+            KeysCommand::Rotate { environment, batch } => {
+                let env = parse(&environment)?;
+                let job = match jobs::running_job(&store, &vault, env).await? {
+                    Some(job) => {
+                        eprintln!("resuming interrupted re-encryption job {job}");
+                        job
+                    }
+                    None => {
+                        let r = jobs::rotate(&store, &vault, env, "operator").await?;
+                        eprintln!("data key version {} is now active; re-encrypting existing values (job {})", r.version, r.job_id);
+                        r.job_id
+                    }
+                };
+                let started = std::time::Instant::now();
+                let done = jobs::run_job(&store, &vault, env, job, batch, |o| {
+                    eprintln!("  {} values re-encrypted ({:.1}s)", o.rows_done, started.elapsed().as_secs_f64());
+                })
+                .await?;
+                println!("re-encryption finished: {} values; retire old versions with the API (POST /v1/environments/{env}/keys/retire) once backups no longer need them", done.rows_done);
+            }
+            KeysCommand::RotateRoot => {
+                let (name, envs) = jobs::rotate_root(&store, &owner, &vault).await?;
+                println!("new local master key {name}; rewrapped the data keys of {} environments", envs.len());
+            }
+        }
+        Ok::<_, anyhow::Error>(ExitCode::SUCCESS)
+    }
+    .await;
+    db.shutdown().await;
+    result
 }

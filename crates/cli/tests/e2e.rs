@@ -243,6 +243,38 @@ async fn e1_readme_tour_over_https() {
     ]);
     assert_eq!(code, 201, "{doc}");
 
+    // Operator key rotation from the CLI while the server runs (E5), then the server still
+    // reads the document (now sealed with version 2).
+    let out = command(&db, &data, port)
+        .args(["keys", "rotate", "--environment", env])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains("re-encryption finished: 1 values"),
+        "{stdout}"
+    );
+    let out = command(&db, &data, port)
+        .args(["keys", "status", "--environment", env, "--json"])
+        .output()
+        .unwrap();
+    let status: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(status[0]["active_version"], 2);
+    assert_eq!(status[0]["versions"][1]["rows"], 1);
+    let d = doc["document_id"].as_str().unwrap();
+    let (code, read, _) = curl(&[
+        "-H",
+        &owner,
+        &format!("{base}/v1/environments/{env}/projects/{p}/documents/{d}"),
+    ]);
+    assert_eq!(code, 200);
+    assert_eq!(read["body"], "secret plan");
+
     // A second person signs up, is invited as viewer, and is refused a write.
     let (code, bob, _) = curl(&[
         "-H",

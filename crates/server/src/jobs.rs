@@ -124,3 +124,56 @@ pub async fn scheduler(
         tokio::time::sleep(every).await;
     }
 }
+
+/// Key status of one environment, as the system.
+pub async fn status(
+    store: &Store,
+    vault: &Vault,
+    env: EnvironmentId,
+) -> Result<portcullis_store::vault::KeyStatus, StoreError> {
+    let mut tx = store
+        .tenant_as_system(env, PermissionSet::all(), system_meta())
+        .await?;
+    let s = vault.status(&mut tx).await?;
+    tx.commit().await?;
+    Ok(s)
+}
+
+/// Rotates the local master key and rewraps every environment whose data keys it protects.
+/// Returns the new key's name and the environments rewrapped.
+pub async fn rotate_root(
+    store: &Store,
+    owner: &PgPool,
+    vault: &Vault,
+) -> Result<(String, Vec<Uuid>), StoreError> {
+    let local =
+        vault.providers().local.as_ref().ok_or_else(|| {
+            StoreError::Conflict("the local key provider is not configured".into())
+        })?;
+    let name = local
+        .rotate()
+        .map_err(|e| StoreError::KeyProvider(e.to_string()))?;
+    let new_kek = portcullis_keys::KekRef::Local { name: name.clone() };
+    let mut done = vec![];
+    for (env, kek, _) in operator::keyrings(owner).await? {
+        if kek.get("provider").and_then(|p| p.as_str()) != Some("local") {
+            continue;
+        }
+        let env_id = EnvironmentId::from_uuid(env);
+        let mut tx = store
+            .tenant_as_system(env_id, PermissionSet::all(), system_meta())
+            .await?;
+        let previous = vault
+            .set_kek(&mut tx, &new_kek, OffsetDateTime::now_utc())
+            .await?;
+        tx.audit(
+            AuditEvent::success("keys.root_rotated", "keyring", env)
+                .before(&previous)
+                .after(&new_kek),
+        )
+        .await?;
+        tx.commit().await?;
+        done.push(env);
+    }
+    Ok((name, done))
+}
