@@ -216,25 +216,49 @@ log "both arms answer identically (document body, $DOCS-item list)"
 # ---------------------------------------------------------------- measurement
 compiles() { pgrep -c -x rustc 2>/dev/null || true; }
 # run_oha NAME ROUND ARM TOKEN PATH OHA-ARGS... : writes $RES/NAME.r ROUND.ARM.json, appends a TSV row
-printf 'round\ttest\tarm\trps_ok\tp50_ms\tp99_ms\terrors\tnon2xx\tload1\trustc\n' >"$RES/runs.tsv"
+# CPU time is far less sensitive to a busy machine than wall-clock throughput: per request,
+# the server process's CPU plus that of the PostgreSQL backends connected to its database.
+CLK_TCK=$(getconf CLK_TCK)
+ticks() { awk '{print $14 + $15}' "/proc/$1/stat" 2>/dev/null || true; }
+cpu_snapshot() { # cpu_snapshot ARM -> "pid kind ticks" lines
+  local arm=$1 p t
+  echo "${PID[$arm]} srv $(ticks "${PID[$arm]}")"
+  for p in $("${PSQL[@]}" -d postgres -Atc "SELECT pid FROM pg_stat_activity WHERE datname = '${DB[$arm]}'"); do
+    t=$(ticks "$p")
+    if [[ -n "$t" ]]; then echo "$p pg $t"; fi
+  done
+}
+cpu_delta() { # cpu_delta BEFORE AFTER -> "server_ticks postgres_ticks" (backends that exit mid-run are lost)
+  awk 'NR == FNR {b[$1] = $3; next} {d = $3 - (($1 in b) ? b[$1] : 0); if (d > 0) s[$2] += d}
+       END {print s["srv"] + 0, s["pg"] + 0}' "$1" "$2"
+}
+printf 'round\ttest\tarm\trps_ok\tp50_ms\tp99_ms\terrors\tnon2xx\tload1\trustc\tsrv_cpu_ms\tpg_cpu_ms\tcpu_ms\n' >"$RES/runs.tsv"
 run_oha() {
   local name=$1 round=$2 arm=$3 token=$4 path=$5; shift 5
-  local out="$RES/$name.r$round.$arm.json" load1 rustc
+  local out="$RES/$name.r$round.$arm.json" load1 rustc srv pg
   load1=$(cut -d' ' -f1 /proc/loadavg); rustc=$(compiles)
+  cpu_snapshot "$arm" >"$TMP/cpu.before"
   timeout -s INT 120 oha --no-tui "${OHA_JSON[@]}" --insecure -w \
     -H "Authorization: Bearer $token" "$@" "${BASE[$arm]}$path" >"$out" 2>"$out.stderr" \
     || die "oha failed ($name round $round $arm): $(head -c 500 "$out.stderr")"
-  [[ "$round" == w* ]] && return 0
-  jq -r --arg r "$round" --arg n "$name" --arg a "$arm" --arg l "$load1" --arg c "$rustc" '
+  cpu_snapshot "$arm" >"$TMP/cpu.after"
+  read -r srv pg < <(cpu_delta "$TMP/cpu.before" "$TMP/cpu.after")
+  if [[ "$round" == w* ]]; then return 0; fi
+  jq -r --arg r "$round" --arg n "$name" --arg a "$arm" --arg l "$load1" --arg c "$rustc" \
+     --argjson srv "$srv" --argjson pg "$pg" --argjson hz "$CLK_TCK" '
     (.statusCodeDistribution // {}) as $s
     | ([$s | to_entries[] | select(.key | startswith("2")) | .value] | add // 0) as $ok
+    | ([$s | to_entries[] | .value] | add // 0) as $all
     | [$r, $n, $a,
        ($ok / .summary.total),
        (.latencyPercentiles.p50 * 1000), (.latencyPercentiles.p99 * 1000),
        ([(.errorDistribution // {}) | to_entries[] | .value] | add // 0),
        ([$s | to_entries[] | select(.key | startswith("2") | not) | .value] | add // 0),
-       $l, $c] | @tsv' "$out" >>"$RES/runs.tsv"
-  log "  $name r$round $arm: $(tail -1 "$RES/runs.tsv" | awk -F'\t' '{printf "%.0f req/s, p50 %.2f ms, p99 %.2f ms, errors %d, non-2xx %d", $4, $5, $6, $7, $8}')"
+       $l, $c,
+       (if $all > 0 then $srv * 1000 / $hz / $all else 0 end),
+       (if $all > 0 then $pg * 1000 / $hz / $all else 0 end),
+       (if $all > 0 then ($srv + $pg) * 1000 / $hz / $all else 0 end)] | @tsv' "$out" >>"$RES/runs.tsv"
+  log "  $name r$round $arm: $(tail -1 "$RES/runs.tsv" | awk -F'\t' '{printf "%.0f req/s, p50 %.2f ms, p99 %.2f ms, errors %d, non-2xx %d, CPU %.2f ms/req (server %.2f + PostgreSQL %.2f)", $4, $5, $6, $7, $8, $13, $11, $12}')"
 }
 FIXED=(-z "${FIXED_SECS}s" -c "$CONNS" -q "$RATE" --latency-correction)
 MAXT=(-z "${MAX_SECS}s" -c "$CONNS")
@@ -288,11 +312,12 @@ verdict() { awk -v x="$1" -v lim="$2" 'BEGIN {print (x <= lim) ? "met" : "**miss
 
 R_DOC=$(ratio doc 4 off on); R_LIST=$(ratio list 4 off on)
 R_FIXED_P99=$(ratio fixed 6 on off); R_FIXED_P50=$(ratio fixed 5 on off)
+R_CPU_DOC=$(ratio doc 13 on off); R_CPU_LIST=$(ratio list 13 on off); R_CPU_FIXED=$(ratio fixed 13 on off)
 P99_ON=$(med fixed on 6)
 {
   echo "### Results ($(date -u '+%Y-%m-%d %H:%M UTC'))"
   echo
-  echo "Machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//'); load average (1/5/15 min) at start of measurement $LOAD_START, at end $LOAD_END. Load tool: $OHA_VERSION. Code: $(git -C "$ROOT" describe --always --dirty 2>/dev/null || echo unknown). Rounds: $done_rounds (medians over rounds)."
+  echo "Machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//'); load average (1/5/15 min) at start of measurement $LOAD_START, at end $LOAD_END. Load tool: $OHA_VERSION. Code: working tree at $(git -C "$ROOT" describe --always --dirty 2>/dev/null || echo unknown), binary built $(date -u -r "$BIN" '+%H:%M UTC'). Rounds: $done_rounds (medians over rounds)."
   echo
   echo "| Test | Metric | RLS on | RLS off | Ratio (median per round) |"
   echo "|---|---|---:|---:|---:|"
@@ -300,23 +325,26 @@ P99_ON=$(med fixed on 6)
   echo "| | p99 ms | $(f2 "$P99_ON") | $(f2 "$(med fixed off 6)") | on/off $(f2 "$R_FIXED_P99") |"
   echo "| | achieved req/s | $(f0 "$(med fixed on 4)") | $(f0 "$(med fixed off 4)") | |"
   echo "| | errors / non-2xx (all rounds) | $(sum fixed on 7) / $(sum fixed on 8) | $(sum fixed off 7) / $(sum fixed off 8) | |"
+  echo "| | CPU ms/request (server + PostgreSQL) | $(f2 "$(med fixed on 13)") | $(f2 "$(med fixed off 13)") | on/off $(f2 "$R_CPU_FIXED") |"
   echo "| Document GET, max, c=$CONNS, ${MAX_SECS} s | req/s | $(f0 "$(med doc on 4)") | $(f0 "$(med doc off 4)") | off/on **$(f2 "$R_DOC")** |"
   echo "| | p50 / p99 ms | $(f2 "$(med doc on 5)") / $(f2 "$(med doc on 6)") | $(f2 "$(med doc off 5)") / $(f2 "$(med doc off 6)") | |"
   echo "| | errors / non-2xx (all rounds) | $(sum doc on 7) / $(sum doc on 8) | $(sum doc off 7) / $(sum doc off 8) | |"
+  echo "| | CPU ms/request: server + PostgreSQL = total | $(f2 "$(med doc on 11)") + $(f2 "$(med doc on 12)") = $(f2 "$(med doc on 13)") | $(f2 "$(med doc off 11)") + $(f2 "$(med doc off 12)") = $(f2 "$(med doc off 13)") | on/off **$(f2 "$R_CPU_DOC")** |"
   echo "| List GET (50 items), max, c=$CONNS, ${MAX_SECS} s | req/s | $(f0 "$(med list on 4)") | $(f0 "$(med list off 4)") | off/on **$(f2 "$R_LIST")** |"
   echo "| | p50 / p99 ms | $(f2 "$(med list on 5)") / $(f2 "$(med list on 6)") | $(f2 "$(med list off 5)") / $(f2 "$(med list off 6)") | |"
   echo "| | errors / non-2xx (all rounds) | $(sum list on 7) / $(sum list on 8) | $(sum list off 7) / $(sum list off 8) | |"
+  echo "| | CPU ms/request: server + PostgreSQL = total | $(f2 "$(med list on 11)") + $(f2 "$(med list on 12)") = $(f2 "$(med list on 13)") | $(f2 "$(med list off 11)") + $(f2 "$(med list off 12)") = $(f2 "$(med list off 13)") | on/off **$(f2 "$R_CPU_LIST")** |"
   echo "| Document GET with API token, max, 10 s, 1 pair | req/s | $(f0 "$(med apidoc on 4)") | $(f0 "$(med apidoc off 4)") | off/on $(f2 "$(ratio apidoc 4 off on)") |"
   echo
-  echo "Targets: RLS overhead ratio <= 1.10 — document GET $(f2 "$R_DOC") ($(verdict "$R_DOC" 1.10)), list GET $(f2 "$R_LIST") ($(verdict "$R_LIST" 1.10)); document GET p99 at $RATE req/s < 5 ms with RLS on — $(f2 "$P99_ON") ms ($(verdict "$P99_ON" 5))."
+  echo "Targets: RLS overhead ratio <= 1.10 — document GET $(f2 "$R_DOC") ($(verdict "$R_DOC" 1.10)), list GET $(f2 "$R_LIST") ($(verdict "$R_LIST" 1.10)); by CPU per request (on/off; less sensitive to other load) document GET $(f2 "$R_CPU_DOC") ($(verdict "$R_CPU_DOC" 1.10)), list GET $(f2 "$R_CPU_LIST") ($(verdict "$R_CPU_LIST" 1.10)); document GET p99 at $RATE req/s < 5 ms with RLS on — $(f2 "$P99_ON") ms ($(verdict "$P99_ON" 5))."
   echo
   echo "RLS state after the switch: on arm ${RLS_STATE[on]}; off arm ${RLS_STATE[off]}."
   echo
   echo "<details><summary>Per-run results</summary>"
   echo
-  echo "| round | test | arm | req/s (2xx) | p50 ms | p99 ms | errors | non-2xx | load1 | rustc procs |"
-  echo "|---|---|---|---:|---:|---:|---:|---:|---:|---:|"
-  awk -F'\t' 'NR>1 {printf "| %s | %s | %s | %.0f | %.2f | %.2f | %d | %d | %s | %s |\n", $1,$2,$3,$4,$5,$6,$7,$8,$9,$10}' "$RES/runs.tsv"
+  echo "| round | test | arm | req/s (2xx) | p50 ms | p99 ms | errors | non-2xx | CPU ms/req | load1 | rustc procs |"
+  echo "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|"
+  awk -F'\t' 'NR>1 {printf "| %s | %s | %s | %.0f | %.2f | %.2f | %d | %d | %.2f | %s | %s |\n", $1,$2,$3,$4,$5,$6,$7,$8,$13,$9,$10}' "$RES/runs.tsv"
   echo
   echo "</details>"
 } | tee "$RES/table.md"

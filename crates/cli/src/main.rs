@@ -42,9 +42,43 @@ enum Command {
     },
     /// Print the OpenAPI document.
     Openapi,
+    /// The tamper-evident audit trail: verify, export, checkpoint.
+    #[command(subcommand)]
+    Audit(AuditCommand),
     /// Envelope-encryption keys: status, rotation, root-key rotation.
     #[command(subcommand)]
     Keys(KeysCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum AuditCommand {
+    /// Verify an environment's chain against the database checkpoints and the anchors, or an
+    /// exported bundle offline. Reports the first bad entry and why; exits 1 if any.
+    Verify {
+        #[arg(long, conflicts_with = "bundle", required_unless_present = "bundle")]
+        environment: Option<String>,
+        /// An export from `audit export --format bundle` (or the API); verified offline.
+        #[arg(long)]
+        bundle: Option<PathBuf>,
+        /// Trusted checkpoint keys (hex Ed25519), e.g. from /.well-known/portcullis/audit-keys.json.
+        /// Without it, a bundle's own keys are used, which proves integrity only relative to them.
+        #[arg(long = "public-key")]
+        public_keys: Vec<String>,
+    },
+    /// Export an environment's audit log.
+    Export {
+        #[arg(long)]
+        environment: String,
+        /// jsonl, csv or bundle (bundle = verifiable offline).
+        #[arg(long, default_value = "bundle")]
+        format: String,
+        #[arg(long)]
+        output: PathBuf,
+    },
+    /// Cut and anchor a signed checkpoint for every environment with new entries, now.
+    Checkpoint,
+    /// Create a new checkpoint signing key; older keys stay published for verification.
+    RotateSigningKey,
 }
 
 #[derive(Debug, Subcommand)]
@@ -160,6 +194,7 @@ async fn run(command: Command, config: Config) -> anyhow::Result<ExitCode> {
             })
         }
         Command::Keys(k) => keys(k, config).await,
+        Command::Audit(a) => audit(a, config).await,
         Command::Openapi => {
             println!(
                 "{}",
@@ -242,6 +277,155 @@ async fn keys(command: KeysCommand, config: Config) -> anyhow::Result<ExitCode> 
             }
         }
         Ok::<_, anyhow::Error>(ExitCode::SUCCESS)
+    }
+    .await;
+    db.shutdown().await;
+    result
+}
+
+fn parse_public_keys(
+    keys: &[String],
+) -> anyhow::Result<Vec<portcullis_audit::checkpoint::PublicKey>> {
+    keys.iter()
+        .map(|k| {
+            portcullis_audit::checkpoint::PublicKey::from_hex(k.trim())
+                .with_context(|| format!("`{k}` is not a 64-character hex Ed25519 public key"))
+        })
+        .collect()
+}
+
+fn print_report(report: &portcullis_audit::verify::Report) -> ExitCode {
+    match &report.first_problem {
+        None => {
+            println!(
+                "OK: {} entries verified, {} checkpoints consistent",
+                report.entries, report.checkpoints_checked
+            );
+            ExitCode::SUCCESS
+        }
+        Some(p) => {
+            println!("FAILED after {} good entries: {p}", report.entries);
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn audit(command: AuditCommand, config: Config) -> anyhow::Result<ExitCode> {
+    use portcullis_core::EnvironmentId;
+    use portcullis_server::trail;
+    if let AuditCommand::Verify {
+        bundle: Some(path),
+        public_keys,
+        ..
+    } = &command
+    {
+        let pinned = parse_public_keys(public_keys)?;
+        if pinned.is_empty() {
+            eprintln!(
+                "warning: no --public-key given; trusting the keys listed in the bundle itself"
+            );
+        }
+        let file =
+            std::fs::File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
+        let mut progress = |n: u64| eprintln!("  {n} entries verified");
+        let mut options = if pinned.is_empty() {
+            portcullis_audit::bundle::VerifyOptions {
+                trust: portcullis_audit::bundle::KeyTrust::BundleKeys,
+                extra_checkpoints: &[],
+                progress: None,
+            }
+        } else {
+            portcullis_audit::bundle::VerifyOptions::pinned(&pinned)
+        };
+        options.progress = Some((
+            std::num::NonZeroU64::MIN.saturating_add(99_999),
+            &mut progress,
+        ));
+        let report =
+            portcullis_audit::bundle::verify_bundle(std::io::BufReader::new(file), options)?;
+        return Ok(print_report(&report));
+    }
+    let db = serve::database(&config, false).await?;
+    let result = async {
+        let store = portcullis_store::Store::new(
+            portcullis_store::bootstrap::runtime_pool(&db.runtime, 4)
+                .await
+                .context("runtime connection")?,
+        );
+        let owner = portcullis_store::bootstrap::runtime_pool(&db.owner, 2)
+            .await
+            .context("owner connection")?;
+        let anchors = serve::anchors(&config);
+        match command {
+            AuditCommand::Verify {
+                environment,
+                public_keys,
+                ..
+            } => {
+                let env = EnvironmentId::parse(environment.as_deref().unwrap_or_default())
+                    .map_err(|e| anyhow::anyhow!("{e}"))?;
+                let mut trusted = parse_public_keys(&public_keys)?;
+                if trusted.is_empty() {
+                    let rows =
+                        portcullis_server::routes::audit::public_keys(&store, Default::default())
+                            .await
+                            .map_err(|e| anyhow::anyhow!("{e}"))?;
+                    trusted = rows
+                        .iter()
+                        .filter_map(|k| {
+                            <[u8; 32]>::try_from(k.public_key.as_slice())
+                                .ok()
+                                .map(portcullis_audit::checkpoint::PublicKey::from_bytes)
+                        })
+                        .collect();
+                }
+                eprintln!(
+                    "verifying environment {env} against database checkpoints and anchors in {}",
+                    anchors.dir().display()
+                );
+                let report =
+                    trail::verify_environment(&store, env.as_uuid(), &trusted, &anchors, |n| {
+                        eprintln!("  {n} entries verified")
+                    })
+                    .await?;
+                Ok(print_report(&report))
+            }
+            AuditCommand::Export {
+                environment,
+                format,
+                output,
+            } => {
+                let env = EnvironmentId::parse(&environment).map_err(|e| anyhow::anyhow!("{e}"))?;
+                let n = trail::export_to_file(&store, env.as_uuid(), &format, &output).await?;
+                println!("wrote {n} entries to {}", output.display());
+                Ok(ExitCode::SUCCESS)
+            }
+            AuditCommand::Checkpoint => {
+                let vault = serve::vault(&config).await?;
+                let signer =
+                    trail::Signer::load_or_create(&owner, &vault, vault.default_kek()).await?;
+                let n = trail::checkpoint_pass(
+                    &store,
+                    &owner,
+                    &signer,
+                    &anchors,
+                    1,
+                    std::time::Duration::ZERO,
+                )
+                .await?;
+                println!("cut and anchored {n} checkpoints");
+                Ok(ExitCode::SUCCESS)
+            }
+            AuditCommand::RotateSigningKey => {
+                let vault = serve::vault(&config).await?;
+                let signer = trail::Signer::create(&owner, &vault, vault.default_kek()).await?;
+                println!(
+                    "new checkpoint signing key {}; restart servers to sign with it",
+                    signer.key_id()
+                );
+                Ok(ExitCode::SUCCESS)
+            }
+        }
     }
     .await;
     db.shutdown().await;

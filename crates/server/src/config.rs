@@ -14,7 +14,29 @@ pub struct Config {
     pub database: DatabaseConfig,
     pub auth: AuthConfig,
     pub keys: KeysConfig,
+    pub audit: AuditConfig,
     pub log: LogConfig,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuditConfig {
+    /// Cut a signed checkpoint once this many entries are uncheckpointed ...
+    pub checkpoint_every_entries: i64,
+    /// ... or once the oldest uncheckpointed entry is this old.
+    pub checkpoint_every_seconds: u64,
+    /// Write-once directory for anchored checkpoints (default `<data_dir>/anchors`).
+    pub anchor_dir: Option<PathBuf>,
+}
+
+impl Default for AuditConfig {
+    fn default() -> Self {
+        AuditConfig {
+            checkpoint_every_entries: 1000,
+            checkpoint_every_seconds: 60,
+            anchor_dir: None,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -8,6 +8,7 @@
 //! - Every handler checks a permission before touching data, and the database checks again.
 //! - Errors are logged once, by the request middleware, never in handlers.
 
+pub mod anchor;
 pub mod app;
 pub mod auth;
 pub mod config;
@@ -20,6 +21,7 @@ pub mod routes;
 pub mod serve;
 pub mod state;
 pub mod tls;
+pub mod trail;
 
 pub use app::{openapi, router};
 pub use config::Config;

@@ -190,6 +190,17 @@ pub async fn vault(config: &Config) -> anyhow::Result<portcullis_store::vault::V
     ))
 }
 
+/// The write-once anchor store for audit checkpoints.
+pub fn anchors(config: &Config) -> crate::anchor::LocalAnchors {
+    crate::anchor::LocalAnchors::new(
+        config
+            .audit
+            .anchor_dir
+            .clone()
+            .unwrap_or_else(|| config.data_dir().join("anchors")),
+    )
+}
+
 /// Runs the boot self-check as the runtime role.
 pub async fn self_check(runtime: &PgConnectOptions) -> anyhow::Result<Vec<Check>> {
     let mut conn = runtime
@@ -259,10 +270,23 @@ async fn serve_with(config: &Config, db: &Database) -> anyhow::Result<()> {
         .connect_lazy_with(db.owner.clone());
     tokio::spawn(crate::jobs::scheduler(
         store.clone(),
-        owner_pool,
+        owner_pool.clone(),
         vault.clone(),
         Duration::from_secs(config.keys.rotation_check_seconds.max(10)),
         config.keys.reencrypt_batch,
+    ));
+    let signer = crate::trail::Signer::load_or_create(&owner_pool, &vault, vault.default_kek())
+        .await
+        .context("audit checkpoint signing key")?;
+    let anchors = anchors(config);
+    tracing::info!(key_id = %signer.key_id(), anchors = %anchors.dir().display(), "audit checkpoints are signed and anchored");
+    tokio::spawn(crate::trail::checkpointer(
+        store.clone(),
+        owner_pool.clone(),
+        signer,
+        anchors,
+        config.audit.checkpoint_every_entries,
+        Duration::from_secs(config.audit.checkpoint_every_seconds.max(1)),
     ));
     let state = AppState::new(store, hasher, config.auth.clone(), vault);
     let app = router(

@@ -246,6 +246,8 @@ CREATE INDEX invitations_custom_role ON invitations (environment_id, custom_role
 -- key to environments: entries outlive the environment they describe.
 CREATE TABLE audit_log (
     environment_id  uuid NOT NULL,
+    -- Gapless per environment: 1, 2, 3, ... (assigned under the lock of audit_heads).
+    seq             bigint NOT NULL CHECK (seq >= 1),
     audit_id        uuid NOT NULL,
     occurred_at     timestamptz NOT NULL,
     actor_type      text NOT NULL CHECK (actor_type IN ('identity','api_token','system','anonymous')),
@@ -259,9 +261,50 @@ CREATE TABLE audit_log (
     request_id      text,
     ip              text,
     user_agent      text,
-    PRIMARY KEY (environment_id, audit_id)
+    -- Tamper evidence (L3): the hash of the previous entry and of this one, over the canonical
+    -- encoding defined in crates/audit/FORMAT.md.
+    action_version  smallint NOT NULL DEFAULT 1,
+    prev_hash       bytea NOT NULL CHECK (length(prev_hash) = 32),
+    entry_hash      bytea NOT NULL CHECK (length(entry_hash) = 32),
+    PRIMARY KEY (environment_id, seq),
+    UNIQUE (environment_id, audit_id)
 );
 CREATE INDEX audit_log_time ON audit_log (environment_id, occurred_at);
+
+-- The head of each environment's chain and the frontier of its Merkle tree (the O(log n)
+-- subtree roots from which the current root is computed). Locked for each append, which is
+-- what keeps the sequence gapless and unforked under concurrent writers.
+CREATE TABLE audit_heads (
+    environment_id  uuid PRIMARY KEY,
+    seq             bigint NOT NULL,
+    head_hash       bytea NOT NULL CHECK (length(head_hash) = 32),
+    frontier        bytea[] NOT NULL
+);
+
+-- Signed checkpoints (tree size, root, time), cut by the checkpointer.
+CREATE TABLE audit_checkpoints (
+    environment_id  uuid NOT NULL,
+    tree_size       bigint NOT NULL,
+    root_hash       bytea NOT NULL CHECK (length(root_hash) = 32),
+    head_hash       bytea NOT NULL CHECK (length(head_hash) = 32),
+    issued_at       timestamptz NOT NULL,
+    key_id          text NOT NULL,
+    signed          text NOT NULL,
+    PRIMARY KEY (environment_id, tree_size)
+);
+
+-- Public halves of the checkpoint signing keys, published at
+-- /.well-known/portcullis/audit-keys.json. Not tenant data.
+CREATE TABLE audit_signing_keys (
+    key_id        text PRIMARY KEY,
+    public_key    bytea NOT NULL CHECK (length(public_key) = 32),
+    -- The Ed25519 seed, wrapped by the installation's key-encryption key. Only the schema
+    -- owner (the checkpointer) can read it: the runtime role has column grants on the rest.
+    wrapped_seed  bytea NOT NULL,
+    kek           jsonb NOT NULL,
+    created_at    timestamptz NOT NULL,
+    retired_at    timestamptz
+);
 
 CREATE FUNCTION portcullis.refuse_audit_change() RETURNS trigger
     LANGUAGE plpgsql
@@ -274,6 +317,10 @@ CREATE TRIGGER audit_log_no_update_delete BEFORE UPDATE OR DELETE ON audit_log
     FOR EACH ROW EXECUTE FUNCTION portcullis.refuse_audit_change();
 CREATE TRIGGER audit_log_no_truncate BEFORE TRUNCATE ON audit_log
     FOR EACH STATEMENT EXECUTE FUNCTION portcullis.refuse_audit_change();
+CREATE TRIGGER audit_checkpoints_no_update_delete BEFORE UPDATE OR DELETE ON audit_checkpoints
+    FOR EACH ROW EXECUTE FUNCTION portcullis.refuse_audit_change();
+CREATE TRIGGER audit_checkpoints_no_truncate BEFORE TRUNCATE ON audit_checkpoints
+    FOR EACH STATEMENT EXECUTE FUNCTION portcullis.refuse_audit_change();
 
 ------------------------------------------------------------------------------------------
 -- Row-level security (T2). ENABLE and FORCE everywhere; policies name portcullis_app only,
@@ -285,7 +332,7 @@ DECLARE t text;
 BEGIN
     FOREACH t IN ARRAY ARRAY['installation','identities','sessions','environments','custom_roles',
                              'memberships','projects','project_grants','documents','api_tokens',
-                             'invitations','audit_log']
+                             'invitations','audit_log','audit_heads','audit_checkpoints','audit_signing_keys']
     LOOP
         EXECUTE format('ALTER TABLE %I ENABLE ROW LEVEL SECURITY', t);
         EXECUTE format('ALTER TABLE %I FORCE ROW LEVEL SECURITY', t);
@@ -377,6 +424,23 @@ CREATE POLICY audit_log_append ON audit_log FOR INSERT TO portcullis_app WITH CH
 CREATE POLICY audit_log_read ON audit_log FOR SELECT TO portcullis_app
     USING (environment_id = (SELECT portcullis.environment_id()) AND portcullis.has_permission('audit.read'));
 
+-- The head row is read and advanced by every audited transaction of its scope.
+CREATE POLICY audit_heads_scope ON audit_heads FOR ALL TO portcullis_app
+    USING (environment_id = (SELECT portcullis.environment_id())
+           OR ((SELECT portcullis.environment_id()) IS NULL
+               AND environment_id = '00000000-0000-0000-0000-000000000000'::uuid))
+    WITH CHECK (environment_id = (SELECT portcullis.environment_id())
+           OR ((SELECT portcullis.environment_id()) IS NULL
+               AND environment_id = '00000000-0000-0000-0000-000000000000'::uuid));
+CREATE POLICY audit_checkpoints_tenant ON audit_checkpoints FOR ALL TO portcullis_app
+    USING (environment_id = (SELECT portcullis.environment_id()))
+    WITH CHECK (environment_id = (SELECT portcullis.environment_id()));
+CREATE POLICY audit_signing_keys_public ON audit_signing_keys FOR SELECT TO portcullis_app USING (true);
+-- The checkpointer runs as the schema owner to find environments with new entries: heads only.
+CREATE POLICY audit_heads_operator ON audit_heads FOR SELECT TO CURRENT_USER USING (true);
+CREATE POLICY audit_checkpoints_operator ON audit_checkpoints FOR SELECT TO CURRENT_USER USING (true);
+CREATE POLICY audit_signing_keys_operator ON audit_signing_keys FOR ALL TO CURRENT_USER USING (true) WITH CHECK (true);
+
 ------------------------------------------------------------------------------------------
 -- Privileges: the runtime role gets exactly what the application uses.
 
@@ -384,4 +448,6 @@ GRANT SELECT, UPDATE ON installation TO portcullis_app;
 GRANT SELECT, INSERT, UPDATE ON identities TO portcullis_app;
 GRANT SELECT, INSERT, UPDATE, DELETE ON sessions, environments, custom_roles, memberships, projects,
     project_grants, documents, api_tokens, invitations TO portcullis_app;
-GRANT SELECT, INSERT ON audit_log TO portcullis_app;
+GRANT SELECT, INSERT ON audit_log, audit_checkpoints TO portcullis_app;
+GRANT SELECT, INSERT, UPDATE ON audit_heads TO portcullis_app;
+GRANT SELECT (key_id, public_key, created_at, retired_at) ON audit_signing_keys TO portcullis_app;

@@ -72,6 +72,50 @@ impl AuditEvent {
     }
 }
 
+/// The hashed content of an entry, rebuilt the same way by the writer and the verifier from
+/// the stored columns (see crates/audit/FORMAT.md). Timestamps are hashed at the database's
+/// microsecond precision so a stored row re-hashes to the same value.
+pub fn entry_body(row: &crate::queries::audit_log::StoredEntry) -> Value {
+    serde_json::json!({
+        "audit_id": row.audit_id,
+        "occurred_at": rfc3339_micros(row.occurred_at),
+        "actor_type": row.actor_type,
+        "actor_id": row.actor_id,
+        "action": row.action,
+        "action_version": row.action_version,
+        "target_type": row.target_type,
+        "target_id": row.target_id,
+        "outcome": row.outcome,
+        "before": row.before,
+        "after": row.after,
+        "request_id": row.request_id,
+        "ip": row.ip,
+        "user_agent": row.user_agent,
+    })
+}
+
+/// RFC 3339 in UTC with exactly six fractional digits.
+pub fn rfc3339_micros(t: OffsetDateTime) -> String {
+    let t = t.to_offset(time::UtcOffset::UTC);
+    format!(
+        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:06}Z",
+        t.year(),
+        u8::from(t.month()),
+        t.day(),
+        t.hour(),
+        t.minute(),
+        t.second(),
+        t.microsecond()
+    )
+}
+
+fn truncate_micros(t: OffsetDateTime) -> OffsetDateTime {
+    t.replace_nanosecond(t.microsecond() * 1000).unwrap_or(t)
+}
+
+/// Appends one entry to `environment`'s chain: locks the chain head (so concurrent writers
+/// queue and the sequence stays gapless and unforked), hashes the entry onto the chain and
+/// into the Merkle frontier, and inserts it, all in the caller's transaction.
 async fn insert(
     conn: &mut sqlx::PgConnection,
     environment: Uuid,
@@ -79,29 +123,123 @@ async fn insert(
     meta: &RequestMeta,
     event: AuditEvent,
 ) -> Result<AuditId, StoreError> {
+    let head = lock_head(conn, environment).await?;
     let id = AuditId::new();
+    let row = crate::queries::audit_log::StoredEntry {
+        environment_id: environment,
+        seq: head.seq + 1,
+        audit_id: id.as_uuid(),
+        occurred_at: truncate_micros(OffsetDateTime::now_utc()),
+        actor_type: actor.kind().to_owned(),
+        actor_id: actor.id(),
+        action: event.action.to_owned(),
+        action_version: 1,
+        target_type: event.target_type.to_owned(),
+        target_id: event.target_id,
+        outcome: event.outcome.as_str().to_owned(),
+        before: event.before,
+        after: event.after,
+        request_id: meta.request_id.clone(),
+        ip: meta.ip.clone(),
+        user_agent: meta.user_agent.clone(),
+        prev_hash: head.head_hash.to_vec(),
+        entry_hash: Vec::new(),
+    };
+    let seq = u64::try_from(row.seq).map_err(|_| StoreError::Integrity("bad sequence".into()))?;
+    let body = entry_body(&row);
+    let entry_hash =
+        portcullis_audit::entry::entry_hash(&portcullis_audit::entry::EntryHashInput {
+            environment_id: environment,
+            seq,
+            prev_hash: head.head_hash,
+            body: &body,
+        });
+    let mut tree =
+        portcullis_audit::merkle::MerkleTree::from_frontier(head.seq as u64, head.frontier)
+            .ok_or_else(|| {
+                StoreError::Integrity(format!("audit frontier of {environment} is corrupt"))
+            })?;
+    tree.push(portcullis_audit::merkle::leaf_hash(&entry_hash));
     sqlx::query(
-        "INSERT INTO audit_log (environment_id, audit_id, occurred_at, actor_type, actor_id, action,
-                                target_type, target_id, outcome, before, after, request_id, ip, user_agent)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)",
+        "INSERT INTO audit_log (environment_id, seq, audit_id, occurred_at, actor_type, actor_id, action, action_version,
+                                target_type, target_id, outcome, before, after, request_id, ip, user_agent, prev_hash, entry_hash)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18)",
     )
     .bind(environment)
-    .bind(id.as_uuid())
-    .bind(OffsetDateTime::now_utc())
-    .bind(actor.kind())
-    .bind(actor.id())
-    .bind(event.action)
-    .bind(event.target_type)
-    .bind(event.target_id)
-    .bind(event.outcome.as_str())
-    .bind(event.before)
-    .bind(event.after)
-    .bind(meta.request_id.as_deref())
-    .bind(meta.ip.as_deref())
-    .bind(meta.user_agent.as_deref())
-    .execute(conn)
+    .bind(row.seq)
+    .bind(row.audit_id)
+    .bind(row.occurred_at)
+    .bind(&row.actor_type)
+    .bind(row.actor_id)
+    .bind(&row.action)
+    .bind(row.action_version)
+    .bind(&row.target_type)
+    .bind(&row.target_id)
+    .bind(&row.outcome)
+    .bind(&row.before)
+    .bind(&row.after)
+    .bind(&row.request_id)
+    .bind(&row.ip)
+    .bind(&row.user_agent)
+    .bind(&row.prev_hash)
+    .bind(entry_hash.as_slice())
+    .execute(&mut *conn)
+    .await?;
+    let frontier: Vec<Vec<u8>> = tree.frontier().iter().map(|h| h.to_vec()).collect();
+    sqlx::query(
+        "UPDATE audit_heads SET seq = $2, head_hash = $3, frontier = $4 WHERE environment_id = $1",
+    )
+    .bind(environment)
+    .bind(row.seq)
+    .bind(entry_hash.as_slice())
+    .bind(frontier)
+    .execute(&mut *conn)
     .await?;
     Ok(id)
+}
+
+/// The locked head of a chain.
+pub(crate) struct Head {
+    pub seq: i64,
+    pub head_hash: [u8; 32],
+    pub frontier: Vec<[u8; 32]>,
+}
+
+async fn lock_head(conn: &mut sqlx::PgConnection, environment: Uuid) -> Result<Head, StoreError> {
+    for _ in 0..2 {
+        let row: Option<(i64, Vec<u8>, Vec<Vec<u8>>)> = sqlx::query_as(
+            "SELECT seq, head_hash, frontier FROM audit_heads WHERE environment_id = $1 FOR UPDATE",
+        )
+        .bind(environment)
+        .fetch_optional(&mut *conn)
+        .await?;
+        if let Some((seq, head, frontier)) = row {
+            let head_hash = <[u8; 32]>::try_from(head.as_slice())
+                .map_err(|_| StoreError::Integrity("bad chain head".into()))?;
+            let frontier = frontier
+                .iter()
+                .map(|h| <[u8; 32]>::try_from(h.as_slice()))
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|_| StoreError::Integrity("bad audit frontier".into()))?;
+            return Ok(Head {
+                seq,
+                head_hash,
+                frontier,
+            });
+        }
+        // First entry of this scope: create the head (a concurrent creator wins harmlessly).
+        sqlx::query(
+            "INSERT INTO audit_heads (environment_id, seq, head_hash, frontier) VALUES ($1, 0, $2, '{}')
+             ON CONFLICT (environment_id) DO NOTHING",
+        )
+        .bind(environment)
+        .bind([0u8; 32].as_slice())
+        .execute(&mut *conn)
+        .await?;
+    }
+    Err(StoreError::Integrity(format!(
+        "audit head of {environment} could not be created"
+    )))
 }
 
 impl TenantTx {

@@ -18,6 +18,8 @@ pub const TENANT_TABLES: &[&str] = &[
     "api_tokens",
     "invitations",
     "audit_log",
+    "audit_heads",
+    "audit_checkpoints",
     "environment_keys",
     "data_keys",
     "integrations",
@@ -27,7 +29,12 @@ pub const TENANT_TABLES: &[&str] = &[
 
 /// Tables that belong to no single environment. Still RLS-forced, with identity- or
 /// token-scoped policies.
-pub const GLOBAL_TABLES: &[&str] = &["installation", "identities", "sessions"];
+pub const GLOBAL_TABLES: &[&str] = &[
+    "installation",
+    "identities",
+    "sessions",
+    "audit_signing_keys",
+];
 
 /// Tables the runtime role must never reach at all.
 const INTERNAL_TABLES: &[&str] = &["_sqlx_migrations"];
@@ -63,6 +70,17 @@ pub const EXPECTED_POLICIES: &[(&str, &str, char, bool)] = &[
     ("invitations", "invitations_presented", 'r', true),
     ("audit_log", "audit_log_append", 'a', true),
     ("audit_log", "audit_log_read", 'r', true),
+    ("audit_heads", "audit_heads_scope", '*', true),
+    ("audit_heads", "audit_heads_operator", 'r', true),
+    ("audit_checkpoints", "audit_checkpoints_tenant", '*', true),
+    ("audit_checkpoints", "audit_checkpoints_operator", 'r', true),
+    ("audit_signing_keys", "audit_signing_keys_public", 'r', true),
+    (
+        "audit_signing_keys",
+        "audit_signing_keys_operator",
+        '*',
+        true,
+    ),
     ("environment_keys", "environment_keys_tenant", '*', true),
     ("environment_keys", "environment_keys_operator", 'r', true),
     ("data_keys", "data_keys_tenant", '*', true),
@@ -76,7 +94,13 @@ pub const EXPECTED_POLICIES: &[(&str, &str, char, bool)] = &[
 
 /// Policies for the schema owner (scheduler and operator CLI): read-only key metadata, never
 /// customer content. They must name the table's owner and nobody else.
-pub const OWNER_POLICIES: &[&str] = &["environment_keys_operator", "key_rotation_jobs_operator"];
+pub const OWNER_POLICIES: &[&str] = &[
+    "environment_keys_operator",
+    "key_rotation_jobs_operator",
+    "audit_heads_operator",
+    "audit_checkpoints_operator",
+    "audit_signing_keys_operator",
+];
 
 /// SECURITY DEFINER functions this build ships (none). Anything else is a finding.
 pub const ALLOWED_SECURITY_DEFINER: &[&str] = &[];

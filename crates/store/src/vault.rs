@@ -190,6 +190,12 @@ impl Vault {
         &self.providers
     }
 
+    /// The key-encryption key for new keyrings (and for platform secrets such as the audit
+    /// signing key).
+    pub fn default_kek(&self) -> &KekRef {
+        &self.config.default_kek
+    }
+
     /// Provider calls (wraps and unwraps) since start: the steady-state target is zero.
     pub fn provider_calls(&self) -> u64 {
         self.provider_calls.load(Ordering::Relaxed)

@@ -381,18 +381,19 @@ pub async fn transfer_ownership(
     Ok(axum::Json(after))
 }
 
-#[utoipa::path(get, path = "/v1/environments/{environment_id}/invitations", tag = "members", params(("environment_id" = Uuid, Path)),
-    responses((status = 200, body = Vec<Invitation>), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+#[utoipa::path(get, path = "/v1/environments/{environment_id}/invitations", tag = "members", params(("environment_id" = Uuid, Path), PageQuery),
+    responses((status = 200, body = Page<Invitation>), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub async fn list_invitations(
     State(state): State<AppState>,
     auth: Auth,
     Path(env): Path<EnvironmentId>,
-) -> ApiResult<axum::Json<Vec<Invitation>>> {
+    Query(q): Query<PageQuery>,
+) -> ApiResult<axum::Json<Page<Invitation>>> {
     let mut tx = auth.enter(&state, env).await?;
     tx.require(Permission::MembersManage)?;
-    let list = invitations::list(&mut tx).await?;
+    let list = invitations::list(&mut tx, q.page()).await?;
     tx.commit().await?;
-    Ok(axum::Json(list))
+    Ok(axum::Json(list.into()))
 }
 
 /// Invite an email with a role. The token is returned once and stored only as a hash (E3).
@@ -602,18 +603,19 @@ pub async fn delete_role(
     Ok(StatusCode::NO_CONTENT)
 }
 
-#[utoipa::path(get, path = "/v1/environments/{environment_id}/tokens", tag = "tokens", params(("environment_id" = Uuid, Path)),
-    responses((status = 200, body = Vec<ApiToken>), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+#[utoipa::path(get, path = "/v1/environments/{environment_id}/tokens", tag = "tokens", params(("environment_id" = Uuid, Path), PageQuery),
+    responses((status = 200, body = Page<ApiToken>), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub async fn list_tokens(
     State(state): State<AppState>,
     auth: Auth,
     Path(env): Path<EnvironmentId>,
-) -> ApiResult<axum::Json<Vec<ApiToken>>> {
+    Query(q): Query<PageQuery>,
+) -> ApiResult<axum::Json<Page<ApiToken>>> {
     let mut tx = auth.enter(&state, env).await?;
     tx.require(Permission::TokensManage)?;
-    let list = tokens::list(&mut tx).await?;
+    let list = tokens::list(&mut tx, q.page()).await?;
     tx.commit().await?;
-    Ok(axum::Json(list))
+    Ok(axum::Json(list.into()))
 }
 
 /// Create an API token for this environment. Returned once; stored only as SHA-256 (E3).

@@ -12,9 +12,10 @@ use portcullis_store::{AuditEvent, Outcome, StoreError};
 use serde::Deserialize;
 use time::OffsetDateTime;
 
+use super::{Page, PageQuery};
 use crate::auth::Auth;
 use crate::error::{ApiError, ApiResult, ErrorBody};
-use crate::extract::{Json, Path};
+use crate::extract::{Json, Path, Query};
 use crate::state::AppState;
 
 /// Maps a store result, and records a key access failure (L7) in its own transaction, since
@@ -231,18 +232,19 @@ pub async fn set_kek(
     Ok(axum::Json(status))
 }
 
-#[utoipa::path(get, path = "/v1/environments/{environment_id}/integrations", tag = "integrations", params(("environment_id" = Uuid, Path)),
-    responses((status = 200, body = Vec<Integration>), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+#[utoipa::path(get, path = "/v1/environments/{environment_id}/integrations", tag = "integrations", params(("environment_id" = Uuid, Path), PageQuery),
+    responses((status = 200, body = Page<Integration>), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub async fn list_integrations(
     State(state): State<AppState>,
     auth: Auth,
     Path(env): Path<EnvironmentId>,
-) -> ApiResult<axum::Json<Vec<Integration>>> {
+    Query(q): Query<PageQuery>,
+) -> ApiResult<axum::Json<Page<Integration>>> {
     let mut tx = auth.enter(&state, env).await?;
     tx.require(Permission::IntegrationsRead)?;
-    let list = integrations::list(&mut tx).await?;
+    let list = integrations::list(&mut tx, q.page()).await?;
     tx.commit().await?;
-    Ok(axum::Json(list))
+    Ok(axum::Json(list.into()))
 }
 
 /// Store an integration's credentials (write-only).

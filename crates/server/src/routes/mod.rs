@@ -11,6 +11,7 @@ use uuid::Uuid;
 use crate::state::AppState;
 
 pub mod account;
+pub mod audit;
 pub mod environments;
 pub mod keys;
 pub mod projects;
@@ -148,6 +149,11 @@ pub fn api() -> OpenApiRouter<AppState> {
             projects::update_document,
             projects::delete_document
         ))
+        .routes(routes!(audit::export))
+        .routes(routes!(audit::latest_checkpoint))
+        .routes(routes!(audit::inclusion_proof))
+        .routes(routes!(audit::consistency_proof))
+        .routes(routes!(audit::well_known_keys))
         .routes(routes!(keys::key_status))
         .routes(routes!(keys::rotate_key))
         .routes(routes!(keys::retire_keys))

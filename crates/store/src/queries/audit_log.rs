@@ -23,6 +23,32 @@ pub struct AuditEntry {
     pub request_id: Option<String>,
 }
 
+/// An entry exactly as stored, with its chain fields: what verification and export read.
+#[derive(Clone, Debug, sqlx::FromRow)]
+pub struct StoredEntry {
+    pub environment_id: Uuid,
+    pub seq: i64,
+    pub audit_id: Uuid,
+    pub occurred_at: OffsetDateTime,
+    pub actor_type: String,
+    pub actor_id: Option<Uuid>,
+    pub action: String,
+    pub action_version: i16,
+    pub target_type: String,
+    pub target_id: Option<String>,
+    pub outcome: String,
+    pub before: Option<Value>,
+    pub after: Option<Value>,
+    pub request_id: Option<String>,
+    pub ip: Option<String>,
+    pub user_agent: Option<String>,
+    pub prev_hash: Vec<u8>,
+    pub entry_hash: Vec<u8>,
+}
+
+pub const STORED_COLUMNS: &str = "environment_id, seq, audit_id, occurred_at, actor_type, actor_id, action, action_version,
+    target_type, target_id, outcome, before, after, request_id, ip, user_agent, prev_hash, entry_hash";
+
 #[derive(Clone, Debug, Default)]
 pub struct Filter {
     pub action: Option<String>,
@@ -55,4 +81,233 @@ pub async fn list(
     .fetch_all(tx.conn())
     .await?;
     Ok(Paged::from_rows(rows, page, |e| e.audit_id))
+}
+
+/// Entries with `seq > after`, in order, at most `limit`: for verification and export.
+pub async fn stored_range(
+    tx: &mut TenantTx,
+    after: i64,
+    limit: i64,
+) -> Result<Vec<StoredEntry>, StoreError> {
+    let env = tx.environment_id().as_uuid();
+    Ok(sqlx::query_as(&format!(
+        "SELECT {STORED_COLUMNS} FROM audit_log WHERE environment_id = $1 AND seq > $2 ORDER BY seq LIMIT $3"
+    ))
+    .bind(env)
+    .bind(after)
+    .bind(limit)
+    .fetch_all(tx.conn())
+    .await?)
+}
+
+/// Entries in a time window, in order (for exports and reports).
+pub async fn stored_window(
+    tx: &mut TenantTx,
+    after_seq: i64,
+    from: Option<OffsetDateTime>,
+    to: Option<OffsetDateTime>,
+    limit: i64,
+) -> Result<Vec<StoredEntry>, StoreError> {
+    let env = tx.environment_id().as_uuid();
+    Ok(sqlx::query_as(&format!(
+        "SELECT {STORED_COLUMNS} FROM audit_log
+          WHERE environment_id = $1 AND seq > $2
+            AND ($3::timestamptz IS NULL OR occurred_at >= $3) AND ($4::timestamptz IS NULL OR occurred_at < $4)
+          ORDER BY seq LIMIT $5"
+    ))
+    .bind(env)
+    .bind(after_seq)
+    .bind(from)
+    .bind(to)
+    .bind(limit)
+    .fetch_all(tx.conn())
+    .await?)
+}
+
+/// Entry hashes (Merkle leaves' data) for `seq` in `1..=size`, in order: proof generation.
+pub async fn entry_hashes(tx: &mut TenantTx, size: i64) -> Result<Vec<[u8; 32]>, StoreError> {
+    let env = tx.environment_id().as_uuid();
+    let rows: Vec<Vec<u8>> = sqlx::query_scalar(
+        "SELECT entry_hash FROM audit_log WHERE environment_id = $1 AND seq <= $2 ORDER BY seq",
+    )
+    .bind(env)
+    .bind(size)
+    .fetch_all(tx.conn())
+    .await?;
+    rows.iter()
+        .map(|h| {
+            <[u8; 32]>::try_from(h.as_slice())
+                .map_err(|_| StoreError::Integrity("bad entry hash".into()))
+        })
+        .collect()
+}
+
+/// The head of the environment's chain: (seq, head hash, Merkle frontier).
+pub async fn head(tx: &mut TenantTx) -> Result<Option<(i64, Vec<u8>, Vec<Vec<u8>>)>, StoreError> {
+    let env = tx.environment_id().as_uuid();
+    Ok(
+        sqlx::query_as(
+            "SELECT seq, head_hash, frontier FROM audit_heads WHERE environment_id = $1",
+        )
+        .bind(env)
+        .fetch_optional(tx.conn())
+        .await?,
+    )
+}
+
+#[derive(Clone, Debug, Serialize, sqlx::FromRow, utoipa::ToSchema)]
+pub struct CheckpointRow {
+    pub tree_size: i64,
+    #[serde(skip)]
+    pub root_hash: Vec<u8>,
+    #[serde(skip)]
+    pub head_hash: Vec<u8>,
+    #[serde(with = "time::serde::rfc3339")]
+    #[schema(value_type = String, format = DateTime)]
+    pub issued_at: OffsetDateTime,
+    pub key_id: String,
+    /// The signed checkpoint text (format in crates/audit/FORMAT.md).
+    pub signed: String,
+}
+
+pub async fn insert_checkpoint(
+    tx: &mut TenantTx,
+    tree_size: i64,
+    root_hash: &[u8; 32],
+    head_hash: &[u8; 32],
+    issued_at: OffsetDateTime,
+    key_id: &str,
+    signed: &str,
+) -> Result<(), StoreError> {
+    let env = tx.environment_id().as_uuid();
+    sqlx::query(
+        "INSERT INTO audit_checkpoints (environment_id, tree_size, root_hash, head_hash, issued_at, key_id, signed)
+         VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (environment_id, tree_size) DO NOTHING",
+    )
+    .bind(env)
+    .bind(tree_size)
+    .bind(root_hash.as_slice())
+    .bind(head_hash.as_slice())
+    .bind(issued_at)
+    .bind(key_id)
+    .bind(signed)
+    .execute(tx.conn())
+    .await?;
+    Ok(())
+}
+
+pub async fn checkpoints(tx: &mut TenantTx) -> Result<Vec<CheckpointRow>, StoreError> {
+    let env = tx.environment_id().as_uuid();
+    Ok(sqlx::query_as(
+        "SELECT tree_size, root_hash, head_hash, issued_at, key_id, signed FROM audit_checkpoints
+          WHERE environment_id = $1 ORDER BY tree_size",
+    )
+    .bind(env)
+    .fetch_all(tx.conn())
+    .await?)
+}
+
+pub async fn checkpoint_at(tx: &mut TenantTx, tree_size: i64) -> Result<CheckpointRow, StoreError> {
+    let env = tx.environment_id().as_uuid();
+    Ok(sqlx::query_as(
+        "SELECT tree_size, root_hash, head_hash, issued_at, key_id, signed FROM audit_checkpoints
+          WHERE environment_id = $1 AND tree_size = $2",
+    )
+    .bind(env)
+    .bind(tree_size)
+    .fetch_one(tx.conn())
+    .await?)
+}
+
+/// Public checkpoint-signing keys (no context needed: they are public).
+#[derive(Clone, Debug, Serialize, sqlx::FromRow, utoipa::ToSchema)]
+pub struct PublicKeyRow {
+    pub key_id: String,
+    #[serde(skip)]
+    pub public_key: Vec<u8>,
+    #[serde(with = "time::serde::rfc3339")]
+    #[schema(value_type = String, format = DateTime)]
+    pub created_at: OffsetDateTime,
+    #[serde(with = "time::serde::rfc3339::option")]
+    #[schema(value_type = Option<String>, format = DateTime)]
+    pub retired_at: Option<OffsetDateTime>,
+}
+
+pub async fn public_keys(tx: &mut crate::AuthTx) -> Result<Vec<PublicKeyRow>, StoreError> {
+    Ok(sqlx::query_as("SELECT key_id, public_key, created_at, retired_at FROM audit_signing_keys ORDER BY created_at")
+        .fetch_all(tx.conn())
+        .await?)
+}
+
+/// Schema-owner queries for the checkpointer.
+pub mod operator {
+    use sqlx::PgPool;
+    use time::OffsetDateTime;
+    use uuid::Uuid;
+
+    use crate::StoreError;
+
+    /// Scopes with entries beyond their last checkpoint: (scope, head seq, last checkpoint
+    /// size, last checkpoint time).
+    pub async fn uncheckpointed(
+        pool: &PgPool,
+    ) -> Result<Vec<(Uuid, i64, i64, Option<OffsetDateTime>)>, StoreError> {
+        Ok(sqlx::query_as(
+            "SELECT h.environment_id, h.seq, COALESCE(c.size, 0), c.at
+               FROM audit_heads h
+               LEFT JOIN (SELECT environment_id, max(tree_size) AS size, max(issued_at) AS at
+                            FROM audit_checkpoints GROUP BY environment_id) c
+                 ON c.environment_id = h.environment_id
+              WHERE h.seq > COALESCE(c.size, 0)
+              ORDER BY h.environment_id",
+        )
+        .fetch_all(pool)
+        .await?)
+    }
+
+    #[derive(Clone, Debug, sqlx::FromRow)]
+    pub struct SigningKeyRow {
+        pub key_id: String,
+        pub public_key: Vec<u8>,
+        pub wrapped_seed: Vec<u8>,
+        pub kek: serde_json::Value,
+        pub created_at: OffsetDateTime,
+        pub retired_at: Option<OffsetDateTime>,
+    }
+
+    pub async fn signing_keys(pool: &PgPool) -> Result<Vec<SigningKeyRow>, StoreError> {
+        Ok(sqlx::query_as(
+            "SELECT key_id, public_key, wrapped_seed, kek, created_at, retired_at FROM audit_signing_keys ORDER BY created_at",
+        )
+        .fetch_all(pool)
+        .await?)
+    }
+
+    pub async fn add_signing_key(pool: &PgPool, row: &SigningKeyRow) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO audit_signing_keys (key_id, public_key, wrapped_seed, kek, created_at) VALUES ($1, $2, $3, $4, $5)",
+        )
+        .bind(&row.key_id)
+        .bind(&row.public_key)
+        .bind(&row.wrapped_seed)
+        .bind(&row.kek)
+        .bind(row.created_at)
+        .execute(pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Marks every key except `keep` retired (they stay published for verification).
+    pub async fn retire_other_keys(
+        pool: &PgPool,
+        keep: &str,
+        now: OffsetDateTime,
+    ) -> Result<(), StoreError> {
+        sqlx::query("UPDATE audit_signing_keys SET retired_at = $2 WHERE key_id <> $1 AND retired_at IS NULL")
+            .bind(keep)
+            .bind(now)
+            .execute(pool)
+            .await?;
+        Ok(())
+    }
 }

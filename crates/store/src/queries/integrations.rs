@@ -123,14 +123,21 @@ pub async fn replace_credentials(
     .await?)
 }
 
-pub async fn list(tx: &mut TenantTx) -> Result<Vec<Integration>, StoreError> {
+pub async fn list(
+    tx: &mut TenantTx,
+    page: super::Page,
+) -> Result<super::Paged<Integration>, StoreError> {
     let env = tx.environment_id().as_uuid();
-    Ok(sqlx::query_as(&format!(
-        "SELECT {COLUMNS} FROM integrations WHERE environment_id = $1 ORDER BY integration_id"
+    let rows: Vec<Integration> = sqlx::query_as(&format!(
+        "SELECT {COLUMNS} FROM integrations WHERE environment_id = $1 AND ($2::uuid IS NULL OR integration_id > $2)
+          ORDER BY integration_id LIMIT $3"
     ))
     .bind(env)
+    .bind(page.after)
+    .bind(page.fetch_limit())
     .fetch_all(tx.conn())
-    .await?)
+    .await?;
+    Ok(super::Paged::from_rows(rows, page, |r| r.integration_id))
 }
 
 pub async fn get(tx: &mut TenantTx, id: IntegrationId) -> Result<Integration, StoreError> {

@@ -61,14 +61,21 @@ pub async fn create(
     .await?)
 }
 
-pub async fn list(tx: &mut TenantTx) -> Result<Vec<Invitation>, StoreError> {
+pub async fn list(
+    tx: &mut TenantTx,
+    page: super::Page,
+) -> Result<super::Paged<Invitation>, StoreError> {
     let env = tx.environment_id().as_uuid();
-    Ok(sqlx::query_as(&format!(
-        "SELECT {COLUMNS} FROM invitations WHERE environment_id = $1 ORDER BY invitation_id"
+    let rows: Vec<Invitation> = sqlx::query_as(&format!(
+        "SELECT {COLUMNS} FROM invitations WHERE environment_id = $1 AND ($2::uuid IS NULL OR invitation_id > $2)
+          ORDER BY invitation_id LIMIT $3"
     ))
     .bind(env)
+    .bind(page.after)
+    .bind(page.fetch_limit())
     .fetch_all(tx.conn())
-    .await?)
+    .await?;
+    Ok(super::Paged::from_rows(rows, page, |r| r.invitation_id))
 }
 
 pub async fn revoke(

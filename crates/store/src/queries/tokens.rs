@@ -65,14 +65,21 @@ pub async fn create(
     .await?)
 }
 
-pub async fn list(tx: &mut TenantTx) -> Result<Vec<ApiToken>, StoreError> {
+pub async fn list(
+    tx: &mut TenantTx,
+    page: super::Page,
+) -> Result<super::Paged<ApiToken>, StoreError> {
     let env = tx.environment_id().as_uuid();
-    Ok(sqlx::query_as(&format!(
-        "SELECT {COLUMNS} FROM api_tokens WHERE environment_id = $1 ORDER BY token_id"
+    let rows: Vec<ApiToken> = sqlx::query_as(&format!(
+        "SELECT {COLUMNS} FROM api_tokens WHERE environment_id = $1 AND ($2::uuid IS NULL OR token_id > $2)
+          ORDER BY token_id LIMIT $3"
     ))
     .bind(env)
+    .bind(page.after)
+    .bind(page.fetch_limit())
     .fetch_all(tx.conn())
-    .await?)
+    .await?;
+    Ok(super::Paged::from_rows(rows, page, |r| r.token_id))
 }
 
 pub async fn revoke(

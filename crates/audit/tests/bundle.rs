@@ -1,0 +1,233 @@
+//! The export bundle (controls L3, L5): what an auditor verifies offline, and how the
+//! verifier treats bundles that are reformatted, malformed or incomplete.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+
+use std::num::NonZeroU64;
+
+use common::*;
+use portcullis_audit::{verify_bundle, BundleError, KeyTrust, ProblemKind, VerifyOptions};
+
+fn lines(bytes: &[u8]) -> Vec<String> {
+    String::from_utf8(bytes.to_vec())
+        .unwrap()
+        .lines()
+        .map(str::to_owned)
+        .collect()
+}
+
+fn join(lines: &[String]) -> Vec<u8> {
+    let mut out = lines.join("\n");
+    out.push('\n');
+    out.into_bytes()
+}
+
+#[test]
+fn l3_bundle_layout_is_header_checkpoints_entries() {
+    let signer = key(1);
+    let rows = chain((1..=2).map(|i| body(i, "alice")).collect());
+    let cp = checkpoint(&rows, 2, &signer);
+    let text = lines(&bundle(&[signer.public_key()], &[cp.clone()], &rows));
+    assert_eq!(text.len(), 4);
+    assert_eq!(
+        text[0],
+        format!(
+            r#"{{"format":"portcullis-audit-bundle/v1","environment_id":"0190f3c4-5b6a-7d8e-9f01-23456789abcd","public_keys":[{{"key_id":"{}","public_key":"{}"}}]}}"#,
+            signer.key_id(),
+            signer.public_key().to_hex()
+        )
+    );
+    assert_eq!(
+        text[1],
+        serde_json::json!({"checkpoint": cp.to_string()}).to_string()
+    );
+    assert!(
+        text[2].starts_with(r#"{"seq":1,"prev_hash":"0000"#),
+        "{}",
+        text[2]
+    );
+    assert!(
+        text[3].ends_with(r#""body":{"action":"secret.read","actor":"alice","meta":{"ip":"10.0.0.1","ok":true},"n":2}}"#),
+        "{}",
+        text[3]
+    );
+}
+
+/// Control L3: a bundle re-serialized by another tool (key order, whitespace) still
+/// verifies: the verifier falls back to parsing and re-encoding the body.
+#[test]
+fn l3_reformatted_bodies_still_verify() {
+    let signer = key(1);
+    let trusted = [signer.public_key()];
+    let rows = chain((1..=5).map(|i| body(i, "alice")).collect());
+    let cp = checkpoint(&rows, 5, &signer);
+    let mut text = lines(&bundle(&trusted, &[cp], &rows));
+    for line in &mut text[2..] {
+        let v: serde_json::Value = serde_json::from_str(line).unwrap();
+        *line = serde_json::to_string_pretty(&v).unwrap().replace('\n', " ");
+    }
+    let report = verify_bytes(&join(&text), &trusted);
+    assert!(report.is_clean(), "{:?}", report.first_problem);
+    assert_eq!(report.entries, 5);
+}
+
+#[test]
+fn l3_malformed_lines_are_reported_with_their_line_number() {
+    let signer = key(1);
+    let trusted = [signer.public_key()];
+    let rows = chain((1..=4).map(|i| body(i, "alice")).collect());
+    let good = lines(&bundle(&trusted, &[], &rows));
+
+    let mut garbage = good.clone();
+    garbage[2] = "not json".into();
+    let p = verify_bytes(&join(&garbage), &trusted)
+        .first_problem
+        .unwrap();
+    assert_eq!((p.seq, p.kind), (None, ProblemKind::Malformed));
+    assert!(p.detail.starts_with("line 3:"), "{}", p.detail);
+
+    let mut upper = good.clone();
+    let prev: serde_json::Value = serde_json::from_str(&good[3]).unwrap();
+    let prev = prev["prev_hash"].as_str().unwrap();
+    upper[3] = good[3].replace(prev, &prev.to_uppercase());
+    let p = verify_bytes(&join(&upper), &trusted).first_problem.unwrap();
+    assert_eq!((p.seq, p.kind), (Some(3), ProblemKind::Malformed));
+
+    let mut extra_field = good.clone();
+    extra_field[4] = extra_field[4].replacen("{", r#"{"note":1,"#, 1);
+    let p = verify_bytes(&join(&extra_field), &trusted)
+        .first_problem
+        .unwrap();
+    assert_eq!((p.seq, p.kind), (None, ProblemKind::Malformed));
+    assert!(p.detail.starts_with("line 5:"), "{}", p.detail);
+
+    let mut blank = good;
+    blank.insert(3, String::new());
+    let p = verify_bytes(&join(&blank), &trusted).first_problem.unwrap();
+    assert_eq!(p.kind, ProblemKind::Malformed);
+}
+
+#[test]
+fn bad_headers_are_errors_not_reports() {
+    let signer = key(1);
+    let trusted = [signer.public_key()];
+    let rows = chain(vec![body(1, "alice")]);
+    let good = lines(&bundle(&trusted, &[], &rows));
+    let check = |bytes: &[u8]| verify_bundle(bytes, VerifyOptions::pinned(&trusted));
+
+    assert!(matches!(check(b""), Err(BundleError::Header(_))));
+    let mut other = good.clone();
+    other[0] = other[0].replace("bundle/v1", "bundle/v2");
+    assert!(matches!(check(&join(&other)), Err(BundleError::Header(_))));
+    let mut wrong_id = good.clone();
+    wrong_id[0] = wrong_id[0].replacen(&signer.key_id().to_string(), "0000000000000000", 1);
+    assert!(matches!(
+        check(&join(&wrong_id)),
+        Err(BundleError::Header(_))
+    ));
+    let mut upper_env = good;
+    upper_env[0] = upper_env[0].replace("0190f3c4", "0190F3C4");
+    assert!(matches!(
+        check(&join(&upper_env)),
+        Err(BundleError::Header(_))
+    ));
+}
+
+/// Control L3: trusting the keys a bundle lists proves only self-consistency; pinning the
+/// real key catches a bundle re-signed with a key the operator made up.
+#[test]
+fn l3_pinned_keys_catch_a_resigned_bundle() {
+    let real = key(1);
+    let made_up = key(9);
+    let mut rows = chain((1..=6).map(|i| body(i, "alice")).collect());
+    rows[2].body = body(3, "mallory");
+    rehash_from(&mut rows, 2);
+    let resigned = bundle(
+        &[made_up.public_key()],
+        &[checkpoint(&rows, 6, &made_up)],
+        &rows,
+    );
+
+    let self_consistent = verify_bundle(
+        resigned.as_slice(),
+        VerifyOptions {
+            trust: KeyTrust::BundleKeys,
+            extra_checkpoints: &[],
+            progress: None,
+        },
+    )
+    .unwrap();
+    assert!(self_consistent.is_clean());
+
+    let pinned = verify_bytes(&resigned, &[real.public_key()]);
+    assert_eq!(
+        pinned.first_problem.map(|p| p.kind),
+        Some(ProblemKind::UnknownKey)
+    );
+}
+
+/// Controls L3 and L4: checkpoints the auditor holds from write-once storage are checked even
+/// when the bundle leaves them out, so omitting them does not hide a truncation.
+#[test]
+fn l3_checkpoints_held_by_the_auditor_cannot_be_omitted() {
+    let signer = key(1);
+    let trusted = [signer.public_key()];
+    let rows = chain((1..=10).map(|i| body(i, "alice")).collect());
+    let held = [checkpoint(&rows, 10, &signer)];
+    let truncated = bundle(&trusted, &[], &rows[..6]);
+    let report = verify_bundle(
+        truncated.as_slice(),
+        VerifyOptions {
+            trust: KeyTrust::Pinned(&trusted),
+            extra_checkpoints: &held,
+            progress: None,
+        },
+    )
+    .unwrap();
+    let p = report.first_problem.unwrap();
+    assert_eq!((p.seq, p.kind), (Some(7), ProblemKind::Missing));
+}
+
+#[test]
+fn checkpoints_may_be_interleaved_but_not_late() {
+    let signer = key(1);
+    let trusted = [signer.public_key()];
+    let rows = chain((1..=6).map(|i| body(i, "alice")).collect());
+    let cp = checkpoint(&rows, 3, &signer);
+    let cp_line = serde_json::json!({"checkpoint": cp.to_string()}).to_string();
+    let mut text = lines(&bundle(&trusted, &[], &rows));
+
+    // Right after entry 3 (line 4) is in time.
+    text.insert(4, cp_line.clone());
+    let report = verify_bytes(&join(&text), &trusted);
+    assert!(report.is_clean(), "{:?}", report.first_problem);
+    assert_eq!(report.checkpoints_checked, 1);
+
+    // After entry 4 it can no longer be checked in constant memory.
+    text.remove(4);
+    text.insert(5, cp_line);
+    let p = verify_bytes(&join(&text), &trusted).first_problem.unwrap();
+    assert_eq!(p.kind, ProblemKind::Malformed);
+}
+
+#[test]
+fn progress_is_reported_every_n_entries() {
+    let signer = key(1);
+    let trusted = [signer.public_key()];
+    let rows = chain((1..=25).map(|i| body(i, "alice")).collect());
+    let bytes = bundle(&trusted, &[], &rows);
+    let mut seen = Vec::new();
+    let mut on_progress = |n: u64| seen.push(n);
+    let report = verify_bundle(
+        bytes.as_slice(),
+        VerifyOptions {
+            trust: KeyTrust::Pinned(&trusted),
+            extra_checkpoints: &[],
+            progress: Some((NonZeroU64::new(10).unwrap(), &mut on_progress)),
+        },
+    )
+    .unwrap();
+    assert!(report.is_clean());
+    assert_eq!(seen, vec![10, 20]);
+}

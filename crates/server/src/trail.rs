@@ -1,0 +1,539 @@
+//! The tamper-evident audit trail at run time (L3, L4): the checkpoint signing key, cutting and
+//! anchoring signed checkpoints, and verifying an environment's stored chain against its
+//! database checkpoints and its anchors. Knows no HTTP.
+
+use std::num::NonZeroU64;
+use std::time::Duration;
+
+use portcullis_audit::checkpoint::{Checkpoint, PublicKey, SignedCheckpoint, SigningKey};
+use portcullis_audit::merkle::MerkleTree;
+use portcullis_audit::verify::{Body, Report, StoredEntry, Verifier};
+use portcullis_core::{EnvironmentId, Permission, PermissionSet};
+use portcullis_keys::{KekRef, WrapContext};
+use portcullis_store::audit::entry_body;
+use portcullis_store::queries::audit_log::{self, operator};
+use portcullis_store::vault::Vault;
+use portcullis_store::{RequestMeta, Store, StoreError};
+use sqlx::PgPool;
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+use crate::anchor::LocalAnchors;
+
+#[derive(Debug, thiserror::Error)]
+pub enum TrailError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("checkpoint signing key: {0}")]
+    Key(String),
+    #[error(transparent)]
+    Anchor(#[from] crate::anchor::AnchorError),
+    #[error("stored audit data is malformed: {0}")]
+    Malformed(String),
+}
+
+fn meta() -> RequestMeta {
+    RequestMeta {
+        request_id: Some(format!("audit-{}", Uuid::now_v7())),
+        ip: None,
+        user_agent: Some("portcullis-checkpointer".into()),
+    }
+}
+
+const SEED_CONTEXT: WrapContext<'static> = WrapContext {
+    environment_id: "00000000-0000-0000-0000-000000000000",
+    purpose: "audit-signing-key",
+    version: 1,
+};
+
+/// The active checkpoint signing key and every published public key.
+#[derive(Debug)]
+pub struct Signer {
+    key: SigningKey,
+    public: Vec<PublicKey>,
+}
+
+impl Signer {
+    /// Loads the newest unretired signing key (its seed unwrapped by the key provider), or
+    /// creates the first one.
+    pub async fn load_or_create(
+        owner: &PgPool,
+        vault: &Vault,
+        kek: &KekRef,
+    ) -> Result<Signer, TrailError> {
+        let rows = operator::signing_keys(owner).await?;
+        if let Some(active) = rows.iter().rev().find(|r| r.retired_at.is_none()) {
+            let kek: KekRef = serde_json::from_value(active.kek.clone())
+                .map_err(|e| TrailError::Key(e.to_string()))?;
+            let seed = vault
+                .providers()
+                .unwrap(&kek, &active.wrapped_seed, &SEED_CONTEXT)
+                .await
+                .map_err(|e| TrailError::Key(e.to_string()))?;
+            let key = SigningKey::from_seed(seed.expose())
+                .map_err(|e| TrailError::Key(format!("{e:?}")))?;
+            let public = rows
+                .iter()
+                .filter_map(|r| {
+                    <[u8; 32]>::try_from(r.public_key.as_slice())
+                        .ok()
+                        .map(PublicKey::from_bytes)
+                })
+                .collect();
+            return Ok(Signer { key, public });
+        }
+        Self::create(owner, vault, kek).await
+    }
+
+    /// A new signing key; older keys are retired but stay published so their checkpoints
+    /// keep verifying (rotation with overlap).
+    pub async fn create(owner: &PgPool, vault: &Vault, kek: &KekRef) -> Result<Signer, TrailError> {
+        let key = SigningKey::generate().map_err(|e| TrailError::Key(format!("{e:?}")))?;
+        let seed = portcullis_crypto::envelope::DataKey::from_bytes(key.seed())
+            .ok_or_else(|| TrailError::Key("bad seed".into()))?;
+        let wrapped = vault
+            .providers()
+            .wrap(kek, &seed, &SEED_CONTEXT)
+            .await
+            .map_err(|e| TrailError::Key(e.to_string()))?;
+        let now = OffsetDateTime::now_utc();
+        let row = operator::SigningKeyRow {
+            key_id: key.key_id().to_string(),
+            public_key: key.public_key_bytes().to_vec(),
+            wrapped_seed: wrapped,
+            kek: serde_json::to_value(kek).map_err(|e| TrailError::Key(e.to_string()))?,
+            created_at: now,
+            retired_at: None,
+        };
+        operator::add_signing_key(owner, &row).await?;
+        operator::retire_other_keys(owner, &row.key_id, now).await?;
+        let public = operator::signing_keys(owner)
+            .await?
+            .iter()
+            .filter_map(|r| {
+                <[u8; 32]>::try_from(r.public_key.as_slice())
+                    .ok()
+                    .map(PublicKey::from_bytes)
+            })
+            .collect();
+        tracing::info!(key_id = %row.key_id, "new audit checkpoint signing key");
+        Ok(Signer { key, public })
+    }
+
+    pub fn key_id(&self) -> String {
+        self.key.key_id().to_string()
+    }
+
+    pub fn public_keys(&self) -> &[PublicKey] {
+        &self.public
+    }
+}
+
+/// Cuts a signed checkpoint of the environment's log at its current head, stores it and
+/// anchors it. `None` when the log is empty or already checkpointed at this size.
+pub async fn checkpoint(
+    store: &Store,
+    signer: &Signer,
+    anchors: &LocalAnchors,
+    env: Uuid,
+) -> Result<Option<SignedCheckpoint>, TrailError> {
+    let mut tx = store
+        .tenant_as_system(EnvironmentId::from_uuid(env), PermissionSet::all(), meta())
+        .await?;
+    let Some((seq, head, frontier)) = audit_log::head(&mut tx).await? else {
+        return Ok(None);
+    };
+    let size = u64::try_from(seq).map_err(|_| TrailError::Malformed("negative seq".into()))?;
+    if size == 0 {
+        return Ok(None);
+    }
+    let frontier = frontier
+        .iter()
+        .map(|h| <[u8; 32]>::try_from(h.as_slice()))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|_| TrailError::Malformed("frontier".into()))?;
+    let tree = MerkleTree::from_frontier(size, frontier)
+        .ok_or_else(|| TrailError::Malformed("frontier does not match size".into()))?;
+    let last_entry_hash =
+        <[u8; 32]>::try_from(head.as_slice()).map_err(|_| TrailError::Malformed("head".into()))?;
+    let now = OffsetDateTime::now_utc();
+    let cp = Checkpoint {
+        environment_id: env,
+        tree_size: size,
+        root_hash: tree.root(),
+        last_entry_hash,
+        issued_at: now.unix_timestamp(),
+    };
+    let signed = signer.key.sign(&cp);
+    let text = signed.to_string();
+    audit_log::insert_checkpoint(
+        &mut tx,
+        seq,
+        &cp.root_hash,
+        &last_entry_hash,
+        now,
+        &signer.key_id(),
+        &text,
+    )
+    .await?;
+    tx.commit().await?;
+    anchors.put(env, size, &text)?;
+    Ok(Some(signed))
+}
+
+/// One checkpointer pass: every scope with enough new entries, or old enough ones, gets a
+/// checkpoint. Returns how many were cut.
+pub async fn checkpoint_pass(
+    store: &Store,
+    owner: &PgPool,
+    signer: &Signer,
+    anchors: &LocalAnchors,
+    every_entries: i64,
+    every: Duration,
+) -> Result<usize, TrailError> {
+    let now = OffsetDateTime::now_utc();
+    let mut cut = 0;
+    for (env, seq, last, last_at) in operator::uncheckpointed(owner).await? {
+        let stale = last_at.is_none_or(|t| now - t >= every);
+        if seq - last >= every_entries || stale {
+            if checkpoint(store, signer, anchors, env).await?.is_some() {
+                cut += 1;
+            }
+        }
+    }
+    Ok(cut)
+}
+
+/// Runs the checkpointer until the process ends; failures are logged and retried.
+pub async fn checkpointer(
+    store: Store,
+    owner: PgPool,
+    signer: Signer,
+    anchors: LocalAnchors,
+    every_entries: i64,
+    every: Duration,
+) {
+    let tick = (every / 4).clamp(Duration::from_secs(1), Duration::from_secs(30));
+    loop {
+        tokio::time::sleep(tick).await;
+        if let Err(e) = checkpoint_pass(
+            &store,
+            &owner,
+            &signer,
+            &anchors,
+            every_entries.max(1),
+            every,
+        )
+        .await
+        {
+            tracing::error!(error = %e, "audit checkpointer pass failed; retrying");
+        }
+    }
+}
+
+/// Verifies an environment's stored chain against every checkpoint in the database and every
+/// anchored checkpoint, streaming entries in batches. Anchors catch a chain that was rewritten
+/// consistently inside the database.
+pub async fn verify_environment(
+    store: &Store,
+    env: Uuid,
+    trusted: &[PublicKey],
+    anchors: &LocalAnchors,
+    mut progress: impl FnMut(u64),
+) -> Result<Report, TrailError> {
+    let env_id = EnvironmentId::from_uuid(env);
+    let perms = PermissionSet::of(&[Permission::AuditRead]);
+    let mut tx = store.tenant_as_system(env_id, perms, meta()).await?;
+    let mut verifier = Verifier::new(env, trusted)
+        .with_progress(NonZeroU64::MIN.saturating_add(99_999), &mut progress);
+    let mut checkpoints: Vec<SignedCheckpoint> = vec![];
+    for row in audit_log::checkpoints(&mut tx).await? {
+        checkpoints.push(row.signed.parse().map_err(|e| {
+            TrailError::Malformed(format!("stored checkpoint {}: {e:?}", row.tree_size))
+        })?);
+    }
+    for (size, text) in anchors.list(env)? {
+        checkpoints
+            .push(text.parse().map_err(|e| {
+                TrailError::Malformed(format!("anchored checkpoint {size}: {e:?}"))
+            })?);
+    }
+    for cp in &checkpoints {
+        verifier.add_checkpoint(cp);
+    }
+    let mut after = 0i64;
+    loop {
+        let batch = audit_log::stored_range(&mut tx, after, 5000).await?;
+        if batch.is_empty() {
+            break;
+        }
+        for row in &batch {
+            let body = entry_body(row);
+            let entry = StoredEntry {
+                seq: u64::try_from(row.seq).unwrap_or(0),
+                prev_hash: <[u8; 32]>::try_from(row.prev_hash.as_slice()).unwrap_or([0; 32]),
+                entry_hash: <[u8; 32]>::try_from(row.entry_hash.as_slice()).unwrap_or([0; 32]),
+                body: Body::Json(&body),
+            };
+            verifier.push(&entry);
+            after = row.seq;
+        }
+        if verifier.is_done() {
+            break;
+        }
+    }
+    tx.commit().await?;
+    Ok(verifier.finish())
+}
+
+/// Export formats of the audit log.
+#[derive(Debug, Clone, Copy, serde::Deserialize, utoipa::ToSchema, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum ExportFormat {
+    Jsonl,
+    Csv,
+    /// JSONL with public keys and signed checkpoints, verifiable offline with
+    /// `portcullis audit verify --bundle`.
+    Bundle,
+}
+
+impl std::str::FromStr for ExportFormat {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "jsonl" => Ok(ExportFormat::Jsonl),
+            "csv" => Ok(ExportFormat::Csv),
+            "bundle" => Ok(ExportFormat::Bundle),
+            other => Err(format!(
+                "unknown export format `{other}` (jsonl, csv or bundle)"
+            )),
+        }
+    }
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// A `Write` whose bytes are taken out batch by batch.
+#[derive(Clone, Default)]
+struct SharedBuf(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for SharedBuf {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0
+            .lock()
+            .map_err(|_| std::io::Error::other("poisoned"))?
+            .extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl SharedBuf {
+    fn take(&self) -> Vec<u8> {
+        self.0
+            .lock()
+            .map(|mut b| std::mem::take(&mut *b))
+            .unwrap_or_default()
+    }
+}
+
+/// One CSV field per RFC 4180, with cells a spreadsheet would run as a formula defused.
+fn csv_field(out: &mut String, value: &str) {
+    let defused = if value.starts_with(['=', '+', '-', '@', '\t', '\r']) {
+        format!("'{value}")
+    } else {
+        value.to_owned()
+    };
+    if defused.contains([',', '"', '\n', '\r']) {
+        out.push('"');
+        out.push_str(&defused.replace('"', "\"\""));
+        out.push('"');
+    } else {
+        out.push_str(&defused);
+    }
+}
+
+const CSV_HEADER: &str = "seq,occurred_at,actor_type,actor_id,action,action_version,target_type,target_id,outcome,before,after,request_id,ip,user_agent,prev_hash,entry_hash\r\n";
+
+fn csv_row(r: &audit_log::StoredEntry) -> String {
+    let mut line = String::with_capacity(256);
+    let json =
+        |v: &Option<serde_json::Value>| v.as_ref().map(|v| v.to_string()).unwrap_or_default();
+    let fields = [
+        r.seq.to_string(),
+        portcullis_store::audit::rfc3339_micros(r.occurred_at),
+        r.actor_type.clone(),
+        r.actor_id.map(|a| a.to_string()).unwrap_or_default(),
+        r.action.clone(),
+        r.action_version.to_string(),
+        r.target_type.clone(),
+        r.target_id.clone().unwrap_or_default(),
+        r.outcome.clone(),
+        json(&r.before),
+        json(&r.after),
+        r.request_id.clone().unwrap_or_default(),
+        r.ip.clone().unwrap_or_default(),
+        r.user_agent.clone().unwrap_or_default(),
+        hex(&r.prev_hash),
+        hex(&r.entry_hash),
+    ];
+    for (i, f) in fields.iter().enumerate() {
+        if i > 0 {
+            line.push(',');
+        }
+        csv_field(&mut line, f);
+    }
+    line.push_str("\r\n");
+    line
+}
+
+/// Turns batches of stored entries into export bytes; shared by the API (streamed) and the
+/// CLI (to a file).
+pub struct ExportWriter {
+    format: ExportFormat,
+    buf: SharedBuf,
+    bundle: Option<portcullis_audit::bundle::BundleWriter<SharedBuf>>,
+}
+
+impl std::fmt::Debug for ExportWriter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ExportWriter")
+            .field("format", &self.format)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ExportWriter {
+    pub fn new(
+        format: ExportFormat,
+        env: Uuid,
+        keys: &[PublicKey],
+        checkpoints: &[audit_log::CheckpointRow],
+    ) -> Result<Self, TrailError> {
+        let buf = SharedBuf::default();
+        let mut bundle = None;
+        match format {
+            ExportFormat::Csv => {
+                use std::io::Write;
+                buf.clone()
+                    .write_all(CSV_HEADER.as_bytes())
+                    .map_err(|e| TrailError::Malformed(e.to_string()))?;
+            }
+            ExportFormat::Bundle => {
+                let mut w = portcullis_audit::bundle::BundleWriter::new(buf.clone(), env, keys)
+                    .map_err(|e| TrailError::Malformed(e.to_string()))?;
+                for c in checkpoints {
+                    let signed: SignedCheckpoint = c
+                        .signed
+                        .parse()
+                        .map_err(|e| TrailError::Malformed(format!("stored checkpoint: {e:?}")))?;
+                    w.write_checkpoint(&signed)
+                        .map_err(|e| TrailError::Malformed(e.to_string()))?;
+                }
+                bundle = Some(w);
+            }
+            ExportFormat::Jsonl => {}
+        }
+        Ok(ExportWriter {
+            format,
+            buf,
+            bundle,
+        })
+    }
+
+    /// The bytes for these rows (and anything written before them).
+    pub fn write_rows(&mut self, rows: &[audit_log::StoredEntry]) -> Result<Vec<u8>, TrailError> {
+        use std::io::Write;
+        let err = |e: std::io::Error| TrailError::Malformed(e.to_string());
+        for r in rows {
+            match (&mut self.bundle, self.format) {
+                (Some(w), _) => {
+                    let prev = <[u8; 32]>::try_from(r.prev_hash.as_slice())
+                        .map_err(|_| TrailError::Malformed("hash".into()))?;
+                    let hash = <[u8; 32]>::try_from(r.entry_hash.as_slice())
+                        .map_err(|_| TrailError::Malformed("hash".into()))?;
+                    w.write_entry(
+                        u64::try_from(r.seq).unwrap_or(0),
+                        &prev,
+                        &hash,
+                        &entry_body(r),
+                    )
+                    .map_err(err)?;
+                }
+                (None, ExportFormat::Csv) => self
+                    .buf
+                    .clone()
+                    .write_all(csv_row(r).as_bytes())
+                    .map_err(err)?,
+                (None, _) => {
+                    let line = serde_json::json!({ "seq": r.seq, "prev_hash": hex(&r.prev_hash), "entry_hash": hex(&r.entry_hash), "body": entry_body(r) });
+                    self.buf
+                        .clone()
+                        .write_all(format!("{line}\n").as_bytes())
+                        .map_err(err)?;
+                }
+            }
+        }
+        Ok(self.buf.take())
+    }
+
+    pub fn finish(self) -> Result<Vec<u8>, TrailError> {
+        if let Some(w) = self.bundle {
+            w.finish()
+                .map_err(|e| TrailError::Malformed(e.to_string()))?;
+        }
+        Ok(self.buf.take())
+    }
+}
+
+/// Writes an environment's full audit export to `path`. Returns the number of entries.
+pub async fn export_to_file(
+    store: &Store,
+    env: Uuid,
+    format: &str,
+    path: &std::path::Path,
+) -> Result<u64, TrailError> {
+    use std::io::Write;
+    let format: ExportFormat = format.parse().map_err(TrailError::Malformed)?;
+    let mut tx = store
+        .tenant_as_system(EnvironmentId::from_uuid(env), PermissionSet::all(), meta())
+        .await?;
+    let checkpoints = audit_log::checkpoints(&mut tx).await?;
+    tx.audit(
+        portcullis_store::AuditEvent::success("audit.exported", "audit_log", env).after(
+            serde_json::json!({ "format": format!("{format:?}").to_lowercase(), "via": "cli" }),
+        ),
+    )
+    .await?;
+    let mut auth = store.auth(meta()).await?;
+    let keys: Vec<PublicKey> = audit_log::public_keys(&mut auth)
+        .await?
+        .iter()
+        .filter_map(|k| {
+            <[u8; 32]>::try_from(k.public_key.as_slice())
+                .ok()
+                .map(PublicKey::from_bytes)
+        })
+        .collect();
+    auth.commit().await?;
+    let io_err = |e: std::io::Error| TrailError::Malformed(format!("{}: {e}", path.display()));
+    let mut file = std::io::BufWriter::new(std::fs::File::create(path).map_err(io_err)?);
+    let mut writer = ExportWriter::new(format, env, &keys, &checkpoints)?;
+    let mut after = 0i64;
+    let mut n = 0u64;
+    loop {
+        let rows = audit_log::stored_range(&mut tx, after, 5000).await?;
+        let Some(last) = rows.last() else { break };
+        after = last.seq;
+        n += rows.len() as u64;
+        file.write_all(&writer.write_rows(&rows)?).map_err(io_err)?;
+    }
+    file.write_all(&writer.finish()?).map_err(io_err)?;
+    file.flush().map_err(io_err)?;
+    tx.commit().await?;
+    Ok(n)
+}
