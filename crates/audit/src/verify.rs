@@ -152,7 +152,13 @@ pub struct Verifier<'a> {
     checkpoints_checked: usize,
     last_consistent_size: u64,
     body_buf: Vec<u8>,
-    progress: Option<(NonZeroU64, Box<dyn FnMut(u64) + 'a>)>,
+    progress: Option<Progress<'a>>,
+}
+
+struct Progress<'a> {
+    every: u64,
+    next: u64,
+    callback: Box<dyn FnMut(u64) + 'a>,
 }
 
 impl fmt::Debug for Verifier<'_> {
@@ -187,7 +193,11 @@ impl<'a> Verifier<'a> {
 
     /// Calls `callback` with the number of entries verified so far after every `every` entries.
     pub fn with_progress(mut self, every: NonZeroU64, callback: impl FnMut(u64) + 'a) -> Self {
-        self.progress = Some((every, Box::new(callback)));
+        self.progress = Some(Progress {
+            every: every.get(),
+            next: every.get(),
+            callback: Box::new(callback),
+        });
         self
     }
 
@@ -396,9 +406,10 @@ impl<'a> Verifier<'a> {
                 }
             }
         }
-        if let Some((every, callback)) = &mut self.progress {
-            if self.count % every.get() == 0 {
-                callback(self.count);
+        if let Some(progress) = &mut self.progress {
+            if self.count == progress.next {
+                (progress.callback)(self.count);
+                progress.next = progress.next.saturating_add(progress.every);
             }
         }
     }

@@ -28,7 +28,11 @@ fn l3_bundle_layout_is_header_checkpoints_entries() {
     let signer = key(1);
     let rows = chain((1..=2).map(|i| body(i, "alice")).collect());
     let cp = checkpoint(&rows, 2, &signer);
-    let text = lines(&bundle(&[signer.public_key()], &[cp.clone()], &rows));
+    let text = lines(&bundle(
+        &[signer.public_key()],
+        std::slice::from_ref(&cp),
+        &rows,
+    ));
     assert_eq!(text.len(), 4);
     assert_eq!(
         text[0],

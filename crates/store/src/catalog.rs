@@ -20,6 +20,8 @@ pub const TENANT_TABLES: &[&str] = &[
     "audit_log",
     "audit_heads",
     "audit_checkpoints",
+    "intelligence_log",
+    "kernel_trace",
     "environment_keys",
     "data_keys",
     "integrations",
@@ -75,6 +77,10 @@ pub const EXPECTED_POLICIES: &[(&str, &str, char, bool)] = &[
     ("audit_checkpoints", "audit_checkpoints_tenant", '*', true),
     ("audit_checkpoints", "audit_checkpoints_operator", 'r', true),
     ("audit_signing_keys", "audit_signing_keys_public", 'r', true),
+    ("intelligence_log", "intelligence_log_append", 'a', true),
+    ("intelligence_log", "intelligence_log_read", 'r', true),
+    ("kernel_trace", "kernel_trace_append", 'a', true),
+    ("kernel_trace", "kernel_trace_read", 'r', true),
     (
         "audit_signing_keys",
         "audit_signing_keys_operator",
@@ -100,6 +106,15 @@ pub const OWNER_POLICIES: &[&str] = &[
     "audit_heads_operator",
     "audit_checkpoints_operator",
     "audit_signing_keys_operator",
+];
+
+/// Tables the database itself keeps append-only (L2): refused UPDATE/DELETE/TRUNCATE by
+/// trigger, and the runtime role holds no such privilege.
+pub const APPEND_ONLY_TABLES: &[&str] = &[
+    "audit_log",
+    "audit_checkpoints",
+    "intelligence_log",
+    "kernel_trace",
 ];
 
 /// SECURITY DEFINER functions this build ships (none). Anything else is a finding.
@@ -364,30 +379,41 @@ pub async fn run(conn: &mut PgConnection) -> Result<Vec<Check>, StoreError> {
             .collect(),
     ));
 
-    let (can_update, can_delete, can_truncate, triggers): (bool, bool, bool, i64) = sqlx::query_as(
-        "SELECT has_table_privilege(current_user, 'public.audit_log', 'UPDATE'),
-                has_table_privilege(current_user, 'public.audit_log', 'DELETE'),
-                has_table_privilege(current_user, 'public.audit_log', 'TRUNCATE'),
-                (SELECT count(*) FROM pg_trigger t WHERE t.tgrelid = 'public.audit_log'::regclass
-                    AND t.tgname IN ('audit_log_no_update_delete', 'audit_log_no_truncate')
-                    AND t.tgenabled IN ('O', 'A'))",
-    )
-    .fetch_one(&mut *conn)
-    .await?;
     let mut f = vec![];
-    if can_update {
-        f.push("runtime role may UPDATE audit_log".to_owned())
+    for table in APPEND_ONLY_TABLES {
+        let (can_update, can_delete, can_truncate, triggers): (bool, bool, bool, i64) =
+            sqlx::query_as(
+                "SELECT has_table_privilege(current_user, $1, 'UPDATE'),
+                    has_table_privilege(current_user, $1, 'DELETE'),
+                    has_table_privilege(current_user, $1, 'TRUNCATE'),
+                    (SELECT count(*) FROM pg_trigger t WHERE t.tgrelid = $1::regclass
+                        AND t.tgname IN ($2, $3) AND t.tgenabled IN ('O', 'A'))",
+            )
+            .bind(format!("public.{table}"))
+            .bind(format!("{table}_no_update_delete"))
+            .bind(format!("{table}_no_truncate"))
+            .fetch_one(&mut *conn)
+            .await?;
+        if can_update {
+            f.push(format!("runtime role may UPDATE {table}"))
+        }
+        if can_delete {
+            f.push(format!("runtime role may DELETE from {table}"))
+        }
+        if can_truncate {
+            f.push(format!("runtime role may TRUNCATE {table}"))
+        }
+        if triggers != 2 {
+            f.push(format!(
+                "{table}: {triggers} of 2 append-only triggers are enabled"
+            ))
+        }
     }
-    if can_delete {
-        f.push("runtime role may DELETE from audit_log".to_owned())
-    }
-    if can_truncate {
-        f.push("runtime role may TRUNCATE audit_log".to_owned())
-    }
-    if triggers != 2 {
-        f.push(format!("{triggers} of 2 append-only triggers are enabled"))
-    }
-    out.push(check("L2", "audit log is append-only", f));
+    out.push(check(
+        "L2",
+        "audit streams and checkpoints are append-only",
+        f,
+    ));
 
     let migrations_access: bool = sqlx::query_scalar(
         "SELECT has_table_privilege(current_user, 'public._sqlx_migrations', 'SELECT,INSERT,UPDATE,DELETE')",

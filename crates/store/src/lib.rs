@@ -14,6 +14,7 @@ pub mod bootstrap;
 pub mod catalog;
 mod error;
 pub mod queries;
+pub mod streams;
 #[cfg(feature = "testing")]
 pub mod testing;
 mod tx;

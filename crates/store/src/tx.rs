@@ -442,6 +442,12 @@ impl TenantTx {
         &mut self.tx
     }
 
+    /// The raw connection, for tests that attack the database layer directly.
+    #[cfg(feature = "testing")]
+    pub fn conn_for_tests(&mut self) -> &mut PgConnection {
+        &mut self.tx
+    }
+
     pub async fn commit(self) -> Result<(), StoreError> {
         self.tx.commit().await?;
         Ok(())

@@ -448,3 +448,94 @@ async fn t1_tenant_tx_requires_membership() {
         .unwrap_err();
     assert!(matches!(err, StoreError::NotFound), "{err:?}");
 }
+
+/// Control L1 (with L2, T2): the intelligence log and kernel trace are written through the
+/// tenant transaction, visible only with audit.read inside their environment, and append-only.
+#[tokio::test]
+async fn l1_intelligence_log_and_kernel_trace() {
+    use portcullis_store::streams::{IntelligenceEntry, KeySource, TraceStep};
+    let db = TestDb::new().await;
+    let store = db.store().await;
+    let a = tenant(&store, "alpha").await;
+    let b = tenant(&store, "beta").await;
+    let mut tx = store
+        .tenant_as_identity(a.env, a.owner, RequestMeta::default())
+        .await
+        .unwrap();
+    let call = tx
+        .log_intelligence(IntelligenceEntry {
+            workflow_id: Some("inbox-triage".into()),
+            model: "claude-fast".into(),
+            key_source: KeySource::Byok,
+            input: serde_json::json!({ "prompt": "summarise" }),
+            output: Some(serde_json::json!({ "text": "done" })),
+            reasoning_excerpt: Some("x".repeat(5000)),
+            input_tokens: 12,
+            output_tokens: 3,
+            cost_micros: 42,
+            success: true,
+            error: None,
+        })
+        .await
+        .unwrap();
+    let trace = uuid::Uuid::now_v7();
+    for step in 1..=2 {
+        tx.trace_step(TraceStep {
+            trace_id: trace,
+            step,
+            workflow_id: Some("inbox-triage".into()),
+            intelligence_entry_id: Some(call),
+            kind: if step == 1 {
+                "tool_call"
+            } else {
+                "tool_result"
+            },
+            tool: Some("send_email".into()),
+            tool_use_id: Some("toolu_01".into()),
+            arguments: Some(serde_json::json!({ "to": "x" })),
+            result: None,
+            rationale: Some("the user asked".into()),
+        })
+        .await
+        .unwrap();
+    }
+    tx.commit().await.unwrap();
+    let mut admin = db.admin_conn().await;
+    let excerpt_len: i32 =
+        sqlx::query_scalar("SELECT length(reasoning_excerpt) FROM intelligence_log")
+            .fetch_one(&mut admin)
+            .await
+            .unwrap();
+    assert_eq!(excerpt_len, 4000, "reasoning excerpts are capped");
+    for sql in [
+        "UPDATE intelligence_log SET success = false",
+        "DELETE FROM kernel_trace",
+        "TRUNCATE intelligence_log",
+    ] {
+        let err = sqlx::query(sql).execute(&mut admin).await.unwrap_err();
+        assert!(err.to_string().contains("append-only"), "{sql}: {err}");
+    }
+    // Another tenant, and a member without audit.read, see nothing.
+    let mut other = store
+        .tenant_as_identity(b.env, b.owner, RequestMeta::default())
+        .await
+        .unwrap();
+    let n: i64 = sqlx::query_scalar("SELECT count(*) FROM intelligence_log")
+        .fetch_one(other.conn_for_tests())
+        .await
+        .unwrap();
+    assert_eq!(n, 0);
+    drop(other);
+    let mut rt = db.runtime_conn().await;
+    let mut t = rt.begin().await.unwrap();
+    sqlx::query("SELECT set_config('portcullis.environment_id', $1, true), set_config('portcullis.permissions', 'documents.read', true)")
+        .bind(a.env.to_string())
+        .execute(&mut *t)
+        .await
+        .unwrap();
+    let n: i64 = sqlx::query_scalar("SELECT count(*) FROM kernel_trace")
+        .fetch_one(&mut *t)
+        .await
+        .unwrap();
+    assert_eq!(n, 0, "kernel trace needs audit.read");
+}
