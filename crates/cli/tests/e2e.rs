@@ -360,3 +360,161 @@ async fn e1_readme_tour_over_https() {
         std::thread::sleep(Duration::from_millis(100));
     }
 }
+
+/// Control L3 (with L7): kill -9 the server during a write storm; after a restart every
+/// acknowledged mutation has its audit entry and the chain verifies.
+#[tokio::test]
+async fn l3_kill_during_write_storm_loses_no_acknowledged_entry() {
+    let db = TestDb::new().await;
+    let data = scratch("crash");
+    let port = free_port();
+    let start = || {
+        let mut c = command(&db, &data, port);
+        c.arg("serve");
+        let s = Server::start(c);
+        s.wait_for("serving HTTPS");
+        s
+    };
+    let server = start();
+    let base = format!("https://127.0.0.1:{port}");
+    let (code, owner, _) = curl(&[
+        "-H",
+        "content-type: application/json",
+        "-d",
+        r#"{"email":"ada@example.com","password":"correct horse battery"}"#,
+        &format!("{base}/v1/auth/signup"),
+    ]);
+    assert_eq!(code, 201);
+    let auth = format!("authorization: Bearer {}", owner["token"].as_str().unwrap());
+    let (_, env, _) = curl(&[
+        "-H",
+        &auth,
+        "-H",
+        "content-type: application/json",
+        "-d",
+        r#"{"name":"Acme","region":"eu-central"}"#,
+        &format!("{base}/v1/environments"),
+    ]);
+    let env = env["environment_id"].as_str().unwrap().to_owned();
+
+    // Four writers create projects as fast as they can; each remembers what was acknowledged.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut writers = vec![];
+    for w in 0..4 {
+        let (stop, auth, url) = (
+            stop.clone(),
+            auth.clone(),
+            format!("{base}/v1/environments/{env}/projects"),
+        );
+        writers.push(std::thread::spawn(move || {
+            let mut acked = vec![];
+            let mut n = 0;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                n += 1;
+                let body = format!(r#"{{"name":"w{w}-{n}"}}"#);
+                let (code, p, _) = curl(&[
+                    "-H",
+                    &auth,
+                    "-H",
+                    "content-type: application/json",
+                    "-d",
+                    &body,
+                    &url,
+                ]);
+                if code == 201 {
+                    acked.push(p["project_id"].as_str().unwrap().to_owned());
+                }
+            }
+            acked
+        }));
+    }
+    std::thread::sleep(Duration::from_millis(1500));
+    assert!(Command::new("kill")
+        .args(["-KILL", &server.child.id().to_string()])
+        .status()
+        .unwrap()
+        .success());
+    std::thread::sleep(Duration::from_millis(300));
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let acked: Vec<String> = writers
+        .into_iter()
+        .flat_map(|w| w.join().unwrap())
+        .collect();
+    assert!(
+        acked.len() >= 5,
+        "the storm acknowledged only {} writes",
+        acked.len()
+    );
+    drop(server);
+
+    // Restart on the same database: every acknowledged project has its audit entry.
+    let server = start();
+    let mut admin = db.admin_conn().await;
+    for p in &acked {
+        let n: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM audit_log WHERE action = 'project.created' AND target_id = $1",
+        )
+        .bind(p)
+        .fetch_one(&mut admin)
+        .await
+        .unwrap();
+        assert_eq!(n, 1, "acknowledged project {p} has no audit entry");
+    }
+    let (gapless,): (bool,) =
+        sqlx::query_as("SELECT count(*) = max(seq) FROM audit_log WHERE environment_id = $1::uuid")
+            .bind(&env)
+            .fetch_one(&mut admin)
+            .await
+            .unwrap();
+    assert!(gapless);
+    let out = command(&db, &data, port)
+        .args(["audit", "checkpoint"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = command(&db, &data, port)
+        .args(["audit", "verify", "--environment", &env])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && stdout.starts_with("OK:"),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // And the export verifies offline.
+    let bundle = data.join("audit.bundle.jsonl");
+    let out = command(&db, &data, port)
+        .args([
+            "audit",
+            "export",
+            "--environment",
+            &env,
+            "--format",
+            "bundle",
+            "--output",
+        ])
+        .arg(&bundle)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = command(&db, &data, port)
+        .args(["audit", "verify", "--bundle"])
+        .arg(&bundle)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    drop(server);
+}
