@@ -253,11 +253,13 @@ struct ExactEntry<'a> {
 }
 
 /// Splits an entry line laid out exactly as [`BundleWriter`] writes it, without a JSON
-/// parser: the fast path that keeps verification above 2M entries/s. Whatever is between
-/// `"body":` and the final `}` is taken as the body. If that hashes to the entry hash, it *is*
-/// the canonical JSON the writer hashed (SHA-256 being collision resistant), so the line is
-/// exactly a well-formed entry line and needs no further parsing. Any other outcome goes
-/// through the full parser, which also classifies what is wrong.
+/// parser (parsing would cost more than all the hashing). Whatever is between `"body":` and
+/// the final `}` is taken as the body. If it hashes to the entry hash, these are the bytes the
+/// entry hash commits to, and for any entry the log wrote — in particular every entry a
+/// checkpoint covers — that is canonical JSON (the writer hashes nothing else, and SHA-256 is
+/// collision resistant). Any other outcome goes through the full parser, which also
+/// classifies what is wrong. (Only past the last checkpoint, where nothing is anchored and a
+/// forger could append well-formed entries anyway, could hand-made non-JSON bytes pass here.)
 fn exact_entry(line: &[u8]) -> Option<ExactEntry<'_>> {
     let rest = line.strip_prefix(b"{\"seq\":")?;
     let digits = rest.iter().take_while(|b| b.is_ascii_digit()).count();

@@ -67,8 +67,9 @@ pub struct StoredEntry<'a> {
 pub enum Body<'a> {
     Json(&'a Value),
     /// JSON text as exported. Exporters write canonical JSON, so it is hashed as it stands
-    /// first: a match proves these bytes are the canonical body, with no parsing. Only on a
-    /// mismatch is it parsed and re-encoded.
+    /// first: a match proves these are the bytes the entry hash commits to, which for any
+    /// entry the log wrote is its canonical body, with no parsing. Only on a mismatch is it
+    /// parsed and re-encoded.
     Text(&'a str),
 }
 
@@ -105,7 +106,8 @@ impl fmt::Display for Problem {
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Report {
-    /// Entries that passed every check (seq 1 up to this number).
+    /// Entries that passed the chain checks (seq, link, content), from seq 1 to this number. A
+    /// checkpoint problem may still implicate some of them.
     pub entries: u64,
     /// Checkpoints whose signature verified and whose root and head matched the entries.
     pub checkpoints_checked: usize,
@@ -212,7 +214,7 @@ impl<'a> Verifier<'a> {
         }
         let cp = &signed.checkpoint;
         if cp.environment_id != self.environment_id {
-            return self.record(Problem {
+            return self.fail(Problem {
                 seq: None,
                 kind: ProblemKind::WrongEnvironment,
                 detail: format!(
@@ -228,14 +230,14 @@ impl<'a> Verifier<'a> {
                     ProblemKind::BadSignature
                 }
             };
-            return self.record(Problem {
+            return self.fail(Problem {
                 seq: None,
                 kind,
                 detail: format!("checkpoint for size {}: {e}", cp.tree_size),
             });
         }
         if cp.tree_size < self.count {
-            return self.record(Problem {
+            return self.fail(Problem {
                 seq: None,
                 kind: ProblemKind::Malformed,
                 detail: format!(
@@ -341,7 +343,9 @@ impl<'a> Verifier<'a> {
         }
     }
 
-    /// Records a problem found outside the entry checks (a bundle line that does not parse).
+    /// Records a problem found outside the entry checks (a checkpoint, a bundle line that
+    /// does not parse). An entry failure still waiting for its lookahead came first in the
+    /// input, so it is classified now, without one.
     pub(crate) fn fail(&mut self, problem: Problem) {
         if let Some(pending) = self.pending.take() {
             let earlier = self.classify(pending, None);

@@ -6,13 +6,20 @@
 //! exclusively, fsynced with its directory, never overwritten. Writing the same checkpoint again
 //! is a no-op; writing a different one for the same size is refused: that is a fork. It cannot
 //! enforce retention against the machine's root user; for that, point it at storage with its
-//! own write-once guarantees.
+//! own write-once guarantees: [`S3Anchors`] keeps each checkpoint in S3 under Object Lock
+//! COMPLIANCE retention (see `s3`). [`Anchors`] is either store, chosen by configuration.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{ErrorKind, Write};
 use std::path::{Path, PathBuf};
 
 use uuid::Uuid;
+
+mod s3;
+
+pub use s3::{
+    ObjectRetention, S3AnchorConfig, S3Anchors, S3Response, DEFAULT_PREFIX, DEFAULT_RETENTION_DAYS,
+};
 
 #[derive(Debug, thiserror::Error)]
 pub enum AnchorError {
@@ -21,8 +28,27 @@ pub enum AnchorError {
         path: PathBuf,
         source: std::io::Error,
     },
+    /// `path` is a file path for [`LocalAnchors`] and an `s3://bucket/key` for [`S3Anchors`].
     #[error("anchor conflict: {path} already holds a different checkpoint for this tree size (a forked log)")]
     Conflict { path: PathBuf },
+    /// The remote store answered with an error. `code` and `message` are the store's own
+    /// (bounded, printable); nothing else from its answer is kept.
+    #[error("anchor store: {operation} {location} answered {status} {code}: {message}")]
+    Remote {
+        operation: &'static str,
+        location: String,
+        status: u16,
+        code: String,
+        message: String,
+    },
+    /// No HTTP answer (connection, TLS, timeout). May succeed on retry.
+    #[error("anchor store at {endpoint} unreachable: {message}")]
+    Transport { endpoint: String, message: String },
+    #[error("anchor store configuration: {0}")]
+    Config(String),
+    /// An answer that is not what the store's API promises.
+    #[error("anchor store answered unexpectedly: {0}")]
+    Malformed(String),
 }
 
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> AnchorError + '_ {
@@ -114,6 +140,84 @@ impl LocalAnchors {
     }
 }
 
+/// The configured anchor store. An enum rather than a trait object: there are two stores, and
+/// the async `put`/`list` need no boxing this way.
+#[derive(Clone, Debug)]
+pub enum Anchors {
+    Local(LocalAnchors),
+    S3(S3Anchors),
+}
+
+impl From<LocalAnchors> for Anchors {
+    fn from(local: LocalAnchors) -> Anchors {
+        Anchors::Local(local)
+    }
+}
+
+impl From<S3Anchors> for Anchors {
+    fn from(s3: S3Anchors) -> Anchors {
+        Anchors::S3(s3)
+    }
+}
+
+impl Anchors {
+    /// Stores a signed checkpoint. Idempotent for identical content; `AnchorError::Conflict`
+    /// for different content at the same size. Returns where it is (a path or an `s3://` URL).
+    pub async fn put(
+        &self,
+        environment: Uuid,
+        tree_size: u64,
+        signed: &str,
+    ) -> Result<String, AnchorError> {
+        match self {
+            Anchors::Local(local) => {
+                // Two fsyncs: off the async workers.
+                let owned = local.clone();
+                let signed = signed.to_owned();
+                let path = blocking(local.dir(), move || {
+                    owned.put(environment, tree_size, &signed)
+                })
+                .await?;
+                Ok(path.display().to_string())
+            }
+            Anchors::S3(s3) => s3.put(environment, tree_size, signed).await,
+        }
+    }
+
+    /// Every anchored checkpoint of an environment, by tree size.
+    pub async fn list(&self, environment: Uuid) -> Result<Vec<(u64, String)>, AnchorError> {
+        match self {
+            Anchors::Local(local) => {
+                let owned = local.clone();
+                blocking(local.dir(), move || owned.list(environment)).await
+            }
+            Anchors::S3(s3) => s3.list(environment).await,
+        }
+    }
+}
+
+impl std::fmt::Display for Anchors {
+    /// Where checkpoints go, for logs: a directory or `s3://bucket/prefix`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Anchors::Local(local) => write!(f, "{}", local.dir().display()),
+            Anchors::S3(s3) => write!(f, "s3://{}/{}", s3.config().bucket, s3.config().prefix),
+        }
+    }
+}
+
+async fn blocking<T: Send + 'static>(
+    dir: &Path,
+    work: impl FnOnce() -> Result<T, AnchorError> + Send + 'static,
+) -> Result<T, AnchorError> {
+    tokio::task::spawn_blocking(work)
+        .await
+        .map_err(|e| AnchorError::Io {
+            path: dir.to_owned(),
+            source: std::io::Error::other(format!("anchor task failed: {e}")),
+        })?
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
@@ -141,6 +245,27 @@ mod tests {
             ]
         );
         assert!(a.list(Uuid::now_v7()).unwrap().is_empty());
+        fs::remove_dir_all(dir).unwrap();
+    }
+
+    /// Control L4: the `Anchors` enum gives the local store's write-once behaviour unchanged.
+    #[tokio::test]
+    async fn l4_anchors_enum_wraps_the_local_store() {
+        let dir = std::env::temp_dir().join(format!("pc-anchor-{}", Uuid::now_v7()));
+        let a = Anchors::from(LocalAnchors::new(&dir));
+        let env = Uuid::now_v7();
+        let at = a.put(env, 3, "checkpoint three").await.unwrap();
+        assert!(at.ends_with("00000000000000000003.checkpoint"), "{at}");
+        a.put(env, 3, "checkpoint three").await.unwrap();
+        assert!(matches!(
+            a.put(env, 3, "forged three").await,
+            Err(AnchorError::Conflict { .. })
+        ));
+        assert_eq!(
+            a.list(env).await.unwrap(),
+            vec![(3, "checkpoint three".to_owned())]
+        );
+        assert_eq!(a.to_string(), dir.display().to_string());
         fs::remove_dir_all(dir).unwrap();
     }
 }

@@ -142,6 +142,32 @@ async fn l3_concurrent_writers_keep_the_sequence_gapless() {
     );
 }
 
+/// Control L3: an entry whose values PostgreSQL would normalise (a float, a NUL) still verifies.
+#[tokio::test]
+async fn l3_awkward_values_still_verify() {
+    let t = trail_with_entries(1).await;
+    let store = t.app.db.store().await;
+    let env = portcullis_core::EnvironmentId::parse(&t.env).unwrap();
+    let mut tx = store
+        .tenant_as_system(
+            env,
+            portcullis_core::PermissionSet::all(),
+            Default::default(),
+        )
+        .await
+        .unwrap();
+    tx.audit(
+        portcullis_store::AuditEvent::success("note.recorded", "note", "n1")
+            .after(json!({ "ratio": 1e16, "half": 0.5, "text": "a\u{0}b" })),
+    )
+    .await
+    .unwrap();
+    tx.commit().await.unwrap();
+    t.checkpoint().await;
+    let report = t.verify(&t.anchors).await;
+    assert!(report.is_clean(), "{:?}", report.first_problem);
+}
+
 /// Control L3: a superuser's edit, deletion or reordering is detected and pinpointed.
 #[tokio::test]
 async fn l3_edits_deletions_and_reorderings_are_detected_and_localized() {

@@ -57,18 +57,36 @@ impl AuditEvent {
     }
 
     pub fn before(mut self, value: impl Serialize) -> Self {
-        self.before = serde_json::to_value(value).ok();
+        self.before = serde_json::to_value(value).ok().map(jsonb_exact);
         self
     }
 
     pub fn after(mut self, value: impl Serialize) -> Self {
-        self.after = serde_json::to_value(value).ok();
+        self.after = serde_json::to_value(value).ok().map(jsonb_exact);
         self
     }
 
     pub fn outcome(mut self, outcome: Outcome) -> Self {
         self.outcome = outcome;
         self
+    }
+}
+
+/// Makes a value survive a round trip through `jsonb` unchanged, so that an entry rebuilt from
+/// its stored columns hashes to what was written: PostgreSQL rewrites some floating-point
+/// numbers (`1e16` comes back as `10000000000000000`) and refuses NUL characters. Floats are
+/// therefore recorded as their decimal text, and NULs are removed.
+pub fn jsonb_exact(value: Value) -> Value {
+    match value {
+        Value::Number(n) if n.is_f64() => Value::String(n.to_string()),
+        Value::String(s) if s.contains('\0') => Value::String(s.replace('\0', "")),
+        Value::Array(items) => Value::Array(items.into_iter().map(jsonb_exact).collect()),
+        Value::Object(map) => Value::Object(
+            map.into_iter()
+                .map(|(k, v)| (k.replace('\0', ""), jsonb_exact(v)))
+                .collect(),
+        ),
+        other => other,
     }
 }
 
@@ -137,8 +155,8 @@ async fn insert(
         target_type: event.target_type.to_owned(),
         target_id: event.target_id,
         outcome: event.outcome.as_str().to_owned(),
-        before: event.before,
-        after: event.after,
+        before: event.before.map(jsonb_exact),
+        after: event.after.map(jsonb_exact),
         request_id: meta.request_id.clone(),
         ip: meta.ip.clone(),
         user_agent: meta.user_agent.clone(),
@@ -257,5 +275,20 @@ impl AuthTx {
     pub async fn audit(&mut self, actor: Actor, event: AuditEvent) -> Result<AuditId, StoreError> {
         let meta = self.meta().clone();
         insert(self.conn(), PLATFORM_SCOPE, actor, &meta, event).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Control L3: values that PostgreSQL would rewrite are normalised before hashing.
+    #[test]
+    fn l3_values_are_made_jsonb_exact() {
+        let v = serde_json::json!({ "big": 1e16, "ratio": 0.5, "n": 10_000_000_000_000_000u64, "s": "a\u{0}b", "list": [1.25, "x"] });
+        assert_eq!(
+            jsonb_exact(v),
+            serde_json::json!({ "big": "1e+16", "ratio": "0.5", "n": 10_000_000_000_000_000u64, "s": "ab", "list": ["1.25", "x"] })
+        );
     }
 }
