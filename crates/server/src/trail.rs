@@ -195,10 +195,10 @@ pub async fn checkpoint_pass(
     let mut cut = 0;
     for (env, seq, last, last_at) in operator::uncheckpointed(owner).await? {
         let stale = last_at.is_none_or(|t| now - t >= every);
-        if seq - last >= every_entries || stale {
-            if checkpoint(store, signer, anchors, env).await?.is_some() {
-                cut += 1;
-            }
+        if (seq - last >= every_entries || stale)
+            && checkpoint(store, signer, anchors, env).await?.is_some()
+        {
+            cut += 1;
         }
     }
     Ok(cut)

@@ -458,10 +458,12 @@ impl S3Anchors {
                 "anchored checkpoints have delete markers: someone tried to delete them"
             );
         }
-        // Oldest version first within a size (S3 lists newest first).
+        // By size, and oldest version first within a size: S3 lists each key's versions newest
+        // first, so reverse, then sort stably.
+        versions.reverse();
         versions.sort_by_key(|(size, _, _)| *size);
         let mut out: Vec<(u64, String)> = vec![];
-        for (size, key, version_id) in versions.iter().rev() {
+        for (size, key, version_id) in &versions {
             let object = session
                 .send(&Call {
                     operation: "GetObject",
@@ -478,12 +480,15 @@ impl S3Anchors {
             let text = String::from_utf8(object.body).map_err(|_| {
                 AnchorError::Malformed(format!("{} is not UTF-8", self.location(key)))
             })?;
-            if !out.iter().any(|(s, t)| s == size && *t == text) {
+            let seen = out
+                .iter()
+                .rev()
+                .take_while(|(s, _)| s == size)
+                .any(|(_, t)| *t == text);
+            if !seen {
                 out.push((*size, text));
             }
         }
-        out.reverse();
-        out.sort_by_key(|(size, _)| *size);
         Ok(out)
     }
 
