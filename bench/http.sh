@@ -19,7 +19,10 @@
 #        a. single-document GET at a fixed rate (500 req/s, 20 s, latency-corrected)
 #        b. single-document GET at max throughput (32 connections, 15 s)
 #        c. 50-item list GET at max throughput (32 connections, 15 s)
-#      Ratios (off/on throughput, on/off p99) are computed per round; medians are reported.
+#      Each run also records CPU per request (server process + the PostgreSQL backends of its
+#      database, from /proc/PID/stat), which is far less sensitive to a busy machine than
+#      throughput. Ratios (off/on throughput, on/off p99 and CPU) are computed per round;
+#      medians over rounds are reported.
 #   6. One indicative pair with an API token (viewer) instead of a session token.
 #   7. SIGTERM to both servers, drops both databases, removes the temp dir.
 #

@@ -419,6 +419,17 @@ async fn audit(command: AuditCommand, config: Config) -> anyhow::Result<ExitCode
             AuditCommand::RotateSigningKey => {
                 let vault = serve::vault(&config).await?;
                 let signer = trail::Signer::create(&owner, &vault, vault.default_kek()).await?;
+                let mut tx = store.auth(Default::default()).await?;
+                tx.audit(
+                    portcullis_store::Actor::System,
+                    portcullis_store::AuditEvent::success(
+                        "audit.signing_key_rotated",
+                        "audit_signing_key",
+                        signer.key_id(),
+                    ),
+                )
+                .await?;
+                tx.commit().await?;
                 println!(
                     "new checkpoint signing key {}; restart servers to sign with it",
                     signer.key_id()

@@ -56,10 +56,14 @@ pub async fn database(config: &Config, migrate: bool) -> anyhow::Result<Database
     ensure_private_dir(&data_dir)?;
     let (target, cluster) = match config.database_url()? {
         Some(owner_url) => {
+            // E6: a password inside a URL taken from a plain environment variable.
+            let has_password = owner_url
+                .split_once("://")
+                .and_then(|(_, rest)| rest.split_once('@'))
+                .is_some_and(|(userinfo, _)| userinfo.contains(':'));
             if config.database.url.is_some()
-                && std::env::vars().any(|(k, _)| k == "PORTCULLIS_DATABASE__URL")
-                && owner_url.contains('@')
-                && owner_url.split('@').next().is_some_and(|s| s.contains(':'))
+                && has_password
+                && std::env::var_os("PORTCULLIS_DATABASE__URL").is_some()
             {
                 tracing::warn!("the database password comes from a plain environment variable; prefer database.url_file");
             }

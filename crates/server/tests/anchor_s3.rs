@@ -12,6 +12,7 @@
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
+use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -20,62 +21,79 @@ use portcullis_server::anchor::{AnchorError, Anchors, S3AnchorConfig, S3Anchors}
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-/// A moto server child process, killed when dropped.
+/// A moto server child process, killed (and its log removed) when dropped.
 struct Moto {
     child: Child,
     port: u16,
+    log: PathBuf,
 }
 
 impl Drop for Moto {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+        let _ = std::fs::remove_file(&self.log);
     }
 }
 
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 impl Moto {
-    /// `moto_server`, else `python3 -m moto.server`; `None` when neither starts.
+    /// `moto_server`, else `python3 -m moto.server` (a pyenv shim appears only after
+    /// `pyenv rehash`); `None` when neither is installed. Installed but failing to start is a
+    /// failure, not a skip.
     fn start() -> Option<Moto> {
-        let candidates: [(&str, &[&str]); 2] =
-            [("moto_server", &[]), ("python3", &["-m", "moto.server"])];
-        for (program, args) in candidates {
-            let port = free_port();
-            let log = std::env::temp_dir().join(format!("pc-moto-{port}.log"));
-            let Ok(log) = std::fs::File::create(&log) else {
-                continue;
-            };
-            let Ok(child) = Command::new(program)
-                .args(args)
-                .args(["-H", "127.0.0.1", "-p", &port.to_string()])
-                .stdin(Stdio::null())
+        let candidates: [&[&str]; 2] = [&["moto_server"], &["python3", "-m", "moto.server"]];
+        let program = candidates.into_iter().find(|argv| {
+            Command::new(argv[0])
+                .args(&argv[1..])
+                .arg("--help")
                 .stdout(Stdio::null())
-                .stderr(log)
-                .spawn()
-            else {
-                continue;
-            };
-            let mut moto = Moto { child, port };
-            let deadline = Instant::now() + Duration::from_secs(60);
-            while Instant::now() < deadline {
-                if let Ok(Some(_)) = moto.child.try_wait() {
-                    break; // exited: not installed for this interpreter
-                }
-                if http(port, "GET", "/moto-api/", &[], "").is_some_and(|(s, _)| s == 200) {
-                    return Some(moto);
-                }
-                std::thread::sleep(Duration::from_millis(200));
+                .stderr(Stdio::null())
+                .status()
+                .is_ok_and(|s| s.success())
+        })?;
+        let port = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        // A file, not a pipe: werkzeug logs every request, and a pipe nobody reads would
+        // eventually block the server.
+        let log = std::env::temp_dir().join(format!(
+            "portcullis-moto-anchor-{}-{port}.log",
+            std::process::id()
+        ));
+        let log_file = std::fs::File::create(&log).unwrap();
+        let child = Command::new(program[0])
+            .args(&program[1..])
+            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+            .stdin(Stdio::null())
+            .stdout(log_file.try_clone().unwrap())
+            .stderr(log_file)
+            .spawn()
+            .unwrap();
+        let mut moto = Moto { child, port, log };
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if http(port, "GET", "/moto-api/", &[], "").is_some_and(|(s, _)| s == 200) {
+                return Some(moto);
             }
-            drop(moto);
+            if let Some(status) = moto.child.try_wait().unwrap() {
+                panic!(
+                    "moto exited with {status} before answering:\n{}",
+                    moto.log_text()
+                );
+            }
+            assert!(
+                Instant::now() < deadline,
+                "moto did not answer within 60 s:\n{}",
+                moto.log_text()
+            );
+            std::thread::sleep(Duration::from_millis(100));
         }
-        None
+    }
+
+    fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 
     fn endpoint(&self) -> String {
@@ -180,7 +198,12 @@ fn http(
 fn moto_or_skip() -> Option<Moto> {
     let moto = Moto::start();
     if moto.is_none() {
-        writeln!(std::io::stderr(), "SKIPPED: moto not installed").unwrap();
+        // Straight to the process's stderr: the harness swallows `eprintln!` of a passing
+        // test, and a skip must not look like a pass.
+        let _ = writeln!(
+            std::io::stderr(),
+            "SKIPPED: moto not installed (pip install 'moto[server]')"
+        );
     }
     moto
 }
@@ -379,6 +402,23 @@ async fn l4_s3_bad_credentials_are_refused() {
         remote_code(unknown_key.ensure_bucket().await),
         (403, "InvalidAccessKeyId".to_owned())
     );
+    // A bucket without Object Lock is refused by `ensure_bucket`, and S3 refuses locked PUTs
+    // into it, so checkpoints never land unprotected.
+    let plain = S3Anchors::new(config(&moto, "pc-anchors-plain", &key_id, &secret)).unwrap();
+    let location = "<CreateBucketConfiguration><LocationConstraint>eu-west-1\
+                    </LocationConstraint></CreateBucketConfiguration>";
+    let r = plain
+        .raw("PUT", None, &[], &[], location.as_bytes())
+        .await
+        .unwrap();
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    match plain.ensure_bucket().await {
+        Err(AnchorError::Config(m)) => assert!(m.contains("without Object Lock"), "{m}"),
+        other => panic!("{other:?}"),
+    }
+    let (status, _) = remote_code(plain.put(env, 1, "checkpoint one").await);
+    assert_eq!(status, 400);
+
     // Nothing was written by the refused requests; the right key works.
     assert!(good.retention(env, 1).await.unwrap().is_none());
     good.put(env, 1, "checkpoint one").await.unwrap();

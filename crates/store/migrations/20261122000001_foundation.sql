@@ -368,10 +368,10 @@ CREATE POLICY environments_member ON environments FOR SELECT TO portcullis_app U
 CREATE POLICY environments_insert ON environments FOR INSERT TO portcullis_app
     WITH CHECK (environment_id = (SELECT portcullis.environment_id()));
 CREATE POLICY environments_update ON environments FOR UPDATE TO portcullis_app
-    USING (environment_id = (SELECT portcullis.environment_id()) AND portcullis.has_permission('environment.manage'))
+    USING (environment_id = (SELECT portcullis.environment_id()) AND (SELECT portcullis.has_permission('environment.manage')))
     WITH CHECK (environment_id = (SELECT portcullis.environment_id()));
 CREATE POLICY environments_delete ON environments FOR DELETE TO portcullis_app
-    USING (environment_id = (SELECT portcullis.environment_id()) AND portcullis.has_permission('environment.delete'));
+    USING (environment_id = (SELECT portcullis.environment_id()) AND (SELECT portcullis.has_permission('environment.delete')));
 
 CREATE POLICY memberships_tenant ON memberships FOR ALL TO portcullis_app
     USING (environment_id = (SELECT portcullis.environment_id()))
@@ -395,15 +395,22 @@ CREATE POLICY project_grants_tenant ON project_grants FOR ALL TO portcullis_app
 CREATE POLICY documents_tenant ON documents FOR ALL TO portcullis_app
     USING (environment_id = (SELECT portcullis.environment_id()))
     WITH CHECK (environment_id = (SELECT portcullis.environment_id()));
+-- Every function call is wrapped in a scalar subquery so PostgreSQL evaluates it once per
+-- statement (an InitPlan), not once per row.
 CREATE POLICY documents_read_permission ON documents AS RESTRICTIVE FOR SELECT TO portcullis_app
-    USING (portcullis.has_permission('documents.read') AND portcullis.in_project_scope(project_id));
+    USING ((SELECT portcullis.has_permission('documents.read'))
+           AND ((SELECT portcullis.project_id()) IS NULL OR project_id = (SELECT portcullis.project_id())));
 CREATE POLICY documents_insert_permission ON documents AS RESTRICTIVE FOR INSERT TO portcullis_app
-    WITH CHECK (portcullis.has_permission('documents.write') AND portcullis.in_project_scope(project_id));
+    WITH CHECK ((SELECT portcullis.has_permission('documents.write'))
+           AND ((SELECT portcullis.project_id()) IS NULL OR project_id = (SELECT portcullis.project_id())));
 CREATE POLICY documents_update_permission ON documents AS RESTRICTIVE FOR UPDATE TO portcullis_app
-    USING (portcullis.has_permission('documents.write') AND portcullis.in_project_scope(project_id))
-    WITH CHECK (portcullis.has_permission('documents.write') AND portcullis.in_project_scope(project_id));
+    USING ((SELECT portcullis.has_permission('documents.write'))
+           AND ((SELECT portcullis.project_id()) IS NULL OR project_id = (SELECT portcullis.project_id())))
+    WITH CHECK ((SELECT portcullis.has_permission('documents.write'))
+           AND ((SELECT portcullis.project_id()) IS NULL OR project_id = (SELECT portcullis.project_id())));
 CREATE POLICY documents_delete_permission ON documents AS RESTRICTIVE FOR DELETE TO portcullis_app
-    USING (portcullis.has_permission('documents.delete') AND portcullis.in_project_scope(project_id));
+    USING ((SELECT portcullis.has_permission('documents.delete'))
+           AND ((SELECT portcullis.project_id()) IS NULL OR project_id = (SELECT portcullis.project_id())));
 
 CREATE POLICY api_tokens_tenant ON api_tokens FOR ALL TO portcullis_app
     USING (environment_id = (SELECT portcullis.environment_id()))
@@ -422,7 +429,7 @@ CREATE POLICY audit_log_append ON audit_log FOR INSERT TO portcullis_app WITH CH
     OR ((SELECT portcullis.environment_id()) IS NULL
         AND environment_id = '00000000-0000-0000-0000-000000000000'::uuid));
 CREATE POLICY audit_log_read ON audit_log FOR SELECT TO portcullis_app
-    USING (environment_id = (SELECT portcullis.environment_id()) AND portcullis.has_permission('audit.read'));
+    USING (environment_id = (SELECT portcullis.environment_id()) AND (SELECT portcullis.has_permission('audit.read')));
 
 -- The head row is read and advanced by every audited transaction of its scope.
 CREATE POLICY audit_heads_scope ON audit_heads FOR ALL TO portcullis_app

@@ -110,10 +110,10 @@ CREATE POLICY key_rotation_jobs_operator ON key_rotation_jobs FOR SELECT TO CURR
 
 -- Secrets are reachable only by callers holding the permission (R8 at the database layer).
 CREATE POLICY integrations_permission ON integrations AS RESTRICTIVE FOR ALL TO portcullis_app
-    USING (portcullis.has_permission('integrations.read') OR portcullis.has_permission('integrations.manage'))
-    WITH CHECK (portcullis.has_permission('integrations.manage'));
+    USING ((SELECT portcullis.has_permission('integrations.read')) OR (SELECT portcullis.has_permission('integrations.manage')))
+    WITH CHECK ((SELECT portcullis.has_permission('integrations.manage')));
 CREATE POLICY model_keys_permission ON model_keys AS RESTRICTIVE FOR ALL TO portcullis_app
-    USING (portcullis.has_permission('keys.manage') OR portcullis.has_permission('integrations.manage'))
-    WITH CHECK (portcullis.has_permission('keys.manage') OR portcullis.has_permission('integrations.manage'));
+    USING ((SELECT portcullis.has_permission('keys.manage')) OR (SELECT portcullis.has_permission('integrations.manage')))
+    WITH CHECK ((SELECT portcullis.has_permission('keys.manage')) OR (SELECT portcullis.has_permission('integrations.manage')));
 
 GRANT SELECT, INSERT, UPDATE, DELETE ON environment_keys, data_keys, integrations, model_keys, key_rotation_jobs TO portcullis_app;

@@ -53,7 +53,7 @@ BEGIN
         EXECUTE format('CREATE POLICY %I ON %I FOR INSERT TO portcullis_app
                           WITH CHECK (environment_id = (SELECT portcullis.environment_id()))', t || '_append', t);
         EXECUTE format('CREATE POLICY %I ON %I FOR SELECT TO portcullis_app
-                          USING (environment_id = (SELECT portcullis.environment_id()) AND portcullis.has_permission(''audit.read''))', t || '_read', t);
+                          USING (environment_id = (SELECT portcullis.environment_id()) AND (SELECT portcullis.has_permission(''audit.read'')))', t || '_read', t);
         EXECUTE format('CREATE TRIGGER %I BEFORE UPDATE OR DELETE ON %I FOR EACH ROW EXECUTE FUNCTION portcullis.refuse_audit_change()', t || '_no_update_delete', t);
         EXECUTE format('CREATE TRIGGER %I BEFORE TRUNCATE ON %I FOR EACH STATEMENT EXECUTE FUNCTION portcullis.refuse_audit_change()', t || '_no_truncate', t);
         EXECUTE format('GRANT SELECT, INSERT ON %I TO portcullis_app', t);

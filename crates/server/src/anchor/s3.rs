@@ -60,6 +60,10 @@ const MAX_RESPONSE_BYTES: usize = 4 * 1024 * 1024;
 /// Error messages from S3 end up in errors and logs; a hostile endpoint must not flood them.
 const MAX_MESSAGE_CHARS: usize = 300;
 const DEFAULT_PAGE_SIZE: u32 = 1000;
+/// Connections `list` reads objects over: one GET per checkpoint version, so a year of
+/// per-minute checkpoints is half a million requests; a few at once keep that bearable
+/// without hammering the endpoint.
+const LIST_CONNECTIONS: usize = 4;
 
 /// How to reach the anchor bucket and as whom.
 #[derive(Clone)]
@@ -310,13 +314,14 @@ impl S3Anchors {
                     Ok(())
                 } else {
                     Err(AnchorError::Config(format!(
-                        "{location} exists but Object Lock is not enabled on it"
+                        "{location} exists without Object Lock; enable it \
+                         (PutObjectLockConfiguration, on a versioned bucket) or use a new bucket"
                     )))
                 }
             }
             404 => Err(AnchorError::Config(format!(
-                "{location} exists but has no Object Lock configuration; \
-                 Object Lock can only be enabled on a new bucket or by AWS support"
+                "{location} exists without Object Lock; enable it \
+                 (PutObjectLockConfiguration, on a versioned bucket) or use a new bucket"
             ))),
             _ => Err(remote("GetObjectLockConfiguration", location, &lock)),
         }
@@ -462,34 +467,65 @@ impl S3Anchors {
         // first, so reverse, then sort stably.
         versions.reverse();
         versions.sort_by_key(|(size, _, _)| *size);
-        let mut out: Vec<(u64, String)> = vec![];
-        for (size, key, version_id) in &versions {
-            let object = session
-                .send(&Call {
-                    operation: "GetObject",
-                    method: hyper::Method::GET,
-                    key: Some(key),
-                    query: vec![("versionId".to_owned(), version_id.clone())],
-                    headers: vec![],
-                    body: b"",
-                })
-                .await?;
-            if object.status != 200 {
-                return Err(remote("GetObject", self.location(key), &object));
+        // A few connections read the objects at once (interleaved, so each reads about the
+        // same number); the order is restored afterwards from each version's index.
+        let workers = (0..LIST_CONNECTIONS.min(versions.len())).map(|worker| {
+            let versions = &versions;
+            async move {
+                let mut session = Session::new(self);
+                let mut texts = vec![];
+                for index in (worker..versions.len()).step_by(LIST_CONNECTIONS) {
+                    let (_, key, version_id) = &versions[index];
+                    texts.push((
+                        index,
+                        self.get_version(&mut session, key, version_id).await?,
+                    ));
+                }
+                Ok::<_, AnchorError>(texts)
             }
-            let text = String::from_utf8(object.body).map_err(|_| {
-                AnchorError::Malformed(format!("{} is not UTF-8", self.location(key)))
-            })?;
+        });
+        let mut texts: Vec<(usize, String)> = futures_util::future::try_join_all(workers)
+            .await?
+            .into_iter()
+            .flatten()
+            .collect();
+        texts.sort_by_key(|(index, _)| *index);
+        let mut out: Vec<(u64, String)> = Vec::with_capacity(texts.len());
+        for (index, text) in texts {
+            let size = versions[index].0;
             let seen = out
                 .iter()
                 .rev()
-                .take_while(|(s, _)| s == size)
+                .take_while(|(s, _)| *s == size)
                 .any(|(_, t)| *t == text);
             if !seen {
-                out.push((*size, text));
+                out.push((size, text));
             }
         }
         Ok(out)
+    }
+
+    async fn get_version(
+        &self,
+        session: &mut Session<'_>,
+        key: &str,
+        version_id: &str,
+    ) -> Result<String, AnchorError> {
+        let object = session
+            .send(&Call {
+                operation: "GetObject",
+                method: hyper::Method::GET,
+                key: Some(key),
+                query: vec![("versionId".to_owned(), version_id.to_owned())],
+                headers: vec![],
+                body: b"",
+            })
+            .await?;
+        if object.status != 200 {
+            return Err(remote("GetObject", self.location(key), &object));
+        }
+        String::from_utf8(object.body)
+            .map_err(|_| AnchorError::Malformed(format!("{} is not UTF-8", self.location(key))))
     }
 
     /// The Object Lock state of a stored checkpoint's current version (`HeadObject`), or
@@ -796,13 +832,14 @@ fn validate(config: &S3AnchorConfig) -> Result<(), AnchorError> {
             "S3 prefix `{prefix}`: empty, or relative path segments ending with `/`"
         ));
     }
+    // It goes into `Credential=<id>/<scope>, ...`: no separators or spaces.
     if config.access_key_id.is_empty()
-        || !config
+        || config
             .access_key_id
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric())
+            .chars()
+            .any(|c| c.is_whitespace() || c.is_control() || matches!(c, '/' | ','))
     {
-        return bad("S3 access key id must be letters and digits".to_owned());
+        return bad("S3 access key id is empty or holds `/`, `,` or whitespace".to_owned());
     }
     if config.secret_access_key.expose().is_empty() {
         return bad("S3 secret access key is empty".to_owned());

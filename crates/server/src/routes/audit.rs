@@ -17,6 +17,7 @@ use time::OffsetDateTime;
 use crate::auth::{Auth, Meta};
 use crate::error::{ApiError, ApiResult, ErrorBody};
 use crate::extract::{Path, Query};
+use crate::routes::environments::parse_time;
 use crate::state::AppState;
 use crate::trail::{ExportFormat, ExportWriter};
 
@@ -91,19 +92,6 @@ pub struct AuditKeys {
 
 pub(crate) fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-fn parse_time(value: Option<&str>, field: &'static str) -> ApiResult<Option<OffsetDateTime>> {
-    value
-        .map(|v| {
-            OffsetDateTime::parse(v, &time::format_description::well_known::Rfc3339).map_err(|_| {
-                ApiError::bad_request(
-                    "invalid_query",
-                    format!("{field}: expected an RFC 3339 time such as 2026-11-01T00:00:00Z"),
-                )
-            })
-        })
-        .transpose()
 }
 
 /// Published checkpoint-signing keys: what an auditor pins to verify checkpoints.

@@ -122,6 +122,26 @@ pub struct AuditQuery {
     pub action: Option<String>,
     pub actor_id: Option<Uuid>,
     pub target_id: Option<String>,
+    /// RFC 3339; entries at or after this time.
+    pub from: Option<String>,
+    /// RFC 3339; entries before this time.
+    pub to: Option<String>,
+}
+
+pub(crate) fn parse_time(
+    value: Option<&str>,
+    field: &'static str,
+) -> ApiResult<Option<OffsetDateTime>> {
+    value
+        .map(|v| {
+            OffsetDateTime::parse(v, &time::format_description::well_known::Rfc3339).map_err(|_| {
+                ApiError::bad_request(
+                    "invalid_query",
+                    format!("{field}: expected an RFC 3339 time such as 2026-11-01T00:00:00Z"),
+                )
+            })
+        })
+        .transpose()
 }
 
 pub(crate) fn parse_role(value: &str) -> ApiResult<RoleRef> {
@@ -704,6 +724,8 @@ pub async fn list_audit(
         action: q.action.clone(),
         actor_id: q.actor_id,
         target_id: q.target_id.clone(),
+        from: parse_time(q.from.as_deref(), "from")?,
+        to: parse_time(q.to.as_deref(), "to")?,
     };
     let page = audit_log::list(
         &mut tx,

@@ -54,6 +54,8 @@ pub struct Filter {
     pub action: Option<String>,
     pub actor_id: Option<Uuid>,
     pub target_id: Option<String>,
+    pub from: Option<OffsetDateTime>,
+    pub to: Option<OffsetDateTime>,
 }
 
 pub async fn list(
@@ -70,6 +72,8 @@ pub async fn list(
             AND ($4::text IS NULL OR action = $4)
             AND ($5::uuid IS NULL OR actor_id = $5)
             AND ($6::text IS NULL OR target_id = $6)
+            AND ($7::timestamptz IS NULL OR occurred_at >= $7)
+            AND ($8::timestamptz IS NULL OR occurred_at < $8)
           ORDER BY audit_id LIMIT $3",
     )
     .bind(env)
@@ -78,6 +82,8 @@ pub async fn list(
     .bind(filter.action.as_deref())
     .bind(filter.actor_id)
     .bind(filter.target_id.as_deref())
+    .bind(filter.from)
+    .bind(filter.to)
     .fetch_all(tx.conn())
     .await?;
     Ok(Paged::from_rows(rows, page, |e| e.audit_id))

@@ -1,0 +1,1092 @@
+//! Benchmarks of the tamper-evident audit trail, measured side by side in one run:
+//!
+//! - **(a) ratio**: `W` concurrent writers over `E` environments; every transaction inserts one
+//!   `projects` row, and in the *audited* arm also appends its audit entry (`TenantTx::audit`:
+//!   head lock, entry hash, Merkle frontier, insert, head update). Audited and plain rounds
+//!   alternate (A P, P A, A P, ...), each with the same number of transactions and the same
+//!   sequence of environments. Reported: tx/s per arm and the median per-pair ratio.
+//! - **(b) one environment**: the same writers all in one environment, so every audited
+//!   transaction queues on that environment's head lock; plain rounds in the same environment
+//!   alternate with them for reference.
+//! - **(c) verification from the database**: an environment with a large log (bulk-loaded as
+//!   superuser with entries hashed exactly as `portcullis_store::audit` hashes them, then one
+//!   real append and a signed checkpoint on top; a small log built the same way must verify
+//!   clean first), timed through `trail::verify_environment`, with a breakdown: raw `COPY`,
+//!   the verifier's fetch loop alone (runtime role and superuser), and the client-side CPU
+//!   work (body rebuild, canonical JSON + hashing) on an in-memory sample.
+//! - **(d) inclusion proofs** at that size, the way the API builds them (load every entry
+//!   hash, then build the proof in memory): p50 and max over a few random indices.
+//! - **(e) offline**: the same log exported as a bundle and verified in memory with
+//!   `verify_bundle` (realistic bodies). The audit crate's `throughput` example gives the
+//!   small-body number; `bench/audit/run.sh` runs both.
+//!
+//! ```text
+//! cargo bench -p portcullis-server --bench audit
+//! ```
+//!
+//! Knobs (environment): `AUDIT_BENCH_ENTRIES` (log size for c/d, default 1000000),
+//! `AUDIT_BENCH_PAIRS` (audited/plain round pairs for a, default 6), `AUDIT_BENCH_TX` (tx per
+//! round, default 2000), `AUDIT_BENCH_WRITERS` (8), `AUDIT_BENCH_ENVS` (64). Uses the shared
+//! test cluster (or `PORTCULLIS_TEST_DATABASE_URL`); the database is dropped at the end.
+//! Progress goes to stderr, the Markdown report to stdout.
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::disallowed_methods,
+    clippy::print_stdout,
+    clippy::print_stderr,
+    clippy::too_many_arguments,
+    missing_debug_implementations
+)]
+
+use std::fmt::Write as _;
+use std::time::{Duration, Instant};
+
+use futures_util::StreamExt;
+use portcullis_audit::bundle::{verify_bundle, VerifyOptions};
+use portcullis_audit::entry::{entry_hash, merkle_leaf, EntryHashInput, GENESIS_PREV_HASH};
+use portcullis_audit::merkle::{self, MerkleTree};
+use portcullis_audit::verify::{Body, StoredEntry as VerifyEntry, Verifier};
+use portcullis_core::{EnvironmentId, IdentityId, Permission, PermissionSet, ProjectId};
+use portcullis_server::anchor::LocalAnchors;
+use portcullis_server::trail::{self, ExportFormat, ExportWriter, Signer};
+use portcullis_store::audit::{entry_body, jsonb_exact, rfc3339_micros};
+use portcullis_store::queries::audit_log::{self, StoredEntry, STORED_COLUMNS};
+use portcullis_store::queries::{environments, identities, projects};
+use portcullis_store::testing::TestDb;
+use portcullis_store::{AuditEvent, RequestMeta, Store};
+use sqlx::{ConnectOptions, Connection, PgConnection};
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+/// Hard budget for the whole run: phases still pending after it are skipped.
+const BUDGET: Duration = Duration::from_secs(18 * 60);
+
+fn knob(name: &str, default: u64) -> u64 {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.replace('_', "").parse().ok())
+        .unwrap_or(default)
+}
+
+fn median(values: &[f64]) -> f64 {
+    let mut v = values.to_vec();
+    v.sort_by(|a, b| a.total_cmp(b));
+    let n = v.len();
+    if n == 0 {
+        return f64::NAN;
+    }
+    if n % 2 == 1 {
+        v[n / 2]
+    } else {
+        (v[n / 2 - 1] + v[n / 2]) / 2.0
+    }
+}
+
+/// splitmix64: a deterministic sequence without another dependency.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9e3779b97f4a7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58476d1ce4e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d049bb133111eb);
+        z ^ (z >> 31)
+    }
+}
+
+fn loadavg() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_else(|_| "?".into())
+}
+
+/// Nanoseconds on CPU of every thread of process `pid` (or of this process for `None`).
+fn cpu_ns(pid: Option<i32>) -> u64 {
+    let dir = match pid {
+        Some(p) => format!("/proc/{p}/task"),
+        None => "/proc/self/task".into(),
+    };
+    let Ok(tasks) = std::fs::read_dir(dir) else {
+        return 0;
+    };
+    tasks
+        .filter_map(|t| t.ok())
+        .filter_map(|t| std::fs::read_to_string(t.path().join("schedstat")).ok())
+        .filter_map(|s| s.split_whitespace().next()?.parse::<u64>().ok())
+        .sum()
+}
+
+fn meta() -> RequestMeta {
+    RequestMeta {
+        request_id: Some(format!("bench-{}", Uuid::now_v7())),
+        ip: Some("10.1.2.3".into()),
+        user_agent: Some("portcullis-bench/1.0".into()),
+    }
+}
+
+async fn owner_identity(store: &Store) -> IdentityId {
+    let id = IdentityId::new();
+    let mut tx = store.auth(RequestMeta::default()).await.unwrap();
+    identities::create(
+        &mut tx,
+        id,
+        &format!("bench-{id}@example.test"),
+        "Bench",
+        "$argon2id$fake",
+        OffsetDateTime::now_utc(),
+    )
+    .await
+    .unwrap();
+    tx.commit().await.unwrap();
+    id
+}
+
+async fn environment(store: &Store, owner: IdentityId, name: &str) -> EnvironmentId {
+    let env = EnvironmentId::new();
+    let mut tx = store
+        .new_environment(env, owner, RequestMeta::default())
+        .await
+        .unwrap();
+    environments::create(
+        &mut tx,
+        name,
+        "eu-central",
+        owner,
+        OffsetDateTime::now_utc(),
+    )
+    .await
+    .unwrap();
+    tx.commit().await.unwrap();
+    env
+}
+
+/// One mutation: a `projects` row, plus its audit entry when `audited`.
+async fn mutation(store: &Store, env: EnvironmentId, owner: Uuid, audited: bool) {
+    let mut tx = store
+        .tenant_as_system(env, PermissionSet::all(), meta())
+        .await
+        .unwrap();
+    let id = ProjectId::new();
+    let project = projects::create(
+        &mut tx,
+        id,
+        &id.to_string(),
+        owner,
+        OffsetDateTime::now_utc(),
+    )
+    .await
+    .unwrap();
+    if audited {
+        tx.audit(
+            AuditEvent::success("project.created", "project", project.project_id).after(&project),
+        )
+        .await
+        .unwrap();
+    }
+    tx.commit().await.unwrap();
+}
+
+/// `writers` tasks share `total` transactions; transaction `k` goes to `envs[pick(k)]`, with
+/// the same picks for a given `seed`. Returns tx/s.
+async fn round(
+    store: &Store,
+    envs: &[EnvironmentId],
+    owner: Uuid,
+    writers: u64,
+    total: u64,
+    audited: bool,
+    seed: u64,
+) -> f64 {
+    let mut rng = Rng(seed);
+    let picks: Vec<EnvironmentId> = (0..total)
+        .map(|_| envs[(rng.next() % envs.len() as u64) as usize])
+        .collect();
+    let picks = std::sync::Arc::new(picks);
+    let next = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for _ in 0..writers {
+        let store = store.clone();
+        let picks = picks.clone();
+        let next = next.clone();
+        tasks.push(tokio::spawn(async move {
+            loop {
+                let k = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                let Some(&env) = picks.get(k) else { break };
+                mutation(&store, env, owner, audited).await;
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    total as f64 / started.elapsed().as_secs_f64()
+}
+
+/// Interleaved audited/plain pairs. Returns (audited tx/s per round, plain tx/s per round,
+/// per-pair ratios, load per pair).
+async fn interleaved(
+    store: &Store,
+    envs: &[EnvironmentId],
+    owner: Uuid,
+    writers: u64,
+    per_round: u64,
+    pairs: u64,
+    label: &str,
+    deadline: Instant,
+) -> (Vec<f64>, Vec<f64>, Vec<f64>) {
+    let (mut audited, mut plain, mut ratios) = (vec![], vec![], vec![]);
+    for p in 0..pairs {
+        if Instant::now() > deadline {
+            eprintln!("[{label}] budget reached, {p} pairs done");
+            break;
+        }
+        let seed = 0xa0d1_7000 + p;
+        let audited_first = p % 2 == 0;
+        let mut pair = [0.0f64; 2];
+        for (i, is_audited) in [audited_first, !audited_first].into_iter().enumerate() {
+            let r = round(store, envs, owner, writers, per_round, is_audited, seed).await;
+            pair[i] = r;
+            if is_audited {
+                audited.push(r);
+            } else {
+                plain.push(r);
+            }
+        }
+        let (a, pl) = if audited_first {
+            (pair[0], pair[1])
+        } else {
+            (pair[1], pair[0])
+        };
+        ratios.push(a / pl);
+        eprintln!(
+            "[{label}] pair {p}: audited {a:.0} tx/s, plain {pl:.0} tx/s, ratio {:.3} (load {})",
+            a / pl,
+            loadavg()
+        );
+    }
+    (audited, plain, ratios)
+}
+
+/// Escapes a value for PostgreSQL's COPY text format.
+fn copy_text(out: &mut String, value: Option<&str>) {
+    match value {
+        None => out.push_str("\\N"),
+        Some(v) => {
+            for c in v.chars() {
+                match c {
+                    '\\' => out.push_str("\\\\"),
+                    '\t' => out.push_str("\\t"),
+                    '\n' => out.push_str("\\n"),
+                    '\r' => out.push_str("\\r"),
+                    c => out.push(c),
+                }
+            }
+        }
+    }
+}
+
+fn copy_bytea(out: &mut String, bytes: &[u8]) {
+    out.push_str("\\\\x");
+    for b in bytes {
+        let _ = write!(out, "{b:02x}");
+    }
+}
+
+/// Bulk-loads `n` entries into `env`'s empty log as superuser, hashed and chained exactly as
+/// `portcullis_store::audit::insert` does (entry body rebuilt with `entry_body`, so what the
+/// verifier rebuilds from the stored columns hashes the same), then writes the chain head
+/// and the Merkle frontier. Returns seconds spent.
+async fn bulk_load(admin: &mut PgConnection, env: Uuid, owner: Uuid, n: u64) -> f64 {
+    let started = Instant::now();
+    let mut tree = MerkleTree::new();
+    let mut prev = GENESIS_PREV_HASH;
+    let base = OffsetDateTime::now_utc() - Duration::from_secs(30 * 24 * 3600);
+    let base = base.replace_nanosecond(0).unwrap();
+    const CHUNK: u64 = 50_000;
+    let mut seq = 0u64;
+    let mut last_report = Instant::now();
+    let mut copy = admin
+        .copy_in_raw(&format!("COPY audit_log ({STORED_COLUMNS}) FROM STDIN"))
+        .await
+        .unwrap();
+    while seq < n {
+        let mut buf = String::with_capacity(CHUNK as usize * 700);
+        for _ in 0..CHUNK.min(n - seq) {
+            seq += 1;
+            let at = base + Duration::from_micros(seq * 1_700);
+            let project = Uuid::now_v7();
+            let after = jsonb_exact(serde_json::json!({
+                "project_id": project,
+                "name": format!("project-{seq}"),
+                "created_by": owner,
+                "created_at": at.format(&time::format_description::well_known::Rfc3339).unwrap(),
+            }));
+            let mut row = StoredEntry {
+                environment_id: env,
+                seq: seq as i64,
+                audit_id: Uuid::now_v7(),
+                occurred_at: at,
+                actor_type: "identity".into(),
+                actor_id: Some(owner),
+                action: "project.created".into(),
+                action_version: 1,
+                target_type: "project".into(),
+                target_id: Some(project.to_string()),
+                outcome: "success".into(),
+                before: None,
+                after: Some(after),
+                request_id: Some(format!("req-{}", Uuid::now_v7())),
+                ip: Some("10.1.2.3".into()),
+                user_agent: Some("portcullis-bench/1.0".into()),
+                prev_hash: prev.to_vec(),
+                entry_hash: vec![],
+            };
+            let body = entry_body(&row);
+            let hash = entry_hash(&EntryHashInput {
+                environment_id: env,
+                seq,
+                prev_hash: prev,
+                body: &body,
+            });
+            tree.push(merkle_leaf(&hash));
+            row.entry_hash = hash.to_vec();
+            prev = hash;
+            // Columns in STORED_COLUMNS order.
+            copy_text(&mut buf, Some(&row.environment_id.to_string()));
+            buf.push('\t');
+            let _ = write!(buf, "{}\t", row.seq);
+            copy_text(&mut buf, Some(&row.audit_id.to_string()));
+            buf.push('\t');
+            copy_text(&mut buf, Some(&rfc3339_micros(row.occurred_at)));
+            buf.push('\t');
+            copy_text(&mut buf, Some(&row.actor_type));
+            buf.push('\t');
+            copy_text(&mut buf, row.actor_id.map(|a| a.to_string()).as_deref());
+            buf.push('\t');
+            copy_text(&mut buf, Some(&row.action));
+            buf.push('\t');
+            let _ = write!(buf, "{}\t", row.action_version);
+            copy_text(&mut buf, Some(&row.target_type));
+            buf.push('\t');
+            copy_text(&mut buf, row.target_id.as_deref());
+            buf.push('\t');
+            copy_text(&mut buf, Some(&row.outcome));
+            buf.push('\t');
+            copy_text(
+                &mut buf,
+                row.before.as_ref().map(|v| v.to_string()).as_deref(),
+            );
+            buf.push('\t');
+            copy_text(
+                &mut buf,
+                row.after.as_ref().map(|v| v.to_string()).as_deref(),
+            );
+            buf.push('\t');
+            copy_text(&mut buf, row.request_id.as_deref());
+            buf.push('\t');
+            copy_text(&mut buf, row.ip.as_deref());
+            buf.push('\t');
+            copy_text(&mut buf, row.user_agent.as_deref());
+            buf.push('\t');
+            copy_bytea(&mut buf, &row.prev_hash);
+            buf.push('\t');
+            copy_bytea(&mut buf, &row.entry_hash);
+            buf.push('\n');
+        }
+        copy.send(buf.into_bytes()).await.unwrap();
+        if last_report.elapsed() > Duration::from_secs(10) || seq == n {
+            last_report = Instant::now();
+            eprintln!(
+                "[bulk] {seq}/{n} entries sent ({:.0} s)",
+                started.elapsed().as_secs_f64()
+            );
+        }
+    }
+    let rows = copy.finish().await.unwrap();
+    assert_eq!(rows, n);
+    let frontier: Vec<Vec<u8>> = tree.frontier().iter().map(|h| h.to_vec()).collect();
+    sqlx::query(
+        "INSERT INTO audit_heads (environment_id, seq, head_hash, frontier) VALUES ($1, $2, $3, $4)
+         ON CONFLICT (environment_id) DO UPDATE SET seq = $2, head_hash = $3, frontier = $4",
+    )
+    .bind(env)
+    .bind(n as i64)
+    .bind(prev.as_slice())
+    .bind(frontier)
+    .execute(&mut *admin)
+    .await
+    .unwrap();
+    started.elapsed().as_secs_f64()
+}
+
+/// A log of `n` bulk entries plus `real` appends through `TenantTx::audit` on top (they read
+/// the bulk head and frontier), checkpointed and anchored.
+async fn build_log(
+    db: &TestDb,
+    store: &Store,
+    signer: &Signer,
+    anchors: &LocalAnchors,
+    env: EnvironmentId,
+    owner: IdentityId,
+    n: u64,
+    real: u64,
+) -> f64 {
+    let mut admin = db.admin_conn().await;
+    let secs = bulk_load(&mut admin, env.as_uuid(), owner.as_uuid(), n).await;
+    admin.close().await.ok();
+    for _ in 0..real {
+        mutation(store, env, owner.as_uuid(), true).await;
+    }
+    trail::checkpoint(store, signer, anchors, env.as_uuid())
+        .await
+        .unwrap()
+        .expect("a checkpoint");
+    secs
+}
+
+/// The verifier's fetch loop with no verification: same query, same batch size, runtime role.
+async fn fetch_only(store: &Store, env: EnvironmentId) -> (u64, f64) {
+    let started = Instant::now();
+    let mut tx = store
+        .tenant_as_system(env, PermissionSet::of(&[Permission::AuditRead]), meta())
+        .await
+        .unwrap();
+    let (mut after, mut count) = (0i64, 0u64);
+    loop {
+        let batch = audit_log::stored_range(&mut tx, after, 5000).await.unwrap();
+        let Some(last) = batch.last() else { break };
+        after = last.seq;
+        count += batch.len() as u64;
+    }
+    tx.commit().await.unwrap();
+    (count, started.elapsed().as_secs_f64())
+}
+
+/// The same loop as superuser (no row-level security).
+async fn fetch_only_superuser(admin: &mut PgConnection, env: Uuid) -> (u64, f64) {
+    let started = Instant::now();
+    let (mut after, mut count) = (0i64, 0u64);
+    let sql = format!(
+        "SELECT {STORED_COLUMNS} FROM audit_log WHERE environment_id = $1 AND seq > $2 ORDER BY seq LIMIT $3"
+    );
+    loop {
+        let batch: Vec<StoredEntry> = sqlx::query_as(&sql)
+            .bind(env)
+            .bind(after)
+            .bind(5000i64)
+            .fetch_all(&mut *admin)
+            .await
+            .unwrap();
+        let Some(last) = batch.last() else { break };
+        after = last.seq;
+        count += batch.len() as u64;
+    }
+    (count, started.elapsed().as_secs_f64())
+}
+
+/// `COPY ... TO STDOUT` of the same rows: the floor for moving them out of PostgreSQL.
+async fn copy_out(admin: &mut PgConnection, env: Uuid) -> (u64, f64) {
+    let started = Instant::now();
+    let mut stream = admin
+        .copy_out_raw(&format!(
+            "COPY (SELECT {STORED_COLUMNS} FROM audit_log WHERE environment_id = '{env}' ORDER BY seq) TO STDOUT"
+        ))
+        .await
+        .unwrap();
+    let mut bytes = 0u64;
+    while let Some(chunk) = stream.next().await {
+        bytes += chunk.unwrap().len() as u64;
+    }
+    (bytes, started.elapsed().as_secs_f64())
+}
+
+struct ProofTiming {
+    load: f64,
+    compute: f64,
+    total: f64,
+}
+
+/// An inclusion proof as `routes::audit::inclusion_proof` builds one (checkpoints, every entry
+/// hash up to the size, leaves, proof, root), checked against the checkpoint's root. The
+/// route's own audit entry (`audit.read`) is left out.
+async fn proof_as_api(store: &Store, env: EnvironmentId, seq: u64) -> ProofTiming {
+    let started = Instant::now();
+    let mut tx = store
+        .tenant_as_system(env, PermissionSet::of(&[Permission::AuditRead]), meta())
+        .await
+        .unwrap();
+    let checkpoints = audit_log::checkpoints(&mut tx).await.unwrap();
+    let cp = checkpoints.last().expect("a checkpoint");
+    let size = cp.tree_size as u64;
+    let load_started = Instant::now();
+    let hashes = audit_log::entry_hashes(&mut tx, size as i64).await.unwrap();
+    let load = load_started.elapsed().as_secs_f64();
+    assert_eq!(hashes.len() as u64, size);
+    let compute_started = Instant::now();
+    let leaves: Vec<[u8; 32]> = hashes.iter().map(merkle_leaf).collect();
+    let proof = merkle::inclusion_proof(&leaves, seq - 1).expect("proof");
+    let root = merkle::root(&leaves);
+    let compute = compute_started.elapsed().as_secs_f64();
+    tx.commit().await.unwrap();
+    let total = started.elapsed().as_secs_f64();
+    assert_eq!(
+        root.as_slice(),
+        cp.root_hash.as_slice(),
+        "root matches checkpoint"
+    );
+    assert!(merkle::verify_inclusion(
+        &leaves[(seq - 1) as usize],
+        seq - 1,
+        size,
+        &proof,
+        &root
+    ));
+    ProofTiming {
+        load,
+        compute,
+        total,
+    }
+}
+
+async fn backend_pid(store: &Store, env: EnvironmentId) -> i32 {
+    let mut tx = store
+        .tenant_as_system(env, PermissionSet::of(&[Permission::AuditRead]), meta())
+        .await
+        .unwrap();
+    let pid: i32 = sqlx::query_scalar("SELECT pg_backend_pid()")
+        .fetch_one(tx.conn_for_tests())
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+    pid
+}
+
+fn main() {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(run());
+}
+
+async fn run() {
+    let run_started = Instant::now();
+    let deadline = run_started + BUDGET;
+    let entries = knob("AUDIT_BENCH_ENTRIES", 1_000_000);
+    let pairs = knob("AUDIT_BENCH_PAIRS", 6);
+    let per_round = knob("AUDIT_BENCH_TX", 2000);
+    let writers = knob("AUDIT_BENCH_WRITERS", 8);
+    let env_count = knob("AUDIT_BENCH_ENVS", 64);
+    let load_start = loadavg();
+    let mut out = String::new();
+
+    let db = TestDb::new().await;
+    let store = Store::new(
+        portcullis_store::bootstrap::runtime_pool(&db.runtime, writers as u32)
+            .await
+            .unwrap(),
+    );
+    let mut admin = db.admin_conn().await;
+    let settings: Vec<(String, String)> = sqlx::query_as(
+        "SELECT name, setting || COALESCE(unit, '') FROM pg_settings
+          WHERE name IN ('fsync', 'synchronous_commit', 'full_page_writes', 'shared_buffers', 'server_version')
+          ORDER BY name",
+    )
+    .fetch_all(&mut admin)
+    .await
+    .unwrap();
+    let cpu_model = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|c| {
+            c.lines()
+                .find(|l| l.starts_with("model name"))
+                .and_then(|l| l.split(':').nth(1))
+                .map(|s| s.trim().to_owned())
+        })
+        .unwrap_or_default();
+    let _ = writeln!(out, "## Audit trail benchmark\n");
+    let _ = writeln!(
+        out,
+        "- CPUs: {} ({cpu_model}); load at start: {load_start}",
+        std::thread::available_parallelism().map_or(0, |n| n.get())
+    );
+    let _ = writeln!(
+        out,
+        "- PostgreSQL: {}",
+        settings
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    let _ = writeln!(
+        out,
+        "- writers {writers}, environments {env_count}, tx per round {per_round}, pairs {pairs}, log size {entries}\n"
+    );
+
+    let owner = owner_identity(&store).await;
+    let mut envs = Vec::new();
+    for i in 0..env_count {
+        envs.push(environment(&store, owner, &format!("bench-{i}")).await);
+    }
+    let single = environment(&store, owner, "bench-single").await;
+    let small = environment(&store, owner, "bench-small").await;
+    let big = environment(&store, owner, "bench-big").await;
+    let owner_pool = portcullis_store::bootstrap::runtime_pool(&db.owner, 2)
+        .await
+        .unwrap();
+    let vault = portcullis_store::testing::test_vault();
+    let signer = Signer::create(&owner_pool, &vault, vault.default_kek())
+        .await
+        .unwrap();
+    let anchors = LocalAnchors::new(
+        std::env::temp_dir().join(format!("portcullis-bench-anchors-{}", Uuid::now_v7())),
+    );
+
+    // Warm-up: every environment gets its audit head, caches and plans warm.
+    eprintln!("[warm-up]");
+    round(&store, &envs, owner.as_uuid(), writers, 500, true, 1).await;
+    round(&store, &envs, owner.as_uuid(), writers, 500, false, 1).await;
+
+    // (a) audited vs plain across many environments.
+    let (a_aud, a_plain, a_ratio) = interleaved(
+        &store,
+        &envs,
+        owner.as_uuid(),
+        writers,
+        per_round,
+        pairs,
+        "a: many envs",
+        deadline,
+    )
+    .await;
+    // (b) one environment.
+    let single_envs = [single];
+    round(&store, &single_envs, owner.as_uuid(), writers, 200, true, 2).await;
+    let (b_aud, b_plain, b_ratio) = interleaved(
+        &store,
+        &single_envs,
+        owner.as_uuid(),
+        writers,
+        per_round / 2,
+        pairs.div_ceil(2).max(2),
+        "b: one env",
+        deadline,
+    )
+    .await;
+    let load_after_writes = loadavg();
+
+    let _ = writeln!(
+        out,
+        "### Writes ({writers} writers; one tx = BEGIN, tenant context, INSERT projects [+ audit append], COMMIT)\n"
+    );
+    let _ = writeln!(
+        out,
+        "| case | rounds per arm | audited tx/s (median) | plain tx/s (median) | ratio audited/plain (median of pairs) | ratio min–max |"
+    );
+    let _ = writeln!(out, "|---|---:|---:|---:|---:|---:|");
+    for (name, aud, plain, ratio) in [
+        (
+            format!("(a) {env_count} environments"),
+            &a_aud,
+            &a_plain,
+            &a_ratio,
+        ),
+        ("(b) one environment".to_owned(), &b_aud, &b_plain, &b_ratio),
+    ] {
+        let min = ratio.iter().cloned().fold(f64::INFINITY, f64::min);
+        let max = ratio.iter().cloned().fold(0.0, f64::max);
+        let _ = writeln!(
+            out,
+            "| {name} | {} | {:.0} | {:.0} | **{:.3}** | {min:.3}–{max:.3} |",
+            aud.len(),
+            median(aud),
+            median(plain),
+            median(ratio)
+        );
+    }
+    let _ = writeln!(
+        out,
+        "\nPer-round tx/s (a) audited: {:?}; plain: {:?}",
+        a_aud.iter().map(|v| v.round()).collect::<Vec<_>>(),
+        a_plain.iter().map(|v| v.round()).collect::<Vec<_>>()
+    );
+    let _ = writeln!(
+        out,
+        "Per-round tx/s (b) audited: {:?}; plain: {:?}\nLoad after the write phases: {load_after_writes}\n",
+        b_aud.iter().map(|v| v.round()).collect::<Vec<_>>(),
+        b_plain.iter().map(|v| v.round()).collect::<Vec<_>>()
+    );
+    // The single environment's chain must be gapless after all that.
+    {
+        let mut tx = store
+            .tenant_as_system(single, PermissionSet::all(), meta())
+            .await
+            .unwrap();
+        let (seq, _, _) = audit_log::head(&mut tx).await.unwrap().unwrap();
+        let count: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM audit_log WHERE environment_id = $1 AND seq BETWEEN 1 AND $2",
+        )
+        .bind(single.as_uuid())
+        .bind(seq)
+        .fetch_one(tx.conn_for_tests())
+        .await
+        .unwrap();
+        tx.commit().await.unwrap();
+        assert_eq!(count, seq, "single-environment chain is gapless");
+    }
+    print!("{out}");
+    out.clear();
+
+    // (c) Faithfulness of the bulk generator: small log, real appends on top, checkpoint,
+    // verify clean.
+    eprintln!("[c] generator check");
+    build_log(&db, &store, &signer, &anchors, small, owner, 2000, 5).await;
+    let report = trail::verify_environment(
+        &store,
+        small.as_uuid(),
+        signer.public_keys(),
+        &anchors,
+        |_| {},
+    )
+    .await
+    .unwrap();
+    assert!(
+        report.is_clean(),
+        "generator check: {:?}",
+        report.first_problem
+    );
+    assert_eq!(report.entries, 2005);
+    assert_eq!(
+        report.checkpoints_checked, 2,
+        "database and anchored checkpoint"
+    );
+
+    if Instant::now() > deadline {
+        eprintln!("budget reached before the large log");
+        return;
+    }
+    eprintln!("[c] bulk-loading {entries} entries");
+    let load_secs = build_log(&db, &store, &signer, &anchors, big, owner, entries, 1).await;
+    let vacuum_started = Instant::now();
+    sqlx::query("VACUUM (ANALYZE) audit_log")
+        .execute(&mut admin)
+        .await
+        .unwrap();
+    let vacuum_secs = vacuum_started.elapsed().as_secs_f64();
+    let size = entries + 1;
+    let table_bytes: i64 =
+        sqlx::query_scalar("SELECT pg_total_relation_size('audit_log'::regclass)")
+            .fetch_one(&mut admin)
+            .await
+            .unwrap();
+    eprintln!("[c] loaded in {load_secs:.0} s, vacuum {vacuum_secs:.0} s");
+
+    // A one-connection store, so the backend doing the work can be watched.
+    let verify_store = Store::new(
+        portcullis_store::bootstrap::runtime_pool(&db.runtime, 1)
+            .await
+            .unwrap(),
+    );
+    let pid = backend_pid(&verify_store, big).await;
+    let mut verify_rows = Vec::new();
+    for run in 0..3 {
+        if Instant::now() > deadline {
+            break;
+        }
+        let (c0, s0, t0) = (cpu_ns(None), cpu_ns(Some(pid)), Instant::now());
+        let report = trail::verify_environment(
+            &verify_store,
+            big.as_uuid(),
+            signer.public_keys(),
+            &anchors,
+            |_| {},
+        )
+        .await
+        .unwrap();
+        let wall = t0.elapsed().as_secs_f64();
+        let (client, server) = (
+            (cpu_ns(None) - c0) as f64 / 1e9,
+            (cpu_ns(Some(pid)).saturating_sub(s0)) as f64 / 1e9,
+        );
+        assert!(report.is_clean(), "{:?}", report.first_problem);
+        assert_eq!(report.entries, size);
+        eprintln!(
+            "[c] verify run {run}: {wall:.2} s, {:.0} entries/s (client CPU {client:.2} s, backend CPU {server:.2} s)",
+            size as f64 / wall
+        );
+        verify_rows.push((wall, client, server, report.checkpoints_checked));
+    }
+    let (c0, s0) = (cpu_ns(None), cpu_ns(Some(pid)));
+    let (fetched, fetch_secs) = fetch_only(&verify_store, big).await;
+    let (fetch_client, fetch_server) = (
+        (cpu_ns(None) - c0) as f64 / 1e9,
+        (cpu_ns(Some(pid)).saturating_sub(s0)) as f64 / 1e9,
+    );
+    assert_eq!(fetched, size);
+    let (su_fetched, su_secs) = fetch_only_superuser(&mut admin, big.as_uuid()).await;
+    assert_eq!(su_fetched, size);
+    let (copy_bytes, copy_secs) = copy_out(&mut admin, big.as_uuid()).await;
+
+    // Client-side CPU work on an in-memory sample.
+    let sample_n = 200_000i64.min(size as i64);
+    let mut sample = Vec::with_capacity(sample_n as usize);
+    {
+        let mut tx = verify_store
+            .tenant_as_system(big, PermissionSet::of(&[Permission::AuditRead]), meta())
+            .await
+            .unwrap();
+        let mut after = 0i64;
+        while (sample.len() as i64) < sample_n {
+            let batch = audit_log::stored_range(&mut tx, after, 5000).await.unwrap();
+            let Some(last) = batch.last() else { break };
+            after = last.seq;
+            sample.extend(batch);
+        }
+        tx.commit().await.unwrap();
+    }
+    sample.truncate(sample_n as usize);
+    let t = Instant::now();
+    let bodies: Vec<serde_json::Value> = sample.iter().map(entry_body).collect();
+    let body_secs = t.elapsed().as_secs_f64();
+    let t = Instant::now();
+    let mut buf = Vec::with_capacity(1024);
+    let mut canon_bytes = 0usize;
+    for b in &bodies {
+        buf.clear();
+        portcullis_audit::canonical::write_canonical_json(b, &mut buf);
+        canon_bytes += buf.len();
+    }
+    let canon_secs = t.elapsed().as_secs_f64();
+    let t = Instant::now();
+    let mut verifier = Verifier::new(big.as_uuid(), &[]);
+    for (row, body) in sample.iter().zip(&bodies) {
+        verifier.push(&VerifyEntry {
+            seq: row.seq as u64,
+            prev_hash: <[u8; 32]>::try_from(row.prev_hash.as_slice()).unwrap(),
+            entry_hash: <[u8; 32]>::try_from(row.entry_hash.as_slice()).unwrap(),
+            body: Body::Json(body),
+        });
+    }
+    let report = verifier.finish();
+    let push_secs = t.elapsed().as_secs_f64();
+    assert!(report.is_clean() && report.entries == sample_n as u64);
+    drop(bodies);
+    drop(sample);
+
+    let best = verify_rows
+        .iter()
+        .map(|r| r.0)
+        .fold(f64::INFINITY, f64::min);
+    let walls: Vec<f64> = verify_rows.iter().map(|r| r.0).collect();
+    let _ = writeln!(
+        out,
+        "### Verification from the database ({size} entries: {entries} bulk-loaded + 1 appended; table+indexes {:.0} MiB)\n",
+        table_bytes as f64 / 1048576.0
+    );
+    let _ = writeln!(
+        out,
+        "Bulk load {load_secs:.0} s (COPY, hashed in Rust), VACUUM ANALYZE {vacuum_secs:.0} s. Generator check: 2,000 bulk + 5 real appends verified clean against the database and anchored checkpoints.\n"
+    );
+    let _ = writeln!(
+        out,
+        "| run | wall s | entries/s | client CPU s | backend CPU s | checkpoints checked |"
+    );
+    let _ = writeln!(out, "|---|---:|---:|---:|---:|---:|");
+    for (i, (wall, client, server, cps)) in verify_rows.iter().enumerate() {
+        let _ = writeln!(
+            out,
+            "| verify_environment #{} | {wall:.2} | {:.0} | {client:.2} | {server:.2} | {cps} |",
+            i + 1,
+            size as f64 / wall
+        );
+    }
+    let _ = writeln!(
+        out,
+        "\nBest {:.0} entries/s, median {:.0} entries/s (target ≥ 500,000/s).\n",
+        size as f64 / best,
+        size as f64 / median(&walls)
+    );
+    let _ = writeln!(out, "Breakdown:\n");
+    let _ = writeln!(out, "| step | seconds | entries/s | µs/entry |");
+    let _ = writeln!(out, "|---|---:|---:|---:|");
+    let per = |secs: f64, n: f64| (n / secs, secs / n * 1e6);
+    for (name, secs, n) in [
+        (
+            format!("COPY TO STDOUT, superuser ({:.0} MiB of text)", copy_bytes as f64 / 1048576.0),
+            copy_secs,
+            size as f64,
+        ),
+        (
+            "fetch loop (stored_range × 5000, decode to StoredEntry), superuser, no RLS".into(),
+            su_secs,
+            size as f64,
+        ),
+        (
+            format!("fetch loop as in verify_environment, runtime role + RLS (client CPU {fetch_client:.2} s, backend CPU {fetch_server:.2} s)"),
+            fetch_secs,
+            size as f64,
+        ),
+        (
+            format!("entry_body rebuild (serde_json::Value), {sample_n}-entry sample"),
+            body_secs,
+            sample_n as f64,
+        ),
+        (
+            format!("canonical JSON encoding alone ({:.0} B/entry), same sample", canon_bytes as f64 / sample_n as f64),
+            canon_secs,
+            sample_n as f64,
+        ),
+        (
+            "Verifier::push (canonical JSON + entry hash + Merkle), same sample".into(),
+            push_secs,
+            sample_n as f64,
+        ),
+    ] {
+        let (rate, us) = per(secs, n);
+        let _ = writeln!(out, "| {name} | {secs:.2} | {rate:.0} | {us:.2} |");
+    }
+    let _ = writeln!(out);
+    print!("{out}");
+    out.clear();
+
+    // (d) Inclusion proofs at this size, as the API builds them.
+    eprintln!("[d] proofs");
+    let mut rng = Rng(0x9f00f);
+    let mut seqs = vec![1, size];
+    for _ in 0..5 {
+        seqs.push(1 + rng.next() % size);
+    }
+    let mut proof_rows = Vec::new();
+    for &seq in &seqs {
+        if Instant::now() > deadline {
+            break;
+        }
+        let t = proof_as_api(&store, big, seq).await;
+        eprintln!(
+            "[d] seq {seq}: total {:.0} ms (load {:.0} ms, compute {:.0} ms)",
+            t.total * 1e3,
+            t.load * 1e3,
+            t.compute * 1e3
+        );
+        proof_rows.push((seq, t));
+    }
+    let totals: Vec<f64> = proof_rows.iter().map(|r| r.1.total * 1e3).collect();
+    let loads: Vec<f64> = proof_rows.iter().map(|r| r.1.load * 1e3).collect();
+    let computes: Vec<f64> = proof_rows.iter().map(|r| r.1.compute * 1e3).collect();
+    let max = |v: &[f64]| v.iter().cloned().fold(0.0, f64::max);
+    let _ = writeln!(
+        out,
+        "### Inclusion proof latency at {size} entries (as the API builds it; {} proofs: seq 1, seq {size}, 5 random)\n",
+        proof_rows.len()
+    );
+    let _ = writeln!(out, "| part | p50 ms | max ms |");
+    let _ = writeln!(out, "|---|---:|---:|");
+    let _ = writeln!(
+        out,
+        "| load all entry hashes (`audit_log::entry_hashes`) | {:.0} | {:.0} |",
+        median(&loads),
+        max(&loads)
+    );
+    let _ = writeln!(
+        out,
+        "| leaves + proof + root in memory | {:.0} | {:.0} |",
+        median(&computes),
+        max(&computes)
+    );
+    let _ = writeln!(
+        out,
+        "| **total** (tx, checkpoints, load, compute, commit) | **{:.0}** | **{:.0}** |\n",
+        median(&totals),
+        max(&totals)
+    );
+    print!("{out}");
+    out.clear();
+
+    // (e) Offline: the same log as a bundle, verified in memory.
+    if Instant::now() < deadline {
+        eprintln!("[e] export bundle");
+        let mut tx = verify_store
+            .tenant_as_system(big, PermissionSet::of(&[Permission::AuditRead]), meta())
+            .await
+            .unwrap();
+        let checkpoints = audit_log::checkpoints(&mut tx).await.unwrap();
+        let mut writer = ExportWriter::new(
+            ExportFormat::Bundle,
+            big.as_uuid(),
+            signer.public_keys(),
+            &checkpoints,
+        )
+        .unwrap();
+        let mut bundle = Vec::new();
+        let mut after = 0i64;
+        loop {
+            let batch = audit_log::stored_range(&mut tx, after, 5000).await.unwrap();
+            let Some(last) = batch.last() else { break };
+            after = last.seq;
+            bundle.extend(writer.write_rows(&batch).unwrap());
+        }
+        bundle.extend(writer.finish().unwrap());
+        tx.commit().await.unwrap();
+        let keys = signer.public_keys().to_vec();
+        let mut offline = Vec::new();
+        for _ in 0..3 {
+            let started = Instant::now();
+            let c0 = cpu_ns(None);
+            let report = verify_bundle(bundle.as_slice(), VerifyOptions::pinned(&keys)).unwrap();
+            let wall = started.elapsed().as_secs_f64();
+            let cpu = (cpu_ns(None) - c0) as f64 / 1e9;
+            assert!(report.is_clean(), "{:?}", report.first_problem);
+            assert_eq!(report.entries, size);
+            offline.push((wall, cpu));
+        }
+        let _ = writeln!(
+            out,
+            "### Offline verification of the same log as a bundle ({:.0} MiB, in memory, `verify_bundle`)\n",
+            bundle.len() as f64 / 1048576.0
+        );
+        let _ = writeln!(out, "| run | wall s | entries/s wall | entries/s on CPU |");
+        let _ = writeln!(out, "|---|---:|---:|---:|");
+        for (i, (wall, cpu)) in offline.iter().enumerate() {
+            let _ = writeln!(
+                out,
+                "| {} | {wall:.2} | {:.0} | {:.0} |",
+                i + 1,
+                size as f64 / wall,
+                size as f64 / cpu
+            );
+        }
+        let _ = writeln!(out);
+    }
+
+    let _ = writeln!(
+        out,
+        "Load at end: {}; total run time {:.0} s.",
+        loadavg(),
+        run_started.elapsed().as_secs_f64()
+    );
+    print!("{out}");
+
+    // Clean up: close every pool, then drop the database.
+    drop(verify_store);
+    drop(store);
+    owner_pool.close().await;
+    admin.close().await.ok();
+    let mut postgres = db
+        .admin
+        .clone()
+        .database("postgres")
+        .connect()
+        .await
+        .unwrap();
+    let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", db.name))
+        .execute(&mut postgres)
+        .await;
+    let _ = std::fs::remove_dir_all(anchors.dir());
+}
