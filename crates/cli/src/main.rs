@@ -355,7 +355,7 @@ async fn audit(command: AuditCommand, config: Config) -> anyhow::Result<ExitCode
         let owner = portcullis_store::bootstrap::runtime_pool(&db.owner, 2)
             .await
             .context("owner connection")?;
-        let anchors = serve::anchors(&config);
+        let anchors = serve::anchors(&config)?;
         match command {
             AuditCommand::Verify {
                 environment,
@@ -379,10 +379,7 @@ async fn audit(command: AuditCommand, config: Config) -> anyhow::Result<ExitCode
                         })
                         .collect();
                 }
-                eprintln!(
-                    "verifying environment {env} against database checkpoints and anchors in {}",
-                    anchors.dir().display()
-                );
+                eprintln!("verifying environment {env} against database checkpoints and anchors in {anchors}");
                 let report =
                     trail::verify_environment(&store, env.as_uuid(), &trusted, &anchors, |n| {
                         eprintln!("  {n} entries verified")

@@ -27,6 +27,24 @@ pub struct AuditConfig {
     pub checkpoint_every_seconds: u64,
     /// Write-once directory for anchored checkpoints (default `<data_dir>/anchors`).
     pub anchor_dir: Option<PathBuf>,
+    /// Anchor to an S3 bucket with Object Lock (compliance mode) instead of a directory.
+    pub s3: Option<S3AnchorSettings>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct S3AnchorSettings {
+    pub region: String,
+    pub bucket: String,
+    /// Default `https://s3.<region>.amazonaws.com`.
+    pub endpoint: Option<String>,
+    /// Default `portcullis-anchors/`.
+    pub prefix: Option<String>,
+    pub access_key_id: String,
+    pub secret_access_key_file: PathBuf,
+    pub session_token_file: Option<PathBuf>,
+    /// Compliance-mode retention of each checkpoint (default 2557 days, 7 years).
+    pub retention_days: Option<u32>,
 }
 
 impl Default for AuditConfig {
@@ -35,6 +53,7 @@ impl Default for AuditConfig {
             checkpoint_every_entries: 1000,
             checkpoint_every_seconds: 60,
             anchor_dir: None,
+            s3: None,
         }
     }
 }

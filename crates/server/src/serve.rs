@@ -194,15 +194,43 @@ pub async fn vault(config: &Config) -> anyhow::Result<portcullis_store::vault::V
     ))
 }
 
-/// The write-once anchor store for audit checkpoints.
-pub fn anchors(config: &Config) -> crate::anchor::LocalAnchors {
-    crate::anchor::LocalAnchors::new(
-        config
-            .audit
-            .anchor_dir
-            .clone()
-            .unwrap_or_else(|| config.data_dir().join("anchors")),
-    )
+/// The write-once anchor store for audit checkpoints: an S3 bucket with Object Lock when
+/// `[audit.s3]` is configured, otherwise a local directory.
+pub fn anchors(config: &Config) -> anyhow::Result<crate::anchor::Anchors> {
+    use crate::anchor::{Anchors, LocalAnchors, S3AnchorConfig, S3Anchors};
+    match &config.audit.s3 {
+        Some(c) => {
+            if config.audit.anchor_dir.is_some() {
+                bail!("configure either audit.anchor_dir or [audit.s3], not both");
+            }
+            let mut cfg = S3AnchorConfig::new(
+                c.region.clone(),
+                c.bucket.clone(),
+                c.access_key_id.clone(),
+                read_secret(&c.secret_access_key_file, "audit.s3.secret_access_key_file")?,
+            );
+            if let Some(e) = &c.endpoint {
+                cfg.endpoint = e.clone();
+            }
+            if let Some(p) = &c.prefix {
+                cfg.prefix = p.clone();
+            }
+            if let Some(d) = c.retention_days {
+                cfg.retention_days = d;
+            }
+            if let Some(f) = &c.session_token_file {
+                cfg.session_token = Some(read_secret(f, "audit.s3.session_token_file")?);
+            }
+            Ok(Anchors::S3(S3Anchors::new(cfg).context("S3 anchor store")?))
+        }
+        None => Ok(Anchors::Local(LocalAnchors::new(
+            config
+                .audit
+                .anchor_dir
+                .clone()
+                .unwrap_or_else(|| config.data_dir().join("anchors")),
+        ))),
+    }
 }
 
 /// Runs the boot self-check as the runtime role.
@@ -282,8 +310,8 @@ async fn serve_with(config: &Config, db: &Database) -> anyhow::Result<()> {
     let signer = crate::trail::Signer::load_or_create(&owner_pool, &vault, vault.default_kek())
         .await
         .context("audit checkpoint signing key")?;
-    let anchors = anchors(config);
-    tracing::info!(key_id = %signer.key_id(), anchors = %anchors.dir().display(), "audit checkpoints are signed and anchored");
+    let anchors = anchors(config)?;
+    tracing::info!(key_id = %signer.key_id(), anchors = %anchors, "audit checkpoints are signed and anchored");
     tokio::spawn(crate::trail::checkpointer(
         store.clone(),
         owner_pool.clone(),

@@ -18,7 +18,7 @@ use sqlx::PgPool;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-use crate::anchor::LocalAnchors;
+use crate::anchor::Anchors;
 
 #[derive(Debug, thiserror::Error)]
 pub enum TrailError {
@@ -134,7 +134,7 @@ impl Signer {
 pub async fn checkpoint(
     store: &Store,
     signer: &Signer,
-    anchors: &LocalAnchors,
+    anchors: &Anchors,
     env: Uuid,
 ) -> Result<Option<SignedCheckpoint>, TrailError> {
     let mut tx = store
@@ -177,7 +177,7 @@ pub async fn checkpoint(
     )
     .await?;
     tx.commit().await?;
-    anchors.put(env, size, &text)?;
+    anchors.put(env, size, &text).await?;
     Ok(Some(signed))
 }
 
@@ -187,7 +187,7 @@ pub async fn checkpoint_pass(
     store: &Store,
     owner: &PgPool,
     signer: &Signer,
-    anchors: &LocalAnchors,
+    anchors: &Anchors,
     every_entries: i64,
     every: Duration,
 ) -> Result<usize, TrailError> {
@@ -209,7 +209,7 @@ pub async fn checkpointer(
     store: Store,
     owner: PgPool,
     signer: Signer,
-    anchors: LocalAnchors,
+    anchors: Anchors,
     every_entries: i64,
     every: Duration,
 ) {
@@ -238,7 +238,7 @@ pub async fn verify_environment(
     store: &Store,
     env: Uuid,
     trusted: &[PublicKey],
-    anchors: &LocalAnchors,
+    anchors: &Anchors,
     mut progress: impl FnMut(u64),
 ) -> Result<Report, TrailError> {
     let env_id = EnvironmentId::from_uuid(env);
@@ -252,7 +252,7 @@ pub async fn verify_environment(
             TrailError::Malformed(format!("stored checkpoint {}: {e:?}", row.tree_size))
         })?);
     }
-    for (size, text) in anchors.list(env)? {
+    for (size, text) in anchors.list(env).await? {
         checkpoints
             .push(text.parse().map_err(|e| {
                 TrailError::Malformed(format!("anchored checkpoint {size}: {e:?}"))
@@ -311,7 +311,8 @@ impl std::str::FromStr for ExportFormat {
     }
 }
 
-fn hex(bytes: &[u8]) -> String {
+/// Lower-case hex, as in every audit format.
+pub(crate) fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 

@@ -11,7 +11,7 @@ mod support;
 use axum::http::StatusCode;
 use portcullis_audit::checkpoint::PublicKey;
 use portcullis_audit::verify::ProblemKind;
-use portcullis_server::anchor::LocalAnchors;
+use portcullis_server::anchor::{Anchors, LocalAnchors};
 use portcullis_server::trail::{self, Signer};
 use serde_json::json;
 use support::TestApp;
@@ -23,7 +23,7 @@ struct Trail {
     env: String,
     env_id: Uuid,
     signer: Signer,
-    anchors: LocalAnchors,
+    anchors: Anchors,
 }
 
 async fn trail_with_entries(projects: usize) -> Trail {
@@ -39,8 +39,9 @@ async fn trail_with_entries(projects: usize) -> Trail {
     let signer = Signer::load_or_create(&owner_pool, &app.vault, app.vault.default_kek())
         .await
         .unwrap();
-    let anchors =
-        LocalAnchors::new(std::env::temp_dir().join(format!("pc-anchors-{}", Uuid::now_v7())));
+    let anchors = Anchors::Local(LocalAnchors::new(
+        std::env::temp_dir().join(format!("pc-anchors-{}", Uuid::now_v7())),
+    ));
     let env_id = Uuid::parse_str(&env).unwrap();
     Trail {
         app,
@@ -61,7 +62,7 @@ impl Trail {
             .expect("a checkpoint");
     }
 
-    async fn verify(&self, anchors: &LocalAnchors) -> portcullis_audit::verify::Report {
+    async fn verify(&self, anchors: &Anchors) -> portcullis_audit::verify::Report {
         let store = self.app.db.store().await;
         trail::verify_environment(
             &store,
@@ -261,8 +262,9 @@ async fn l4_consistent_rewrite_is_caught_by_the_anchors() {
         .unwrap();
 
     // The database alone now looks perfect ...
-    let no_anchors =
-        LocalAnchors::new(std::env::temp_dir().join(format!("pc-empty-{}", Uuid::now_v7())));
+    let no_anchors = Anchors::Local(LocalAnchors::new(
+        std::env::temp_dir().join(format!("pc-empty-{}", Uuid::now_v7())),
+    ));
     assert!(
         t.verify(&no_anchors).await.is_clean(),
         "the rewrite should be internally consistent"

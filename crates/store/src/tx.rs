@@ -159,18 +159,9 @@ impl Store {
             None,
         )
         .await?;
-        let row: Option<RoleRow> = sqlx::query_as(
-            "SELECT m.role, m.custom_role_id, r.permissions AS custom_permissions
-               FROM memberships m
-               LEFT JOIN custom_roles r
-                 ON r.environment_id = m.environment_id AND r.role_id = m.custom_role_id
-              WHERE m.environment_id = $1 AND m.identity_id = $2",
-        )
-        .bind(environment.as_uuid())
-        .bind(identity.as_uuid())
-        .fetch_optional(&mut *tx)
-        .await?;
-        let row = row.ok_or(StoreError::NotFound)?;
+        let row = membership_role(&mut tx, environment, identity)
+            .await?
+            .ok_or(StoreError::NotFound)?;
         let (role, permissions) = row.resolve()?;
         let caller = Caller {
             environment_id: environment,
@@ -238,17 +229,7 @@ impl Store {
         let (role, permissions) = decode_role(&row.role, row.custom_role_id, custom.as_deref())?;
         // A token cannot do more than its creator can today: if the creator lost access, so does the token.
         let creator = IdentityId::from_uuid(row.created_by);
-        let creator_row: Option<RoleRow> = sqlx::query_as(
-            "SELECT m.role, m.custom_role_id, r.permissions AS custom_permissions
-               FROM memberships m
-               LEFT JOIN custom_roles r
-                 ON r.environment_id = m.environment_id AND r.role_id = m.custom_role_id
-              WHERE m.environment_id = $1 AND m.identity_id = $2",
-        )
-        .bind(row.environment_id)
-        .bind(row.created_by)
-        .fetch_optional(&mut *tx)
-        .await?;
+        let creator_row = membership_role(&mut tx, environment, creator).await?;
         let Some(creator_row) = creator_row else {
             return Err(StoreError::NotFound);
         };
@@ -311,6 +292,26 @@ impl Store {
         };
         TenantTx::start(tx, caller, meta).await
     }
+}
+
+/// The role (and custom permissions) of `identity`'s membership in `environment`, read in a
+/// transaction whose context is already that environment.
+async fn membership_role(
+    tx: &mut PgConnection,
+    environment: EnvironmentId,
+    identity: IdentityId,
+) -> Result<Option<RoleRow>, StoreError> {
+    Ok(sqlx::query_as(
+        "SELECT m.role, m.custom_role_id, r.permissions AS custom_permissions
+           FROM memberships m
+           LEFT JOIN custom_roles r
+             ON r.environment_id = m.environment_id AND r.role_id = m.custom_role_id
+          WHERE m.environment_id = $1 AND m.identity_id = $2",
+    )
+    .bind(environment.as_uuid())
+    .bind(identity.as_uuid())
+    .fetch_optional(tx)
+    .await?)
 }
 
 async fn set_context(

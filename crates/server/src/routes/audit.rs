@@ -19,7 +19,7 @@ use crate::error::{ApiError, ApiResult, ErrorBody};
 use crate::extract::{Path, Query};
 use crate::routes::environments::parse_time;
 use crate::state::AppState;
-use crate::trail::{ExportFormat, ExportWriter};
+use crate::trail::{hex, ExportFormat, ExportWriter};
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
@@ -88,10 +88,6 @@ pub struct AuditKey {
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct AuditKeys {
     pub keys: Vec<AuditKey>,
-}
-
-pub(crate) fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// Published checkpoint-signing keys: what an auditor pins to verify checkpoints.
