@@ -25,8 +25,8 @@
 //! ```
 //!
 //! Knobs (environment): `AUDIT_BENCH_ENTRIES` (log size for c/d, default 1000000),
-//! `AUDIT_BENCH_PAIRS` (audited/plain round pairs for a, default 6), `AUDIT_BENCH_TX` (tx per
-//! round, default 2000), `AUDIT_BENCH_WRITERS` (8), `AUDIT_BENCH_ENVS` (64). Uses the shared
+//! `AUDIT_BENCH_PAIRS` (audited/plain round pairs for a, default 8), `AUDIT_BENCH_TX` (tx per
+//! round, default 4000), `AUDIT_BENCH_WRITERS` (8), `AUDIT_BENCH_ENVS` (64). Uses the shared
 //! test cluster (or `PORTCULLIS_TEST_DATABASE_URL`); the database is dropped at the end.
 //! Progress goes to stderr, the Markdown report to stdout.
 
@@ -50,7 +50,7 @@ use portcullis_audit::entry::{entry_hash, merkle_leaf, EntryHashInput, GENESIS_P
 use portcullis_audit::merkle::{self, MerkleTree};
 use portcullis_audit::verify::{Body, StoredEntry as VerifyEntry, Verifier};
 use portcullis_core::{EnvironmentId, IdentityId, Permission, PermissionSet, ProjectId};
-use portcullis_server::anchor::LocalAnchors;
+use portcullis_server::anchor::{Anchors, LocalAnchors};
 use portcullis_server::trail::{self, ExportFormat, ExportWriter, Signer};
 use portcullis_store::audit::{entry_body, jsonb_exact, rfc3339_micros};
 use portcullis_store::queries::audit_log::{self, StoredEntry, STORED_COLUMNS};
@@ -190,29 +190,61 @@ async fn mutation(store: &Store, env: EnvironmentId, owner: Uuid, audited: bool)
     tx.commit().await.unwrap();
 }
 
-/// `writers` tasks share `total` transactions; transaction `k` goes to `envs[pick(k)]`, with
-/// the same picks for a given `seed`. Returns tx/s.
-async fn round(
-    store: &Store,
-    envs: &[EnvironmentId],
+/// One timed round: throughput and CPU per transaction (this process, and the runtime-role
+/// backends of the benchmark database).
+#[derive(Clone, Copy)]
+struct Round {
+    tps: f64,
+    client_us: f64,
+    backend_us: f64,
+}
+
+/// PIDs of the runtime role's backends in `database` (the write pool's connections).
+async fn pool_backends(admin: &mut PgConnection, database: &str) -> Vec<i32> {
+    sqlx::query_scalar(
+        "SELECT pid FROM pg_stat_activity WHERE datname = $1 AND usename = $2 AND pid <> pg_backend_pid()",
+    )
+    .bind(database)
+    .bind(portcullis_store::bootstrap::RUNTIME_ROLE)
+    .fetch_all(admin)
+    .await
+    .unwrap()
+}
+
+/// What a round runs against.
+struct Writes<'a> {
+    store: &'a Store,
+    admin: &'a mut PgConnection,
+    database: &'a str,
     owner: Uuid,
     writers: u64,
+}
+
+/// `writers` tasks share `total` transactions; transaction `k` goes to `envs[pick(k)]`, with
+/// the same picks for a given `seed`.
+async fn round(
+    w: &mut Writes<'_>,
+    envs: &[EnvironmentId],
     total: u64,
     audited: bool,
     seed: u64,
-) -> f64 {
+) -> Round {
     let mut rng = Rng(seed);
     let picks: Vec<EnvironmentId> = (0..total)
         .map(|_| envs[(rng.next() % envs.len() as u64) as usize])
         .collect();
     let picks = std::sync::Arc::new(picks);
     let next = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let backends = pool_backends(w.admin, w.database).await;
+    let backend_cpu = |pids: &[i32]| pids.iter().map(|&p| cpu_ns(Some(p))).sum::<u64>();
+    let (client0, backend0) = (cpu_ns(None), backend_cpu(&backends));
     let started = Instant::now();
     let mut tasks = Vec::new();
-    for _ in 0..writers {
-        let store = store.clone();
+    for _ in 0..w.writers {
+        let store = w.store.clone();
         let picks = picks.clone();
         let next = next.clone();
+        let owner = w.owner;
         tasks.push(tokio::spawn(async move {
             loop {
                 let k = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
@@ -224,21 +256,26 @@ async fn round(
     for t in tasks {
         t.await.unwrap();
     }
-    total as f64 / started.elapsed().as_secs_f64()
+    let secs = started.elapsed().as_secs_f64();
+    let client = cpu_ns(None).saturating_sub(client0) as f64;
+    let backend = backend_cpu(&backends).saturating_sub(backend0) as f64;
+    Round {
+        tps: total as f64 / secs,
+        client_us: client / 1e3 / total as f64,
+        backend_us: backend / 1e3 / total as f64,
+    }
 }
 
-/// Interleaved audited/plain pairs. Returns (audited tx/s per round, plain tx/s per round,
-/// per-pair ratios, load per pair).
+/// Interleaved audited/plain pairs (the arm that goes first alternates). Returns the audited
+/// rounds, the plain rounds and the per-pair throughput ratios (audited / plain).
 async fn interleaved(
-    store: &Store,
+    w: &mut Writes<'_>,
     envs: &[EnvironmentId],
-    owner: Uuid,
-    writers: u64,
     per_round: u64,
     pairs: u64,
     label: &str,
     deadline: Instant,
-) -> (Vec<f64>, Vec<f64>, Vec<f64>) {
+) -> (Vec<Round>, Vec<Round>, Vec<f64>) {
     let (mut audited, mut plain, mut ratios) = (vec![], vec![], vec![]);
     for p in 0..pairs {
         if Instant::now() > deadline {
@@ -247,25 +284,20 @@ async fn interleaved(
         }
         let seed = 0xa0d1_7000 + p;
         let audited_first = p % 2 == 0;
-        let mut pair = [0.0f64; 2];
-        for (i, is_audited) in [audited_first, !audited_first].into_iter().enumerate() {
-            let r = round(store, envs, owner, writers, per_round, is_audited, seed).await;
-            pair[i] = r;
-            if is_audited {
-                audited.push(r);
-            } else {
-                plain.push(r);
-            }
-        }
+        let first = round(w, envs, per_round, audited_first, seed).await;
+        let second = round(w, envs, per_round, !audited_first, seed).await;
         let (a, pl) = if audited_first {
-            (pair[0], pair[1])
+            (first, second)
         } else {
-            (pair[1], pair[0])
+            (second, first)
         };
-        ratios.push(a / pl);
+        audited.push(a);
+        plain.push(pl);
+        ratios.push(a.tps / pl.tps);
         eprintln!(
-            "[{label}] pair {p}: audited {a:.0} tx/s, plain {pl:.0} tx/s, ratio {:.3} (load {})",
-            a / pl,
+            "[{label}] pair {p}: audited {:.0} tx/s ({:.0}+{:.0} µs CPU/tx), plain {:.0} tx/s ({:.0}+{:.0} µs CPU/tx), ratio {:.3} (load {})",
+            a.tps, a.client_us, a.backend_us, pl.tps, pl.client_us, pl.backend_us,
+            a.tps / pl.tps,
             loadavg()
         );
     }
@@ -430,7 +462,7 @@ async fn build_log(
     db: &TestDb,
     store: &Store,
     signer: &Signer,
-    anchors: &LocalAnchors,
+    anchors: &Anchors,
     env: EnvironmentId,
     owner: IdentityId,
     n: u64,
@@ -490,11 +522,11 @@ async fn fetch_only_superuser(admin: &mut PgConnection, env: Uuid) -> (u64, f64)
 }
 
 /// `COPY ... TO STDOUT` of the same rows: the floor for moving them out of PostgreSQL.
-async fn copy_out(admin: &mut PgConnection, env: Uuid) -> (u64, f64) {
+async fn copy_out(admin: &mut PgConnection, env: Uuid, columns: &str) -> (u64, f64) {
     let started = Instant::now();
     let mut stream = admin
         .copy_out_raw(&format!(
-            "COPY (SELECT {STORED_COLUMNS} FROM audit_log WHERE environment_id = '{env}' ORDER BY seq) TO STDOUT"
+            "COPY (SELECT {columns} FROM audit_log WHERE environment_id = '{env}' ORDER BY seq) TO STDOUT"
         ))
         .await
         .unwrap();
@@ -579,8 +611,8 @@ async fn run() {
     let run_started = Instant::now();
     let deadline = run_started + BUDGET;
     let entries = knob("AUDIT_BENCH_ENTRIES", 1_000_000);
-    let pairs = knob("AUDIT_BENCH_PAIRS", 6);
-    let per_round = knob("AUDIT_BENCH_TX", 2000);
+    let pairs = knob("AUDIT_BENCH_PAIRS", 8);
+    let per_round = knob("AUDIT_BENCH_TX", 4000);
     let writers = knob("AUDIT_BENCH_WRITERS", 8);
     let env_count = knob("AUDIT_BENCH_ENVS", 64);
     let load_start = loadavg();
@@ -645,35 +677,31 @@ async fn run() {
     let signer = Signer::create(&owner_pool, &vault, vault.default_kek())
         .await
         .unwrap();
-    let anchors = LocalAnchors::new(
-        std::env::temp_dir().join(format!("portcullis-bench-anchors-{}", Uuid::now_v7())),
-    );
+    let anchor_dir =
+        std::env::temp_dir().join(format!("portcullis-bench-anchors-{}", Uuid::now_v7()));
+    let anchors = Anchors::from(LocalAnchors::new(&anchor_dir));
 
     // Warm-up: every environment gets its audit head, caches and plans warm.
     eprintln!("[warm-up]");
-    round(&store, &envs, owner.as_uuid(), writers, 500, true, 1).await;
-    round(&store, &envs, owner.as_uuid(), writers, 500, false, 1).await;
+    let mut w = Writes {
+        store: &store,
+        admin: &mut admin,
+        database: &db.name,
+        owner: owner.as_uuid(),
+        writers,
+    };
+    round(&mut w, &envs, 1000, true, 1).await;
+    round(&mut w, &envs, 1000, false, 1).await;
 
     // (a) audited vs plain across many environments.
-    let (a_aud, a_plain, a_ratio) = interleaved(
-        &store,
-        &envs,
-        owner.as_uuid(),
-        writers,
-        per_round,
-        pairs,
-        "a: many envs",
-        deadline,
-    )
-    .await;
+    let (a_aud, a_plain, a_ratio) =
+        interleaved(&mut w, &envs, per_round, pairs, "a: many envs", deadline).await;
     // (b) one environment.
     let single_envs = [single];
-    round(&store, &single_envs, owner.as_uuid(), writers, 200, true, 2).await;
+    round(&mut w, &single_envs, 200, true, 2).await;
     let (b_aud, b_plain, b_ratio) = interleaved(
-        &store,
+        &mut w,
         &single_envs,
-        owner.as_uuid(),
-        writers,
         per_round / 2,
         pairs.div_ceil(2).max(2),
         "b: one env",
@@ -688,9 +716,9 @@ async fn run() {
     );
     let _ = writeln!(
         out,
-        "| case | rounds per arm | audited tx/s (median) | plain tx/s (median) | ratio audited/plain (median of pairs) | ratio min–max |"
+        "| case | rounds per arm | audited tx/s | plain tx/s | **ratio audited/plain** (median of pairs) | ratio min–max | audited CPU µs/tx (client + backend) | plain CPU µs/tx (client + backend) |"
     );
-    let _ = writeln!(out, "|---|---:|---:|---:|---:|---:|");
+    let _ = writeln!(out, "|---|---:|---:|---:|---:|---:|---:|---:|");
     for (name, aud, plain, ratio) in [
         (
             format!("(a) {env_count} environments"),
@@ -702,26 +730,34 @@ async fn run() {
     ] {
         let min = ratio.iter().cloned().fold(f64::INFINITY, f64::min);
         let max = ratio.iter().cloned().fold(0.0, f64::max);
+        let m = |rounds: &[Round], f: fn(&Round) -> f64| {
+            median(&rounds.iter().map(f).collect::<Vec<_>>())
+        };
         let _ = writeln!(
             out,
-            "| {name} | {} | {:.0} | {:.0} | **{:.3}** | {min:.3}–{max:.3} |",
+            "| {name} | {} | {:.0} | {:.0} | **{:.3}** | {min:.3}–{max:.3} | {:.0} + {:.0} | {:.0} + {:.0} |",
             aud.len(),
-            median(aud),
-            median(plain),
-            median(ratio)
+            m(aud, |r| r.tps),
+            m(plain, |r| r.tps),
+            median(ratio),
+            m(aud, |r| r.client_us),
+            m(aud, |r| r.backend_us),
+            m(plain, |r| r.client_us),
+            m(plain, |r| r.backend_us),
         );
     }
+    let tps = |rounds: &[Round]| rounds.iter().map(|r| r.tps.round()).collect::<Vec<_>>();
     let _ = writeln!(
         out,
-        "\nPer-round tx/s (a) audited: {:?}; plain: {:?}",
-        a_aud.iter().map(|v| v.round()).collect::<Vec<_>>(),
-        a_plain.iter().map(|v| v.round()).collect::<Vec<_>>()
+        "\nTx/s and CPU are medians over rounds. Per-round tx/s (a) audited: {:?}; plain: {:?}",
+        tps(&a_aud),
+        tps(&a_plain)
     );
     let _ = writeln!(
         out,
         "Per-round tx/s (b) audited: {:?}; plain: {:?}\nLoad after the write phases: {load_after_writes}\n",
-        b_aud.iter().map(|v| v.round()).collect::<Vec<_>>(),
-        b_plain.iter().map(|v| v.round()).collect::<Vec<_>>()
+        tps(&b_aud),
+        tps(&b_plain)
     );
     // The single environment's chain must be gapless after all that.
     {
@@ -832,7 +868,9 @@ async fn run() {
     assert_eq!(fetched, size);
     let (su_fetched, su_secs) = fetch_only_superuser(&mut admin, big.as_uuid()).await;
     assert_eq!(su_fetched, size);
-    let (copy_bytes, copy_secs) = copy_out(&mut admin, big.as_uuid()).await;
+    let (copy_bytes, copy_secs) = copy_out(&mut admin, big.as_uuid(), STORED_COLUMNS).await;
+    let (narrow_bytes, narrow_secs) =
+        copy_out(&mut admin, big.as_uuid(), "seq, prev_hash, entry_hash").await;
 
     // Client-side CPU work on an in-memory sample.
     let sample_n = 200_000i64.min(size as i64);
@@ -921,6 +959,14 @@ async fn run() {
         (
             format!("COPY TO STDOUT, superuser ({:.0} MiB of text)", copy_bytes as f64 / 1048576.0),
             copy_secs,
+            size as f64,
+        ),
+        (
+            format!(
+                "COPY TO STDOUT of seq, prev_hash, entry_hash only ({:.0} MiB)",
+                narrow_bytes as f64 / 1048576.0
+            ),
+            narrow_secs,
             size as f64,
         ),
         (
@@ -1088,5 +1134,5 @@ async fn run() {
     let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", db.name))
         .execute(&mut postgres)
         .await;
-    let _ = std::fs::remove_dir_all(anchors.dir());
+    let _ = std::fs::remove_dir_all(&anchor_dir);
 }
