@@ -164,8 +164,7 @@ pub async fn checkpoint(
         last_entry_hash,
         issued_at: now.unix_timestamp(),
     };
-    let signed = signer.key.sign(&cp);
-    let text = signed.to_string();
+    let text = signer.key.sign(&cp).to_string();
     audit_log::insert_checkpoint(
         &mut tx,
         seq,
@@ -176,9 +175,19 @@ pub async fn checkpoint(
         &text,
     )
     .await?;
+    // Another node (or the CLI) may have checkpointed this size first, signed at another
+    // moment: anchor whatever the database holds, so the anchor never disagrees with it.
+    let stored = audit_log::checkpoint_at(&mut tx, seq).await?;
     tx.commit().await?;
-    anchors.put(env, size, &text).await?;
-    Ok(Some(signed))
+    if stored.signed != text {
+        tracing::debug!(environment = %env, size, "checkpoint already cut by another process");
+    }
+    anchors.put(env, size, &stored.signed).await?;
+    let stored: SignedCheckpoint = stored
+        .signed
+        .parse()
+        .map_err(|e| TrailError::Malformed(format!("stored checkpoint {size}: {e:?}")))?;
+    Ok(Some(stored))
 }
 
 /// One checkpointer pass: every scope with enough new entries, or old enough ones, gets a

@@ -506,3 +506,29 @@ async fn l3_api_proofs_verify_against_signed_checkpoints() {
         .await;
     assert_eq!(bad.status, StatusCode::BAD_REQUEST);
 }
+
+/// Control L4: two processes checkpointing the same size at once (two nodes, or the CLI next
+/// to a server) anchor the same text, so no false fork is reported.
+#[tokio::test]
+async fn l4_racing_checkpointers_agree_on_the_anchor() {
+    let t = trail_with_entries(2).await;
+    let store = t.app.db.store().await;
+    let owner_pool = portcullis_store::bootstrap::runtime_pool(&t.app.db.owner, 2)
+        .await
+        .unwrap();
+    let other_signer = Signer::load_or_create(&owner_pool, &t.app.vault, t.app.vault.default_kek())
+        .await
+        .unwrap();
+    let first = trail::checkpoint(&store, &t.signer, &t.anchors, t.env_id)
+        .await
+        .unwrap()
+        .unwrap();
+    // Same size again, signed a moment later: must not conflict with the anchor.
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    let second = trail::checkpoint(&store, &other_signer, &t.anchors, t.env_id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(first, second);
+    assert!(t.verify(&t.anchors).await.is_clean());
+}
