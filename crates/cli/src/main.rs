@@ -366,18 +366,7 @@ async fn audit(command: AuditCommand, config: Config) -> anyhow::Result<ExitCode
                     .map_err(|e| anyhow::anyhow!("{e}"))?;
                 let mut trusted = parse_public_keys(&public_keys)?;
                 if trusted.is_empty() {
-                    let rows =
-                        portcullis_server::routes::audit::public_keys(&store, Default::default())
-                            .await
-                            .map_err(|e| anyhow::anyhow!("{e}"))?;
-                    trusted = rows
-                        .iter()
-                        .filter_map(|k| {
-                            <[u8; 32]>::try_from(k.public_key.as_slice())
-                                .ok()
-                                .map(portcullis_audit::checkpoint::PublicKey::from_bytes)
-                        })
-                        .collect();
+                    trusted = trail::published_keys(&store).await?;
                 }
                 eprintln!("verifying environment {env} against database checkpoints and anchors in {anchors}");
                 let report =

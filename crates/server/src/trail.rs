@@ -46,6 +46,22 @@ const SEED_CONTEXT: WrapContext<'static> = WrapContext {
     version: 1,
 };
 
+/// A stored Ed25519 public key; anything not 32 bytes long is not one.
+fn public_key(bytes: &[u8]) -> Option<PublicKey> {
+    <[u8; 32]>::try_from(bytes).ok().map(PublicKey::from_bytes)
+}
+
+/// Every published checkpoint key, current and retired: what verification trusts by default.
+pub async fn published_keys(store: &Store) -> Result<Vec<PublicKey>, TrailError> {
+    let mut tx = store.auth(meta()).await?;
+    let rows = audit_log::public_keys(&mut tx).await?;
+    tx.commit().await?;
+    Ok(rows
+        .iter()
+        .filter_map(|r| public_key(&r.public_key))
+        .collect())
+}
+
 /// The active checkpoint signing key and every published public key.
 #[derive(Debug)]
 pub struct Signer {
@@ -74,11 +90,7 @@ impl Signer {
                 .map_err(|e| TrailError::Key(format!("{e:?}")))?;
             let public = rows
                 .iter()
-                .filter_map(|r| {
-                    <[u8; 32]>::try_from(r.public_key.as_slice())
-                        .ok()
-                        .map(PublicKey::from_bytes)
-                })
+                .filter_map(|r| public_key(&r.public_key))
                 .collect();
             return Ok(Signer { key, public });
         }
@@ -110,11 +122,7 @@ impl Signer {
         let public = operator::signing_keys(owner)
             .await?
             .iter()
-            .filter_map(|r| {
-                <[u8; 32]>::try_from(r.public_key.as_slice())
-                    .ok()
-                    .map(PublicKey::from_bytes)
-            })
+            .filter_map(|r| public_key(&r.public_key))
             .collect();
         tracing::info!(key_id = %row.key_id, "new audit checkpoint signing key");
         Ok(Signer { key, public })
@@ -519,17 +527,7 @@ pub async fn export_to_file(
         ),
     )
     .await?;
-    let mut auth = store.auth(meta()).await?;
-    let keys: Vec<PublicKey> = audit_log::public_keys(&mut auth)
-        .await?
-        .iter()
-        .filter_map(|k| {
-            <[u8; 32]>::try_from(k.public_key.as_slice())
-                .ok()
-                .map(PublicKey::from_bytes)
-        })
-        .collect();
-    auth.commit().await?;
+    let keys = published_keys(store).await?;
     let io_err = |e: std::io::Error| TrailError::Malformed(format!("{}: {e}", path.display()));
     let mut file = std::io::BufWriter::new(std::fs::File::create(path).map_err(io_err)?);
     let mut writer = ExportWriter::new(format, env, &keys, &checkpoints)?;

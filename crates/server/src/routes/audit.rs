@@ -6,7 +6,6 @@ use axum::body::Body;
 use axum::extract::State;
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
-use portcullis_audit::checkpoint::PublicKey;
 use portcullis_audit::merkle;
 use portcullis_core::{EnvironmentId, Permission, PermissionSet};
 use portcullis_store::queries::audit_log::{self, CheckpointRow, PublicKeyRow};
@@ -123,15 +122,12 @@ pub async fn export(
     let checkpoints = audit_log::checkpoints(&mut tx).await?;
     tx.audit(AuditEvent::success("audit.exported", "audit_log", env).after(serde_json::json!({ "format": format!("{:?}", q.format).to_lowercase(), "from": q.from, "to": q.to }))).await?;
     tx.commit().await?;
-    let keys: Vec<PublicKey> = public_keys(state.store(), auth.meta.clone())
-        .await?
-        .iter()
-        .filter_map(|k| {
-            <[u8; 32]>::try_from(k.public_key.as_slice())
-                .ok()
-                .map(PublicKey::from_bytes)
-        })
-        .collect();
+    let keys = crate::trail::published_keys(state.store())
+        .await
+        .map_err(|e| match e {
+            crate::trail::TrailError::Store(e) => ApiError::from(e),
+            other => ApiError::Internal(other.to_string()),
+        })?;
 
     let (tx_chunks, rx) = tokio::sync::mpsc::channel::<Result<Vec<u8>, std::io::Error>>(4);
     let store = state.store().clone();
