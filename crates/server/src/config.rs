@@ -337,19 +337,24 @@ impl Config {
     }
 }
 
+/// Reads a secret from a file (the `*_file` keys), without its trailing newline.
+pub fn read_secret_file(path: &Path, key: &'static str) -> Result<String, ConfigError> {
+    std::fs::read_to_string(path)
+        .map(|s| s.trim_end_matches(['\n', '\r']).to_owned())
+        .map_err(|source| ConfigError::SecretFile {
+            key,
+            path: path.to_owned(),
+            source,
+        })
+}
+
 fn secret(
     file: Option<&Path>,
     inline: Option<&str>,
     key: &'static str,
 ) -> Result<Option<String>, ConfigError> {
     match file {
-        Some(path) => std::fs::read_to_string(path)
-            .map(|s| Some(s.trim_end_matches(['\n', '\r']).to_owned()))
-            .map_err(|source| ConfigError::SecretFile {
-                key,
-                path: path.to_owned(),
-                source,
-            }),
+        Some(path) => read_secret_file(path, key).map(Some),
         None => Ok(inline.map(str::to_owned)),
     }
 }

@@ -104,11 +104,9 @@ pub async fn database(config: &Config, migrate: bool) -> anyhow::Result<Database
     })
 }
 
-fn read_secret(path: &Path, key: &str) -> anyhow::Result<portcullis_crypto::Secret> {
-    let text = std::fs::read_to_string(path)
-        .with_context(|| format!("cannot read {key} from {}", path.display()))?;
+fn read_secret(path: &Path, key: &'static str) -> anyhow::Result<portcullis_crypto::Secret> {
     Ok(portcullis_crypto::Secret::new(
-        text.trim_end_matches(['\n', '\r']).to_owned(),
+        crate::config::read_secret_file(path, key)?,
     ))
 }
 
