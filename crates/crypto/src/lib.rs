@@ -4,6 +4,7 @@
 //! This crate never touches a database or the network and never logs: callers decide what to
 //! store, and a plaintext secret only leaves it inside a [`Secret`].
 
+pub mod blind;
 pub mod envelope;
 pub mod password;
 pub mod secret;

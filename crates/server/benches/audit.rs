@@ -128,11 +128,12 @@ fn meta() -> RequestMeta {
     }
 }
 
-async fn owner_identity(store: &Store) -> IdentityId {
+async fn owner_identity(store: &Store, vault: &portcullis_store::vault::Vault) -> IdentityId {
     let id = IdentityId::new();
     let mut tx = store.auth(RequestMeta::default()).await.unwrap();
     identities::create(
         &mut tx,
+        vault,
         id,
         &format!("bench-{id}@example.test"),
         "Bench",
@@ -662,7 +663,8 @@ async fn run() {
         "- writers {writers}, environments {env_count}, tx per round {per_round}, pairs {pairs}, log size {entries}\n"
     );
 
-    let owner = owner_identity(&store).await;
+    let vault = portcullis_store::testing::test_vault();
+    let owner = owner_identity(&store, &vault).await;
     let mut envs = Vec::new();
     for i in 0..env_count {
         envs.push(environment(&store, owner, &format!("bench-{i}")).await);
@@ -673,7 +675,6 @@ async fn run() {
     let owner_pool = portcullis_store::bootstrap::runtime_pool(&db.owner, 2)
         .await
         .unwrap();
-    let vault = portcullis_store::testing::test_vault();
     let signer = Signer::create(&owner_pool, &vault, vault.default_kek())
         .await
         .unwrap();

@@ -175,5 +175,16 @@ pub async fn rotate_root(
         tx.commit().await?;
         done.push(env);
     }
+    let platform = portcullis_store::pii::rewrap_platform_keys(owner, vault, &new_kek).await?;
+    if platform > 0 {
+        let mut tx = store.auth(system_meta()).await?;
+        tx.audit(
+            portcullis_store::Actor::System,
+            AuditEvent::success("keys.root_rotated", "platform_keys", "platform")
+                .after(serde_json::json!({ "kek": new_kek, "platform_keys_rewrapped": platform })),
+        )
+        .await?;
+        tx.commit().await?;
+    }
     Ok((name, done))
 }

@@ -298,6 +298,16 @@ async fn serve_with(config: &Config, db: &Database) -> anyhow::Result<()> {
     let owner_pool = sqlx::postgres::PgPoolOptions::new()
         .max_connections(2)
         .connect_lazy_with(db.owner.clone());
+    let sealed = portcullis_store::pii::seal_legacy(&owner_pool, &vault)
+        .await
+        .context("sealing personal data stored before encryption")?;
+    if sealed != Default::default() {
+        tracing::info!(
+            identities = sealed.identities,
+            invitations = sealed.invitations,
+            "sealed personal data stored in clear by an earlier version"
+        );
+    }
     tokio::spawn(crate::jobs::scheduler(
         store.clone(),
         owner_pool.clone(),

@@ -358,8 +358,19 @@ async fn e3_invitations_are_single_use_and_bound_to_email() {
         )
         .await;
     let token = r.body["token"].as_str().unwrap().to_owned();
+    let invitation_id: uuid::Uuid = r.body["invitation"]["invitation_id"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
     let mut conn = app.db.admin_conn().await;
-    sqlx::query("UPDATE invitations SET expires_at = now() - interval '1 minute' WHERE email = 'eve@example.com' AND revoked_at IS NULL").execute(&mut conn).await.unwrap();
+    sqlx::query(
+        "UPDATE invitations SET expires_at = now() - interval '1 minute' WHERE invitation_id = $1",
+    )
+    .bind(invitation_id)
+    .execute(&mut conn)
+    .await
+    .unwrap();
     let r = app
         .post(
             "/v1/invitations/accept",

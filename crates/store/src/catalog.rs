@@ -36,6 +36,7 @@ pub const GLOBAL_TABLES: &[&str] = &[
     "identities",
     "sessions",
     "audit_signing_keys",
+    "platform_keys",
 ];
 
 /// Tables the runtime role must never reach at all.
@@ -96,16 +97,31 @@ pub const EXPECTED_POLICIES: &[(&str, &str, char, bool)] = &[
     ("model_keys", "model_keys_permission", '*', false),
     ("key_rotation_jobs", "key_rotation_jobs_tenant", '*', true),
     ("key_rotation_jobs", "key_rotation_jobs_operator", 'r', true),
+    ("platform_keys", "platform_keys_read", 'r', true),
+    ("platform_keys", "platform_keys_create", 'a', true),
+    ("platform_keys", "platform_keys_operator", '*', true),
+    ("identities", "identities_operator", 'r', true),
+    ("identities", "identities_seal_legacy", 'w', true),
+    ("invitations", "invitations_operator", 'r', true),
+    ("invitations", "invitations_seal_legacy", 'w', true),
 ];
 
-/// Policies for the schema owner (scheduler and operator CLI): read-only key metadata, never
-/// customer content. They must name the table's owner and nobody else.
+/// Policies for the schema owner (scheduler and operator CLI): key metadata and wrapped keys,
+/// never customer content; identities and invitations are readable (sealed) so that the
+/// operator can seal rows an earlier version wrote in clear, and `*_seal_legacy` lets it
+/// update only such rows, only to clear the plaintext. They must name the table's owner and
+/// nobody else.
 pub const OWNER_POLICIES: &[&str] = &[
     "environment_keys_operator",
     "key_rotation_jobs_operator",
     "audit_heads_operator",
     "audit_checkpoints_operator",
     "audit_signing_keys_operator",
+    "platform_keys_operator",
+    "identities_operator",
+    "identities_seal_legacy",
+    "invitations_operator",
+    "invitations_seal_legacy",
 ];
 
 /// Tables the database itself keeps append-only (L2): refused UPDATE/DELETE/TRUNCATE by

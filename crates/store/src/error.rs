@@ -58,7 +58,9 @@ impl From<sqlx::Error> for StoreError {
 /// A message safe to show a client: it names the rule, never the data.
 fn conflict_message(constraint: Option<&str>) -> String {
     match constraint {
-        Some("identities_email_key") => "an account with this email already exists".into(),
+        Some("identities_email_key") | Some("identities_email_index_key") => {
+            "an account with this email already exists".into()
+        }
         Some("projects_environment_id_name_key") => {
             "a project with this name already exists".into()
         }

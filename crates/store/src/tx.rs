@@ -497,6 +497,7 @@ impl AuthTx {
     pub(crate) async fn into_tenant(mut self, caller: Caller) -> Result<TenantTx, StoreError> {
         self.set("portcullis.token_hash", "").await?;
         self.set("portcullis.login_email", "").await?;
+        self.set("portcullis.login_email_index", "").await?;
         TenantTx::start(self.tx, caller, self.meta).await
     }
 }

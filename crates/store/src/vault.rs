@@ -9,7 +9,7 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use portcullis_crypto::envelope::{self, DataKey, EnvelopeError, KeyLabel, Place};
@@ -20,6 +20,7 @@ use time::OffsetDateTime;
 use uuid::Uuid;
 use zeroize::Zeroizing;
 
+use crate::pii::PlatformKeys;
 use crate::{StoreError, TenantTx};
 
 /// A column holding sealed values. Names are compile-time constants, never user input, which
@@ -87,6 +88,7 @@ pub struct Vault {
     providers: Providers,
     config: VaultConfig,
     cache: Mutex<HashMap<(Uuid, i32), (DataKey, Instant)>>,
+    platform: Mutex<Option<(Arc<PlatformKeys>, Instant)>>,
     provider_calls: AtomicU64,
 }
 
@@ -102,7 +104,7 @@ fn key_error(e: KeyError) -> StoreError {
     }
 }
 
-fn envelope_error(e: EnvelopeError) -> StoreError {
+pub(crate) fn envelope_error(e: EnvelopeError) -> StoreError {
     StoreError::Integrity(match e {
         EnvelopeError::Malformed => "a stored value is not a valid ciphertext".into(),
         EnvelopeError::Tampered => {
@@ -182,6 +184,7 @@ impl Vault {
             providers,
             config,
             cache: Mutex::new(HashMap::new()),
+            platform: Mutex::new(None),
             provider_calls: AtomicU64::new(0),
         }
     }
@@ -206,6 +209,66 @@ impl Vault {
         if let Ok(mut c) = self.cache.lock() {
             c.retain(|(env, _), _| *env != environment);
         }
+    }
+
+    /// Drops the cached platform keys (after a rewrap or a new PII key version).
+    pub fn forget_platform(&self) {
+        if let Ok(mut p) = self.platform.lock() {
+            *p = None;
+        }
+    }
+
+    pub(crate) fn platform_cached(&self) -> Option<Arc<PlatformKeys>> {
+        let mut slot = self.platform.lock().ok()?;
+        match &*slot {
+            Some((keys, at)) if at.elapsed() < self.config.cache_ttl => Some(keys.clone()),
+            Some(_) => {
+                *slot = None;
+                None
+            }
+            None => None,
+        }
+    }
+
+    pub(crate) fn platform_remember(&self, keys: Arc<PlatformKeys>) {
+        if let Ok(mut slot) = self.platform.lock() {
+            *slot = Some((keys, Instant::now()));
+        }
+    }
+
+    pub(crate) async fn wrap_platform(
+        &self,
+        kek: &KekRef,
+        key: &DataKey,
+        purpose: &str,
+        version: i32,
+    ) -> Result<Vec<u8>, StoreError> {
+        self.provider_calls.fetch_add(1, Ordering::Relaxed);
+        let ctx = WrapContext {
+            environment_id: "platform",
+            purpose,
+            version: version as u32,
+        };
+        self.providers.wrap(kek, key, &ctx).await.map_err(key_error)
+    }
+
+    pub(crate) async fn unwrap_platform(
+        &self,
+        kek: &KekRef,
+        wrapped: &[u8],
+        purpose: &str,
+        version: i32,
+    ) -> Result<DataKey, StoreError> {
+        self.provider_calls.fetch_add(1, Ordering::Relaxed);
+        let ctx = WrapContext {
+            environment_id: "platform",
+            purpose,
+            version: version as u32,
+        };
+        self.providers
+            .unwrap(kek, wrapped, &ctx)
+            .await
+            .map_err(key_error)
     }
 
     fn cached(&self, environment: Uuid, version: i32) -> Option<DataKey> {

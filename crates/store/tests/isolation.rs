@@ -20,11 +20,19 @@ struct Tenant {
     document: DocumentId,
 }
 
+/// One vault for the whole process: the platform keys of every test database are wrapped by
+/// its master key.
+fn vault() -> &'static portcullis_store::vault::Vault {
+    static VAULT: std::sync::OnceLock<portcullis_store::vault::Vault> = std::sync::OnceLock::new();
+    VAULT.get_or_init(portcullis_store::testing::test_vault)
+}
+
 async fn identity(store: &Store, email: &str) -> IdentityId {
     let id = IdentityId::new();
     let mut tx = store.auth(RequestMeta::default()).await.unwrap();
     identities::create(
         &mut tx,
+        vault(),
         id,
         email,
         "Test",

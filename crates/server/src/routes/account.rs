@@ -173,8 +173,16 @@ async fn create_identity(
     let display = display_name(name, &email)?;
     let hash = hash_password(state, password).await?;
     let id = IdentityId::new();
-    let identity =
-        identities::create(tx, id, &email, &display, &hash, OffsetDateTime::now_utc()).await?;
+    let identity = identities::create(
+        tx,
+        state.vault(),
+        id,
+        &email,
+        &display,
+        &hash,
+        OffsetDateTime::now_utc(),
+    )
+    .await?;
     tx.audit(
         Actor::Identity(id),
         AuditEvent::success("identity.signed_up", "identity", id),
@@ -290,7 +298,7 @@ pub async fn login(
     let record = match &email {
         Some(e) => {
             let mut tx = state.store().auth(meta.clone()).await?;
-            let r = identities::login_record(&mut tx, e).await?;
+            let r = identities::login_record(&mut tx, state.vault(), e).await?;
             tx.commit().await?;
             r
         }
@@ -311,7 +319,7 @@ pub async fn login(
         record => {
             if let (Some(r), Some(e)) = (&record, &email) {
                 tx.act_as(IdentityId::from_uuid(r.identity_id)).await?;
-                let _ = identities::login_record(&mut tx, e).await?;
+                let _ = identities::login_record(&mut tx, state.vault(), e).await?;
                 let failures = if locked {
                     r.failed_logins
                 } else {
@@ -358,7 +366,7 @@ pub async fn login(
     tx.act_as(id).await?;
     identities::record_login_success(&mut tx, id).await?;
     let (token, expires_at) = issue_session(&state, &mut tx, id).await?;
-    let identity = identities::get(&mut tx, id).await?;
+    let identity = identities::get(&mut tx, state.vault(), id).await?;
     tx.audit(
         Actor::Identity(id),
         AuditEvent::success("auth.login", "identity", id),
@@ -407,7 +415,7 @@ pub async fn me(State(state): State<AppState>, auth: Auth) -> ApiResult<axum::Js
     let id = auth.identity()?;
     let mut tx = state.store().auth(auth.meta).await?;
     tx.act_as(id).await?;
-    let identity = identities::get(&mut tx, id).await?;
+    let identity = identities::get(&mut tx, state.vault(), id).await?;
     let environments = environments::list_for_identity(&mut tx, id).await?;
     tx.commit().await?;
     Ok(axum::Json(Me {
@@ -440,7 +448,7 @@ pub async fn change_password(
     identities::set_password(&mut tx, id, &hash, now).await?;
     let revoked = sessions::revoke_all(&mut tx, id, now).await?;
     let (token, expires_at) = issue_session(&state, &mut tx, id).await?;
-    let identity = identities::get(&mut tx, id).await?;
+    let identity = identities::get(&mut tx, state.vault(), id).await?;
     tx.audit(
         Actor::Identity(id),
         AuditEvent::success("auth.password_changed", "identity", id)
@@ -519,10 +527,9 @@ pub async fn accept_invitation(
     }
     let mut tx = state.store().auth(auth.meta).await?;
     tx.act_as(id).await?;
-    let email = identities::get(&mut tx, id).await?.email;
     let hash = TokenHash::of(&req.token);
     let (mut ttx, invitation) =
-        match invitations::accept(tx, id, &email, &hash, OffsetDateTime::now_utc()).await? {
+        match invitations::accept(tx, state.vault(), id, &hash, OffsetDateTime::now_utc()).await? {
             Ok(done) => done,
             Err(Unusable::Expired) => {
                 return Err(ApiError::Gone(

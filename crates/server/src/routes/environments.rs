@@ -16,6 +16,7 @@ use portcullis_store::queries::invitations::{self, Invitation};
 use portcullis_store::queries::members::{self, Member};
 use portcullis_store::queries::roles::{self, CustomRole};
 use portcullis_store::queries::tokens::{self, ApiToken};
+use portcullis_store::vault::Vault;
 use portcullis_store::{AuditEvent, StoreError, TenantTx};
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
@@ -285,14 +286,18 @@ pub async fn list_members(
 ) -> ApiResult<axum::Json<Page<Member>>> {
     let mut tx = auth.enter(&state, env).await?;
     tx.require(Permission::MembersRead)?;
-    let page = members::list(&mut tx, q.page()).await?;
+    let page = members::list(&mut tx, state.vault(), q.page()).await?;
     tx.commit().await?;
     Ok(axum::Json(page.into()))
 }
 
 /// Loads a member the caller may manage: not the owner, and holding nothing the caller lacks.
-async fn managed_member(tx: &mut TenantTx, identity: IdentityId) -> ApiResult<(Member, RoleRef)> {
-    let member = members::get(tx, identity).await?;
+async fn managed_member(
+    tx: &mut TenantTx,
+    vault: &Vault,
+    identity: IdentityId,
+) -> ApiResult<(Member, RoleRef)> {
+    let member = members::get(tx, vault, identity).await?;
     let current = members::role_of(tx, identity).await?;
     if current.is_owner() {
         return Err(ApiError::Conflict(
@@ -321,11 +326,11 @@ pub async fn update_member(
     let mut tx = auth.enter(&state, env).await?;
     tx.require(Permission::MembersManage)?;
     let role = parse_role(&req.role)?;
-    let (before, _) = managed_member(&mut tx, identity).await?;
+    let (before, _) = managed_member(&mut tx, state.vault(), identity).await?;
     let granted = role_permissions(&mut tx, role).await?;
     ensure_assignable(&tx, role, granted)?;
     members::set_role(&mut tx, identity, role, OffsetDateTime::now_utc()).await?;
-    let after = members::get(&mut tx, identity).await?;
+    let after = members::get(&mut tx, state.vault(), identity).await?;
     tx.audit(
         AuditEvent::success("member.role_changed", "identity", identity)
             .before(serde_json::json!({ "role": before.role }))
@@ -346,7 +351,7 @@ pub async fn remove_member(
 ) -> ApiResult<StatusCode> {
     let mut tx = auth.enter(&state, env).await?;
     tx.require(Permission::MembersManage)?;
-    let (before, _) = managed_member(&mut tx, identity).await?;
+    let (before, _) = managed_member(&mut tx, state.vault(), identity).await?;
     members::remove(&mut tx, identity).await?;
     tx.audit(
         AuditEvent::success("member.removed", "identity", identity)
@@ -378,7 +383,7 @@ pub async fn transfer_ownership(
             "you are already the owner",
         ));
     }
-    let target = match members::get(&mut tx, to).await {
+    let target = match members::get(&mut tx, state.vault(), to).await {
         Err(StoreError::NotFound) => {
             return Err(ApiError::bad_request(
                 "invalid_input",
@@ -396,7 +401,7 @@ pub async fn transfer_ownership(
             .after(serde_json::json!({ "owner": to, "previous_owner_role": "admin" })),
     )
     .await?;
-    let after = members::get(&mut tx, to).await?;
+    let after = members::get(&mut tx, state.vault(), to).await?;
     tx.commit().await?;
     Ok(axum::Json(after))
 }
@@ -411,7 +416,7 @@ pub async fn list_invitations(
 ) -> ApiResult<axum::Json<Page<Invitation>>> {
     let mut tx = auth.enter(&state, env).await?;
     tx.require(Permission::MembersManage)?;
-    let list = invitations::list(&mut tx, q.page()).await?;
+    let list = invitations::list(&mut tx, state.vault(), q.page()).await?;
     tx.commit().await?;
     Ok(axum::Json(list.into()))
 }
@@ -431,7 +436,7 @@ pub async fn create_invitation(
     let role = parse_role(&req.role)?;
     let granted = role_permissions(&mut tx, role).await?;
     ensure_assignable(&tx, role, granted)?;
-    if members::is_member_email(&mut tx, &email).await? {
+    if members::is_member_email(&mut tx, state.vault(), &email).await? {
         return Err(ApiError::Conflict(
             "this email already belongs to a member".into(),
         ));
@@ -442,6 +447,7 @@ pub async fn create_invitation(
     let invited_by = tx.caller().actor.id().unwrap_or_default();
     let invitation = invitations::create(
         &mut tx,
+        state.vault(),
         InvitationId::new(),
         &email,
         role,
@@ -474,7 +480,7 @@ pub async fn revoke_invitation(
 ) -> ApiResult<axum::Json<Invitation>> {
     let mut tx = auth.enter(&state, env).await?;
     tx.require(Permission::MembersManage)?;
-    let inv = invitations::revoke(&mut tx, id, OffsetDateTime::now_utc()).await?;
+    let inv = invitations::revoke(&mut tx, state.vault(), id, OffsetDateTime::now_utc()).await?;
     tx.audit(AuditEvent::success("invitation.revoked", "invitation", id))
         .await?;
     tx.commit().await?;

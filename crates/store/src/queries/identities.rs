@@ -3,6 +3,8 @@ use serde::Serialize;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
+use crate::pii::{self, PlatformKeys};
+use crate::vault::Vault;
 use crate::{AuthTx, StoreError};
 
 #[derive(Clone, Debug, Serialize, sqlx::FromRow, utoipa::ToSchema)]
@@ -32,8 +34,38 @@ impl std::fmt::Debug for LoginRecord {
     }
 }
 
+/// An identity row as stored: personal fields sealed.
+#[derive(sqlx::FromRow)]
+struct SealedIdentity {
+    identity_id: Uuid,
+    email_ciphertext: Vec<u8>,
+    display_name_ciphertext: Vec<u8>,
+    created_at: OffsetDateTime,
+}
+
+impl SealedIdentity {
+    fn open(self, keys: &PlatformKeys) -> Result<Identity, StoreError> {
+        let row = self.identity_id.to_string();
+        Ok(Identity {
+            identity_id: self.identity_id,
+            email: keys.open(&pii::identity_place("email", &row), &self.email_ciphertext)?,
+            display_name: keys.open(
+                &pii::identity_place("display_name", &row),
+                &self.display_name_ciphertext,
+            )?,
+            created_at: self.created_at,
+        })
+    }
+}
+
+/// The columns a [`SealedIdentity`] is read from.
+const SEALED_COLUMNS: &str = "identity_id, email_ciphertext, display_name_ciphertext, created_at";
+
+/// Creates an identity, its email and display name sealed under the platform PII key and the
+/// email findable only by blind index (E2).
 pub async fn create(
     tx: &mut AuthTx,
+    vault: &Vault,
     id: IdentityId,
     email: &str,
     display_name: &str,
@@ -41,29 +73,53 @@ pub async fn create(
     now: OffsetDateTime,
 ) -> Result<Identity, StoreError> {
     tx.act_as(id).await?;
-    Ok(sqlx::query_as(
-        "INSERT INTO identities (identity_id, email, display_name, password_hash, password_changed_at, created_at)
-         VALUES ($1, $2, $3, $4, $5, $5)
-         RETURNING identity_id, email, display_name, created_at",
+    let keys = vault.platform_keys(tx.conn()).await?;
+    let row = id.as_uuid().to_string();
+    let sealed = keys.seal_email(&pii::identity_place("email", &row), email);
+    let name = keys.seal(&pii::identity_place("display_name", &row), display_name);
+    let created_at: OffsetDateTime = sqlx::query_scalar(
+        "INSERT INTO identities (identity_id, email_index, email_ciphertext, display_name_ciphertext, pii_key_version,
+                                 password_hash, password_changed_at, created_at)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $7)
+         RETURNING created_at",
     )
     .bind(id.as_uuid())
-    .bind(email)
-    .bind(display_name)
+    .bind(sealed.index.as_slice())
+    .bind(&sealed.ciphertext)
+    .bind(&name)
+    .bind(sealed.version)
     .bind(password_hash)
     .bind(now)
     .fetch_one(tx.conn())
+    .await?;
+    Ok(Identity {
+        identity_id: id.as_uuid(),
+        email: email.to_owned(),
+        display_name: display_name.to_owned(),
+        created_at,
+    })
+}
+
+/// Looks an account up by email for a login attempt, through its blind index (the policy
+/// allows exactly this row).
+pub async fn login_record(
+    tx: &mut AuthTx,
+    vault: &Vault,
+    email: &str,
+) -> Result<Option<LoginRecord>, StoreError> {
+    let keys = vault.platform_keys(tx.conn()).await?;
+    let index = keys.email_index(email);
+    tx.set("portcullis.login_email_index", &hex(&index)).await?;
+    Ok(sqlx::query_as(
+        "SELECT identity_id, password_hash, failed_logins, locked_until FROM identities WHERE email_index = $1",
+    )
+    .bind(index.as_slice())
+    .fetch_optional(tx.conn())
     .await?)
 }
 
-/// Looks an account up by email for a login attempt (the policy allows exactly this row).
-pub async fn login_record(tx: &mut AuthTx, email: &str) -> Result<Option<LoginRecord>, StoreError> {
-    tx.set("portcullis.login_email", email).await?;
-    Ok(sqlx::query_as(
-        "SELECT identity_id, password_hash, failed_logins, locked_until FROM identities WHERE email = $1",
-    )
-    .bind(email)
-    .fetch_optional(tx.conn())
-    .await?)
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 pub async fn record_login_failure(
@@ -93,12 +149,26 @@ pub async fn record_login_success(tx: &mut AuthTx, id: IdentityId) -> Result<(),
     Ok(())
 }
 
-/// The acting identity's own record (after `act_as`).
-pub async fn get(tx: &mut AuthTx, id: IdentityId) -> Result<Identity, StoreError> {
-    Ok(sqlx::query_as("SELECT identity_id, email, display_name, created_at FROM identities WHERE identity_id = $1")
-        .bind(id.as_uuid())
-        .fetch_one(tx.conn())
-        .await?)
+/// The acting identity's own record (after `act_as`), personal fields opened.
+pub async fn get(tx: &mut AuthTx, vault: &Vault, id: IdentityId) -> Result<Identity, StoreError> {
+    let keys = vault.platform_keys(tx.conn()).await?;
+    let row: SealedIdentity = sqlx::query_as(&format!(
+        "SELECT {SEALED_COLUMNS} FROM identities WHERE identity_id = $1"
+    ))
+    .bind(id.as_uuid())
+    .fetch_one(tx.conn())
+    .await?;
+    row.open(&keys)
+}
+
+/// The blind index of the acting identity's email.
+pub async fn email_index(tx: &mut AuthTx, id: IdentityId) -> Result<Vec<u8>, StoreError> {
+    Ok(
+        sqlx::query_scalar("SELECT email_index FROM identities WHERE identity_id = $1")
+            .bind(id.as_uuid())
+            .fetch_one(tx.conn())
+            .await?,
+    )
 }
 
 pub async fn password_hash(tx: &mut AuthTx, id: IdentityId) -> Result<String, StoreError> {

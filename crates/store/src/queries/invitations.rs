@@ -4,10 +4,12 @@ use serde::Serialize;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
+use crate::pii::{self, PlatformKeys};
 use crate::tx::{decode_role, encode_role, Actor, Caller};
+use crate::vault::Vault;
 use crate::{AuthTx, StoreError, TenantTx};
 
-#[derive(Clone, Debug, Serialize, sqlx::FromRow, utoipa::ToSchema)]
+#[derive(Clone, Debug, Serialize, utoipa::ToSchema)]
 pub struct Invitation {
     pub invitation_id: Uuid,
     pub email: String,
@@ -27,13 +29,47 @@ pub struct Invitation {
     pub revoked_at: Option<OffsetDateTime>,
 }
 
-const COLUMNS: &str = "invitation_id, email,
+const COLUMNS: &str = "environment_id, invitation_id, email_ciphertext,
     CASE WHEN role = 'custom' THEN 'custom:' || custom_role_id::text ELSE role END AS role,
     invited_by, created_at, expires_at, accepted_at, revoked_at";
+
+/// An invitation as stored: the email sealed under the platform PII key (E2).
+#[derive(sqlx::FromRow)]
+struct SealedInvitation {
+    environment_id: Uuid,
+    invitation_id: Uuid,
+    email_ciphertext: Vec<u8>,
+    role: String,
+    invited_by: Uuid,
+    created_at: OffsetDateTime,
+    expires_at: OffsetDateTime,
+    accepted_at: Option<OffsetDateTime>,
+    revoked_at: Option<OffsetDateTime>,
+}
+
+impl SealedInvitation {
+    fn open(self, keys: &PlatformKeys) -> Result<Invitation, StoreError> {
+        let row = self.invitation_id.to_string();
+        Ok(Invitation {
+            invitation_id: self.invitation_id,
+            email: keys.open(
+                &pii::invitation_place(self.environment_id, &row),
+                &self.email_ciphertext,
+            )?,
+            role: self.role,
+            invited_by: self.invited_by,
+            created_at: self.created_at,
+            expires_at: self.expires_at,
+            accepted_at: self.accepted_at,
+            revoked_at: self.revoked_at,
+        })
+    }
+}
 
 #[allow(clippy::too_many_arguments)]
 pub async fn create(
     tx: &mut TenantTx,
+    vault: &Vault,
     id: InvitationId,
     email: &str,
     role: RoleRef,
@@ -43,14 +79,20 @@ pub async fn create(
     expires_at: OffsetDateTime,
 ) -> Result<Invitation, StoreError> {
     let env = tx.environment_id().as_uuid();
+    let keys = vault.platform_keys(tx.conn()).await?;
+    let row = id.as_uuid().to_string();
+    let sealed = keys.seal_email(&pii::invitation_place(env, &row), email);
     let (role, custom) = encode_role(role);
-    Ok(sqlx::query_as(&format!(
-        "INSERT INTO invitations (environment_id, invitation_id, email, role, custom_role_id, token_hash, invited_by, created_at, expires_at)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) RETURNING {COLUMNS}"
+    let stored: SealedInvitation = sqlx::query_as(&format!(
+        "INSERT INTO invitations (environment_id, invitation_id, email_index, email_ciphertext, pii_key_version,
+                                  role, custom_role_id, token_hash, invited_by, created_at, expires_at)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) RETURNING {COLUMNS}"
     ))
     .bind(env)
     .bind(id.as_uuid())
-    .bind(email)
+    .bind(sealed.index.as_slice())
+    .bind(&sealed.ciphertext)
+    .bind(sealed.version)
     .bind(role)
     .bind(custom)
     .bind(hash.as_bytes().as_slice())
@@ -58,15 +100,18 @@ pub async fn create(
     .bind(now)
     .bind(expires_at)
     .fetch_one(tx.conn())
-    .await?)
+    .await?;
+    stored.open(&keys)
 }
 
 pub async fn list(
     tx: &mut TenantTx,
+    vault: &Vault,
     page: super::Page,
 ) -> Result<super::Paged<Invitation>, StoreError> {
     let env = tx.environment_id().as_uuid();
-    let rows: Vec<Invitation> = sqlx::query_as(&format!(
+    let keys = vault.platform_keys(tx.conn()).await?;
+    let rows: Vec<SealedInvitation> = sqlx::query_as(&format!(
         "SELECT {COLUMNS} FROM invitations WHERE environment_id = $1 AND ($2::uuid IS NULL OR invitation_id > $2)
           ORDER BY invitation_id LIMIT $3"
     ))
@@ -75,16 +120,22 @@ pub async fn list(
     .bind(page.fetch_limit())
     .fetch_all(tx.conn())
     .await?;
+    let rows = rows
+        .into_iter()
+        .map(|r| r.open(&keys))
+        .collect::<Result<Vec<_>, _>>()?;
     Ok(super::Paged::from_rows(rows, page, |r| r.invitation_id))
 }
 
 pub async fn revoke(
     tx: &mut TenantTx,
+    vault: &Vault,
     id: InvitationId,
     now: OffsetDateTime,
 ) -> Result<Invitation, StoreError> {
     let env = tx.environment_id().as_uuid();
-    Ok(sqlx::query_as(&format!(
+    let keys = vault.platform_keys(tx.conn()).await?;
+    let row: SealedInvitation = sqlx::query_as(&format!(
         "UPDATE invitations SET revoked_at = COALESCE(revoked_at, $3)
           WHERE environment_id = $1 AND invitation_id = $2 RETURNING {COLUMNS}"
     ))
@@ -92,7 +143,8 @@ pub async fn revoke(
     .bind(id.as_uuid())
     .bind(now)
     .fetch_one(tx.conn())
-    .await?)
+    .await?;
+    row.open(&keys)
 }
 
 /// Why an invitation cannot be accepted. The token holder may learn these; anyone else gets
@@ -108,26 +160,28 @@ pub enum Unusable {
 
 /// Accepts the invitation the token names, as `identity`: adds the membership and marks the
 /// invitation used, in one transaction which is returned (as the new member) so the caller
-/// can audit and commit.
+/// can audit and commit. The invited email and the account's are compared by blind index.
 pub async fn accept(
     mut auth: AuthTx,
+    vault: &Vault,
     identity: IdentityId,
-    identity_email: &str,
     hash: &TokenHash,
     now: OffsetDateTime,
 ) -> Result<Result<(TenantTx, Invitation), Unusable>, StoreError> {
     #[derive(sqlx::FromRow)]
     struct Row {
-        environment_id: Uuid,
         token_hash: Vec<u8>,
         custom_role_id: Option<Uuid>,
         raw_role: String,
+        email_index: Vec<u8>,
         #[sqlx(flatten)]
-        invitation: Invitation,
+        invitation: SealedInvitation,
     }
+    let keys = vault.platform_keys(auth.conn()).await?;
+    let identity_index = super::identities::email_index(&mut auth, identity).await?;
     auth.set("portcullis.token_hash", &hash.to_hex()).await?;
     let row: Option<Row> = sqlx::query_as(&format!(
-        "SELECT environment_id, token_hash, custom_role_id, role AS raw_role, {COLUMNS}
+        "SELECT token_hash, custom_role_id, role AS raw_role, email_index, {COLUMNS}
            FROM invitations WHERE token_hash = $1"
     ))
     .bind(hash.as_bytes().as_slice())
@@ -139,14 +193,16 @@ pub async fn accept(
     if TokenHash::from_bytes(&row.token_hash).is_none_or(|h| h != *hash) {
         return Err(StoreError::NotFound);
     }
-    let inv = &row.invitation;
+    let environment_id = row.invitation.environment_id;
+    let email_matches = row.email_index == identity_index;
+    let inv = row.invitation.open(&keys)?;
     let problem = if inv.revoked_at.is_some() {
         Some(Unusable::Revoked)
     } else if inv.accepted_at.is_some() {
         Some(Unusable::AlreadyUsed)
     } else if inv.expires_at <= now {
         Some(Unusable::Expired)
-    } else if inv.email != identity_email {
+    } else if !email_matches {
         Some(Unusable::OtherEmail)
     } else {
         None
@@ -154,7 +210,7 @@ pub async fn accept(
     if let Some(p) = problem {
         return Ok(Err(p));
     }
-    let environment = EnvironmentId::from_uuid(row.environment_id);
+    let environment = EnvironmentId::from_uuid(environment_id);
     let (role, _) = decode_role(&row.raw_role, row.custom_role_id, Some(&[]))?;
     let caller = Caller {
         environment_id: environment,
@@ -166,7 +222,7 @@ pub async fn accept(
     let already: bool = sqlx::query_scalar(
         "SELECT EXISTS (SELECT 1 FROM memberships WHERE environment_id = $1 AND identity_id = $2)",
     )
-    .bind(row.environment_id)
+    .bind(environment_id)
     .bind(identity.as_uuid())
     .fetch_one(tx.conn())
     .await?;
@@ -174,15 +230,15 @@ pub async fn accept(
         return Ok(Err(Unusable::AlreadyMember));
     }
     super::members::add(&mut tx, identity, role, now).await?;
-    let invitation = sqlx::query_as(&format!(
+    let invitation: SealedInvitation = sqlx::query_as(&format!(
         "UPDATE invitations SET accepted_at = $3, accepted_by = $4
           WHERE environment_id = $1 AND invitation_id = $2 AND accepted_at IS NULL RETURNING {COLUMNS}"
     ))
-    .bind(row.environment_id)
+    .bind(environment_id)
     .bind(inv.invitation_id)
     .bind(now)
     .bind(identity.as_uuid())
     .fetch_one(tx.conn())
     .await?;
-    Ok(Ok((tx, invitation)))
+    Ok(Ok((tx, invitation.open(&keys)?)))
 }

@@ -4,7 +4,9 @@ use time::OffsetDateTime;
 use uuid::Uuid;
 
 use super::{Page, Paged};
+use crate::pii::{self, PlatformKeys};
 use crate::tx::{decode_role, encode_role};
+use crate::vault::Vault;
 use crate::{StoreError, TenantTx};
 
 #[derive(Clone, Debug, Serialize, sqlx::FromRow, utoipa::ToSchema)]
@@ -19,14 +21,45 @@ pub struct Member {
     pub joined_at: OffsetDateTime,
 }
 
-const SELECT: &str = "SELECT m.identity_id, i.email, i.display_name,
+const SELECT: &str = "SELECT m.identity_id, i.email_ciphertext, i.display_name_ciphertext,
         CASE WHEN m.role = 'custom' THEN 'custom:' || m.custom_role_id::text ELSE m.role END AS role,
         m.created_at AS joined_at
    FROM memberships m JOIN identities i ON i.identity_id = m.identity_id";
 
-pub async fn list(tx: &mut TenantTx, page: Page) -> Result<Paged<Member>, StoreError> {
+/// A member row as stored: the identity's personal fields sealed (E2).
+#[derive(sqlx::FromRow)]
+struct SealedMember {
+    identity_id: Uuid,
+    email_ciphertext: Vec<u8>,
+    display_name_ciphertext: Vec<u8>,
+    role: String,
+    joined_at: OffsetDateTime,
+}
+
+impl SealedMember {
+    fn open(self, keys: &PlatformKeys) -> Result<Member, StoreError> {
+        let row = self.identity_id.to_string();
+        Ok(Member {
+            identity_id: self.identity_id,
+            email: keys.open(&pii::identity_place("email", &row), &self.email_ciphertext)?,
+            display_name: keys.open(
+                &pii::identity_place("display_name", &row),
+                &self.display_name_ciphertext,
+            )?,
+            role: self.role,
+            joined_at: self.joined_at,
+        })
+    }
+}
+
+pub async fn list(
+    tx: &mut TenantTx,
+    vault: &Vault,
+    page: Page,
+) -> Result<Paged<Member>, StoreError> {
     let env = tx.environment_id().as_uuid();
-    let rows: Vec<Member> = sqlx::query_as(&format!(
+    let keys = vault.platform_keys(tx.conn()).await?;
+    let rows: Vec<SealedMember> = sqlx::query_as(&format!(
         "{SELECT} WHERE m.environment_id = $1 AND ($2::uuid IS NULL OR m.identity_id > $2)
           ORDER BY m.identity_id LIMIT $3"
     ))
@@ -35,18 +68,28 @@ pub async fn list(tx: &mut TenantTx, page: Page) -> Result<Paged<Member>, StoreE
     .bind(page.fetch_limit())
     .fetch_all(tx.conn())
     .await?;
+    let rows = rows
+        .into_iter()
+        .map(|r| r.open(&keys))
+        .collect::<Result<Vec<_>, _>>()?;
     Ok(Paged::from_rows(rows, page, |m| m.identity_id))
 }
 
-pub async fn get(tx: &mut TenantTx, identity: IdentityId) -> Result<Member, StoreError> {
+pub async fn get(
+    tx: &mut TenantTx,
+    vault: &Vault,
+    identity: IdentityId,
+) -> Result<Member, StoreError> {
     let env = tx.environment_id().as_uuid();
-    Ok(sqlx::query_as(&format!(
+    let keys = vault.platform_keys(tx.conn()).await?;
+    let row: SealedMember = sqlx::query_as(&format!(
         "{SELECT} WHERE m.environment_id = $1 AND m.identity_id = $2"
     ))
     .bind(env)
     .bind(identity.as_uuid())
     .fetch_one(tx.conn())
-    .await?)
+    .await?;
+    row.open(&keys)
 }
 
 /// The member's role as stored.
@@ -131,14 +174,20 @@ pub async fn remove(tx: &mut TenantTx, identity: IdentityId) -> Result<(), Store
     }
 }
 
-pub async fn is_member_email(tx: &mut TenantTx, email: &str) -> Result<bool, StoreError> {
+/// Whether an account with this email (compared by blind index) is a member.
+pub async fn is_member_email(
+    tx: &mut TenantTx,
+    vault: &Vault,
+    email: &str,
+) -> Result<bool, StoreError> {
     let env = tx.environment_id().as_uuid();
+    let index = vault.platform_keys(tx.conn()).await?.email_index(email);
     Ok(sqlx::query_scalar(
         "SELECT EXISTS (SELECT 1 FROM memberships m JOIN identities i ON i.identity_id = m.identity_id
-                         WHERE m.environment_id = $1 AND i.email = $2)",
+                         WHERE m.environment_id = $1 AND i.email_index = $2)",
     )
     .bind(env)
-    .bind(email)
+    .bind(index.as_slice())
     .fetch_one(tx.conn())
     .await?)
 }

@@ -1,0 +1,315 @@
+//! Personal data at rest (E2). Identity emails and display names and invitation emails are
+//! sealed under the platform PII keyring: versioned data keys that belong to no environment,
+//! stored in `platform_keys` wrapped by the default KEK, with the same envelope format and
+//! place binding as tenant data (environment nil for identities, the inviting environment for
+//! invitations). Accounts are found by a blind index (HMAC-SHA-256 of the normalised email
+//! under the platform index key), never by plaintext.
+//!
+//! The platform keys are created on first use inside the caller's transaction. They are
+//! cached only once read back as committed rows, so a key created by a transaction that later
+//! rolls back can never seal anything that outlives it.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use portcullis_crypto::blind;
+use portcullis_crypto::envelope::{self, DataKey, KeyLabel, Place};
+use portcullis_keys::KekRef;
+use sqlx::types::Json;
+use sqlx::{PgConnection, PgPool};
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+use crate::vault::Vault;
+use crate::StoreError;
+
+/// The key id written into the header of every value sealed under the platform PII keyring.
+pub const PLATFORM_KEYRING: Uuid = Uuid::nil();
+
+const PII: &str = "pii";
+const EMAIL_INDEX: &str = "email_index";
+
+/// The unwrapped platform keys. Never printable.
+pub struct PlatformKeys {
+    pii: BTreeMap<i32, DataKey>,
+    active: i32,
+    index: DataKey,
+}
+
+impl std::fmt::Debug for PlatformKeys {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PlatformKeys")
+            .field("pii_versions", &self.pii.keys().collect::<Vec<_>>())
+            .field("active", &self.active)
+            .finish_non_exhaustive()
+    }
+}
+
+/// An email as stored: its blind index and its sealed form.
+#[derive(Clone, Debug)]
+pub struct SealedEmail {
+    pub index: [u8; 32],
+    pub ciphertext: Vec<u8>,
+    pub version: i32,
+}
+
+impl PlatformKeys {
+    /// The blind index of an email (normalised first).
+    pub fn email_index(&self, email: &str) -> [u8; 32] {
+        blind::index(&self.index, "email", &blind::normalize_email(email))
+    }
+
+    /// The active PII key version.
+    pub fn active_version(&self) -> i32 {
+        self.active
+    }
+
+    /// Seals `plaintext` for `place` with the active PII key.
+    pub fn seal(&self, place: &Place<'_>, plaintext: &str) -> Vec<u8> {
+        let key = &self.pii[&self.active];
+        let label = KeyLabel {
+            key_id: PLATFORM_KEYRING,
+            version: self.active as u32,
+        };
+        envelope::seal(key, label, place, plaintext.as_bytes())
+    }
+
+    pub fn seal_email(&self, place: &Place<'_>, email: &str) -> SealedEmail {
+        SealedEmail {
+            index: self.email_index(email),
+            ciphertext: self.seal(place, email),
+            version: self.active,
+        }
+    }
+
+    /// Opens a value sealed for `place` under any live PII key version.
+    pub fn open(&self, place: &Place<'_>, ciphertext: &[u8]) -> Result<String, StoreError> {
+        let label = envelope::label(ciphertext).map_err(crate::vault::envelope_error)?;
+        if label.key_id != PLATFORM_KEYRING {
+            return Err(StoreError::Integrity(
+                "a stored personal value was not sealed under the platform keyring".into(),
+            ));
+        }
+        let key = i32::try_from(label.version)
+            .ok()
+            .and_then(|v| self.pii.get(&v))
+            .ok_or_else(|| {
+                StoreError::Integrity(format!(
+                    "a stored personal value uses PII key version {}, which does not exist",
+                    label.version
+                ))
+            })?;
+        let text =
+            envelope::open_text(key, place, ciphertext).map_err(crate::vault::envelope_error)?;
+        Ok(text.as_str().to_owned())
+    }
+}
+
+/// Where an identity's personal fields live.
+pub fn identity_place<'a>(column: &'static str, row: &'a str) -> Place<'a> {
+    Place {
+        environment: Uuid::nil(),
+        table: "identities",
+        column,
+        row,
+    }
+}
+
+/// Where an invitation's email lives.
+pub fn invitation_place(environment: Uuid, row: &str) -> Place<'_> {
+    Place {
+        environment,
+        table: "invitations",
+        column: "email",
+        row,
+    }
+}
+
+type KeyRow = (String, i32, Vec<u8>, Json<KekRef>);
+
+async fn key_rows(conn: &mut PgConnection) -> Result<Vec<KeyRow>, StoreError> {
+    Ok(sqlx::query_as(
+        "SELECT purpose, version, wrapped, kek FROM platform_keys ORDER BY purpose, version",
+    )
+    .fetch_all(conn)
+    .await?)
+}
+
+fn complete(rows: &[KeyRow]) -> bool {
+    rows.iter().any(|r| r.0 == PII) && rows.iter().any(|r| r.0 == EMAIL_INDEX)
+}
+
+impl Vault {
+    /// The platform keys, from the cache or unwrapped from `platform_keys` (created on first
+    /// use in the caller's transaction).
+    pub async fn platform_keys(
+        &self,
+        conn: &mut PgConnection,
+    ) -> Result<Arc<PlatformKeys>, StoreError> {
+        if let Some(k) = self.platform_cached() {
+            return Ok(k);
+        }
+        let mut rows = key_rows(conn).await?;
+        let committed = complete(&rows);
+        if !committed {
+            let kek = self.default_kek().clone();
+            let now = OffsetDateTime::now_utc();
+            for purpose in [PII, EMAIL_INDEX] {
+                if rows.iter().any(|r| r.0 == purpose) {
+                    continue;
+                }
+                let key = DataKey::generate();
+                let wrapped = self.wrap_platform(&kek, &key, purpose, 1).await?;
+                sqlx::query(
+                    "INSERT INTO platform_keys (purpose, version, wrapped, kek, created_at)
+                     VALUES ($1, 1, $2, $3, $4) ON CONFLICT (purpose, version) DO NOTHING",
+                )
+                .bind(purpose)
+                .bind(&wrapped)
+                .bind(Json(&kek))
+                .bind(now)
+                .execute(&mut *conn)
+                .await?;
+            }
+            rows = key_rows(conn).await?;
+        }
+        let mut pii = BTreeMap::new();
+        let mut index = None;
+        for (purpose, version, wrapped, kek) in rows {
+            let key = self
+                .unwrap_platform(&kek.0, &wrapped, &purpose, version)
+                .await?;
+            if purpose == PII {
+                pii.insert(version, key);
+            } else if purpose == EMAIL_INDEX && version == 1 {
+                index = Some(key);
+            }
+        }
+        let (Some(active), Some(index)) = (pii.keys().next_back().copied(), index) else {
+            return Err(StoreError::Integrity(
+                "the platform keys are incomplete".into(),
+            ));
+        };
+        let keys = Arc::new(PlatformKeys { pii, active, index });
+        // Keys this transaction created are not cached: it may still roll back.
+        if committed {
+            self.platform_remember(keys.clone());
+        }
+        Ok(keys)
+    }
+}
+
+/// What [`seal_legacy`] did.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct LegacySealed {
+    pub identities: u64,
+    pub invitations: u64,
+}
+
+/// Seals personal data written before encryption (identities and invitations holding
+/// plaintext), in batches, as the schema owner, whose policies show it only such rows. Run at
+/// start, before serving; idempotent.
+pub async fn seal_legacy(owner: &PgPool, vault: &Vault) -> Result<LegacySealed, StoreError> {
+    const BATCH: i64 = 500;
+    let mut done = LegacySealed::default();
+    loop {
+        let mut tx = owner.begin().await?;
+        let keys = vault.platform_keys(&mut tx).await?;
+        let rows: Vec<(Uuid, String, String)> = sqlx::query_as(
+            "SELECT identity_id, email, display_name FROM identities WHERE email IS NOT NULL
+              ORDER BY identity_id LIMIT $1 FOR UPDATE",
+        )
+        .bind(BATCH)
+        .fetch_all(&mut *tx)
+        .await?;
+        let mut invitations: Vec<(Uuid, Uuid, String)> = vec![];
+        if rows.is_empty() {
+            invitations = sqlx::query_as(
+                "SELECT environment_id, invitation_id, email FROM invitations WHERE email IS NOT NULL
+                  ORDER BY environment_id, invitation_id LIMIT $1 FOR UPDATE",
+            )
+            .bind(BATCH)
+            .fetch_all(&mut *tx)
+            .await?;
+        }
+        if rows.is_empty() && invitations.is_empty() {
+            break;
+        }
+        for (id, email, display_name) in &rows {
+            let row = id.to_string();
+            let sealed = keys.seal_email(&identity_place("email", &row), email);
+            let name = keys.seal(&identity_place("display_name", &row), display_name);
+            sqlx::query(
+                "UPDATE identities SET email = NULL, display_name = NULL, email_index = $2,
+                        email_ciphertext = $3, display_name_ciphertext = $4, pii_key_version = $5
+                  WHERE identity_id = $1",
+            )
+            .bind(id)
+            .bind(sealed.index.as_slice())
+            .bind(&sealed.ciphertext)
+            .bind(&name)
+            .bind(sealed.version)
+            .execute(&mut *tx)
+            .await?;
+        }
+        for (env, id, email) in &invitations {
+            let row = id.to_string();
+            let sealed = keys.seal_email(&invitation_place(*env, &row), email);
+            sqlx::query(
+                "UPDATE invitations SET email = NULL, email_index = $3, email_ciphertext = $4, pii_key_version = $5
+                  WHERE environment_id = $1 AND invitation_id = $2",
+            )
+            .bind(env)
+            .bind(id)
+            .bind(sealed.index.as_slice())
+            .bind(&sealed.ciphertext)
+            .bind(sealed.version)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        done.identities += rows.len() as u64;
+        done.invitations += invitations.len() as u64;
+    }
+    Ok(done)
+}
+
+/// Rewraps every platform key protected by a local master key under `new_kek` (root-key
+/// rotation). Returns how many keys were rewrapped.
+pub async fn rewrap_platform_keys(
+    owner: &PgPool,
+    vault: &Vault,
+    new_kek: &KekRef,
+) -> Result<u64, StoreError> {
+    let mut tx = owner.begin().await?;
+    let rows: Vec<KeyRow> = sqlx::query_as(
+        "SELECT purpose, version, wrapped, kek FROM platform_keys ORDER BY purpose, version FOR UPDATE",
+    )
+    .fetch_all(&mut *tx)
+    .await?;
+    let mut done = 0;
+    for (purpose, version, wrapped, kek) in rows {
+        if !matches!(kek.0, KekRef::Local { .. }) || kek.0 == *new_kek {
+            continue;
+        }
+        let key = vault
+            .unwrap_platform(&kek.0, &wrapped, &purpose, version)
+            .await?;
+        let rewrapped = vault
+            .wrap_platform(new_kek, &key, &purpose, version)
+            .await?;
+        sqlx::query(
+            "UPDATE platform_keys SET wrapped = $3, kek = $4 WHERE purpose = $1 AND version = $2",
+        )
+        .bind(&purpose)
+        .bind(version)
+        .bind(&rewrapped)
+        .bind(Json(new_kek))
+        .execute(&mut *tx)
+        .await?;
+        done += 1;
+    }
+    tx.commit().await?;
+    vault.forget_platform();
+    Ok(done)
+}
