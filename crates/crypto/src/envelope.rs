@@ -144,12 +144,74 @@ pub fn label(ciphertext: &[u8]) -> Result<KeyLabel, EnvelopeError> {
     Ok(KeyLabel { key_id, version })
 }
 
+/// An opened value. Derefs to its bytes; wiped on drop like `Zeroizing`, but eight bytes at a
+/// time: `zeroize`'s byte-by-byte volatile wipe costs about 18 µs per 64 KiB on this class of
+/// machine, most of what the envelope adds to a large value.
+pub struct Plaintext(Vec<u8>);
+
+impl Plaintext {
+    /// Takes ownership of bytes that must be wiped when dropped.
+    pub fn new(bytes: Vec<u8>) -> Plaintext {
+        Plaintext(bytes)
+    }
+
+    /// The value as UTF-8 text (still wiped on drop), or `Malformed` if it is not.
+    pub fn into_text(mut self) -> Result<Zeroizing<String>, EnvelopeError> {
+        match String::from_utf8(std::mem::take(&mut self.0)) {
+            Ok(s) => Ok(Zeroizing::new(s)),
+            Err(e) => {
+                self.0 = e.into_bytes();
+                Err(EnvelopeError::Malformed)
+            }
+        }
+    }
+}
+
+impl std::ops::Deref for Plaintext {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Plaintext {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Plaintext([redacted; {} bytes])", self.0.len())
+    }
+}
+
+impl Drop for Plaintext {
+    fn drop(&mut self) {
+        wipe(&mut self.0);
+    }
+}
+
+/// Overwrites the whole allocation of `buf` (spare capacity included) with zeros using
+/// volatile writes, which the compiler may not elide, eight bytes at a time.
+pub fn wipe(buf: &mut Vec<u8>) {
+    // Within capacity: no reallocation, so the bytes wiped are the bytes that held the value.
+    buf.resize(buf.capacity(), 0);
+    wipe_bytes(buf.as_mut_slice());
+    buf.clear();
+}
+
+/// Overwrites `bytes` with zeros using volatile writes, eight bytes at a time where aligned.
+pub fn wipe_bytes(bytes: &mut [u8]) {
+    #[allow(unsafe_code)]
+    // SAFETY: every bit pattern is a valid u64 and a valid u8, so viewing the aligned middle of
+    // an initialised byte slice as u64s is sound; `align_to_mut` handles the alignment.
+    let (head, words, tail) = unsafe { bytes.align_to_mut::<u64>() };
+    head.zeroize();
+    words.zeroize();
+    tail.zeroize();
+}
+
 /// Opens `ciphertext` sealed for `place` with `key` (the key named by [`label`]).
 pub fn open(
     key: &DataKey,
     place: &Place<'_>,
     ciphertext: &[u8],
-) -> Result<Zeroizing<Vec<u8>>, EnvelopeError> {
+) -> Result<Plaintext, EnvelopeError> {
     let label = label(ciphertext)?;
     let cipher = Aes256Gcm::new(key.0.as_ref().into());
     let nonce = Nonce::from_slice(&ciphertext[21..33]);
@@ -162,24 +224,17 @@ pub fn open(
                 aad: &aad,
             },
         )
-        .map(Zeroizing::new)
+        .map(Plaintext)
         .map_err(|_| EnvelopeError::Tampered)
 }
 
-/// Opens and returns UTF-8 text, zeroizing the bytes if they are not valid UTF-8.
+/// Opens and returns UTF-8 text, wiping the bytes if they are not valid UTF-8.
 pub fn open_text(
     key: &DataKey,
     place: &Place<'_>,
     ciphertext: &[u8],
 ) -> Result<Zeroizing<String>, EnvelopeError> {
-    let mut bytes = open(key, place, ciphertext)?;
-    match String::from_utf8(std::mem::take(&mut *bytes)) {
-        Ok(s) => Ok(Zeroizing::new(s)),
-        Err(e) => {
-            e.into_bytes().zeroize();
-            Err(EnvelopeError::Malformed)
-        }
-    }
+    open(key, place, ciphertext)?.into_text()
 }
 
 #[cfg(test)]
@@ -317,5 +372,39 @@ mod tests {
             hex("522dc1f099567d07f47f37a32a84427d643a8cdcbfe5c0c97598a2bd2555d1aa8cb08e48590dbb3da7b08b1056828838c5f61e6393ba7a0abcc9f662\
                  76fc6ece0f4e1768cddf8853bb2d551b")
         );
+    }
+}
+
+#[cfg(test)]
+mod wipe_tests {
+    use super::*;
+
+    /// Control E6: the word-wise wipe clears every byte, whatever the length and alignment.
+    #[test]
+    fn e6_wipe_clears_every_byte() {
+        let mut backing = vec![0u8; 65_536 + 64];
+        for offset in 0..9 {
+            for len in [0usize, 1, 7, 8, 9, 31, 256, 65_536 + 3] {
+                let slice = &mut backing[offset..offset + len];
+                slice.fill(0xa5);
+                wipe_bytes(slice);
+                assert!(slice.iter().all(|&b| b == 0), "offset {offset} len {len}");
+            }
+        }
+    }
+
+    /// The wipe covers the whole allocation (spare capacity included) without reallocating.
+    #[test]
+    fn e6_wipe_covers_spare_capacity_in_place() {
+        let mut v = vec![0xa5u8; 1000];
+        let (ptr, cap) = (v.as_ptr(), v.capacity());
+        v.truncate(3);
+        wipe(&mut v);
+        assert!(v.is_empty());
+        assert_eq!((v.as_ptr(), v.capacity()), (ptr, cap));
+        let p = Plaintext::new(b"secret".to_vec());
+        assert_eq!(&*p, b"secret");
+        assert_eq!(format!("{p:?}"), "Plaintext([redacted; 6 bytes])");
+        assert!(Plaintext::new(vec![0xff, 0xfe]).into_text().is_err());
     }
 }

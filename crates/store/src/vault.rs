@@ -12,13 +12,12 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use portcullis_crypto::envelope::{self, DataKey, EnvelopeError, KeyLabel, Place};
+use portcullis_crypto::envelope::{self, DataKey, EnvelopeError, KeyLabel, Place, Plaintext};
 use portcullis_keys::{KekRef, KeyError, Providers, WrapContext};
 use serde::Serialize;
 use sqlx::types::Json;
 use time::OffsetDateTime;
 use uuid::Uuid;
-use zeroize::Zeroizing;
 
 use crate::pii::PlatformKeys;
 use crate::{StoreError, TenantTx};
@@ -452,7 +451,7 @@ impl Vault {
         column: &EncryptedColumn,
         row: &str,
         ciphertext: &[u8],
-    ) -> Result<Zeroizing<Vec<u8>>, StoreError> {
+    ) -> Result<Plaintext, StoreError> {
         let label = envelope::label(ciphertext).map_err(envelope_error)?;
         if label.key_id != ring.keyring_id {
             return Err(StoreError::Integrity(
@@ -607,11 +606,11 @@ impl Vault {
             for (id, ct, ver, plain) in rows {
                 last = Some(id.to_string());
                 let row = id.to_string();
-                let plaintext: Zeroizing<Vec<u8>> = match (ct.as_deref(), ver, plain) {
+                let plaintext: Plaintext = match (ct.as_deref(), ver, plain) {
                     (Some(ct), Some(v), _) if v < target => {
                         self.open(tx, &ring, col, &row, ct).await?
                     }
-                    (None, _, Some(p)) => Zeroizing::new(p.into_bytes()),
+                    (None, _, Some(p)) => Plaintext::new(p.into_bytes()),
                     _ => continue,
                 };
                 let (new_ct, v) = self.seal(tx, &ring, col, &row, &plaintext).await?;
