@@ -24,7 +24,7 @@ impl AppState {
     pub fn new(store: Store, hasher: PasswordHasher, auth: AuthConfig, vault: Arc<Vault>) -> Self {
         AppState {
             inner: Arc::new(Inner {
-                store,
+                store: store.with_vault(vault.clone()),
                 hasher,
                 auth,
                 vault,

@@ -8,7 +8,9 @@ use serde_json::Value;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
+use crate::subjects;
 use crate::tx::{Actor, AuthTx, RequestMeta, TenantTx};
+use crate::vault::Vault;
 use crate::{StoreError, PLATFORM_SCOPE};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -136,13 +138,15 @@ fn truncate_micros(t: OffsetDateTime) -> OffsetDateTime {
 /// into the Merkle frontier, and inserts it, all in the caller's transaction.
 async fn insert(
     conn: &mut sqlx::PgConnection,
+    vault: Option<&Vault>,
     environment: Uuid,
     actor: Actor,
     meta: &RequestMeta,
     event: AuditEvent,
 ) -> Result<AuditId, StoreError> {
-    let head = lock_head(conn, environment).await?;
     let id = AuditId::new();
+    let (ip, user_agent) = personal_metadata(conn, vault, environment, actor, meta, id).await?;
+    let head = lock_head(conn, environment).await?;
     let row = crate::queries::audit_log::StoredEntry {
         environment_id: environment,
         seq: head.seq + 1,
@@ -158,8 +162,8 @@ async fn insert(
         before: event.before.map(jsonb_exact),
         after: event.after.map(jsonb_exact),
         request_id: meta.request_id.clone(),
-        ip: meta.ip.clone(),
-        user_agent: meta.user_agent.clone(),
+        ip,
+        user_agent,
         prev_hash: head.head_hash.to_vec(),
         entry_hash: Vec::new(),
     };
@@ -216,6 +220,48 @@ async fn insert(
     Ok(id)
 }
 
+/// The person whose data the request metadata is: the identity acting, or the creator of the
+/// API token acting. System actions carry none; anonymous requests (failed logins) have no
+/// subject to erase and keep their metadata in clear for security monitoring.
+fn subject_of(actor: Actor) -> Option<Uuid> {
+    match actor {
+        Actor::Identity(id) => Some(id.as_uuid()),
+        Actor::ApiToken { created_by, .. } => Some(created_by.as_uuid()),
+        Actor::System | Actor::Anonymous => None,
+    }
+}
+
+/// The request IP and user agent as stored: sealed under the subject's key (D3) when the actor
+/// is a person.
+async fn personal_metadata(
+    conn: &mut sqlx::PgConnection,
+    vault: Option<&Vault>,
+    scope: Uuid,
+    actor: Actor,
+    meta: &RequestMeta,
+    id: AuditId,
+) -> Result<(Option<String>, Option<String>), StoreError> {
+    let Some(subject) = subject_of(actor) else {
+        return Ok((meta.ip.clone(), meta.user_agent.clone()));
+    };
+    if meta.ip.is_none() && meta.user_agent.is_none() {
+        return Ok((None, None));
+    }
+    let vault = vault.ok_or_else(|| {
+        StoreError::KeyUnavailable(
+            "no vault to seal the personal data of this audit entry; it was not written".into(),
+        )
+    })?;
+    let key = subjects::load_or_create(conn, vault, scope, subject).await?;
+    let audit_id = id.as_uuid().to_string();
+    let seal = |column: &str, value: &Option<String>| {
+        value
+            .as_deref()
+            .map(|v| subjects::seal(&key, subject, scope, column, &audit_id, v))
+    };
+    Ok((seal("ip", &meta.ip), seal("user_agent", &meta.user_agent)))
+}
+
 /// The locked head of a chain.
 pub(crate) struct Head {
     pub seq: i64,
@@ -266,7 +312,8 @@ impl TenantTx {
         let environment = self.environment_id().as_uuid();
         let actor = self.caller().actor;
         let meta = self.meta().clone();
-        insert(self.conn(), environment, actor, &meta, event).await
+        let (conn, vault) = self.conn_and_vault();
+        insert(conn, vault.as_deref(), environment, actor, &meta, event).await
     }
 }
 
@@ -274,7 +321,8 @@ impl AuthTx {
     /// Records a platform-level event (sign-up, login) in the platform audit scope.
     pub async fn audit(&mut self, actor: Actor, event: AuditEvent) -> Result<AuditId, StoreError> {
         let meta = self.meta().clone();
-        insert(self.conn(), PLATFORM_SCOPE, actor, &meta, event).await
+        let (conn, vault) = self.conn_and_vault();
+        insert(conn, vault.as_deref(), PLATFORM_SCOPE, actor, &meta, event).await
     }
 }
 

@@ -27,6 +27,7 @@ pub const TENANT_TABLES: &[&str] = &[
     "integrations",
     "model_keys",
     "key_rotation_jobs",
+    "subject_keys",
 ];
 
 /// Tables that belong to no single environment. Still RLS-forced, with identity- or
@@ -97,6 +98,8 @@ pub const EXPECTED_POLICIES: &[(&str, &str, char, bool)] = &[
     ("model_keys", "model_keys_permission", '*', false),
     ("key_rotation_jobs", "key_rotation_jobs_tenant", '*', true),
     ("key_rotation_jobs", "key_rotation_jobs_operator", 'r', true),
+    ("subject_keys", "subject_keys_scope", '*', true),
+    ("subject_keys", "subject_keys_erase", 'd', false),
     ("platform_keys", "platform_keys_read", 'r', true),
     ("platform_keys", "platform_keys_create", 'a', true),
     ("platform_keys", "platform_keys_operator", '*', true),

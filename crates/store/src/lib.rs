@@ -16,6 +16,7 @@ mod error;
 pub mod pii;
 pub mod queries;
 pub mod streams;
+pub mod subjects;
 #[cfg(feature = "testing")]
 pub mod testing;
 mod tx;

@@ -13,7 +13,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use portcullis_crypto::blind;
-use portcullis_crypto::envelope::{self, DataKey, KeyLabel, Place};
+use portcullis_crypto::envelope::{self, DataKey, KeyLabel, Place, Plaintext};
 use portcullis_keys::KekRef;
 use sqlx::types::Json;
 use sqlx::{PgConnection, PgPool};
@@ -66,12 +66,16 @@ impl PlatformKeys {
 
     /// Seals `plaintext` for `place` with the active PII key.
     pub fn seal(&self, place: &Place<'_>, plaintext: &str) -> Vec<u8> {
+        self.seal_bytes(place, plaintext.as_bytes())
+    }
+
+    pub fn seal_bytes(&self, place: &Place<'_>, plaintext: &[u8]) -> Vec<u8> {
         let key = &self.pii[&self.active];
         let label = KeyLabel {
             key_id: PLATFORM_KEYRING,
             version: self.active as u32,
         };
-        envelope::seal(key, label, place, plaintext.as_bytes())
+        envelope::seal(key, label, place, plaintext)
     }
 
     pub fn seal_email(&self, place: &Place<'_>, email: &str) -> SealedEmail {
@@ -82,8 +86,21 @@ impl PlatformKeys {
         }
     }
 
-    /// Opens a value sealed for `place` under any live PII key version.
+    /// Opens a text value sealed for `place` under any live PII key version.
     pub fn open(&self, place: &Place<'_>, ciphertext: &[u8]) -> Result<String, StoreError> {
+        let text = self
+            .open_bytes(place, ciphertext)?
+            .into_text()
+            .map_err(crate::vault::envelope_error)?;
+        Ok(text.as_str().to_owned())
+    }
+
+    /// Opens a value sealed for `place` under any live PII key version.
+    pub fn open_bytes(
+        &self,
+        place: &Place<'_>,
+        ciphertext: &[u8],
+    ) -> Result<Plaintext, StoreError> {
         let label = envelope::label(ciphertext).map_err(crate::vault::envelope_error)?;
         if label.key_id != PLATFORM_KEYRING {
             return Err(StoreError::Integrity(
@@ -99,9 +116,7 @@ impl PlatformKeys {
                     label.version
                 ))
             })?;
-        let text =
-            envelope::open_text(key, place, ciphertext).map_err(crate::vault::envelope_error)?;
-        Ok(text.as_str().to_owned())
+        envelope::open(key, place, ciphertext).map_err(crate::vault::envelope_error)
     }
 }
 

@@ -11,6 +11,9 @@ use sqlx::{PgConnection, PgPool, Postgres, Transaction};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
+use std::sync::Arc;
+
+use crate::vault::Vault;
 use crate::StoreError;
 
 /// Who is acting. Recorded on every audit entry.
@@ -73,6 +76,9 @@ pub struct Caller {
 #[derive(Clone, Debug)]
 pub struct Store {
     pool: PgPool,
+    /// Seals personal data in audit entries (D3). Without one, an entry that carries personal
+    /// data is refused rather than stored in clear.
+    vault: Option<Arc<Vault>>,
 }
 
 #[derive(sqlx::FromRow)]
@@ -121,7 +127,13 @@ pub(crate) fn encode_role(role: RoleRef) -> (&'static str, Option<Uuid>) {
 
 impl Store {
     pub fn new(pool: PgPool) -> Self {
-        Store { pool }
+        Store { pool, vault: None }
+    }
+
+    /// This store with the vault its transactions use to seal personal data in audit entries.
+    pub fn with_vault(mut self, vault: Arc<Vault>) -> Self {
+        self.vault = Some(vault);
+        self
     }
 
     /// Whether the database answers (readiness).
@@ -139,6 +151,7 @@ impl Store {
         Ok(AuthTx {
             tx: self.begin().await?,
             meta,
+            vault: self.vault.clone(),
         })
     }
 
@@ -169,7 +182,7 @@ impl Store {
             role,
             permissions,
         };
-        TenantTx::start(tx, caller, meta).await
+        TenantTx::start(tx, caller, meta, self.vault.clone()).await
     }
 
     /// Enter the environment an API token belongs to. `NotFound` for unknown, revoked or
@@ -254,7 +267,7 @@ impl Store {
             role,
             permissions: permissions.intersection(creator_perms),
         };
-        TenantTx::start(tx, caller, meta).await
+        TenantTx::start(tx, caller, meta, self.vault.clone()).await
     }
 
     /// Context for creating a new environment: the creator becomes its owner in this
@@ -272,7 +285,7 @@ impl Store {
             role: RoleRef::Builtin(BuiltinRole::Owner),
             permissions: BuiltinRole::Owner.permissions(),
         };
-        TenantTx::start(tx, caller, meta).await
+        TenantTx::start(tx, caller, meta, self.vault.clone()).await
     }
 
     /// Background and operator work inside one environment (CLI, jobs): acts as `System`
@@ -290,7 +303,7 @@ impl Store {
             role: RoleRef::Builtin(BuiltinRole::Admin),
             permissions,
         };
-        TenantTx::start(tx, caller, meta).await
+        TenantTx::start(tx, caller, meta, self.vault.clone()).await
     }
 }
 
@@ -342,6 +355,7 @@ pub struct TenantTx {
     tx: Transaction<'static, Postgres>,
     caller: Caller,
     meta: RequestMeta,
+    vault: Option<Arc<Vault>>,
     project: Option<(ProjectId, PermissionSet)>,
 }
 
@@ -350,6 +364,7 @@ impl TenantTx {
         mut tx: Transaction<'static, Postgres>,
         caller: Caller,
         meta: RequestMeta,
+        vault: Option<Arc<Vault>>,
     ) -> Result<TenantTx, StoreError> {
         set_context(
             &mut tx,
@@ -363,6 +378,7 @@ impl TenantTx {
             tx,
             caller,
             meta,
+            vault,
             project: None,
         })
     }
@@ -443,6 +459,11 @@ impl TenantTx {
         &mut self.tx
     }
 
+    /// The transaction's connection and its vault, for the audit writer.
+    pub(crate) fn conn_and_vault(&mut self) -> (&mut PgConnection, Option<Arc<Vault>>) {
+        (&mut self.tx, self.vault.clone())
+    }
+
     /// The raw connection, for tests that attack the database layer directly.
     #[cfg(feature = "testing")]
     pub fn conn_for_tests(&mut self) -> &mut PgConnection {
@@ -461,6 +482,7 @@ impl TenantTx {
 pub struct AuthTx {
     tx: Transaction<'static, Postgres>,
     meta: RequestMeta,
+    vault: Option<Arc<Vault>>,
 }
 
 impl AuthTx {
@@ -470,6 +492,11 @@ impl AuthTx {
 
     pub fn meta(&self) -> &RequestMeta {
         &self.meta
+    }
+
+    /// The transaction's connection and its vault, for the audit writer.
+    pub(crate) fn conn_and_vault(&mut self) -> (&mut PgConnection, Option<Arc<Vault>>) {
+        (&mut self.tx, self.vault.clone())
     }
 
     pub(crate) async fn set(&mut self, name: &str, value: &str) -> Result<(), StoreError> {
@@ -498,6 +525,6 @@ impl AuthTx {
         self.set("portcullis.token_hash", "").await?;
         self.set("portcullis.login_email", "").await?;
         self.set("portcullis.login_email_index", "").await?;
-        TenantTx::start(self.tx, caller, self.meta).await
+        TenantTx::start(self.tx, caller, self.meta, self.vault).await
     }
 }

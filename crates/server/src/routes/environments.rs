@@ -362,6 +362,48 @@ pub async fn remove_member(
     Ok(StatusCode::NO_CONTENT)
 }
 
+/// What an erasure did.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct Erasure {
+    pub identity_id: Uuid,
+    /// Whether a key existed (and was destroyed). False for a member who left no personal data
+    /// in this environment's audit log. Someone with neither a key nor a membership here is
+    /// `404`.
+    pub key_destroyed: bool,
+}
+
+/// Erase a person's personal data from this environment's audit log (D3): their subject key is
+/// destroyed, so the IP addresses and user agents sealed under it read `[erased]` from now on,
+/// while every entry, hash, proof and checkpoint still verifies. Works for former members too.
+/// The erasure is itself audited.
+#[utoipa::path(post, path = "/v1/environments/{environment_id}/members/{identity_id}/erasure", tag = "members",
+    params(("environment_id" = Uuid, Path), ("identity_id" = Uuid, Path)),
+    responses((status = 200, body = Erasure), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub async fn erase_subject(
+    State(state): State<AppState>,
+    auth: Auth,
+    Path((env, identity)): Path<(EnvironmentId, IdentityId)>,
+) -> ApiResult<axum::Json<Erasure>> {
+    let mut tx = auth.enter(&state, env).await?;
+    tx.require(Permission::MembersManage)?;
+    let destroyed = tx.erase_subject(identity).await?;
+    if !destroyed {
+        // Nothing of this person's here: a stranger's id is not found (as on every route),
+        // a member without personal data in the log is erased trivially.
+        members::role_of(&mut tx, identity).await?;
+    }
+    tx.audit(
+        AuditEvent::success("subject.erased", "identity", identity)
+            .after(serde_json::json!({ "key_destroyed": destroyed })),
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(axum::Json(Erasure {
+        identity_id: identity.as_uuid(),
+        key_destroyed: destroyed,
+    }))
+}
+
 /// Hand the owner seat to another member; the previous owner becomes admin.
 #[utoipa::path(post, path = "/v1/environments/{environment_id}/ownership-transfer", tag = "members", params(("environment_id" = Uuid, Path)), request_body = OwnershipTransfer,
     responses((status = 200, body = Member), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]

@@ -122,6 +122,7 @@ pub fn api() -> OpenApiRouter<AppState> {
             environments::update_member,
             environments::remove_member
         ))
+        .routes(routes!(environments::erase_subject))
         .routes(routes!(environments::transfer_ownership))
         .routes(routes!(
             environments::list_invitations,

@@ -21,6 +21,10 @@ pub struct AuditEntry {
     pub before: Option<Value>,
     pub after: Option<Value>,
     pub request_id: Option<String>,
+    /// The request's IP address and user agent. A person's are stored sealed under their
+    /// subject key (D3) and shown opened; `[erased]` once that key was destroyed.
+    pub ip: Option<String>,
+    pub user_agent: Option<String>,
 }
 
 /// An entry exactly as stored, with its chain fields: what verification and export read.
@@ -66,7 +70,7 @@ pub async fn list(
     let env = tx.environment_id().as_uuid();
     let rows: Vec<AuditEntry> = sqlx::query_as(
         "SELECT audit_id, occurred_at, actor_type, actor_id, action, target_type, target_id, outcome,
-                before, after, request_id
+                before, after, request_id, ip, user_agent
            FROM audit_log
           WHERE environment_id = $1 AND ($2::uuid IS NULL OR audit_id > $2)
             AND ($4::text IS NULL OR action = $4)
@@ -86,6 +90,25 @@ pub async fn list(
     .bind(filter.to)
     .fetch_all(tx.conn())
     .await?;
+    let mut rows = rows;
+    let (conn, vault) = tx.conn_and_vault();
+    for row in &mut rows {
+        for (column, value) in [("ip", &mut row.ip), ("user_agent", &mut row.user_agent)] {
+            let Some(stored) = value.as_deref() else {
+                continue;
+            };
+            if crate::subjects::parse(stored).is_none() {
+                continue;
+            }
+            let vault = vault.as_deref().ok_or_else(|| {
+                StoreError::KeyUnavailable("no vault to open sealed audit metadata".into())
+            })?;
+            *value = Some(
+                crate::subjects::reveal(&mut *conn, vault, env, column, row.audit_id, stored)
+                    .await?,
+            );
+        }
+    }
     Ok(Paged::from_rows(rows, page, |e| e.audit_id))
 }
 

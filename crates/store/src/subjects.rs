@@ -1,0 +1,216 @@
+//! Erasure without breaking the audit chain (D3). Personal data inside audit entries (the IP
+//! address and user agent of a person's requests) is sealed under a key of that person's own,
+//! one per audit scope (environment, or the platform scope of logins), before the entry is
+//! hashed. The entry hash therefore covers the sealed text, so destroying the key makes the
+//! data unreadable while every hash, proof and checkpoint still verifies.
+//!
+//! Stored form of a sealed value (text, in the same column the clear value would have used):
+//! `pcs-sealed:v1:<subject uuid>:<hex of the envelope ciphertext>`, where the envelope's key id
+//! is the subject key's id and its place is (scope, `audit_log`, column, audit id).
+//!
+//! Subject keys live in `subject_keys`, themselves sealed under the platform PII keyring and
+//! bound to their scope and subject.
+
+use portcullis_crypto::envelope::{self, DataKey, KeyLabel, Place};
+use sqlx::PgConnection;
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+use crate::vault::Vault;
+use crate::StoreError;
+
+pub const SEALED_PREFIX: &str = "pcs-sealed:v1:";
+/// What the API shows for a value whose subject key was destroyed.
+pub const ERASED: &str = "[erased]";
+
+/// One subject's key in one scope.
+pub struct SubjectKey {
+    key_id: Uuid,
+    key: DataKey,
+}
+
+impl std::fmt::Debug for SubjectKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SubjectKey")
+            .field("key_id", &self.key_id)
+            .finish_non_exhaustive()
+    }
+}
+
+fn key_place(scope: Uuid, row: &str) -> Place<'_> {
+    Place {
+        environment: scope,
+        table: "subject_keys",
+        column: "key",
+        row,
+    }
+}
+
+fn value_place<'a>(scope: Uuid, column: &'a str, audit_id: &'a str) -> Place<'a> {
+    Place {
+        environment: scope,
+        table: "audit_log",
+        column,
+        row: audit_id,
+    }
+}
+
+/// The subject's key in `scope`, or `None` when it has none (never created, or erased).
+pub async fn load(
+    conn: &mut PgConnection,
+    vault: &Vault,
+    scope: Uuid,
+    subject: Uuid,
+) -> Result<Option<SubjectKey>, StoreError> {
+    let row: Option<(Uuid, Vec<u8>)> = sqlx::query_as(
+        "SELECT key_id, key_ciphertext FROM subject_keys WHERE environment_id = $1 AND subject_id = $2",
+    )
+    .bind(scope)
+    .bind(subject)
+    .fetch_optional(&mut *conn)
+    .await?;
+    let Some((key_id, sealed)) = row else {
+        return Ok(None);
+    };
+    let platform = vault.platform_keys(conn).await?;
+    let subject_s = subject.to_string();
+    let bytes = platform.open_bytes(&key_place(scope, &subject_s), &sealed)?;
+    let key = DataKey::from_bytes(&bytes)
+        .ok_or_else(|| StoreError::Integrity("a subject key has the wrong length".into()))?;
+    Ok(Some(SubjectKey { key_id, key }))
+}
+
+/// The subject's key in `scope`, created on first use in the caller's transaction.
+pub async fn load_or_create(
+    conn: &mut PgConnection,
+    vault: &Vault,
+    scope: Uuid,
+    subject: Uuid,
+) -> Result<SubjectKey, StoreError> {
+    if let Some(k) = load(conn, vault, scope, subject).await? {
+        return Ok(k);
+    }
+    let platform = vault.platform_keys(conn).await?;
+    let key = DataKey::generate();
+    let subject_s = subject.to_string();
+    let sealed = platform.seal_bytes(&key_place(scope, &subject_s), key.expose());
+    sqlx::query(
+        "INSERT INTO subject_keys (environment_id, subject_id, key_id, key_ciphertext, pii_key_version, created_at)
+         VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (environment_id, subject_id) DO NOTHING",
+    )
+    .bind(scope)
+    .bind(subject)
+    .bind(Uuid::now_v7())
+    .bind(&sealed)
+    .bind(platform.active_version())
+    .bind(OffsetDateTime::now_utc())
+    .execute(&mut *conn)
+    .await?;
+    load(conn, vault, scope, subject)
+        .await?
+        .ok_or_else(|| StoreError::Integrity("a subject key could not be created".into()))
+}
+
+/// Seals `text` (a value of `column` of audit entry `audit_id` in `scope`) for `subject`.
+pub fn seal(
+    key: &SubjectKey,
+    subject: Uuid,
+    scope: Uuid,
+    column: &str,
+    audit_id: &str,
+    text: &str,
+) -> String {
+    let label = KeyLabel {
+        key_id: key.key_id,
+        version: 1,
+    };
+    let ct = envelope::seal(
+        &key.key,
+        label,
+        &value_place(scope, column, audit_id),
+        text.as_bytes(),
+    );
+    let mut out = String::with_capacity(SEALED_PREFIX.len() + 37 + ct.len() * 2);
+    out.push_str(SEALED_PREFIX);
+    out.push_str(&subject.to_string());
+    out.push(':');
+    for b in ct {
+        out.push_str(&format!("{b:02x}"));
+    }
+    out
+}
+
+/// The subject a stored value was sealed for, and its ciphertext; `None` for a clear value.
+pub fn parse(stored: &str) -> Option<Result<(Uuid, Vec<u8>), StoreError>> {
+    let rest = stored.strip_prefix(SEALED_PREFIX)?;
+    let malformed = || StoreError::Integrity("a sealed audit value is malformed".into());
+    Some((|| {
+        let (subject, hex) = rest.split_once(':').ok_or_else(malformed)?;
+        let subject = Uuid::parse_str(subject).map_err(|_| malformed())?;
+        if hex.len() % 2 != 0 {
+            return Err(malformed());
+        }
+        let bytes = (0..hex.len())
+            .step_by(2)
+            .map(|i| u8::from_str_radix(&hex[i..i + 2], 16))
+            .collect::<Result<Vec<u8>, _>>()
+            .map_err(|_| malformed())?;
+        Ok((subject, bytes))
+    })())
+}
+
+/// Opens a stored audit value: clear values are returned as they are, sealed ones are opened
+/// with their subject's key, and values whose key was destroyed read as [`ERASED`].
+pub async fn reveal(
+    conn: &mut PgConnection,
+    vault: &Vault,
+    scope: Uuid,
+    column: &str,
+    audit_id: Uuid,
+    stored: &str,
+) -> Result<String, StoreError> {
+    let Some(parsed) = parse(stored) else {
+        return Ok(stored.to_owned());
+    };
+    let (subject, ct) = parsed?;
+    let label = envelope::label(&ct).map_err(crate::vault::envelope_error)?;
+    match load(conn, vault, scope, subject).await? {
+        Some(key) if key.key_id == label.key_id => {
+            let audit_id = audit_id.to_string();
+            let text = envelope::open_text(&key.key, &value_place(scope, column, &audit_id), &ct)
+                .map_err(crate::vault::envelope_error)?;
+            Ok(text.as_str().to_owned())
+        }
+        // No key, or a newer key created after an erasure: this value's key is gone.
+        _ => Ok(ERASED.to_owned()),
+    }
+}
+
+/// Destroys `subject`'s key in `scope`: every value sealed with it becomes unreadable for
+/// good. Returns whether there was a key. The caller audits the erasure.
+pub async fn erase(
+    conn: &mut PgConnection,
+    scope: Uuid,
+    subject: Uuid,
+) -> Result<bool, StoreError> {
+    let done =
+        sqlx::query("DELETE FROM subject_keys WHERE environment_id = $1 AND subject_id = $2")
+            .bind(scope)
+            .bind(subject)
+            .execute(conn)
+            .await?;
+    Ok(done.rows_affected() > 0)
+}
+
+impl crate::TenantTx {
+    /// Destroys `identity`'s subject key in this environment (the caller needs
+    /// `members.manage`, which the database checks too). Returns whether a key existed.
+    pub async fn erase_subject(
+        &mut self,
+        identity: portcullis_core::IdentityId,
+    ) -> Result<bool, StoreError> {
+        self.require(portcullis_core::Permission::MembersManage)?;
+        let scope = self.environment_id().as_uuid();
+        erase(self.conn(), scope, identity.as_uuid()).await
+    }
+}
