@@ -267,6 +267,25 @@ pub async fn generate(
     Ok(report)
 }
 
+/// [`generate`] as of the current time.
+pub async fn generate_now(
+    store: &Store,
+    signer: &Signer,
+    anchors: &Anchors,
+    env: Uuid,
+    month: Month,
+) -> Result<SignedReport, ReportError> {
+    generate(
+        store,
+        signer,
+        anchors,
+        env,
+        month,
+        OffsetDateTime::now_utc(),
+    )
+    .await
+}
+
 /// The file names of a report: `<environment>-<YYYY-MM>.report.json` and `.report.pdf`.
 pub fn file_names(report: &SignedReport) -> (String, String) {
     let stem = format!(
