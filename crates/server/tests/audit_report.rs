@@ -51,7 +51,7 @@ async fn history() -> History {
         env,
         signer,
         anchors,
-        vault: vault,
+        vault,
     };
     for (at, action) in [
         (datetime!(2025-01-05 10:00 UTC), "project.created"),

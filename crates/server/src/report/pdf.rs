@@ -361,7 +361,7 @@ pub fn render(report: &SignedReport, json_name: &str, json_sha256: &str) -> Vec<
     let mut table = format!("xref\n0 {size}\n0000000000 65535 f \n");
     for offset in offsets {
         // Each entry is exactly 20 bytes, ending in space + newline.
-        let _ = write!(table, "{offset:010} 00000 n \n");
+        let _ = writeln!(table, "{offset:010} 00000 n ");
     }
     let _ = write!(
         table,
