@@ -1475,6 +1475,44 @@ mod tests {
         );
     }
 
+    /// Control L6: the offline path reads an export bundle; a bundle of another environment
+    /// or with a broken line is refused, naming why.
+    #[test]
+    fn l6_bundle_tally_matches_and_refuses_other_bundles() {
+        let log = sample();
+        let key = SigningKey::from_seed(&SEED).unwrap();
+        let report = log.report(&key, "2026-03", &[2, 6]);
+        let bundle = |env: Uuid, extra: &str| {
+            let mut w =
+                crate::bundle::BundleWriter::new(Vec::new(), env, &[key.public_key()]).unwrap();
+            w.write_checkpoint(&log.checkpoint(&key, 6)).unwrap();
+            for (seq, prev, hash, body) in &log.entries {
+                w.write_entry(*seq, prev, hash, body).unwrap();
+            }
+            let mut bytes = w.finish().unwrap();
+            bytes.extend_from_slice(extra.as_bytes());
+            bytes
+        };
+        let bytes = bundle(log.env, "");
+        let (tally, keys) = tally_bundle(&bytes[..], &report.body).unwrap();
+        assert_eq!(keys, vec![key.public_key()]);
+        assert_eq!(compare(&report.body, &tally), vec![]);
+        assert_eq!(
+            tally,
+            log.tally("2026-03".parse().unwrap(), &watched_sizes(&report.body))
+        );
+
+        let other = tally_bundle(&bundle(Uuid::nil(), "")[..], &report.body).unwrap_err();
+        assert_eq!(other.field, "environment_id");
+        let broken = tally_bundle(&bundle(log.env, "{\"x\":1}\n")[..], &report.body).unwrap_err();
+        assert_eq!(broken.field, "bundle");
+        assert!(broken.reason.contains("line 9"), "{broken}");
+        assert_eq!(
+            tally_bundle(&b""[..], &report.body).unwrap_err().field,
+            "bundle"
+        );
+    }
+
     fn log_with_other_history() -> Log {
         let mut log = Log::new();
         log.add("2026-01-10T09:00:00.000001Z", "project.created");
