@@ -1270,9 +1270,10 @@ mod tests {
         let b = &feb.body;
         assert_eq!(b.entries.count, 0);
         assert_eq!((b.entries.first_seq, b.entries.last_seq), (None, None));
+        // SHA-256 of nothing, which is also the empty Merkle tree's root.
         assert_eq!(
             b.entries.jsonl_sha256,
-            "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
+            hex::encode(&crate::merkle::EMPTY_ROOT)
         );
         assert!(b.counts_by_action.is_empty());
         assert_eq!(b.log_size_at_close, 2);
