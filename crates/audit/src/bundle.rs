@@ -297,7 +297,7 @@ fn trim_newline(line: &[u8]) -> &[u8] {
     line.strip_suffix(b"\n").unwrap_or(line)
 }
 
-fn parse_header(line: &[u8]) -> Result<(Uuid, Vec<PublicKey>), BundleError> {
+pub(crate) fn parse_header(line: &[u8]) -> Result<(Uuid, Vec<PublicKey>), BundleError> {
     let bad = |why: String| BundleError::Header(why);
     let header: Header =
         serde_json::from_slice(line).map_err(|e| bad(format!("first line: {e}")))?;

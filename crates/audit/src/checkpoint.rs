@@ -207,6 +207,14 @@ impl SigningKey {
         self.public.id
     }
 
+    /// A raw Ed25519 signature, for the other signed formats of this crate (the monthly
+    /// report). Not public: callers sign only statements whose format this crate defines.
+    pub(crate) fn sign_bytes(&self, message: &[u8]) -> [u8; 64] {
+        let mut signature = [0u8; 64];
+        signature.copy_from_slice(self.pair.sign(message).as_ref());
+        signature
+    }
+
     pub fn sign(&self, checkpoint: &Checkpoint) -> SignedCheckpoint {
         let sig = self.pair.sign(checkpoint.signed_message().as_bytes());
         let mut signature = [0u8; 64];

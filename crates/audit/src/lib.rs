@@ -16,6 +16,7 @@ pub mod checkpoint;
 pub mod entry;
 mod hex;
 pub mod merkle;
+pub mod report;
 pub mod verify;
 
 /// A SHA-256 digest. Every hash in this crate is one.

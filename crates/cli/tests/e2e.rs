@@ -518,3 +518,248 @@ async fn l3_kill_during_write_storm_loses_no_acknowledged_entry() {
     );
     drop(server);
 }
+
+/// Control L6: `audit report` writes the signed JSON and the PDF for a past month (cutting the
+/// closing checkpoint), and `audit verify-report` checks it offline against a bundle and a
+/// keys file, against the database, and refuses edited reports and untrusted keys. Exit codes:
+/// 0 verified, 1 failed (naming the member), 2 usage error.
+#[tokio::test]
+async fn l6_cli_writes_and_verifies_a_monthly_report() {
+    use sqlx::types::time::OffsetDateTime;
+    use sqlx::types::Uuid;
+    let db = TestDb::new().await;
+    let data = scratch("report");
+    let port = free_port();
+    let env = Uuid::now_v7();
+    let env_s = env.to_string();
+    let run = |args: &[&str]| command(&db, &data, port).args(args).output().unwrap();
+    let text = |b: &[u8]| String::from_utf8_lossy(b).to_string();
+    let append = |at: i64, action: &'static str| {
+        db.append_audit_at(
+            env,
+            OffsetDateTime::from_unix_timestamp(at).unwrap(),
+            portcullis_store::AuditEvent::success(action, "thing", "t1"),
+        )
+    };
+    append(1_736_071_200, "project.created").await; // 2025-01-05
+    append(1_737_370_800, "auth.login").await; // 2025-01-20
+    let out = run(&["audit", "checkpoint"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    append(1_740_902_400, "auth.login").await; // 2025-03-02
+    append(1_742_040_000, "document.created").await; // 2025-03-15
+    append(1_743_465_600, "auth.logout").await; // 2025-04-01
+
+    // January first, so that March has a previous month with a checkpoint.
+    let out_dir = data.join("reports");
+    let out_s = out_dir.to_str().unwrap();
+    let out = run(&[
+        "audit",
+        "report",
+        "--environment",
+        &env_s,
+        "--month",
+        "2025-01",
+        "--out",
+        out_s,
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let out = run(&[
+        "audit",
+        "report",
+        "--environment",
+        &env_s,
+        "--month",
+        "2025-03",
+        "--out",
+        out_s,
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let stdout = text(&out.stdout);
+    let paths: Vec<&str> = stdout.lines().collect();
+    assert_eq!(paths.len(), 2, "{stdout}");
+    assert!(
+        paths[0].ends_with(&format!("{env}-2025-03.report.json")),
+        "{stdout}"
+    );
+    assert!(
+        paths[1].ends_with(&format!("{env}-2025-03.report.pdf")),
+        "{stdout}"
+    );
+    let report: Value = serde_json::from_slice(&std::fs::read(paths[0]).unwrap()).unwrap();
+    assert_eq!(report["entries"]["count"], 2);
+    assert_eq!(report["entries"]["first_seq"], 3);
+    assert_eq!(report["previous"]["month"], "2025-02");
+    assert_eq!(report["previous"]["checkpoint"]["tree_size"], 2);
+    // Cut at the head, which by now includes the audit entry of the January report.
+    assert_eq!(report["closing_checkpoint"]["tree_size"], 6);
+    let pdf = std::fs::read(paths[1]).unwrap();
+    assert!(pdf.starts_with(b"%PDF-1.4\n") && pdf.ends_with(b"%%EOF\n"));
+
+    // The auditor's material: a bundle and the published keys.
+    let bundle = data.join("audit.bundle.jsonl");
+    let out = run(&[
+        "audit",
+        "export",
+        "--environment",
+        &env_s,
+        "--format",
+        "bundle",
+        "--output",
+        bundle.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let mut admin = db.admin_conn().await;
+    let keys: Vec<(String, Vec<u8>)> =
+        sqlx::query_as("SELECT key_id, public_key FROM audit_signing_keys")
+            .fetch_all(&mut admin)
+            .await
+            .unwrap();
+    let hex = |b: &[u8]| b.iter().map(|x| format!("{x:02x}")).collect::<String>();
+    let keys_json = serde_json::json!({ "keys": keys.iter().map(|(id, pk)| serde_json::json!({ "key_id": id, "public_key": hex(pk) })).collect::<Vec<_>>() });
+    let keys_file = data.join("audit-keys.json");
+    std::fs::write(&keys_file, keys_json.to_string()).unwrap();
+    let keys_s = keys_file.to_str().unwrap();
+    let bundle_s = bundle.to_str().unwrap();
+
+    let out = run(&[
+        "audit",
+        "verify-report",
+        paths[0],
+        "--bundle",
+        bundle_s,
+        "--keys",
+        keys_s,
+    ]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}{}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+    assert!(
+        text(&out.stdout).starts_with("OK: report of environment"),
+        "{}",
+        text(&out.stdout)
+    );
+    let out = run(&["audit", "verify-report", paths[0], "--environment", &env_s]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}{}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+    assert!(text(&out.stdout).contains("the entries in the database"));
+    let out = run(&["audit", "verify-report", paths[0]]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}{}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+
+    // An edited count: 1, naming the member.
+    let mut edited = report.clone();
+    edited["entries"]["count"] = 3.into();
+    let edited_path = data.join("edited.report.json");
+    std::fs::write(&edited_path, edited.to_string()).unwrap();
+    let out = run(&[
+        "audit",
+        "verify-report",
+        edited_path.to_str().unwrap(),
+        "--bundle",
+        bundle_s,
+        "--keys",
+        keys_s,
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stdout).starts_with("FAILED: entries.count:"),
+        "{}",
+        text(&out.stdout)
+    );
+    assert!(
+        text(&out.stdout).contains("also: signature:"),
+        "{}",
+        text(&out.stdout)
+    );
+
+    // Keys the report was not signed with: 1.
+    let stranger = portcullis_audit::checkpoint::SigningKey::from_seed(&[5; 32])
+        .unwrap()
+        .public_key();
+    let stranger_file = data.join("stranger-keys.json");
+    std::fs::write(
+        &stranger_file,
+        serde_json::json!({ "keys": [{ "key_id": stranger.key_id().to_string(), "public_key": stranger.to_hex() }] }).to_string(),
+    )
+    .unwrap();
+    let out = run(&[
+        "audit",
+        "verify-report",
+        paths[0],
+        "--bundle",
+        bundle_s,
+        "--keys",
+        stranger_file.to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stdout).contains("signature: signed by key"),
+        "{}",
+        text(&out.stdout)
+    );
+
+    // Usage errors: 2.
+    let out = run(&[
+        "audit",
+        "report",
+        "--environment",
+        &env_s,
+        "--month",
+        "2026-13",
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = text(&out.stderr);
+    assert!(
+        err.contains("--month") && err.contains("month 13 does not exist"),
+        "{err}"
+    );
+    let out = run(&["audit", "verify-report", "/nonexistent/report.json"]);
+    assert_eq!(out.status.code(), Some(2));
+    let out = run(&[
+        "audit",
+        "verify-report",
+        paths[0],
+        "--environment",
+        &Uuid::now_v7().to_string(),
+    ]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
+    let out = run(&[
+        "audit",
+        "verify-report",
+        paths[0],
+        "--bundle",
+        bundle_s,
+        "--environment",
+        &env_s,
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+    // A month that has not ended is refused with a reason.
+    let out = run(&[
+        "audit",
+        "report",
+        "--environment",
+        &env_s,
+        "--month",
+        "9998-12",
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).contains("has not ended"),
+        "{}",
+        text(&out.stderr)
+    );
+}

@@ -17,6 +17,7 @@ pub mod extract;
 pub mod headers;
 pub mod jobs;
 pub mod middleware;
+pub mod report;
 pub mod routes;
 pub mod serve;
 pub mod state;

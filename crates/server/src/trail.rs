@@ -32,7 +32,7 @@ pub enum TrailError {
     Malformed(String),
 }
 
-fn meta() -> RequestMeta {
+pub(crate) fn meta() -> RequestMeta {
     RequestMeta {
         request_id: Some(format!("audit-{}", Uuid::now_v7())),
         ip: None,
@@ -134,6 +134,15 @@ impl Signer {
 
     pub fn public_keys(&self) -> &[PublicKey] {
         &self.public
+    }
+
+    /// Signs a monthly report body (L6) with the active key.
+    pub fn sign_report(
+        &self,
+        body: portcullis_audit::report::ReportBody,
+    ) -> Result<portcullis_audit::report::SignedReport, TrailError> {
+        body.sign(&self.key)
+            .map_err(|e| TrailError::Malformed(format!("report: {e}")))
     }
 }
 
@@ -488,11 +497,21 @@ impl ExportWriter {
                     .write_all(csv_row(r).as_bytes())
                     .map_err(err)?,
                 (None, _) => {
-                    let line = serde_json::json!({ "seq": r.seq, "prev_hash": hex(&r.prev_hash), "entry_hash": hex(&r.entry_hash), "body": entry_body(r) });
-                    self.buf
-                        .clone()
-                        .write_all(format!("{line}\n").as_bytes())
-                        .map_err(err)?;
+                    // Canonical JSON per line: exactly the bytes a monthly report's
+                    // `jsonl_sha256` covers (L6), so an export of a month's window hashes to it.
+                    let prev = <[u8; 32]>::try_from(r.prev_hash.as_slice())
+                        .map_err(|_| TrailError::Malformed("hash".into()))?;
+                    let hash = <[u8; 32]>::try_from(r.entry_hash.as_slice())
+                        .map_err(|_| TrailError::Malformed("hash".into()))?;
+                    let mut line = Vec::with_capacity(512);
+                    portcullis_audit::report::jsonl_line(
+                        u64::try_from(r.seq).unwrap_or(0),
+                        &prev,
+                        &hash,
+                        &entry_body(r),
+                        &mut line,
+                    );
+                    self.buf.clone().write_all(&line).map_err(err)?;
                 }
             }
         }

@@ -144,6 +144,20 @@ async fn insert(
     meta: &RequestMeta,
     event: AuditEvent,
 ) -> Result<AuditId, StoreError> {
+    insert_at(conn, vault, environment, actor, meta, event, None).await
+}
+
+/// [`insert`] with the entry's time given (`None`: now, read after the head is locked). Only
+/// the test support backdates entries, to build months of history (L6).
+pub(crate) async fn insert_at(
+    conn: &mut sqlx::PgConnection,
+    vault: Option<&Vault>,
+    environment: Uuid,
+    actor: Actor,
+    meta: &RequestMeta,
+    event: AuditEvent,
+    occurred_at: Option<OffsetDateTime>,
+) -> Result<AuditId, StoreError> {
     let id = AuditId::new();
     let (ip, user_agent) = personal_metadata(conn, vault, environment, actor, meta, id).await?;
     let head = lock_head(conn, environment).await?;
@@ -151,7 +165,7 @@ async fn insert(
         environment_id: environment,
         seq: head.seq + 1,
         audit_id: id.as_uuid(),
-        occurred_at: truncate_micros(OffsetDateTime::now_utc()),
+        occurred_at: truncate_micros(occurred_at.unwrap_or_else(OffsetDateTime::now_utc)),
         actor_type: actor.kind().to_owned(),
         actor_id: actor.id(),
         action: event.action.to_owned(),

@@ -135,6 +135,32 @@ impl TestDb {
     pub async fn runtime_conn(&self) -> PgConnection {
         self.runtime.connect().await.expect("runtime connection")
     }
+
+    /// Appends an entry to `environment`'s audit chain as if it had been written at
+    /// `occurred_at`, through the real writer (sequence, hash chain, Merkle frontier), as the
+    /// superuser. For tests that need history in past months (monthly reports, L6).
+    pub async fn append_audit_at(
+        &self,
+        environment: uuid::Uuid,
+        occurred_at: time::OffsetDateTime,
+        event: crate::AuditEvent,
+    ) {
+        let mut conn = self.admin_conn().await;
+        let mut tx = conn.begin().await.expect("begin");
+        crate::audit::insert_at(
+            &mut tx,
+            None,
+            environment,
+            crate::Actor::System,
+            &crate::RequestMeta::default(),
+            event,
+            Some(occurred_at),
+        )
+        .await
+        .expect("append a backdated audit entry");
+        tx.commit().await.expect("commit");
+        conn.close().await.ok();
+    }
 }
 
 /// `url` with its user and database replaced (password dropped: test clusters trust local roles).

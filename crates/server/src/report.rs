@@ -1,0 +1,420 @@
+//! The monthly signed audit report at run time (control L6): generating one from the database
+//! (cutting the closing checkpoint if none covers the month yet), writing it as JSON and PDF,
+//! and recomputing a report's facts from the database for `audit verify-report`. The format
+//! and the checks are in `portcullis_audit::report`; the PDF in [`pdf`]. Knows no HTTP.
+
+pub mod pdf;
+
+use std::path::{Path, PathBuf};
+
+use portcullis_audit::checkpoint::{PublicKey, SignedCheckpoint};
+use portcullis_audit::merkle;
+use portcullis_audit::report::{
+    compare, watched_sizes, Finding, Month, PreviousMonth, ReportBody, ReportCheckpoint,
+    SignedReport, Tally, TallyResult, Window, REPORT_FORMAT,
+};
+use portcullis_core::{EnvironmentId, Permission, PermissionSet};
+use portcullis_store::audit::entry_body;
+use portcullis_store::queries::audit_log;
+use portcullis_store::{AuditEvent, Store, StoreError};
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+use crate::anchor::Anchors;
+use crate::trail::{self, Signer, TrailError};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ReportError {
+    #[error(transparent)]
+    Trail(#[from] TrailError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("month {month} has not ended yet (it ends {ends}); a report covers a whole month, so generate it after that")]
+    NotEnded { month: Month, ends: String },
+    #[error("the audit log of environment {env} does not verify ({problem}); run `portcullis audit verify --environment {env}` — no report is signed over a broken log")]
+    BrokenLog { env: Uuid, problem: String },
+    #[error("{0}")]
+    Integrity(String),
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+}
+
+/// The first instant of `month`, in UTC.
+fn month_start(month: Month) -> Result<OffsetDateTime, ReportError> {
+    let m =
+        time::Month::try_from(month.number()).map_err(|e| ReportError::Integrity(e.to_string()))?;
+    let date = time::Date::from_calendar_date(i32::from(month.year()), m, 1)
+        .map_err(|e| ReportError::Integrity(e.to_string()))?;
+    Ok(date.midnight().assume_utc())
+}
+
+/// `YYYY-MM-DDTHH:MM:SSZ`.
+fn utc_seconds(t: OffsetDateTime) -> String {
+    let t = t.to_offset(time::UtcOffset::UTC);
+    format!(
+        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}Z",
+        t.year(),
+        u8::from(t.month()),
+        t.day(),
+        t.hour(),
+        t.minute(),
+        t.second()
+    )
+}
+
+fn hash32(bytes: &[u8], what: &str) -> Result<[u8; 32], ReportError> {
+    <[u8; 32]>::try_from(bytes)
+        .map_err(|_| ReportError::Integrity(format!("stored {what} is not 32 bytes")))
+}
+
+/// Streams the environment's whole log from the database into a [`Tally`] for `month`.
+pub async fn tally_from_db(
+    store: &Store,
+    env: Uuid,
+    month: Month,
+    watch: &[u64],
+) -> Result<TallyResult, ReportError> {
+    let perms = PermissionSet::of(&[Permission::AuditRead]);
+    let mut tx = store
+        .tenant_as_system(EnvironmentId::from_uuid(env), perms, trail::meta())
+        .await?;
+    let mut tally = Tally::new(env, month, watch);
+    let mut after = 0i64;
+    loop {
+        let rows = audit_log::stored_range(&mut tx, after, 5000).await?;
+        let Some(last) = rows.last() else { break };
+        after = last.seq;
+        for r in &rows {
+            let seq =
+                u64::try_from(r.seq).map_err(|_| ReportError::Integrity("negative seq".into()))?;
+            tally.push(
+                seq,
+                &hash32(&r.prev_hash, "prev_hash")?,
+                &hash32(&r.entry_hash, "entry_hash")?,
+                &entry_body(r),
+            );
+        }
+    }
+    tx.commit().await?;
+    Ok(tally.finish())
+}
+
+/// The earliest stored checkpoint of at least `size` entries.
+fn covering(
+    rows: &[audit_log::CheckpointRow],
+    size: u64,
+) -> Result<Option<SignedCheckpoint>, ReportError> {
+    let Some(row) = rows
+        .iter()
+        .filter(|r| u64::try_from(r.tree_size).is_ok_and(|s| s >= size))
+        .min_by_key(|r| r.tree_size)
+    else {
+        return Ok(None);
+    };
+    row.signed
+        .parse()
+        .map(Some)
+        .map_err(|e| ReportError::Integrity(format!("stored checkpoint {}: {e}", row.tree_size)))
+}
+
+async fn stored_checkpoints(
+    store: &Store,
+    env: Uuid,
+) -> Result<Vec<audit_log::CheckpointRow>, ReportError> {
+    let perms = PermissionSet::of(&[Permission::AuditRead]);
+    let mut tx = store
+        .tenant_as_system(EnvironmentId::from_uuid(env), perms, trail::meta())
+        .await?;
+    let rows = audit_log::checkpoints(&mut tx).await?;
+    tx.commit().await?;
+    Ok(rows)
+}
+
+/// Generates and signs the report of `env` for `month`, which must have ended by `now`. If no
+/// checkpoint covers the month's last entry yet, one is cut (and anchored) now. The report is
+/// checked against the entries before it is returned, and its generation is audited.
+pub async fn generate(
+    store: &Store,
+    signer: &Signer,
+    anchors: &Anchors,
+    env: Uuid,
+    month: Month,
+    now: OffsetDateTime,
+) -> Result<SignedReport, ReportError> {
+    let ends = month_start(month.next())?;
+    if now < ends {
+        return Err(ReportError::NotEnded {
+            month,
+            ends: month.window_to(),
+        });
+    }
+    let tally = tally_from_db(store, env, month, &[]).await?;
+    if let Some(problem) = &tally.chain_problem {
+        return Err(ReportError::BrokenLog {
+            env,
+            problem: problem.to_string(),
+        });
+    }
+    if let Some(f) = &tally.malformed {
+        return Err(ReportError::BrokenLog {
+            env,
+            problem: f.to_string(),
+        });
+    }
+
+    let mut rows = stored_checkpoints(store, env).await?;
+    let closing = if tally.log_size_at_close == 0 {
+        None
+    } else {
+        match covering(&rows, tally.log_size_at_close)? {
+            Some(cp) => Some(cp),
+            None => {
+                trail::checkpoint(store, signer, anchors, env).await?;
+                rows = stored_checkpoints(store, env).await?;
+                Some(covering(&rows, tally.log_size_at_close)?.ok_or_else(|| {
+                    ReportError::Integrity(format!(
+                        "no checkpoint covers entry {} even after cutting one",
+                        tally.log_size_at_close
+                    ))
+                })?)
+            }
+        }
+    };
+
+    let previous = match (&closing, tally.previous_size_at_close) {
+        (Some(new), old_size) if old_size > 0 => {
+            let old = covering(&rows, old_size)?.ok_or_else(|| {
+                ReportError::Integrity(format!("no checkpoint covers entry {old_size}"))
+            })?;
+            let new_size = new.checkpoint.tree_size;
+            let mut tx = store
+                .tenant_as_system(
+                    EnvironmentId::from_uuid(env),
+                    PermissionSet::of(&[Permission::AuditRead]),
+                    trail::meta(),
+                )
+                .await?;
+            let size =
+                i64::try_from(new_size).map_err(|_| ReportError::Integrity("tree size".into()))?;
+            let hashes = audit_log::entry_hashes(&mut tx, size).await?;
+            tx.commit().await?;
+            let leaves: Vec<[u8; 32]> = hashes.iter().map(|h| merkle::leaf_hash(h)).collect();
+            let old_size = old.checkpoint.tree_size;
+            let proof =
+                merkle::consistency_proof(&leaves, old_size, new_size).ok_or_else(|| {
+                    ReportError::Integrity(format!("no consistency proof {old_size} -> {new_size}"))
+                })?;
+            Some(PreviousMonth {
+                month: month.previous().map(|m| m.to_string()).unwrap_or_default(),
+                log_size_at_close: tally.previous_size_at_close,
+                checkpoint: ReportCheckpoint::from_signed(&old),
+                consistency_proof: proof.iter().map(|h| trail::hex(h)).collect(),
+            })
+        }
+        _ => None,
+    };
+
+    let body = ReportBody {
+        format: REPORT_FORMAT.to_owned(),
+        environment_id: env,
+        month: month.to_string(),
+        window: Window {
+            from: month.window_from(),
+            to: month.window_to(),
+        },
+        entries: tally.entries.clone(),
+        counts_by_action: tally.counts_by_action.clone(),
+        log_size_at_close: tally.log_size_at_close,
+        closing_checkpoint: closing.as_ref().map(ReportCheckpoint::from_signed),
+        previous,
+        generated_at: utc_seconds(now),
+    };
+    let report = signer.sign_report(body)?;
+
+    // What we sign must verify, against the stored entries and tree, before anyone sees it.
+    if let Some(f) = verify_with_db(store, &report, signer.public_keys())
+        .await?
+        .first()
+    {
+        return Err(ReportError::Integrity(format!(
+            "the generated report does not verify: {f}"
+        )));
+    }
+
+    let mut tx = store
+        .tenant_as_system(
+            EnvironmentId::from_uuid(env),
+            PermissionSet::all(),
+            trail::meta(),
+        )
+        .await?;
+    tx.audit(
+        AuditEvent::success("audit.report_generated", "audit_report", month).after(
+            serde_json::json!({
+                "month": month.to_string(),
+                "entries": report.body.entries.count,
+                "jsonl_sha256": report.body.entries.jsonl_sha256,
+                "closing_checkpoint": report.body.closing_checkpoint.as_ref().map(|c| c.tree_size),
+                "key_id": report.signature.key_id,
+            }),
+        ),
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(report)
+}
+
+/// [`generate`] as of the current time.
+pub async fn generate_now(
+    store: &Store,
+    signer: &Signer,
+    anchors: &Anchors,
+    env: Uuid,
+    month: Month,
+) -> Result<SignedReport, ReportError> {
+    generate(
+        store,
+        signer,
+        anchors,
+        env,
+        month,
+        OffsetDateTime::now_utc(),
+    )
+    .await
+}
+
+/// The file names of a report: `<environment>-<YYYY-MM>.report.json` and `.report.pdf`.
+pub fn file_names(report: &SignedReport) -> (String, String) {
+    let stem = format!(
+        "{}-{}.report",
+        report.body.environment_id.hyphenated(),
+        report.body.month
+    );
+    (format!("{stem}.json"), format!("{stem}.pdf"))
+}
+
+/// The JSON file's bytes and the PDF rendered from the same report (naming the JSON's SHA-256).
+pub fn render(report: &SignedReport) -> (Vec<u8>, Vec<u8>) {
+    let json = report.to_json_pretty();
+    let (json_name, _) = file_names(report);
+    let pdf = pdf::render(
+        report,
+        &json_name,
+        &portcullis_audit::report::sha256_hex(&json),
+    );
+    (json, pdf)
+}
+
+/// Writes the JSON and PDF files into `dir`; returns their paths.
+pub fn write_files(report: &SignedReport, dir: &Path) -> Result<(PathBuf, PathBuf), ReportError> {
+    let io = |path: &Path| {
+        let path = path.to_owned();
+        move |source| ReportError::Io { path, source }
+    };
+    std::fs::create_dir_all(dir).map_err(io(dir))?;
+    let (json, pdf) = render(report);
+    let (json_name, pdf_name) = file_names(report);
+    let (json_path, pdf_path) = (dir.join(json_name), dir.join(pdf_name));
+    std::fs::write(&json_path, json).map_err(io(&json_path))?;
+    std::fs::write(&pdf_path, pdf).map_err(io(&pdf_path))?;
+    Ok((json_path, pdf_path))
+}
+
+/// Every check of a report against the database: its facts recomputed from the stored
+/// entries, its checkpoints against the stored tree, and the checks of
+/// [`SignedReport::check`] under `trusted`.
+pub async fn verify_with_db(
+    store: &Store,
+    report: &SignedReport,
+    trusted: &[PublicKey],
+) -> Result<Vec<Finding>, ReportError> {
+    let month: Month = match report.body.month.parse() {
+        Ok(m) => m,
+        Err(e) => return Ok(vec![Finding::new("month", e.to_string())]),
+    };
+    let tally = tally_from_db(
+        store,
+        report.body.environment_id,
+        month,
+        &watched_sizes(&report.body),
+    )
+    .await?;
+    let mut findings = compare(&report.body, &tally);
+    findings.extend(report.check(trusted));
+    Ok(findings)
+}
+
+/// Keys from a file in the format of `/.well-known/portcullis/audit-keys.json`
+/// (`{"keys":[{"key_id":"<16 hex>","public_key":"<64 hex>", ...}]}`); each key id must match.
+pub fn parse_keys_file(bytes: &[u8]) -> Result<Vec<PublicKey>, String> {
+    #[derive(serde::Deserialize)]
+    struct File {
+        keys: Vec<Key>,
+    }
+    #[derive(serde::Deserialize)]
+    struct Key {
+        key_id: String,
+        public_key: String,
+    }
+    let file: File = serde_json::from_slice(bytes)
+        .map_err(|e| format!("not an audit-keys.json document: {e}"))?;
+    file.keys
+        .iter()
+        .map(|k| {
+            let key = PublicKey::from_hex(&k.public_key).ok_or_else(|| {
+                format!(
+                    "key {}: public_key is not 64 lowercase hex digits",
+                    k.key_id
+                )
+            })?;
+            if key.key_id().to_string() != k.key_id {
+                return Err(format!(
+                    "key {}: the key id does not match its public key ({})",
+                    k.key_id,
+                    key.key_id()
+                ));
+            }
+            Ok(key)
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+    use super::*;
+
+    #[test]
+    fn l6_month_start_and_generated_at_are_utc() {
+        let m: Month = "2026-12".parse().unwrap();
+        assert_eq!(
+            month_start(m.next()).unwrap(),
+            time::macros::datetime!(2027-01-01 0:00 UTC)
+        );
+        assert_eq!(
+            utc_seconds(time::macros::datetime!(2026-03-01 01:02:03.5 +01:00)),
+            "2026-03-01T00:02:03Z"
+        );
+    }
+
+    #[test]
+    fn l6_keys_file_is_checked() {
+        let key = portcullis_audit::checkpoint::SigningKey::from_seed(&[7; 32])
+            .unwrap()
+            .public_key();
+        let good = format!(
+            r#"{{"keys":[{{"key_id":"{}","public_key":"{}","created_at":"2026-01-01T00:00:00Z","retired_at":null}}]}}"#,
+            key.key_id(),
+            key.to_hex()
+        );
+        assert_eq!(parse_keys_file(good.as_bytes()).unwrap(), vec![key]);
+        let wrong_id = good.replace(&key.key_id().to_string(), "0000000000000000");
+        assert!(parse_keys_file(wrong_id.as_bytes())
+            .unwrap_err()
+            .contains("does not match"));
+        assert!(parse_keys_file(b"{}").is_err());
+    }
+}

@@ -1,0 +1,553 @@
+//! The monthly signed audit report (control L6), generated from a database with months of
+//! history, verified against the database and an offline bundle, and attacked.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::disallowed_methods
+)]
+
+use portcullis_audit::checkpoint::SigningKey;
+use portcullis_audit::report::{compare, tally_bundle, Finding, Month, SignedReport};
+use portcullis_core::{EnvironmentId, Permission, PermissionSet};
+use portcullis_server::anchor::{Anchors, LocalAnchors};
+use portcullis_server::report::{self, ReportError};
+use portcullis_server::trail::{self, ExportFormat, ExportWriter, Signer};
+use portcullis_store::queries::audit_log;
+use portcullis_store::testing::TestDb;
+use portcullis_store::{AuditEvent, Store};
+use time::macros::datetime;
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+struct History {
+    db: TestDb,
+    store: Store,
+    env: Uuid,
+    signer: Signer,
+    anchors: Anchors,
+    vault: portcullis_store::vault::Vault,
+}
+
+/// An environment with entries 1-3 in January 2025 (checkpointed at 3), nothing in February,
+/// entries 4-7 in March and entry 8 in April. No checkpoint covers March yet.
+async fn history() -> History {
+    let db = TestDb::new().await;
+    let store = db.store().await;
+    let vault = portcullis_store::testing::test_vault();
+    let owner = portcullis_store::bootstrap::runtime_pool(&db.owner, 2)
+        .await
+        .unwrap();
+    let signer = Signer::load_or_create(&owner, &vault, vault.default_kek())
+        .await
+        .unwrap();
+    let anchors = Anchors::Local(LocalAnchors::new(
+        std::env::temp_dir().join(format!("pc-report-anchors-{}", Uuid::now_v7())),
+    ));
+    let env = Uuid::now_v7();
+    let h = History {
+        db,
+        store,
+        env,
+        signer,
+        anchors,
+        vault,
+    };
+    for (at, action) in [
+        (datetime!(2025-01-05 10:00 UTC), "project.created"),
+        (datetime!(2025-01-20 11:00 UTC), "project.created"),
+        (datetime!(2025-01-31 23:59:59.999999 UTC), "auth.login"),
+    ] {
+        h.append(at, action).await;
+    }
+    trail::checkpoint(&h.store, &h.signer, &h.anchors, env)
+        .await
+        .unwrap()
+        .expect("checkpoint of January");
+    for (at, action) in [
+        (datetime!(2025-03-01 00:00 UTC), "auth.login"),
+        (datetime!(2025-03-02 08:00 UTC), "document.created"),
+        (datetime!(2025-03-15 12:00 UTC), "auth.login"),
+        (datetime!(2025-03-31 23:59:59.999999 UTC), "auth.login"),
+        (datetime!(2025-04-01 00:00 UTC), "auth.logout"),
+    ] {
+        h.append(at, action).await;
+    }
+    h
+}
+
+impl History {
+    async fn append(&self, at: OffsetDateTime, action: &'static str) {
+        self.db
+            .append_audit_at(
+                self.env,
+                at,
+                AuditEvent::success(action, "thing", "t1")
+                    .after(serde_json::json!({ "note": "a (parenthesised) value" })),
+            )
+            .await;
+    }
+
+    async fn generate(&self, month: &str) -> Result<SignedReport, ReportError> {
+        report::generate_now(
+            &self.store,
+            &self.signer,
+            &self.anchors,
+            self.env,
+            month.parse().unwrap(),
+        )
+        .await
+    }
+
+    async fn verify_db(&self, report: &SignedReport) -> Vec<Finding> {
+        let keys = trail::published_keys(&self.store).await.unwrap();
+        report::verify_with_db(&self.store, report, &keys)
+            .await
+            .unwrap()
+    }
+
+    /// `verify-report --bundle` against a fresh full export, with the published keys.
+    async fn verify_bundle(&self, report_json: &[u8]) -> Vec<Finding> {
+        let path = std::env::temp_dir().join(format!("pc-report-{}.bundle", Uuid::now_v7()));
+        trail::export_to_file(&self.store, self.env, "bundle", &path)
+            .await
+            .unwrap();
+        let report = match SignedReport::parse(report_json) {
+            Ok(r) => r,
+            Err(f) => return vec![f],
+        };
+        let file = std::io::BufReader::new(std::fs::File::open(&path).unwrap());
+        let (tally, _bundle_keys) = tally_bundle(file, &report.body).unwrap();
+        let keys = trail::published_keys(&self.store).await.unwrap();
+        let mut out = compare(&report.body, &tally);
+        out.extend(report.check(&keys));
+        std::fs::remove_file(&path).ok();
+        out
+    }
+
+    async fn superuser(&self, sql: &str) {
+        let mut admin = self.db.admin_conn().await;
+        sqlx::query("ALTER TABLE audit_log DISABLE TRIGGER audit_log_no_update_delete")
+            .execute(&mut admin)
+            .await
+            .unwrap();
+        sqlx::query(sql)
+            .bind(self.env)
+            .execute(&mut admin)
+            .await
+            .unwrap();
+        sqlx::query("ALTER TABLE audit_log ENABLE TRIGGER audit_log_no_update_delete")
+            .execute(&mut admin)
+            .await
+            .unwrap();
+    }
+
+    /// Rewrites every hash from entry 1 on and the chain head, as an attacker who bypassed L2
+    /// would after editing a row: the chain is clean again, but not the signed tree.
+    async fn rehash_everything(&self) {
+        let mut admin = self.db.admin_conn().await;
+        sqlx::query("ALTER TABLE audit_log DISABLE TRIGGER audit_log_no_update_delete")
+            .execute(&mut admin)
+            .await
+            .unwrap();
+        let rows: Vec<audit_log::StoredEntry> = sqlx::query_as(&format!(
+            "SELECT {} FROM audit_log WHERE environment_id = $1 ORDER BY seq",
+            audit_log::STORED_COLUMNS
+        ))
+        .bind(self.env)
+        .fetch_all(&mut admin)
+        .await
+        .unwrap();
+        let mut prev = [0u8; 32];
+        let mut tree = portcullis_audit::merkle::MerkleTree::new();
+        for r in &rows {
+            let body = portcullis_store::audit::entry_body(r);
+            let h = portcullis_audit::entry::entry_hash(&portcullis_audit::entry::EntryHashInput {
+                environment_id: self.env,
+                seq: r.seq as u64,
+                prev_hash: prev,
+                body: &body,
+            });
+            sqlx::query("UPDATE audit_log SET prev_hash = $3, entry_hash = $4 WHERE environment_id = $1 AND seq = $2")
+                .bind(self.env)
+                .bind(r.seq)
+                .bind(prev.as_slice())
+                .bind(h.as_slice())
+                .execute(&mut admin)
+                .await
+                .unwrap();
+            tree.push(portcullis_audit::entry::merkle_leaf(&h));
+            prev = h;
+        }
+        let frontier: Vec<Vec<u8>> = tree.frontier().iter().map(|h| h.to_vec()).collect();
+        sqlx::query(
+            "UPDATE audit_heads SET head_hash = $2, frontier = $3 WHERE environment_id = $1",
+        )
+        .bind(self.env)
+        .bind(prev.as_slice())
+        .bind(frontier)
+        .execute(&mut admin)
+        .await
+        .unwrap();
+        sqlx::query("ALTER TABLE audit_log ENABLE TRIGGER audit_log_no_update_delete")
+            .execute(&mut admin)
+            .await
+            .unwrap();
+    }
+
+    /// The JSONL export of the month's window, as `GET /audit/export?format=jsonl&from=&to=`
+    /// produces it (same writer, same query).
+    async fn jsonl_export(&self, month: Month) -> Vec<u8> {
+        let from = OffsetDateTime::parse(
+            &month.window_from(),
+            &time::format_description::well_known::Rfc3339,
+        )
+        .unwrap();
+        let to = OffsetDateTime::parse(
+            &month.window_to(),
+            &time::format_description::well_known::Rfc3339,
+        )
+        .unwrap();
+        let mut tx = self
+            .store
+            .tenant_as_system(
+                EnvironmentId::from_uuid(self.env),
+                PermissionSet::of(&[Permission::AuditRead]),
+                Default::default(),
+            )
+            .await
+            .unwrap();
+        let mut writer = ExportWriter::new(ExportFormat::Jsonl, self.env, &[], &[]).unwrap();
+        let mut out = vec![];
+        let mut after = 0;
+        loop {
+            let rows = audit_log::stored_window(&mut tx, after, Some(from), Some(to), 2)
+                .await
+                .unwrap();
+            let Some(last) = rows.last() else { break };
+            after = last.seq;
+            out.extend(writer.write_rows(&rows).unwrap());
+        }
+        out.extend(writer.finish().unwrap());
+        tx.commit().await.unwrap();
+        out
+    }
+
+    async fn count_action(&self, action: &str) -> i64 {
+        let mut admin = self.db.admin_conn().await;
+        sqlx::query_scalar(
+            "SELECT count(*) FROM audit_log WHERE environment_id = $1 AND action = $2",
+        )
+        .bind(self.env)
+        .bind(action)
+        .fetch_one(&mut admin)
+        .await
+        .unwrap()
+    }
+}
+
+fn fields(findings: &[Finding]) -> Vec<&str> {
+    findings.iter().map(|f| f.field.as_str()).collect()
+}
+
+/// Control L6: a report for a past month states its window, cuts the closing checkpoint it
+/// needs, proves consistency with the previous month's, and verifies against the database,
+/// an offline bundle, and the JSONL export of the window.
+#[tokio::test]
+async fn l6_report_for_a_past_month_verifies_against_database_and_bundle() {
+    let h = history().await;
+    let before = audit_log_checkpoints(&h).await;
+    assert_eq!(before, vec![3]);
+
+    let report = h.generate("2025-03").await.unwrap();
+    let b = &report.body;
+    assert_eq!(b.environment_id, h.env);
+    assert_eq!(
+        (b.window.from.as_str(), b.window.to.as_str()),
+        ("2025-03-01T00:00:00Z", "2025-04-01T00:00:00Z")
+    );
+    assert_eq!(b.entries.count, 4);
+    assert_eq!(
+        (b.entries.first_seq, b.entries.last_seq),
+        (Some(4), Some(7))
+    );
+    assert_eq!(
+        serde_json::to_value(&b.counts_by_action).unwrap(),
+        serde_json::json!({ "auth.login": 3, "document.created": 1 })
+    );
+    assert_eq!(b.log_size_at_close, 7);
+    // No checkpoint covered March: one was cut at the head (entry 8, in April).
+    let closing = b.closing_checkpoint.as_ref().unwrap();
+    assert_eq!(closing.tree_size, 8);
+    assert_eq!(audit_log_checkpoints(&h).await, vec![3, 8]);
+    let prev = b.previous.as_ref().unwrap();
+    assert_eq!(prev.month, "2025-02");
+    assert_eq!(prev.log_size_at_close, 3);
+    assert_eq!(prev.checkpoint.tree_size, 3);
+    assert!(!prev.consistency_proof.is_empty());
+    assert_eq!(report.signature.key_id, h.signer.key_id());
+
+    assert_eq!(h.verify_db(&report).await, vec![]);
+    let (json, pdf) = report::render(&report);
+    assert_eq!(h.verify_bundle(&json).await, vec![]);
+    assert!(pdf.starts_with(b"%PDF-1.4\n") && pdf.ends_with(b"%%EOF\n"));
+    assert!(String::from_utf8_lossy(&pdf).contains(&portcullis_audit::report::sha256_hex(&json)));
+
+    // The JSONL export of the window hashes to the report's jsonl_sha256.
+    let jsonl = h.jsonl_export("2025-03".parse().unwrap()).await;
+    assert_eq!(jsonl.iter().filter(|&&c| c == b'\n').count(), 4);
+    assert_eq!(
+        portcullis_audit::report::sha256_hex(&jsonl),
+        b.entries.jsonl_sha256
+    );
+
+    // Files on disk, named after environment and month; the JSON reads back as the report.
+    let dir = std::env::temp_dir().join(format!("pc-report-out-{}", Uuid::now_v7()));
+    let (json_path, pdf_path) = report::write_files(&report, &dir).unwrap();
+    assert_eq!(
+        json_path.file_name().unwrap().to_str().unwrap(),
+        format!("{}-2025-03.report.json", h.env)
+    );
+    assert!(pdf_path.to_str().unwrap().ends_with("-2025-03.report.pdf"));
+    let reread = SignedReport::parse(&std::fs::read(&json_path).unwrap()).unwrap();
+    assert_eq!(reread, report);
+    std::fs::remove_dir_all(&dir).ok();
+
+    // Generating is audited (after the month, so the report itself still verifies).
+    assert_eq!(h.count_action("audit.report_generated").await, 1);
+    assert_eq!(h.verify_db(&report).await, vec![]);
+
+    // Again: the same facts and the same closing checkpoint.
+    let again = h.generate("2025-03").await.unwrap();
+    assert_eq!(again.body.entries, report.body.entries);
+    assert_eq!(
+        again.body.closing_checkpoint,
+        report.body.closing_checkpoint
+    );
+    assert_eq!(again.body.previous, report.body.previous);
+
+    // April: the previous month is March, whose closing checkpoint is the one just cut.
+    let april = h.generate("2025-04").await.unwrap();
+    let ap = april.body.previous.as_ref().unwrap();
+    assert_eq!((ap.month.as_str(), ap.log_size_at_close), ("2025-03", 7));
+    assert_eq!(ap.checkpoint, *closing);
+    assert_eq!(h.verify_db(&april).await, vec![]);
+}
+
+async fn audit_log_checkpoints(h: &History) -> Vec<i64> {
+    let mut tx = h
+        .store
+        .tenant_as_system(
+            EnvironmentId::from_uuid(h.env),
+            PermissionSet::of(&[Permission::AuditRead]),
+            Default::default(),
+        )
+        .await
+        .unwrap();
+    let rows = audit_log::checkpoints(&mut tx).await.unwrap();
+    tx.commit().await.unwrap();
+    rows.iter().map(|r| r.tree_size).collect()
+}
+
+/// Control L6: an empty month, a month before any history, and months that have not ended.
+#[tokio::test]
+async fn l6_empty_months_and_unfinished_months() {
+    let h = history().await;
+    let feb = h.generate("2025-02").await.unwrap();
+    let b = &feb.body;
+    assert_eq!(b.entries.count, 0);
+    assert_eq!((b.entries.first_seq, b.entries.last_seq), (None, None));
+    assert!(b.counts_by_action.is_empty());
+    assert_eq!(
+        b.entries.jsonl_sha256,
+        portcullis_audit::report::sha256_hex(b"")
+    );
+    assert_eq!(b.log_size_at_close, 3);
+    assert_eq!(b.closing_checkpoint.as_ref().unwrap().tree_size, 3);
+    let prev = b.previous.as_ref().unwrap();
+    assert_eq!(
+        (prev.month.as_str(), prev.checkpoint.tree_size),
+        ("2025-01", 3)
+    );
+    assert!(prev.consistency_proof.is_empty());
+    assert_eq!(h.verify_db(&feb).await, vec![]);
+    assert_eq!(h.verify_bundle(&feb.to_json_pretty()).await, vec![]);
+    // The PDF of an empty month says so.
+    let (_, pdf) = report::render(&feb);
+    assert!(String::from_utf8_lossy(&pdf).contains("No entries were logged this month."));
+
+    let before = h.generate("2024-12").await.unwrap();
+    assert_eq!(before.body.closing_checkpoint, None);
+    assert_eq!(before.body.previous, None);
+    assert_eq!(h.verify_db(&before).await, vec![]);
+
+    let now = OffsetDateTime::now_utc();
+    let this_month = format!("{:04}-{:02}", now.year(), u8::from(now.month()));
+    for month in [this_month, "9998-12".to_owned()] {
+        match h.generate(&month).await {
+            Err(ReportError::NotEnded { .. }) => {}
+            other => panic!("{month}: {other:?}"),
+        }
+    }
+}
+
+/// Control L6: entries of the month edited in the database after the report was made, whether
+/// crudely (the chain breaks) or with every hash recomputed (the signed tree does not match).
+#[tokio::test]
+async fn l6_report_fails_after_its_entries_are_tampered_in_the_database() {
+    let h = history().await;
+    let report = h.generate("2025-03").await.unwrap();
+    assert_eq!(h.verify_db(&report).await, vec![]);
+    h.superuser(
+        "UPDATE audit_log SET action = 'auth.logout' WHERE environment_id = $1 AND seq = 6",
+    )
+    .await;
+    let findings = h.verify_db(&report).await;
+    let f = fields(&findings);
+    assert_eq!(f[0], "entries", "{findings:?}");
+    assert!(findings[0].reason.contains("seq 6"), "{findings:?}");
+    assert!(
+        f.contains(&"counts_by_action") && f.contains(&"entries.jsonl_sha256"),
+        "{findings:?}"
+    );
+    assert!(!f.contains(&"signature"), "the report itself is intact");
+    // A new report over the broken log is refused.
+    match h.generate("2025-03").await {
+        Err(ReportError::BrokenLog { problem, .. }) => assert!(problem.contains("seq 6")),
+        other => panic!("{other:?}"),
+    }
+
+    // The same edit with every hash recomputed: the chain is clean, the tree is not the
+    // one the closing checkpoint signed.
+    h.rehash_everything().await;
+    let findings = h.verify_db(&report).await;
+    let f = fields(&findings);
+    assert!(!f.contains(&"entries"), "{findings:?}");
+    for field in [
+        "closing_checkpoint.root_hash",
+        "entries.jsonl_sha256",
+        "counts_by_action",
+    ] {
+        assert!(f.contains(&field), "{field}: {findings:?}");
+    }
+    // The offline verifier sees the same from a fresh export.
+    let findings = h.verify_bundle(&report.to_json_pretty()).await;
+    assert!(
+        fields(&findings).contains(&"closing_checkpoint.root_hash"),
+        "{findings:?}"
+    );
+
+    // Deleting a January entry (before the report's month) breaks the previous checkpoint.
+    let h = history().await;
+    let report = h.generate("2025-03").await.unwrap();
+    h.superuser("DELETE FROM audit_log WHERE environment_id = $1 AND seq = 2")
+        .await;
+    let findings = h.verify_db(&report).await;
+    assert_eq!(fields(&findings)[0], "entries", "{findings:?}");
+}
+
+/// Control L6: edited members are named; a signature by an unpublished key fails; a forged
+/// consistency proof fails even when the report is re-signed with the real key.
+#[tokio::test]
+async fn l6_edited_reports_unknown_keys_and_forged_proofs_fail() {
+    let h = history().await;
+    let report = h.generate("2025-03").await.unwrap();
+    let json: serde_json::Value = serde_json::from_slice(&report.to_json_pretty()).unwrap();
+    let closing_root = report
+        .body
+        .closing_checkpoint
+        .as_ref()
+        .unwrap()
+        .root_hash
+        .clone();
+    let other = "0f".repeat(32);
+    for (pointer, value, field) in [
+        ("/entries/count", serde_json::json!(5), "entries.count"),
+        (
+            "/counts_by_action/auth.login",
+            serde_json::json!(4),
+            "counts_by_action",
+        ),
+        (
+            "/entries/jsonl_sha256",
+            serde_json::json!(other),
+            "entries.jsonl_sha256",
+        ),
+        (
+            "/entries/first_seq",
+            serde_json::json!(3),
+            "entries.first_seq",
+        ),
+        (
+            "/entries/last_seq",
+            serde_json::json!(8),
+            "entries.last_seq",
+        ),
+        (
+            "/closing_checkpoint/root_hash",
+            serde_json::json!(other),
+            "closing_checkpoint.root_hash",
+        ),
+    ] {
+        let mut edited = json.clone();
+        *edited.pointer_mut(pointer).unwrap() = value;
+        let text = serde_json::to_vec(&edited).unwrap();
+        let findings = h.verify_bundle(&text).await;
+        assert_eq!(fields(&findings)[0], field, "{pointer}: {findings:?}");
+        assert!(fields(&findings).contains(&"signature"), "{pointer}");
+        let findings = h.verify_db(&SignedReport::parse(&text).unwrap()).await;
+        assert!(
+            fields(&findings).contains(&field),
+            "{pointer}: {findings:?}"
+        );
+    }
+    // A checkpoint text whose root was replaced no longer carries a valid signature.
+    let mut edited = json.clone();
+    let signed = edited["closing_checkpoint"]["signed"].as_str().unwrap();
+    edited["closing_checkpoint"]["signed"] = signed.replace(&closing_root, &other).into();
+    let findings = h
+        .verify_db(&SignedReport::parse(&serde_json::to_vec(&edited).unwrap()).unwrap())
+        .await;
+    assert!(
+        fields(&findings).contains(&"closing_checkpoint.signed"),
+        "{findings:?}"
+    );
+
+    // Signed by a key that is not published.
+    let stranger = SigningKey::generate().unwrap();
+    let foreign = report.body.clone().sign(&stranger).unwrap();
+    let findings = h.verify_db(&foreign).await;
+    assert_eq!(fields(&findings), vec!["signature"], "{findings:?}");
+    assert!(findings[0].reason.contains("not a trusted"));
+
+    // A forged consistency proof, re-signed with the real key.
+    let mut body = report.body.clone();
+    let proof = &mut body.previous.as_mut().unwrap().consistency_proof;
+    proof[0] = other.clone();
+    let forged = h.signer.sign_report(body).unwrap();
+    let findings = h.verify_db(&forged).await;
+    assert_eq!(
+        fields(&findings),
+        vec!["previous.consistency_proof"],
+        "{findings:?}"
+    );
+    // Leaving out the previous month, re-signed, is caught against the entries.
+    let mut body = report.body.clone();
+    body.previous = None;
+    let findings = h.verify_db(&h.signer.sign_report(body).unwrap()).await;
+    assert_eq!(
+        fields(&findings),
+        vec!["previous.log_size_at_close"],
+        "{findings:?}"
+    );
+
+    // After a key rotation the old report still verifies: retired keys stay published.
+    let owner = portcullis_store::bootstrap::runtime_pool(&h.db.owner, 2)
+        .await
+        .unwrap();
+    let rotated = Signer::create(&owner, &h.vault, h.vault.default_kek())
+        .await
+        .unwrap();
+    assert_ne!(rotated.key_id(), h.signer.key_id());
+    assert_eq!(h.verify_db(&report).await, vec![]);
+}
