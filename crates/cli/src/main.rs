@@ -77,6 +77,17 @@ enum AuditCommand {
     },
     /// Cut and anchor a signed checkpoint for every environment with new entries, now.
     Checkpoint,
+    /// Erase a person's personal data from the audit trail (control D3): destroys their subject
+    /// key in one environment, or in the platform scope (logins, sign-ups) without
+    /// `--environment`. Their IP addresses and user agents then read `[erased]`; every entry,
+    /// proof and checkpoint still verifies. The erasure is audited.
+    EraseSubject {
+        /// The person's identity id.
+        #[arg(long)]
+        identity: String,
+        #[arg(long, value_parser = parse_environment)]
+        environment: Option<portcullis_core::EnvironmentId>,
+    },
     /// Write the signed monthly report of an environment (control L6): `<env>-<YYYY-MM>.report.json`
     /// (authoritative, signed) and `.report.pdf` (for people). The month must have ended; if no
     /// checkpoint covers it yet, one is cut. Prints the two paths.
@@ -617,6 +628,46 @@ async fn audit(command: AuditCommand, config: Config) -> anyhow::Result<ExitCode
                 Ok(ExitCode::SUCCESS)
             }
             AuditCommand::VerifyReport { .. } => Ok(ExitCode::from(2)),
+            AuditCommand::EraseSubject {
+                identity,
+                environment,
+            } => {
+                let identity = portcullis_core::IdentityId::parse(&identity)
+                    .map_err(|_| anyhow::anyhow!("--identity: not an identity id: {identity}"))?;
+                let event = |destroyed: bool| {
+                    portcullis_store::AuditEvent::success("subject.erased", "identity", identity)
+                        .after(serde_json::json!({ "key_destroyed": destroyed }))
+                };
+                let (scope, destroyed) = match environment {
+                    Some(env) => {
+                        let mut tx = store
+                            .tenant_as_system(
+                                env,
+                                portcullis_core::PermissionSet::all(),
+                                Default::default(),
+                            )
+                            .await?;
+                        let destroyed = tx.erase_subject(identity).await?;
+                        tx.audit(event(destroyed)).await?;
+                        tx.commit().await?;
+                        (format!("environment {env}"), destroyed)
+                    }
+                    None => {
+                        let mut tx = store.auth(Default::default()).await?;
+                        let destroyed = tx.erase_platform_subject(identity).await?;
+                        tx.audit(portcullis_store::Actor::System, event(destroyed))
+                            .await?;
+                        tx.commit().await?;
+                        ("the platform scope".to_owned(), destroyed)
+                    }
+                };
+                if destroyed {
+                    println!("erased: the subject key of {identity} in {scope} is destroyed; their audit metadata there now reads [erased]");
+                } else {
+                    println!("nothing to erase: {identity} has no subject key in {scope}");
+                }
+                Ok(ExitCode::SUCCESS)
+            }
             AuditCommand::RotateSigningKey => {
                 let vault = serve::vault(&config).await?;
                 let signer = trail::Signer::create(&owner, &vault, vault.default_kek()).await?;

@@ -284,3 +284,96 @@ async fn d3_sealed_metadata_is_bound_to_its_entry() {
         .await;
     assert_eq!(r.code(), "integrity_error", "{:?}", r.body);
 }
+
+/// Control D3: logins are audited in the platform scope with the person's address sealed under
+/// their platform-scope key; only the operator's erasure can destroy it (a runtime connection
+/// without the permission deletes nothing), and the erasure is audited.
+#[tokio::test]
+async fn d3_platform_scope_erasure_is_the_operators() {
+    let app = TestApp::spawn().await;
+    let bob = app.signup("bob@example.com").await;
+    let addr: SocketAddr = format!("{BOB_IP}:40000").parse().unwrap();
+    let req = Request::builder()
+        .method(Method::POST)
+        .uri("/v1/auth/login")
+        .header(header::CONTENT_TYPE, "application/json")
+        .header(header::USER_AGENT, BOB_AGENT)
+        .extension(ConnectInfo(addr))
+        .body(Body::from(
+            json!({ "email": "bob@example.com", "password": support::PASSWORD }).to_string(),
+        ))
+        .unwrap();
+    let login = app.send(req).await;
+    assert_eq!(login.status, StatusCode::OK);
+    let token = login.body["token"].as_str().unwrap().to_owned();
+    let sessions = app.get("/v1/me/sessions", &token).await;
+    assert!(
+        sessions
+            .body
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|s| s["ip"] == BOB_IP && s["user_agent"] == BOB_AGENT),
+        "{:?}",
+        sessions.body
+    );
+    let mut admin = app.db.admin_conn().await;
+    let stored: Vec<Option<String>> = sqlx::query_scalar(
+        "SELECT ip FROM audit_log WHERE environment_id = '00000000-0000-0000-0000-000000000000'
+            AND actor_id = $1::uuid",
+    )
+    .bind(&bob.id)
+    .fetch_all(&mut admin)
+    .await
+    .unwrap();
+    assert!(!stored.is_empty());
+    assert!(stored
+        .iter()
+        .flatten()
+        .all(|ip| ip.starts_with(portcullis_store::subjects::SEALED_PREFIX)));
+    assert!(!dump_contains(&app, BOB_IP));
+
+    // The runtime role without the permission cannot destroy keys.
+    let mut runtime = app.db.runtime_conn().await;
+    let deleted = sqlx::query("DELETE FROM subject_keys")
+        .execute(&mut runtime)
+        .await
+        .unwrap();
+    assert_eq!(deleted.rows_affected(), 0);
+
+    let store = app.db.store().await;
+    let identity = portcullis_core::IdentityId::parse(&bob.id).unwrap();
+    let mut tx = store.auth(Default::default()).await.unwrap();
+    assert!(tx.erase_platform_subject(identity).await.unwrap());
+    tx.audit(
+        portcullis_store::Actor::System,
+        portcullis_store::AuditEvent::success("subject.erased", "identity", identity),
+    )
+    .await
+    .unwrap();
+    tx.commit().await.unwrap();
+    let left: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM subject_keys WHERE subject_id = $1::uuid
+            AND environment_id = '00000000-0000-0000-0000-000000000000'",
+    )
+    .bind(&bob.id)
+    .fetch_one(&mut admin)
+    .await
+    .unwrap();
+    assert_eq!(left, 0);
+    // The session history is sealed under the same key: erased with it.
+    let sessions = app.get("/v1/me/sessions", &token).await;
+    let current = sessions
+        .body
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["current"] == true)
+        .unwrap()
+        .clone();
+    assert_eq!(current["ip"], "[erased]");
+    assert_eq!(current["user_agent"], "[erased]");
+    // A second erasure finds nothing.
+    let mut tx = store.auth(Default::default()).await.unwrap();
+    assert!(!tx.erase_platform_subject(identity).await.unwrap());
+}

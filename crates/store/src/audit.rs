@@ -269,9 +269,15 @@ async fn personal_metadata(
     let key = subjects::load_or_create(conn, vault, scope, subject).await?;
     let audit_id = id.as_uuid().to_string();
     let seal = |column: &str, value: &Option<String>| {
+        let spot = subjects::Spot {
+            scope,
+            table: "audit_log",
+            column,
+            row: &audit_id,
+        };
         value
             .as_deref()
-            .map(|v| subjects::seal(&key, subject, scope, column, &audit_id, v))
+            .map(|v| subjects::seal(&key, subject, &spot, v))
     };
     Ok((seal("ip", &meta.ip), seal("user_agent", &meta.user_agent)))
 }

@@ -46,12 +46,22 @@ fn key_place(scope: Uuid, row: &str) -> Place<'_> {
     }
 }
 
-fn value_place<'a>(scope: Uuid, column: &'a str, audit_id: &'a str) -> Place<'a> {
+/// Where a sealed personal value lives: a column of an audit entry (`audit_log`) or of a
+/// session (`sessions`).
+#[derive(Clone, Copy, Debug)]
+pub struct Spot<'a> {
+    pub scope: Uuid,
+    pub table: &'static str,
+    pub column: &'a str,
+    pub row: &'a str,
+}
+
+fn value_place<'a>(spot: &Spot<'a>) -> Place<'a> {
     Place {
-        environment: scope,
-        table: "audit_log",
-        column,
-        row: audit_id,
+        environment: spot.scope,
+        table: spot.table,
+        column: spot.column,
+        row: spot.row,
     }
 }
 
@@ -111,25 +121,13 @@ pub async fn load_or_create(
         .ok_or_else(|| StoreError::Integrity("a subject key could not be created".into()))
 }
 
-/// Seals `text` (a value of `column` of audit entry `audit_id` in `scope`) for `subject`.
-pub fn seal(
-    key: &SubjectKey,
-    subject: Uuid,
-    scope: Uuid,
-    column: &str,
-    audit_id: &str,
-    text: &str,
-) -> String {
+/// Seals `text` for `subject`, bound to where it is stored.
+pub fn seal(key: &SubjectKey, subject: Uuid, spot: &Spot<'_>, text: &str) -> String {
     let label = KeyLabel {
         key_id: key.key_id,
         version: 1,
     };
-    let ct = envelope::seal(
-        &key.key,
-        label,
-        &value_place(scope, column, audit_id),
-        text.as_bytes(),
-    );
+    let ct = envelope::seal(&key.key, label, &value_place(spot), text.as_bytes());
     let mut out = String::with_capacity(SEALED_PREFIX.len() + 37 + ct.len() * 2);
     out.push_str(SEALED_PREFIX);
     out.push_str(&subject.to_string());
@@ -159,14 +157,12 @@ pub fn parse(stored: &str) -> Option<Result<(Uuid, Vec<u8>), StoreError>> {
     })())
 }
 
-/// Opens a stored audit value: clear values are returned as they are, sealed ones are opened
-/// with their subject's key, and values whose key was destroyed read as [`ERASED`].
+/// Opens a stored value: clear values are returned as they are, sealed ones are opened with
+/// their subject's key, and values whose key was destroyed read as [`ERASED`].
 pub async fn reveal(
     conn: &mut PgConnection,
     vault: &Vault,
-    scope: Uuid,
-    column: &str,
-    audit_id: Uuid,
+    spot: &Spot<'_>,
     stored: &str,
 ) -> Result<String, StoreError> {
     let Some(parsed) = parse(stored) else {
@@ -174,10 +170,9 @@ pub async fn reveal(
     };
     let (subject, ct) = parsed?;
     let label = envelope::label(&ct).map_err(crate::vault::envelope_error)?;
-    match load(conn, vault, scope, subject).await? {
+    match load(conn, vault, spot.scope, subject).await? {
         Some(key) if key.key_id == label.key_id => {
-            let audit_id = audit_id.to_string();
-            let text = envelope::open_text(&key.key, &value_place(scope, column, &audit_id), &ct)
+            let text = envelope::open_text(&key.key, &value_place(spot), &ct)
                 .map_err(crate::vault::envelope_error)?;
             Ok(text.as_str().to_owned())
         }
@@ -212,5 +207,23 @@ impl crate::TenantTx {
         self.require(portcullis_core::Permission::MembersManage)?;
         let scope = self.environment_id().as_uuid();
         erase(self.conn(), scope, identity.as_uuid()).await
+    }
+}
+
+impl crate::AuthTx {
+    /// Destroys `identity`'s subject key in the platform scope (logins, sign-ups): an operator
+    /// action (`portcullis audit erase-subject` without an environment), never reachable
+    /// through the API. Returns whether a key existed. The caller audits the erasure.
+    pub async fn erase_platform_subject(
+        &mut self,
+        identity: portcullis_core::IdentityId,
+    ) -> Result<bool, StoreError> {
+        let manage =
+            portcullis_core::PermissionSet::of(&[portcullis_core::Permission::MembersManage]);
+        self.set("portcullis.permissions", &manage.to_setting())
+            .await?;
+        let erased = erase(self.conn(), crate::PLATFORM_SCOPE, identity.as_uuid()).await;
+        self.set("portcullis.permissions", "").await?;
+        erased
     }
 }

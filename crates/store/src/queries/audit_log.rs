@@ -103,10 +103,14 @@ pub async fn list(
             let vault = vault.as_deref().ok_or_else(|| {
                 StoreError::KeyUnavailable("no vault to open sealed audit metadata".into())
             })?;
-            *value = Some(
-                crate::subjects::reveal(&mut *conn, vault, env, column, row.audit_id, stored)
-                    .await?,
-            );
+            let audit_id = row.audit_id.to_string();
+            let spot = crate::subjects::Spot {
+                scope: env,
+                table: "audit_log",
+                column,
+                row: &audit_id,
+            };
+            *value = Some(crate::subjects::reveal(&mut *conn, vault, &spot, stored).await?);
         }
     }
     Ok(Paged::from_rows(rows, page, |e| e.audit_id))

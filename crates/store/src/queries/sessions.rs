@@ -4,7 +4,8 @@ use serde::Serialize;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-use crate::{AuthTx, StoreError};
+use crate::subjects;
+use crate::{AuthTx, StoreError, PLATFORM_SCOPE};
 
 #[derive(Clone, Debug, Serialize, sqlx::FromRow, utoipa::ToSchema)]
 pub struct Session {
@@ -36,6 +37,35 @@ pub async fn create(
     expires_at: OffsetDateTime,
 ) -> Result<(), StoreError> {
     let meta = tx.meta().clone();
+    // The address and user agent are the person's: sealed under their platform-scope subject
+    // key (D3), so erasing them also makes their session history unreadable.
+    let (user_agent, ip) = if meta.ip.is_none() && meta.user_agent.is_none() {
+        (None, None)
+    } else {
+        let (conn, vault) = tx.conn_and_vault();
+        let vault = vault.ok_or_else(|| {
+            StoreError::KeyUnavailable("no vault to seal the session's metadata".into())
+        })?;
+        let key =
+            subjects::load_or_create(conn, &vault, PLATFORM_SCOPE, identity.as_uuid()).await?;
+        let row = id.as_uuid().to_string();
+        let seal = |column: &str, value: Option<String>| {
+            let spot = subjects::Spot {
+                scope: PLATFORM_SCOPE,
+                table: "sessions",
+                column,
+                row: &row,
+            };
+            value.map(|v| subjects::seal(&key, identity.as_uuid(), &spot, &v))
+        };
+        (
+            seal(
+                "user_agent",
+                meta.user_agent.map(|u| u.chars().take(300).collect()),
+            ),
+            seal("ip", meta.ip),
+        )
+    };
     sqlx::query(
         "INSERT INTO sessions (session_id, identity_id, token_hash, created_at, expires_at, last_seen_at, user_agent, ip)
          VALUES ($1, $2, $3, $4, $5, $4, $6, $7)",
@@ -45,8 +75,8 @@ pub async fn create(
     .bind(hash.as_bytes().as_slice())
     .bind(now)
     .bind(expires_at)
-    .bind(meta.user_agent.as_deref().map(|u| u.chars().take(300).collect::<String>()))
-    .bind(meta.ip.as_deref())
+    .bind(user_agent)
+    .bind(ip)
     .execute(tx.conn())
     .await?;
     Ok(())
@@ -96,7 +126,7 @@ pub async fn list_active(
     identity: IdentityId,
     now: OffsetDateTime,
 ) -> Result<Vec<Session>, StoreError> {
-    Ok(sqlx::query_as(&format!(
+    let mut rows: Vec<Session> = sqlx::query_as(&format!(
         "SELECT {COLUMNS} FROM sessions
           WHERE identity_id = $1 AND revoked_at IS NULL AND expires_at > $2
           ORDER BY session_id"
@@ -104,7 +134,31 @@ pub async fn list_active(
     .bind(identity.as_uuid())
     .bind(now)
     .fetch_all(tx.conn())
-    .await?)
+    .await?;
+    let (conn, vault) = tx.conn_and_vault();
+    for s in &mut rows {
+        let row = s.session_id.to_string();
+        for (column, value) in [("ip", &mut s.ip), ("user_agent", &mut s.user_agent)] {
+            let Some(stored) = value.as_deref() else {
+                continue;
+            };
+            if subjects::parse(stored).is_none() {
+                // Written in clear by an earlier version.
+                continue;
+            }
+            let vault = vault.as_deref().ok_or_else(|| {
+                StoreError::KeyUnavailable("no vault to open the session's metadata".into())
+            })?;
+            let spot = subjects::Spot {
+                scope: PLATFORM_SCOPE,
+                table: "sessions",
+                column,
+                row: &row,
+            };
+            *value = Some(subjects::reveal(&mut *conn, vault, &spot, stored).await?);
+        }
+    }
+    Ok(rows)
 }
 
 /// Revokes one of the identity's sessions; false if it has no such live session.
