@@ -18,6 +18,8 @@ struct Inner {
     hasher: PasswordHasher,
     auth: AuthConfig,
     vault: Arc<Vault>,
+    /// Rows per batch of the re-encryption a rotation through the API starts.
+    reencrypt_batch: i64,
 }
 
 impl AppState {
@@ -28,6 +30,7 @@ impl AppState {
                 hasher,
                 auth,
                 vault,
+                reencrypt_batch: crate::config::KeysConfig::default().reencrypt_batch,
             }),
         }
     }
@@ -42,6 +45,25 @@ impl AppState {
 
     pub fn auth_config(&self) -> &AuthConfig {
         &self.inner.auth
+    }
+
+    /// This state with the configured re-encryption batch size (`keys.reencrypt_batch`).
+    pub fn with_reencrypt_batch(self, batch: i64) -> Self {
+        let mut inner = Arc::try_unwrap(self.inner).unwrap_or_else(|shared| Inner {
+            store: shared.store.clone(),
+            hasher: shared.hasher.clone(),
+            auth: shared.auth.clone(),
+            vault: shared.vault.clone(),
+            reencrypt_batch: shared.reencrypt_batch,
+        });
+        inner.reencrypt_batch = batch.max(1);
+        AppState {
+            inner: Arc::new(inner),
+        }
+    }
+
+    pub fn reencrypt_batch(&self) -> i64 {
+        self.inner.reencrypt_batch
     }
 
     pub fn vault(&self) -> &Vault {

@@ -24,6 +24,7 @@ pub const SEALED_PREFIX: &str = "pcs-sealed:v1:";
 pub const ERASED: &str = "[erased]";
 
 /// One subject's key in one scope.
+#[derive(Clone)]
 pub struct SubjectKey {
     key_id: Uuid,
     key: DataKey,
@@ -90,14 +91,20 @@ pub async fn load(
     Ok(Some(SubjectKey { key_id, key }))
 }
 
-/// The subject's key in `scope`, created on first use in the caller's transaction.
+/// The subject's key in `scope` for sealing, created on first use in the caller's transaction.
+/// Keys read back as committed rows are cached (see `Vault`); a key this transaction created is
+/// not, since the transaction may still roll back.
 pub async fn load_or_create(
     conn: &mut PgConnection,
     vault: &Vault,
     scope: Uuid,
     subject: Uuid,
 ) -> Result<SubjectKey, StoreError> {
+    if let Some(k) = vault.subject_cached(scope, subject) {
+        return Ok(k);
+    }
     if let Some(k) = load(conn, vault, scope, subject).await? {
+        vault.subject_remember(scope, subject, &k);
         return Ok(k);
     }
     let platform = vault.platform_keys(conn).await?;
@@ -185,9 +192,13 @@ pub async fn reveal(
 /// good. Returns whether there was a key. The caller audits the erasure.
 pub async fn erase(
     conn: &mut PgConnection,
+    vault: Option<&Vault>,
     scope: Uuid,
     subject: Uuid,
 ) -> Result<bool, StoreError> {
+    if let Some(v) = vault {
+        v.subject_forget(scope, subject);
+    }
     let done =
         sqlx::query("DELETE FROM subject_keys WHERE environment_id = $1 AND subject_id = $2")
             .bind(scope)
@@ -206,7 +217,8 @@ impl crate::TenantTx {
     ) -> Result<bool, StoreError> {
         self.require(portcullis_core::Permission::MembersManage)?;
         let scope = self.environment_id().as_uuid();
-        erase(self.conn(), scope, identity.as_uuid()).await
+        let (conn, vault) = self.conn_and_vault();
+        erase(conn, vault.as_deref(), scope, identity.as_uuid()).await
     }
 }
 
@@ -222,7 +234,14 @@ impl crate::AuthTx {
             portcullis_core::PermissionSet::of(&[portcullis_core::Permission::MembersManage]);
         self.set("portcullis.permissions", &manage.to_setting())
             .await?;
-        let erased = erase(self.conn(), crate::PLATFORM_SCOPE, identity.as_uuid()).await;
+        let (conn, vault) = self.conn_and_vault();
+        let erased = erase(
+            conn,
+            vault.as_deref(),
+            crate::PLATFORM_SCOPE,
+            identity.as_uuid(),
+        )
+        .await;
         self.set("portcullis.permissions", "").await?;
         erased
     }

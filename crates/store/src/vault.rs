@@ -20,6 +20,7 @@ use time::OffsetDateTime;
 use uuid::Uuid;
 
 use crate::pii::PlatformKeys;
+use crate::subjects::SubjectKey;
 use crate::{StoreError, TenantTx};
 
 /// A column holding sealed values. Names are compile-time constants, never user input, which
@@ -88,6 +89,10 @@ pub struct Vault {
     config: VaultConfig,
     cache: Mutex<HashMap<(Uuid, i32), (DataKey, Instant)>>,
     platform: Mutex<Option<(Arc<PlatformKeys>, Instant)>>,
+    /// Subject keys (D3) for writing, by (scope, subject). Reads never use it, so an erasure
+    /// on another node shows at once; writes there may use a destroyed key for up to the TTL,
+    /// which leaves those values unreadable too.
+    subjects: Mutex<HashMap<(Uuid, Uuid), (SubjectKey, Instant)>>,
     provider_calls: AtomicU64,
 }
 
@@ -184,6 +189,7 @@ impl Vault {
             config,
             cache: Mutex::new(HashMap::new()),
             platform: Mutex::new(None),
+            subjects: Mutex::new(HashMap::new()),
             provider_calls: AtomicU64::new(0),
         }
     }
@@ -214,6 +220,37 @@ impl Vault {
     pub fn forget_platform(&self) {
         if let Ok(mut p) = self.platform.lock() {
             *p = None;
+        }
+    }
+
+    pub(crate) fn subject_cached(&self, scope: Uuid, subject: Uuid) -> Option<SubjectKey> {
+        let mut cache = self.subjects.lock().ok()?;
+        match cache.get(&(scope, subject)) {
+            Some((key, at)) if at.elapsed() < self.config.cache_ttl => Some(key.clone()),
+            Some(_) => {
+                cache.remove(&(scope, subject));
+                None
+            }
+            None => None,
+        }
+    }
+
+    pub(crate) fn subject_remember(&self, scope: Uuid, subject: Uuid, key: &SubjectKey) {
+        if let Ok(mut cache) = self.subjects.lock() {
+            if cache.len() >= self.config.cache_max_entries {
+                let ttl = self.config.cache_ttl;
+                cache.retain(|_, (_, at)| at.elapsed() < ttl);
+                if cache.len() >= self.config.cache_max_entries {
+                    cache.clear();
+                }
+            }
+            cache.insert((scope, subject), (key.clone(), Instant::now()));
+        }
+    }
+
+    pub(crate) fn subject_forget(&self, scope: Uuid, subject: Uuid) {
+        if let Ok(mut cache) = self.subjects.lock() {
+            cache.remove(&(scope, subject));
         }
     }
 

@@ -145,8 +145,15 @@ pub async fn rotate_key(
     tx.commit().await?;
     let bg = state.clone();
     tokio::spawn(async move {
-        if let Err(e) =
-            crate::jobs::run_job(bg.store(), bg.vault(), env, rotation.job_id, 500, |_| {}).await
+        if let Err(e) = crate::jobs::run_job(
+            bg.store(),
+            bg.vault(),
+            env,
+            rotation.job_id,
+            bg.reencrypt_batch(),
+            |_| {},
+        )
+        .await
         {
             tracing::error!(error = %e, environment = %env, "re-encryption job stopped; the scheduler resumes it");
         }
