@@ -90,18 +90,7 @@ async fn e2_database_dump_holds_no_plaintext() {
         .await;
     assert!(!list.body.to_string().contains(creds));
 
-    let bin = portcullis_provision::find_server_binaries(None).unwrap();
-    let out = std::process::Command::new(bin.join("pg_dump"))
-        .arg("--dbname")
-        .arg(&app.db.admin_url)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let dump = String::from_utf8_lossy(&out.stdout);
+    let dump = app.pg_dump();
     assert!(dump.contains("COPY public.documents"), "dump looks empty");
     for secret in [body, creds, model, owner.token.as_str(), support::PASSWORD] {
         assert!(

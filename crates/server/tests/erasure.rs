@@ -60,14 +60,7 @@ async fn entries(app: &TestApp, env: &str, token: &str) -> Vec<Value> {
 }
 
 fn dump_contains(app: &TestApp, needle: &str) -> bool {
-    let bin = portcullis_provision::find_server_binaries(None).unwrap();
-    let out = std::process::Command::new(bin.join("pg_dump"))
-        .arg("--dbname")
-        .arg(&app.db.admin_url)
-        .output()
-        .unwrap();
-    assert!(out.status.success());
-    String::from_utf8_lossy(&out.stdout).contains(needle)
+    app.pg_dump().contains(needle)
 }
 
 /// Control D3: personal request metadata is sealed per subject; erasing the subject makes it

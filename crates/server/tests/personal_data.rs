@@ -13,21 +13,6 @@ use axum::http::{Method, StatusCode};
 use serde_json::json;
 use support::{TestApp, PASSWORD};
 
-fn dump(app: &TestApp) -> String {
-    let bin = portcullis_provision::find_server_binaries(None).unwrap();
-    let out = std::process::Command::new(bin.join("pg_dump"))
-        .arg("--dbname")
-        .arg(&app.db.admin_url)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
 async fn login(app: &TestApp, email: &str) -> support::Reply {
     app.call(
         Method::POST,
@@ -87,7 +72,7 @@ async fn e2_personal_data_is_sealed_and_found_by_blind_index() {
         .await;
     assert_eq!(r.status, StatusCode::CONFLICT, "{:?}", r.body);
 
-    let dump = dump(&app);
+    let dump = app.pg_dump();
     assert!(dump.contains("COPY public.identities"), "dump looks empty");
     for plain in [email, name, invitee, "owner@example.com"] {
         assert!(
@@ -272,7 +257,7 @@ async fn e2_legacy_personal_data_is_sealed_at_start() {
         .unwrap();
     assert_eq!(again, Default::default());
 
-    let dump = dump(&app);
+    let dump = app.pg_dump();
     for plain in ["carol@example.com", "Carol Legacy", "dave@example.com"] {
         assert!(!dump.contains(plain), "{plain:?} still in clear");
     }

@@ -120,6 +120,22 @@ impl PlatformKeys {
     }
 }
 
+impl PlatformKeys {
+    /// Opens an identity's sealed email and display name.
+    pub fn open_person(
+        &self,
+        identity: Uuid,
+        email: &[u8],
+        display_name: &[u8],
+    ) -> Result<(String, String), StoreError> {
+        let row = identity.to_string();
+        Ok((
+            self.open(&identity_place("email", &row), email)?,
+            self.open(&identity_place("display_name", &row), display_name)?,
+        ))
+    }
+}
+
 /// Where an identity's personal fields live.
 pub fn identity_place<'a>(column: &'static str, row: &'a str) -> Place<'a> {
     Place {

@@ -230,6 +230,23 @@ impl TestApp {
         r.body["document_id"].as_str().unwrap().to_owned()
     }
 
+    /// The whole database as `pg_dump` writes it (plain SQL), to search for plaintext.
+    #[allow(dead_code)]
+    pub fn pg_dump(&self) -> String {
+        let bin = portcullis_provision::find_server_binaries(None).unwrap();
+        let out = std::process::Command::new(bin.join("pg_dump"))
+            .arg("--dbname")
+            .arg(&self.db.admin_url)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
     /// Invites `email` with `role` and has `user` accept; returns nothing, asserts success.
     pub async fn add_member(&self, admin: &User, env: &str, user: &User, role: &str) {
         let r = self

@@ -45,14 +45,15 @@ struct SealedIdentity {
 
 impl SealedIdentity {
     fn open(self, keys: &PlatformKeys) -> Result<Identity, StoreError> {
-        let row = self.identity_id.to_string();
+        let (email, display_name) = keys.open_person(
+            self.identity_id,
+            &self.email_ciphertext,
+            &self.display_name_ciphertext,
+        )?;
         Ok(Identity {
             identity_id: self.identity_id,
-            email: keys.open(&pii::identity_place("email", &row), &self.email_ciphertext)?,
-            display_name: keys.open(
-                &pii::identity_place("display_name", &row),
-                &self.display_name_ciphertext,
-            )?,
+            email,
+            display_name,
             created_at: self.created_at,
         })
     }

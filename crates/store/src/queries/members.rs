@@ -4,7 +4,7 @@ use time::OffsetDateTime;
 use uuid::Uuid;
 
 use super::{Page, Paged};
-use crate::pii::{self, PlatformKeys};
+use crate::pii::PlatformKeys;
 use crate::tx::{decode_role, encode_role};
 use crate::vault::Vault;
 use crate::{StoreError, TenantTx};
@@ -38,14 +38,15 @@ struct SealedMember {
 
 impl SealedMember {
     fn open(self, keys: &PlatformKeys) -> Result<Member, StoreError> {
-        let row = self.identity_id.to_string();
+        let (email, display_name) = keys.open_person(
+            self.identity_id,
+            &self.email_ciphertext,
+            &self.display_name_ciphertext,
+        )?;
         Ok(Member {
             identity_id: self.identity_id,
-            email: keys.open(&pii::identity_place("email", &row), &self.email_ciphertext)?,
-            display_name: keys.open(
-                &pii::identity_place("display_name", &row),
-                &self.display_name_ciphertext,
-            )?,
+            email,
+            display_name,
             role: self.role,
             joined_at: self.joined_at,
         })
