@@ -174,6 +174,11 @@ impl std::fmt::Debug for VerifyOptions<'_> {
 /// Verifies a bundle as it streams by, in memory independent of its length. An I/O failure
 /// or a first line that is not a bundle header is an error; everything after that — tampering
 /// or a line that does not parse — is the report's first problem.
+/// Lines read per batch of [`verify_bundle`].
+const BATCH_LINES: usize = 16_384;
+/// Smaller batches (the tail of a file) are hashed on one thread.
+const PARALLEL_FROM: usize = 2_048;
+
 pub fn verify_bundle<R: BufRead>(
     mut reader: R,
     options: VerifyOptions<'_>,
@@ -195,51 +200,92 @@ pub fn verify_bundle<R: BufRead>(
         verifier.add_checkpoint(checkpoint);
     }
 
+    // Lines are read in batches. The fast path (split the line without a JSON parser, hash the
+    // entry) is most of the work and independent per line, so a batch's lines are hashed on
+    // all cores; the chain itself is then checked in order on this thread.
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get().min(8));
+    let mut buf: Vec<u8> = Vec::with_capacity(1 << 20);
+    let mut spans: Vec<(usize, usize)> = Vec::with_capacity(BATCH_LINES);
+    let mut fast: Vec<Option<(u64, Hash, Hash)>> = Vec::with_capacity(BATCH_LINES);
     let mut line_no = 1u64;
-    while !verifier.is_done() {
-        line.clear();
-        if reader.read_until(b'\n', &mut line)? == 0 {
+    'batches: while !verifier.is_done() {
+        buf.clear();
+        spans.clear();
+        while spans.len() < BATCH_LINES {
+            let start = buf.len();
+            if reader.read_until(b'\n', &mut buf)? == 0 {
+                break;
+            }
+            spans.push((start, buf.len()));
+        }
+        if spans.is_empty() {
             break;
         }
-        line_no += 1;
-        let text = trim_newline(&line);
-        if let Some(entry) = exact_entry(text) {
+        fast.clear();
+        fast.resize(spans.len(), None);
+        let hash_line = |&(start, end): &(usize, usize)| -> Option<(u64, Hash, Hash)> {
+            let entry = exact_entry(trim_newline(&buf[start..end]))?;
             let content =
                 entry_hash_of_canonical(&environment_id, entry.seq, &entry.prev_hash, entry.body);
-            if content == entry.entry_hash {
-                verifier.push_hashed(entry.seq, entry.prev_hash, entry.entry_hash);
-                continue;
+            (content == entry.entry_hash).then_some((entry.seq, entry.prev_hash, entry.entry_hash))
+        };
+        if threads > 1 && spans.len() >= PARALLEL_FROM {
+            let per = spans.len().div_ceil(threads);
+            let hash_line = &hash_line;
+            std::thread::scope(|scope| {
+                for (out, lines) in fast.chunks_mut(per).zip(spans.chunks(per)) {
+                    scope.spawn(move || {
+                        for (o, span) in out.iter_mut().zip(lines) {
+                            *o = hash_line(span);
+                        }
+                    });
+                }
+            });
+        } else {
+            for (o, span) in fast.iter_mut().zip(&spans) {
+                *o = hash_line(span);
             }
         }
-        let entry_err = match serde_json::from_slice::<EntryLine<'_>>(text) {
-            Ok(entry) => {
-                match (hex::decode(entry.prev_hash), hex::decode(entry.entry_hash)) {
-                    (Some(prev_hash), Some(entry_hash)) => verifier.push(&StoredEntry {
-                        seq: entry.seq,
-                        prev_hash,
-                        entry_hash,
-                        body: Body::Text(entry.body.get()),
-                    }),
-                    _ => verifier.fail(malformed(
-                        Some(entry.seq),
-                        line_no,
-                        "a hash is not 64 lowercase hex digits",
-                    )),
-                }
+        for (&(start, end), hashed) in spans.iter().zip(&fast) {
+            if verifier.is_done() {
+                break 'batches;
+            }
+            line_no += 1;
+            if let Some((seq, prev_hash, entry_hash)) = *hashed {
+                verifier.push_hashed(seq, prev_hash, entry_hash);
                 continue;
             }
-            Err(e) => e,
-        };
-        match serde_json::from_slice::<CheckpointLine>(text) {
-            Ok(line) => match line.checkpoint.parse::<SignedCheckpoint>() {
-                Ok(checkpoint) => verifier.add_checkpoint(&checkpoint),
-                Err(e) => verifier.fail(malformed(None, line_no, &e.to_string())),
-            },
-            Err(_) => verifier.fail(malformed(
-                None,
-                line_no,
-                &format!("neither an entry nor a checkpoint ({entry_err})"),
-            )),
+            let text = trim_newline(&buf[start..end]);
+            let entry_err = match serde_json::from_slice::<EntryLine<'_>>(text) {
+                Ok(entry) => {
+                    match (hex::decode(entry.prev_hash), hex::decode(entry.entry_hash)) {
+                        (Some(prev_hash), Some(entry_hash)) => verifier.push(&StoredEntry {
+                            seq: entry.seq,
+                            prev_hash,
+                            entry_hash,
+                            body: Body::Text(entry.body.get()),
+                        }),
+                        _ => verifier.fail(malformed(
+                            Some(entry.seq),
+                            line_no,
+                            "a hash is not 64 lowercase hex digits",
+                        )),
+                    }
+                    continue;
+                }
+                Err(e) => e,
+            };
+            match serde_json::from_slice::<CheckpointLine>(text) {
+                Ok(line) => match line.checkpoint.parse::<SignedCheckpoint>() {
+                    Ok(checkpoint) => verifier.add_checkpoint(&checkpoint),
+                    Err(e) => verifier.fail(malformed(None, line_no, &e.to_string())),
+                },
+                Err(_) => verifier.fail(malformed(
+                    None,
+                    line_no,
+                    &format!("neither an entry nor a checkpoint ({entry_err})"),
+                )),
+            }
         }
     }
     Ok(verifier.finish())
