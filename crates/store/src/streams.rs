@@ -1,12 +1,21 @@
 //! Writers for the intelligence log and the kernel trace (L1). Like the audit log, entries are
 //! written inside the caller's `TenantTx`, so they commit with the work they describe.
+//!
+//! Tamper evidence (L3) for these two streams comes from the audit chain: every row written
+//! here is committed to by an audit entry in the same transaction (`intelligence.recorded`,
+//! `trace.step_recorded`) whose `after` holds the SHA-256 of the row's canonical JSON
+//! ([`intelligence_digest`], [`trace_digest`]). An edited row no longer matches its
+//! commitment, a deleted one leaves a commitment without a row, and a row slipped in has no
+//! commitment; the commitments themselves are chained, checkpointed and anchored like every
+//! audit entry. [`check`] compares the two.
 
 use serde::Serialize;
 use serde_json::Value;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-use crate::{StoreError, TenantTx};
+use crate::audit::{jsonb_exact, rfc3339_micros};
+use crate::{AuditEvent, StoreError, TenantTx};
 
 /// Whose model key paid for a call.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
@@ -64,13 +73,120 @@ fn excerpt(text: Option<String>) -> Option<String> {
     text.map(|t| t.chars().take(4000).collect())
 }
 
+/// An intelligence-log row as stored, as far as its digest covers it.
+#[derive(Clone, Debug, sqlx::FromRow)]
+pub struct StoredIntelligence {
+    pub entry_id: Uuid,
+    pub occurred_at: OffsetDateTime,
+    pub actor_type: String,
+    pub actor_id: Option<Uuid>,
+    pub workflow_id: Option<String>,
+    pub model: String,
+    pub key_source: String,
+    pub input: Value,
+    pub output: Option<Value>,
+    pub reasoning_excerpt: Option<String>,
+    pub input_tokens: i32,
+    pub output_tokens: i32,
+    pub cost_micros: i64,
+    pub success: bool,
+    pub error: Option<String>,
+    pub request_id: Option<String>,
+}
+
+/// A kernel-trace row as stored.
+#[derive(Clone, Debug, sqlx::FromRow)]
+pub struct StoredStep {
+    pub trace_id: Uuid,
+    pub step: i32,
+    pub occurred_at: OffsetDateTime,
+    pub workflow_id: Option<String>,
+    pub intelligence_entry_id: Option<Uuid>,
+    pub kind: String,
+    pub tool: Option<String>,
+    pub tool_use_id: Option<String>,
+    pub arguments: Option<Value>,
+    pub result: Option<Value>,
+    pub rationale: Option<String>,
+}
+
+fn sha256_hex(value: &Value) -> String {
+    use sha2::Digest;
+    let digest = sha2::Sha256::digest(portcullis_audit::canonical::canonical_json(value));
+    digest.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// SHA-256 (hex) of the canonical JSON of an intelligence-log row: what its audit commitment
+/// holds.
+pub fn intelligence_digest(r: &StoredIntelligence) -> String {
+    sha256_hex(&serde_json::json!({
+        "entry_id": r.entry_id,
+        "occurred_at": rfc3339_micros(r.occurred_at),
+        "actor_type": r.actor_type,
+        "actor_id": r.actor_id,
+        "workflow_id": r.workflow_id,
+        "model": r.model,
+        "key_source": r.key_source,
+        "input": r.input,
+        "output": r.output,
+        "reasoning_excerpt": r.reasoning_excerpt,
+        "input_tokens": r.input_tokens,
+        "output_tokens": r.output_tokens,
+        "cost_micros": r.cost_micros,
+        "success": r.success,
+        "error": r.error,
+        "request_id": r.request_id,
+    }))
+}
+
+/// SHA-256 (hex) of the canonical JSON of a kernel-trace row.
+pub fn trace_digest(r: &StoredStep) -> String {
+    sha256_hex(&serde_json::json!({
+        "trace_id": r.trace_id,
+        "step": r.step,
+        "occurred_at": rfc3339_micros(r.occurred_at),
+        "workflow_id": r.workflow_id,
+        "intelligence_entry_id": r.intelligence_entry_id,
+        "kind": r.kind,
+        "tool": r.tool,
+        "tool_use_id": r.tool_use_id,
+        "arguments": r.arguments,
+        "result": r.result,
+        "rationale": r.rationale,
+    }))
+}
+
+fn now_micros() -> OffsetDateTime {
+    let t = OffsetDateTime::now_utc();
+    t.replace_nanosecond(t.microsecond() * 1000).unwrap_or(t)
+}
+
 impl TenantTx {
-    /// Records an AI call in this environment's intelligence log; returns its id.
+    /// Records an AI call in this environment's intelligence log, and its commitment in the
+    /// audit chain; returns its id.
     pub async fn log_intelligence(&mut self, e: IntelligenceEntry) -> Result<Uuid, StoreError> {
         let id = Uuid::now_v7();
         let env = self.environment_id().as_uuid();
         let actor = self.caller().actor;
-        let request_id = self.meta().request_id.clone();
+        let row = StoredIntelligence {
+            entry_id: id,
+            occurred_at: now_micros(),
+            actor_type: actor.kind().to_owned(),
+            actor_id: actor.id(),
+            workflow_id: e.workflow_id,
+            model: e.model,
+            key_source: e.key_source.as_str().to_owned(),
+            input: jsonb_exact(e.input),
+            output: e.output.map(jsonb_exact),
+            reasoning_excerpt: excerpt(e.reasoning_excerpt),
+            input_tokens: e.input_tokens,
+            output_tokens: e.output_tokens,
+            cost_micros: e.cost_micros,
+            success: e.success,
+            error: e.error.map(|t| t.replace('\0', "")),
+            request_id: self.meta().request_id.clone(),
+        };
+        let digest = intelligence_digest(&row);
         sqlx::query(
             "INSERT INTO intelligence_log (environment_id, entry_id, occurred_at, actor_type, actor_id, workflow_id, model, key_source,
                                            input, output, reasoning_excerpt, input_tokens, output_tokens, cost_micros, success, error, request_id)
@@ -78,48 +194,194 @@ impl TenantTx {
         )
         .bind(env)
         .bind(id)
-        .bind(OffsetDateTime::now_utc())
-        .bind(actor.kind())
-        .bind(actor.id())
-        .bind(e.workflow_id)
-        .bind(e.model)
-        .bind(e.key_source.as_str())
-        .bind(e.input)
-        .bind(e.output)
-        .bind(excerpt(e.reasoning_excerpt))
-        .bind(e.input_tokens)
-        .bind(e.output_tokens)
-        .bind(e.cost_micros)
-        .bind(e.success)
-        .bind(e.error)
-        .bind(request_id)
+        .bind(row.occurred_at)
+        .bind(&row.actor_type)
+        .bind(row.actor_id)
+        .bind(&row.workflow_id)
+        .bind(&row.model)
+        .bind(&row.key_source)
+        .bind(&row.input)
+        .bind(&row.output)
+        .bind(&row.reasoning_excerpt)
+        .bind(row.input_tokens)
+        .bind(row.output_tokens)
+        .bind(row.cost_micros)
+        .bind(row.success)
+        .bind(&row.error)
+        .bind(&row.request_id)
         .execute(self.conn())
+        .await?;
+        self.audit(
+            AuditEvent::success("intelligence.recorded", "intelligence_log", id).after(
+                serde_json::json!({ "sha256": digest, "model": row.model, "success": row.success }),
+            ),
+        )
         .await?;
         Ok(id)
     }
 
-    /// Records one step of an agent's trace.
+    /// Records one step of an agent's trace, and its commitment in the audit chain.
     pub async fn trace_step(&mut self, s: TraceStep) -> Result<(), StoreError> {
         let env = self.environment_id().as_uuid();
+        let row = StoredStep {
+            trace_id: s.trace_id,
+            step: s.step,
+            occurred_at: now_micros(),
+            workflow_id: s.workflow_id,
+            intelligence_entry_id: s.intelligence_entry_id,
+            kind: s.kind.to_owned(),
+            tool: s.tool,
+            tool_use_id: s.tool_use_id,
+            arguments: s.arguments.map(jsonb_exact),
+            result: s.result.map(jsonb_exact),
+            rationale: excerpt(s.rationale),
+        };
+        let digest = trace_digest(&row);
         sqlx::query(
             "INSERT INTO kernel_trace (environment_id, trace_id, step, occurred_at, workflow_id, intelligence_entry_id, kind, tool,
                                        tool_use_id, arguments, result, rationale)
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
         )
         .bind(env)
-        .bind(s.trace_id)
-        .bind(s.step)
-        .bind(OffsetDateTime::now_utc())
-        .bind(s.workflow_id)
-        .bind(s.intelligence_entry_id)
-        .bind(s.kind)
-        .bind(s.tool)
-        .bind(s.tool_use_id)
-        .bind(s.arguments)
-        .bind(s.result)
-        .bind(excerpt(s.rationale))
+        .bind(row.trace_id)
+        .bind(row.step)
+        .bind(row.occurred_at)
+        .bind(&row.workflow_id)
+        .bind(row.intelligence_entry_id)
+        .bind(&row.kind)
+        .bind(&row.tool)
+        .bind(&row.tool_use_id)
+        .bind(&row.arguments)
+        .bind(&row.result)
+        .bind(&row.rationale)
         .execute(self.conn())
+        .await?;
+        self.audit(
+            AuditEvent::success(
+                "trace.step_recorded",
+                "kernel_trace",
+                format!("{}:{}", row.trace_id, row.step),
+            )
+            .after(serde_json::json!({ "sha256": digest, "kind": row.kind })),
+        )
         .await?;
         Ok(())
     }
+}
+
+/// What [`check`] found wrong with a stream row.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct StreamProblem {
+    /// `intelligence_log` or `kernel_trace`.
+    pub stream: &'static str,
+    /// The row: an entry id, or `trace_id:step`.
+    pub row: String,
+    /// `changed` (does not match its commitment), `missing` (committed, not found) or
+    /// `uncommitted` (found, never committed).
+    pub kind: &'static str,
+}
+
+/// How the two streams compare with their commitments in the audit chain.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct StreamsReport {
+    pub intelligence_rows: u64,
+    pub trace_rows: u64,
+    pub problems: Vec<StreamProblem>,
+}
+
+/// Compares every intelligence-log and kernel-trace row of the transaction's environment with
+/// the commitments in its audit log. Trust in the commitments comes from verifying the audit
+/// chain against signed, anchored checkpoints, which the caller does too.
+pub async fn check(tx: &mut TenantTx) -> Result<StreamsReport, StoreError> {
+    let env = tx.environment_id().as_uuid();
+    let mut report = StreamsReport::default();
+    let commitments = |action: &'static str| {
+        sqlx::query_as::<_, (Option<String>, Option<Value>)>(
+            "SELECT target_id, after FROM audit_log WHERE environment_id = $1 AND action = $2",
+        )
+        .bind(env)
+        .bind(action)
+    };
+    let mut committed: std::collections::HashMap<String, String> = std::collections::HashMap::new();
+    for (target, after) in commitments("intelligence.recorded")
+        .fetch_all(tx.conn())
+        .await?
+    {
+        if let (Some(t), Some(d)) = (target, after.as_ref().and_then(|a| a["sha256"].as_str())) {
+            committed.insert(t, d.to_owned());
+        }
+    }
+    let rows: Vec<StoredIntelligence> = sqlx::query_as(
+        "SELECT entry_id, occurred_at, actor_type, actor_id, workflow_id, model, key_source, input, output,
+                reasoning_excerpt, input_tokens, output_tokens, cost_micros, success, error, request_id
+           FROM intelligence_log WHERE environment_id = $1 ORDER BY entry_id",
+    )
+    .bind(env)
+    .fetch_all(tx.conn())
+    .await?;
+    report.intelligence_rows = rows.len() as u64;
+    compare(
+        "intelligence_log",
+        rows.iter()
+            .map(|r| (r.entry_id.to_string(), intelligence_digest(r))),
+        committed,
+        &mut report.problems,
+    );
+
+    let mut committed: std::collections::HashMap<String, String> = std::collections::HashMap::new();
+    for (target, after) in commitments("trace.step_recorded")
+        .fetch_all(tx.conn())
+        .await?
+    {
+        if let (Some(t), Some(d)) = (target, after.as_ref().and_then(|a| a["sha256"].as_str())) {
+            committed.insert(t, d.to_owned());
+        }
+    }
+    let rows: Vec<StoredStep> = sqlx::query_as(
+        "SELECT trace_id, step, occurred_at, workflow_id, intelligence_entry_id, kind, tool, tool_use_id,
+                arguments, result, rationale
+           FROM kernel_trace WHERE environment_id = $1 ORDER BY trace_id, step",
+    )
+    .bind(env)
+    .fetch_all(tx.conn())
+    .await?;
+    report.trace_rows = rows.len() as u64;
+    compare(
+        "kernel_trace",
+        rows.iter()
+            .map(|r| (format!("{}:{}", r.trace_id, r.step), trace_digest(r))),
+        committed,
+        &mut report.problems,
+    );
+    Ok(report)
+}
+
+fn compare(
+    stream: &'static str,
+    rows: impl Iterator<Item = (String, String)>,
+    mut committed: std::collections::HashMap<String, String>,
+    problems: &mut Vec<StreamProblem>,
+) {
+    for (row, digest) in rows {
+        match committed.remove(&row) {
+            Some(d) if d == digest => {}
+            Some(_) => problems.push(StreamProblem {
+                stream,
+                row,
+                kind: "changed",
+            }),
+            None => problems.push(StreamProblem {
+                stream,
+                row,
+                kind: "uncommitted",
+            }),
+        }
+    }
+    let mut missing: Vec<String> = committed.into_keys().collect();
+    missing.sort();
+    problems.extend(missing.into_iter().map(|row| StreamProblem {
+        stream,
+        row,
+        kind: "missing",
+    }));
 }

@@ -547,3 +547,101 @@ async fn l1_intelligence_log_and_kernel_trace() {
         .unwrap();
     assert_eq!(n, 0, "kernel trace needs audit.read");
 }
+
+/// Control L3 for the other two streams: every intelligence-log and kernel-trace row is
+/// committed to by a chained audit entry, so an edited row, a deleted one and one slipped in
+/// are each found, even when a superuser bypasses the append-only triggers.
+#[tokio::test]
+async fn l3_stream_rows_are_committed_in_the_audit_chain() {
+    use portcullis_store::streams::{self, IntelligenceEntry, KeySource, TraceStep};
+    let db = TestDb::new().await;
+    let store = db.store().await;
+    let a = tenant(&store, "alpha").await;
+    let mut tx = store
+        .tenant_as_identity(a.env, a.owner, RequestMeta::default())
+        .await
+        .unwrap();
+    let mut calls = vec![];
+    for i in 0..3 {
+        calls.push(
+            tx.log_intelligence(IntelligenceEntry {
+                workflow_id: Some("triage".into()),
+                model: "claude-fast".into(),
+                key_source: KeySource::Platform,
+                input: serde_json::json!({ "prompt": format!("p{i}"), "temperature": 0.25, "big": 1e16 }),
+                output: Some(serde_json::json!({ "text": "ok\u{0}" })),
+                reasoning_excerpt: None,
+                input_tokens: 10,
+                output_tokens: 2,
+                cost_micros: 7,
+                success: true,
+                error: None,
+            })
+            .await
+            .unwrap(),
+        );
+    }
+    let trace = uuid::Uuid::now_v7();
+    for step in 1..=3 {
+        tx.trace_step(TraceStep {
+            trace_id: trace,
+            step,
+            workflow_id: None,
+            intelligence_entry_id: Some(calls[0]),
+            kind: "decision",
+            tool: None,
+            tool_use_id: None,
+            arguments: None,
+            result: Some(serde_json::json!({ "n": step })),
+            rationale: Some("because".into()),
+        })
+        .await
+        .unwrap();
+    }
+    let report = streams::check(&mut tx).await.unwrap();
+    assert_eq!((report.intelligence_rows, report.trace_rows), (3, 3));
+    assert!(report.problems.is_empty(), "{:?}", report.problems);
+    tx.commit().await.unwrap();
+
+    let mut admin = db.admin_conn().await;
+    for sql in [
+        "ALTER TABLE intelligence_log DISABLE TRIGGER USER",
+        "ALTER TABLE kernel_trace DISABLE TRIGGER USER",
+    ] {
+        sqlx::query(sql).execute(&mut admin).await.unwrap();
+    }
+    sqlx::query("UPDATE intelligence_log SET cost_micros = 0 WHERE entry_id = $1")
+        .bind(calls[1])
+        .execute(&mut admin)
+        .await
+        .unwrap();
+    sqlx::query("DELETE FROM kernel_trace WHERE step = 2")
+        .execute(&mut admin)
+        .await
+        .unwrap();
+    sqlx::query(
+        "INSERT INTO kernel_trace (environment_id, trace_id, step, occurred_at, kind)
+         SELECT environment_id, trace_id, 9, occurred_at, 'note' FROM kernel_trace WHERE step = 1",
+    )
+    .execute(&mut admin)
+    .await
+    .unwrap();
+    let mut tx = store
+        .tenant_as_identity(a.env, a.owner, RequestMeta::default())
+        .await
+        .unwrap();
+    let report = streams::check(&mut tx).await.unwrap();
+    let found: Vec<(&str, String, &str)> = report
+        .problems
+        .iter()
+        .map(|p| (p.stream, p.row.clone(), p.kind))
+        .collect();
+    assert_eq!(
+        found,
+        vec![
+            ("intelligence_log", calls[1].to_string(), "changed"),
+            ("kernel_trace", format!("{trace}:9"), "uncommitted"),
+            ("kernel_trace", format!("{trace}:2"), "missing"),
+        ]
+    );
+}
