@@ -578,7 +578,32 @@ async fn audit(command: AuditCommand, config: Config) -> anyhow::Result<ExitCode
                         eprintln!("  {n} entries verified")
                     })
                     .await?;
-                Ok(print_report(&report))
+                let chain = print_report(&report);
+                // The other two streams are checked against their commitments in the chain.
+                let mut tx = store
+                    .tenant_as_system(
+                        env,
+                        portcullis_core::PermissionSet::of(&[portcullis_core::Permission::AuditRead]),
+                        Default::default(),
+                    )
+                    .await?;
+                let streams = portcullis_store::streams::check(&mut tx).await?;
+                eprintln!(
+                    "streams: {} intelligence-log rows and {} kernel-trace steps checked against their audit commitments",
+                    streams.intelligence_rows, streams.trace_rows
+                );
+                for p in &streams.problems {
+                    println!("FAILED: {} row {}: {}", p.stream, p.row, match p.kind {
+                        "changed" => "changed since it was committed",
+                        "missing" => "committed in the audit chain but no longer present",
+                        _ => "present but never committed in the audit chain",
+                    });
+                }
+                if streams.problems.is_empty() {
+                    Ok(chain)
+                } else {
+                    Ok(ExitCode::from(1))
+                }
             }
             AuditCommand::Export {
                 environment,
