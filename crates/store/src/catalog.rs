@@ -20,6 +20,8 @@ pub const TENANT_TABLES: &[&str] = &[
     "audit_log",
     "audit_heads",
     "audit_checkpoints",
+    "audit_subtrees",
+    "audit_checkpoint_anchors",
     "intelligence_log",
     "kernel_trace",
     "environment_keys",
@@ -76,6 +78,20 @@ pub const EXPECTED_POLICIES: &[(&str, &str, char, bool)] = &[
     ("audit_heads", "audit_heads_operator", 'r', true),
     ("audit_checkpoints", "audit_checkpoints_tenant", '*', true),
     ("audit_checkpoints", "audit_checkpoints_operator", 'r', true),
+    ("audit_subtrees", "audit_subtrees_append", 'a', true),
+    ("audit_subtrees", "audit_subtrees_read", 'r', true),
+    (
+        "audit_checkpoint_anchors",
+        "audit_checkpoint_anchors_tenant",
+        '*',
+        true,
+    ),
+    (
+        "audit_checkpoint_anchors",
+        "audit_checkpoint_anchors_operator",
+        'r',
+        true,
+    ),
     ("audit_signing_keys", "audit_signing_keys_public", 'r', true),
     ("intelligence_log", "intelligence_log_append", 'a', true),
     ("intelligence_log", "intelligence_log_read", 'r', true),
@@ -105,6 +121,7 @@ pub const OWNER_POLICIES: &[&str] = &[
     "key_rotation_jobs_operator",
     "audit_heads_operator",
     "audit_checkpoints_operator",
+    "audit_checkpoint_anchors_operator",
     "audit_signing_keys_operator",
 ];
 
@@ -113,6 +130,8 @@ pub const OWNER_POLICIES: &[&str] = &[
 pub const APPEND_ONLY_TABLES: &[&str] = &[
     "audit_log",
     "audit_checkpoints",
+    "audit_subtrees",
+    "audit_checkpoint_anchors",
     "intelligence_log",
     "kernel_trace",
 ];
