@@ -353,6 +353,25 @@ pub async fn insert_checkpoint(
     Ok(())
 }
 
+/// Records that the checkpoint of `tree_size` is in the anchor store (idempotent).
+pub async fn record_anchored(
+    tx: &mut TenantTx,
+    tree_size: i64,
+    at: OffsetDateTime,
+) -> Result<(), StoreError> {
+    let env = tx.environment_id().as_uuid();
+    sqlx::query(
+        "INSERT INTO audit_checkpoint_anchors (environment_id, tree_size, anchored_at)
+         VALUES ($1, $2, $3) ON CONFLICT (environment_id, tree_size) DO NOTHING",
+    )
+    .bind(env)
+    .bind(tree_size)
+    .bind(at)
+    .execute(tx.conn())
+    .await?;
+    Ok(())
+}
+
 pub async fn checkpoints(tx: &mut TenantTx) -> Result<Vec<CheckpointRow>, StoreError> {
     let env = tx.environment_id().as_uuid();
     Ok(sqlx::query_as(
@@ -418,6 +437,25 @@ pub mod operator {
               WHERE h.seq > COALESCE(c.size, 0)
               ORDER BY h.environment_id",
         )
+        .fetch_all(pool)
+        .await?)
+    }
+
+    /// Checkpoints never recorded as anchored (the anchor store failed when they were cut, or
+    /// they predate the record), oldest sizes first: (scope, tree size, signed text).
+    pub async fn unanchored_checkpoints(
+        pool: &PgPool,
+        limit: i64,
+    ) -> Result<Vec<(Uuid, i64, String)>, StoreError> {
+        Ok(sqlx::query_as(
+            "SELECT c.environment_id, c.tree_size, c.signed
+               FROM audit_checkpoints c
+              WHERE NOT EXISTS (SELECT 1 FROM audit_checkpoint_anchors a
+                                 WHERE a.environment_id = c.environment_id AND a.tree_size = c.tree_size)
+              ORDER BY c.environment_id, c.tree_size
+              LIMIT $1",
+        )
+        .bind(limit)
         .fetch_all(pool)
         .await?)
     }
