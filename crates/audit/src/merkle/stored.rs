@@ -67,7 +67,7 @@ fn decompose(start: u64, end: u64, nodes: &mut BTreeSet<NodeId>, leaves: &mut Ve
     if len == 0 {
         return;
     }
-    if len.is_power_of_two() && start % len == 0 && len >= BLOCK {
+    if len.is_power_of_two() && start & (len - 1) == 0 && len >= BLOCK {
         let level = len.trailing_zeros();
         nodes.insert(NodeId {
             level,
@@ -225,7 +225,7 @@ impl StoredSource {
         if len == 0 {
             return Ok(EMPTY_ROOT);
         }
-        if len.is_power_of_two() && start % len == 0 && len >= BLOCK {
+        if len.is_power_of_two() && start & (len - 1) == 0 && len >= BLOCK {
             let node = NodeId {
                 level: len.trailing_zeros(),
                 index: start / len,
