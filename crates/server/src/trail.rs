@@ -326,6 +326,9 @@ pub async fn checkpointer(
     }
 }
 
+/// Entries per page when verification reads the log.
+const VERIFY_PAGE: i64 = 10_000;
+
 /// Verifies an environment's stored chain against every checkpoint in the database and every
 /// anchored checkpoint, streaming entries in batches. Anchors catch a chain that was rewritten
 /// consistently inside the database.
@@ -356,13 +359,23 @@ pub async fn verify_environment(
     for cp in &checkpoints {
         verifier.add_checkpoint(cp);
     }
-    let mut after = 0i64;
-    loop {
-        let batch = audit_log::stored_range(&mut tx, after, 5000).await?;
-        if batch.is_empty() {
-            break;
+    // Fetching and hashing overlap: one task pages through the log on the transaction's
+    // connection while this one rebuilds and hashes the previous page.
+    let (pages, mut received) = tokio::sync::mpsc::channel::<Vec<audit_log::StoredEntry>>(2);
+    let fetcher = tokio::spawn(async move {
+        let mut after = 0i64;
+        loop {
+            let page = audit_log::stored_range(&mut tx, after, VERIFY_PAGE).await?;
+            let Some(last) = page.last() else { break };
+            after = last.seq;
+            if pages.send(page).await.is_err() {
+                break; // the verifier has seen enough
+            }
         }
-        for row in &batch {
+        Ok::<_, StoreError>(tx)
+    });
+    while let Some(page) = received.recv().await {
+        for row in &page {
             let body = entry_body(row);
             let entry = StoredEntry {
                 seq: u64::try_from(row.seq).unwrap_or(0),
@@ -371,12 +384,15 @@ pub async fn verify_environment(
                 body: Body::Json(&body),
             };
             verifier.push(&entry);
-            after = row.seq;
         }
         if verifier.is_done() {
             break;
         }
     }
+    drop(received);
+    let tx = fetcher
+        .await
+        .map_err(|e| TrailError::Malformed(format!("audit fetch task: {e}")))??;
     tx.commit().await?;
     Ok(verifier.finish())
 }
