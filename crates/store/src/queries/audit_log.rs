@@ -163,36 +163,46 @@ pub async fn subtree_nodes(
         return Ok(vec![]);
     }
     let env = tx.environment_id().as_uuid();
-    let levels: Vec<i16> = wanted.iter().map(|n| n.level as i16).collect();
-    let indexes: Vec<i64> = wanted.iter().map(|n| n.index as i64).collect();
+    // `= ANY` on both key columns is a primary-key index probe per (level, index) pair; it
+    // reads a few pairs that were not asked for, dropped below. (A join with `unnest` lets the
+    // planner scan every node of the environment instead.)
+    let mut levels: Vec<i16> = wanted.iter().map(|n| n.level as i16).collect();
+    let mut indexes: Vec<i64> = wanted.iter().map(|n| n.index as i64).collect();
+    levels.sort_unstable();
+    levels.dedup();
+    indexes.sort_unstable();
+    indexes.dedup();
     let rows: Vec<(i16, i64, Vec<u8>)> = sqlx::query_as(
-        "SELECT s.level, s.node_index, s.hash
-           FROM unnest($2::smallint[], $3::bigint[]) AS w(level, node_index)
-           JOIN audit_subtrees s
-             ON s.environment_id = $1 AND s.level = w.level AND s.node_index = w.node_index",
+        "SELECT level, node_index, hash FROM audit_subtrees
+          WHERE environment_id = $1 AND level = ANY($2) AND node_index = ANY($3)",
     )
     .bind(env)
     .bind(levels)
     .bind(indexes)
     .fetch_all(tx.conn())
     .await?;
-    rows.into_iter()
-        .map(|(level, index, hash)| {
-            Ok((
-                NodeId {
-                    level: u32::try_from(level)
-                        .map_err(|_| StoreError::Integrity("bad subtree level".into()))?,
-                    index: u64::try_from(index)
-                        .map_err(|_| StoreError::Integrity("bad subtree index".into()))?,
-                },
-                hash32(&hash, "subtree hash")?,
-            ))
-        })
-        .collect()
+    let mut out = Vec::with_capacity(wanted.len());
+    for (level, index, hash) in rows {
+        let node = NodeId {
+            level: u32::try_from(level)
+                .map_err(|_| StoreError::Integrity("bad subtree level".into()))?,
+            index: u64::try_from(index)
+                .map_err(|_| StoreError::Integrity("bad subtree index".into()))?,
+        };
+        if wanted.contains(&node) {
+            out.push((node, hash32(&hash, "subtree hash")?));
+        }
+    }
+    Ok(out)
 }
 
+/// Above this many leaves, [`leaf_ranges`] reads range by range instead of by a list of seqs.
+const LEAF_LIST_MAX: u64 = 4096;
+
 /// Entry hashes (leaf data) of the leaf index ranges `[start, end)`, i.e. seq `start + 1`
-/// through `end`, in one query: (leaf index, entry hash).
+/// through `end`: (leaf index, entry hash). A proof's few hundred leaves are one query by an
+/// explicit list of seqs (a primary-key probe each, whatever the planner guesses about the
+/// ranges); a backfill's long ranges are one range scan each.
 pub async fn leaf_ranges(
     tx: &mut TenantTx,
     ranges: &[(u64, u64)],
@@ -201,18 +211,35 @@ pub async fn leaf_ranges(
         return Ok(vec![]);
     }
     let env = tx.environment_id().as_uuid();
-    let lo: Vec<i64> = ranges.iter().map(|r| r.0 as i64).collect();
-    let hi: Vec<i64> = ranges.iter().map(|r| r.1 as i64).collect();
-    let rows: Vec<(i64, Vec<u8>)> = sqlx::query_as(
-        "SELECT l.seq, l.entry_hash
-           FROM unnest($2::bigint[], $3::bigint[]) AS r(lo, hi)
-           JOIN audit_log l ON l.environment_id = $1 AND l.seq > r.lo AND l.seq <= r.hi",
-    )
-    .bind(env)
-    .bind(lo)
-    .bind(hi)
-    .fetch_all(tx.conn())
-    .await?;
+    let total: u64 = ranges.iter().map(|(s, e)| e.saturating_sub(*s)).sum();
+    let mut rows: Vec<(i64, Vec<u8>)> = vec![];
+    if total <= LEAF_LIST_MAX {
+        let seqs: Vec<i64> = ranges
+            .iter()
+            .flat_map(|(s, e)| (*s + 1..=*e).map(|q| q as i64))
+            .collect();
+        rows = sqlx::query_as(
+            "SELECT seq, entry_hash FROM audit_log WHERE environment_id = $1 AND seq = ANY($2)",
+        )
+        .bind(env)
+        .bind(seqs)
+        .fetch_all(tx.conn())
+        .await?;
+    } else {
+        for (start, end) in ranges {
+            rows.extend(
+                sqlx::query_as::<_, (i64, Vec<u8>)>(
+                    "SELECT seq, entry_hash FROM audit_log
+                      WHERE environment_id = $1 AND seq > $2 AND seq <= $3 ORDER BY seq",
+                )
+                .bind(env)
+                .bind(*start as i64)
+                .bind(*end as i64)
+                .fetch_all(tx.conn())
+                .await?,
+            );
+        }
+    }
     rows.into_iter()
         .map(|(seq, hash)| Ok(((seq - 1) as u64, hash32(&hash, "entry hash")?)))
         .collect()
