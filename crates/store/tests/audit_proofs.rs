@@ -236,3 +236,42 @@ async fn l3_tampered_subtree_row_fails_verification() {
         &c
     ));
 }
+
+/// Control L3: every appender stores the nodes its entries complete, also a caller without
+/// `audit.read` and the platform scope (no environment context), so no scope is left to the
+/// slow backfill.
+#[tokio::test]
+async fn l3_nodes_are_written_by_every_appender() {
+    let db = TestDb::new().await;
+    let store = db.store().await;
+    let env = EnvironmentId::new();
+    let mut tx = store
+        .tenant_as_system(env, PermissionSet::of(&[]), RequestMeta::default())
+        .await
+        .unwrap();
+    for i in 0..256 {
+        tx.audit(AuditEvent::success("project.created", "project", i))
+            .await
+            .unwrap();
+    }
+    tx.commit().await.unwrap();
+    assert_eq!(stored_nodes(&db, env).await, 1);
+    let mut tx = store.auth(RequestMeta::default()).await.unwrap();
+    for i in 0..512 {
+        tx.audit(
+            portcullis_store::Actor::System,
+            AuditEvent::success("auth.login", "identity", i),
+        )
+        .await
+        .unwrap();
+    }
+    tx.commit().await.unwrap();
+    let mut admin = db.admin_conn().await;
+    let platform: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM audit_subtrees WHERE environment_id = '00000000-0000-0000-0000-000000000000'",
+    )
+    .fetch_one(&mut admin)
+    .await
+    .unwrap();
+    assert!(platform >= 3, "{platform}");
+}
