@@ -68,8 +68,19 @@ impl MerkleTree {
     }
 
     pub fn push(&mut self, leaf_hash: Hash) {
+        self.push_reporting(leaf_hash, |_, _, _| {});
+    }
+
+    /// [`push`](Self::push), also reporting every perfect aligned subtree the new leaf
+    /// completes as `(level, index, hash)`: the subtree of `2^level` leaves starting at leaf
+    /// `index * 2^level`. Level 0 is the leaf itself; the last one reported is the new lowest
+    /// frontier node. This is how a log stores subtree hashes without reading old leaves.
+    pub fn push_reporting(&mut self, leaf_hash: Hash, mut completed: impl FnMut(u32, u64, &Hash)) {
+        let leaf_index = self.size;
         let mut carry = leaf_hash;
         let mut size = self.size;
+        let mut level = 0u32;
+        completed(level, leaf_index, &carry);
         // Each trailing one bit of the old size is a perfect subtree of the same height as
         // `carry`: merge them, like binary addition.
         while size & 1 == 1 {
@@ -78,6 +89,8 @@ impl MerkleTree {
                 None => break,
             }
             size >>= 1;
+            level += 1;
+            completed(level, leaf_index >> level, &carry);
         }
         self.frontier.push(carry);
         self.size += 1;
@@ -122,6 +135,8 @@ impl SubtreeHashes for LeafSlice<'_> {
     }
 }
 
+pub mod stored;
+
 #[derive(Debug, thiserror::Error)]
 pub enum ProofError<E> {
     #[error("no such proof: index or sizes out of range")]
@@ -131,7 +146,7 @@ pub enum ProofError<E> {
 }
 
 /// The largest power of two strictly below `n`; `n >= 2`.
-fn split_point(n: u64) -> u64 {
+pub(crate) fn split_point(n: u64) -> u64 {
     1 << (63 - (n - 1).leading_zeros())
 }
 

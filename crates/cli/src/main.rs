@@ -619,7 +619,7 @@ async fn audit(command: AuditCommand, config: Config) -> anyhow::Result<ExitCode
                 let vault = serve::vault(&config).await?;
                 let signer =
                     trail::Signer::load_or_create(&owner, &vault, vault.default_kek()).await?;
-                let n = trail::checkpoint_pass(
+                let pass = trail::checkpoint_pass(
                     &store,
                     &owner,
                     &signer,
@@ -628,7 +628,21 @@ async fn audit(command: AuditCommand, config: Config) -> anyhow::Result<ExitCode
                     std::time::Duration::ZERO,
                 )
                 .await?;
-                println!("cut and anchored {n} checkpoints");
+                if pass.skipped {
+                    println!("another node is checkpointing right now; nothing done");
+                    return Ok(ExitCode::SUCCESS);
+                }
+                println!(
+                    "cut {} checkpoints, anchored {} earlier ones",
+                    pass.cut, pass.reanchored
+                );
+                if pass.anchor_failures > 0 {
+                    println!(
+                        "{} checkpoints could not be anchored; the next pass retries them",
+                        pass.anchor_failures
+                    );
+                    return Ok(ExitCode::FAILURE);
+                }
                 Ok(ExitCode::SUCCESS)
             }
             AuditCommand::Report {

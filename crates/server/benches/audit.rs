@@ -2,7 +2,8 @@
 //!
 //! - **(a) ratio**: `W` concurrent writers over `E` environments; every transaction inserts one
 //!   `projects` row, and in the *audited* arm also appends its audit entry (`TenantTx::audit`:
-//!   head lock, entry hash, Merkle frontier, insert, head update). Audited and plain rounds
+//!   head lock, entry hash, Merkle frontier, then one statement inserting the entry and any
+//!   completed subtree nodes and advancing the head). Audited and plain rounds
 //!   alternate (A P, P A, A P, ...), each with the same number of transactions and the same
 //!   sequence of environments. Reported: tx/s per arm and the median per-pair ratio.
 //! - **(b) one environment**: the same writers all in one environment, so every audited
@@ -14,8 +15,10 @@
 //!   clean first), timed through `trail::verify_environment`, with a breakdown: raw `COPY`,
 //!   the verifier's fetch loop alone (runtime role and superuser), and the client-side CPU
 //!   work (body rebuild, canonical JSON + hashing) on an in-memory sample.
-//! - **(d) inclusion proofs** at that size, the way the API builds them (load every entry
-//!   hash, then build the proof in memory): p50 and max over a few random indices.
+//! - **(d) inclusion proofs** at that size: the old way (load every entry hash, build the
+//!   proof in memory) and the way the API builds them now (stored subtree nodes plus at most
+//!   two blocks of entry hashes; the first proof backfills the nodes of the bulk-loaded log),
+//!   p50 and max over a few random indices; consistency proofs from stored nodes.
 //! - **(e) offline**: the same log exported as a bundle and verified in memory with
 //!   `verify_bundle` (realistic bodies). The audit crate's `throughput` example gives the
 //!   small-body number; `bench/audit/run.sh` runs both.
@@ -586,6 +589,84 @@ async fn proof_as_api(store: &Store, env: EnvironmentId, seq: u64) -> ProofTimin
     }
 }
 
+/// An inclusion proof as `routes::audit::inclusion_proof` builds one now: the plan, stored
+/// subtree nodes and at most two blocks of entry hashes (`audit_log::proof_source`, which also
+/// backfills missing nodes), proof and root from them; checked against the checkpoint.
+async fn proof_stored(store: &Store, env: EnvironmentId, seq: u64) -> ProofTiming {
+    let started = Instant::now();
+    let mut tx = store
+        .tenant_as_system(env, PermissionSet::of(&[Permission::AuditRead]), meta())
+        .await
+        .unwrap();
+    let checkpoints = audit_log::checkpoints(&mut tx).await.unwrap();
+    let cp = checkpoints.last().expect("a checkpoint");
+    let size = cp.tree_size as u64;
+    let (head, _, _) = audit_log::head(&mut tx).await.unwrap().unwrap();
+    assert!(head as u64 >= size);
+    let load_started = Instant::now();
+    let plan = merkle::stored::Plan::inclusion(seq - 1, size).unwrap();
+    let mut source = audit_log::proof_source(&mut tx, &plan).await.unwrap();
+    let load = load_started.elapsed().as_secs_f64();
+    let compute_started = Instant::now();
+    let proof = merkle::inclusion_proof_from(&mut source, seq - 1, size).unwrap();
+    let root = source.hash(0, size).unwrap();
+    let leaf = merkle_leaf(source.leaf_data(seq - 1).unwrap());
+    let compute = compute_started.elapsed().as_secs_f64();
+    tx.commit().await.unwrap();
+    let total = started.elapsed().as_secs_f64();
+    assert_eq!(
+        root.as_slice(),
+        cp.root_hash.as_slice(),
+        "root matches checkpoint"
+    );
+    assert!(merkle::verify_inclusion(
+        &leaf,
+        seq - 1,
+        size,
+        &proof,
+        &root
+    ));
+    ProofTiming {
+        load,
+        compute,
+        total,
+    }
+}
+
+/// A consistency proof from `old` to the latest checkpoint, from stored nodes; verified against
+/// the checkpoint root and the root of `old` (computed from the stored nodes too).
+async fn consistency_stored(store: &Store, env: EnvironmentId, old: u64) -> f64 {
+    let started = Instant::now();
+    let mut tx = store
+        .tenant_as_system(env, PermissionSet::of(&[Permission::AuditRead]), meta())
+        .await
+        .unwrap();
+    let checkpoints = audit_log::checkpoints(&mut tx).await.unwrap();
+    let cp = checkpoints.last().expect("a checkpoint");
+    let size = cp.tree_size as u64;
+    let plan = merkle::stored::Plan::consistency(old, size).unwrap();
+    let mut source = audit_log::proof_source(&mut tx, &plan).await.unwrap();
+    let proof = merkle::consistency_proof_from(&mut source, old, size).unwrap();
+    tx.commit().await.unwrap();
+    let total = started.elapsed().as_secs_f64();
+    // Not part of the timing: the old root, from stored nodes as well.
+    let mut tx = store
+        .tenant_as_system(env, PermissionSet::of(&[Permission::AuditRead]), meta())
+        .await
+        .unwrap();
+    let old_root = audit_log::proof_source(&mut tx, &merkle::stored::Plan::for_ranges([(0, old)]))
+        .await
+        .unwrap()
+        .hash(0, old)
+        .unwrap();
+    tx.commit().await.unwrap();
+    let new_root = <[u8; 32]>::try_from(cp.root_hash.as_slice()).unwrap();
+    assert!(merkle::verify_consistency(
+        old, size, &old_root, &new_root, &proof
+    ));
+    total
+}
+
 async fn backend_pid(store: &Store, env: EnvironmentId) -> i32 {
     let mut tx = store
         .tenant_as_system(env, PermissionSet::of(&[Permission::AuditRead]), meta())
@@ -1030,7 +1111,7 @@ async fn run() {
     let max = |v: &[f64]| v.iter().cloned().fold(0.0, f64::max);
     let _ = writeln!(
         out,
-        "### Inclusion proof latency at {size} entries (as the API builds it; {} proofs: seq 1, seq {size}, 5 random)\n",
+        "### Inclusion proof latency at {size} entries\n\nThe old way (every entry hash loaded, as the API built proofs before stored subtree nodes; {} proofs: seq 1, seq {size}, 5 random):\n",
         proof_rows.len()
     );
     let _ = writeln!(out, "| part | p50 ms | max ms |");
@@ -1052,6 +1133,74 @@ async fn run() {
         "| **total** (tx, checkpoints, load, compute, commit) | **{:.0}** | **{:.0}** |\n",
         median(&totals),
         max(&totals)
+    );
+
+    // The same proofs from stored subtree nodes. The bulk-loaded log has none (like a log
+    // written before they were stored): the first proof backfills them.
+    eprintln!("[d] proofs from stored subtree nodes");
+    let t = Instant::now();
+    let first = proof_stored(&store, big, seqs[2]).await;
+    let backfill_ms = t.elapsed().as_secs_f64() * 1e3;
+    let stored_count: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM audit_subtrees WHERE environment_id = $1")
+            .bind(big.as_uuid())
+            .fetch_one(&mut admin)
+            .await
+            .unwrap();
+    eprintln!(
+        "[d] first proof with backfill: {backfill_ms:.0} ms (load {:.0} ms), {stored_count} nodes stored",
+        first.load * 1e3
+    );
+    let mut stored_rows = Vec::new();
+    for _ in 0..3 {
+        for &seq in &seqs {
+            stored_rows.push(proof_stored(&store, big, seq).await);
+        }
+    }
+    let s_totals: Vec<f64> = stored_rows.iter().map(|r| r.total * 1e3).collect();
+    let s_loads: Vec<f64> = stored_rows.iter().map(|r| r.load * 1e3).collect();
+    let s_computes: Vec<f64> = stored_rows.iter().map(|r| r.compute * 1e3).collect();
+    let mut cons = Vec::new();
+    for _ in 0..3 {
+        for old in [1, size / 3, size / 2 + 7, size - 1000] {
+            cons.push(consistency_stored(&store, big, old).await * 1e3);
+        }
+    }
+    let _ = writeln!(
+        out,
+        "From stored subtree nodes (`audit_log::proof_source`, as the API builds proofs now; {} inclusion proofs = the same seqs × 3, {} consistency proofs):\n",
+        stored_rows.len(),
+        cons.len()
+    );
+    let _ = writeln!(out, "| part | p50 ms | max ms |");
+    let _ = writeln!(out, "|---|---:|---:|");
+    let _ = writeln!(
+        out,
+        "| first proof on the bulk-loaded log: backfills {stored_count} subtree nodes from all entry hashes (once) | {backfill_ms:.0} | |"
+    );
+    let _ = writeln!(
+        out,
+        "| fetch stored nodes + ≤ 2 blocks of entry hashes (2 queries) | {:.2} | {:.2} |",
+        median(&s_loads),
+        max(&s_loads)
+    );
+    let _ = writeln!(
+        out,
+        "| proof + root from them in memory | {:.3} | {:.3} |",
+        median(&s_computes),
+        max(&s_computes)
+    );
+    let _ = writeln!(
+        out,
+        "| **inclusion total** (tx, checkpoints, head, fetch, compute, commit) | **{:.2}** | **{:.2}** |",
+        median(&s_totals),
+        max(&s_totals)
+    );
+    let _ = writeln!(
+        out,
+        "| **consistency total** (tx, checkpoints, fetch, compute, commit) | **{:.2}** | **{:.2}** |\n",
+        median(&cons),
+        max(&cons)
     );
     print!("{out}");
     out.clear();

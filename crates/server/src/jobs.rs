@@ -4,6 +4,7 @@
 use std::time::Duration;
 
 use portcullis_core::{EnvironmentId, PermissionSet};
+use portcullis_store::leader::{PassLock, KEY_ROTATION_SCHEDULER_LOCK};
 use portcullis_store::vault::{operator, BatchOutcome, Rotation, Vault};
 use portcullis_store::{AuditEvent, RequestMeta, Store, StoreError};
 use sqlx::PgPool;
@@ -78,13 +79,33 @@ pub async fn running_job(
     Ok(job)
 }
 
+/// What one scheduler pass did.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SchedulerPass {
+    /// Another node held the scheduler lock; nothing was done.
+    pub skipped: bool,
+    pub jobs_resumed: usize,
+    pub rotated: usize,
+}
+
 /// One pass of the scheduler: resume unfinished jobs, then rotate environments that are due.
+/// Only one node at a time runs it: the pass holds the advisory lock
+/// [`KEY_ROTATION_SCHEDULER_LOCK`](portcullis_store::leader::KEY_ROTATION_SCHEDULER_LOCK)
+/// and is skipped when another node holds it. `owner` needs a free connection for the lock.
 pub async fn scheduler_pass(
     store: &Store,
     owner: &PgPool,
     vault: &Vault,
     batch: i64,
-) -> Result<(), StoreError> {
+) -> Result<SchedulerPass, StoreError> {
+    let Some(lock) = PassLock::try_acquire(owner, KEY_ROTATION_SCHEDULER_LOCK).await? else {
+        tracing::debug!("key rotation scheduler pass skipped: another node holds its lock");
+        return Ok(SchedulerPass {
+            skipped: true,
+            ..SchedulerPass::default()
+        });
+    };
+    let mut done = SchedulerPass::default();
     let jobs = operator::unfinished_jobs(owner).await?;
     let due = operator::due_for_rotation(owner).await?;
     for (env, job) in jobs {
@@ -98,14 +119,17 @@ pub async fn scheduler_pass(
             |_| {},
         )
         .await?;
+        done.jobs_resumed += 1;
     }
     for env in due {
         let env = EnvironmentId::from_uuid(env);
         tracing::info!(environment = %env, "data key due for rotation");
         let r = rotate(store, vault, env, "scheduled").await?;
         run_job(store, vault, env, r.job_id, batch, |_| {}).await?;
+        done.rotated += 1;
     }
-    Ok(())
+    lock.release().await?;
+    Ok(done)
 }
 
 /// Runs the scheduler every `every` until the process stops. Failures are logged and retried

@@ -295,8 +295,10 @@ async fn serve_with(config: &Config, db: &Database) -> anyhow::Result<()> {
     announce_setup(&store, scheme, &listen).await?;
 
     let vault = std::sync::Arc::new(vault(config).await?);
+    // The scheduler and the checkpointer each hold one connection for their pass lock
+    // (`portcullis_store::leader`) and query on another.
     let owner_pool = sqlx::postgres::PgPoolOptions::new()
-        .max_connections(2)
+        .max_connections(4)
         .connect_lazy_with(db.owner.clone());
     let sealed = portcullis_store::pii::seal_legacy(&owner_pool, &vault)
         .await

@@ -11,6 +11,7 @@ use portcullis_audit::verify::{Body, Report, StoredEntry, Verifier};
 use portcullis_core::{EnvironmentId, Permission, PermissionSet};
 use portcullis_keys::{KekRef, WrapContext};
 use portcullis_store::audit::entry_body;
+use portcullis_store::leader::{PassLock, AUDIT_CHECKPOINTER_LOCK};
 use portcullis_store::queries::audit_log::{self, operator};
 use portcullis_store::vault::Vault;
 use portcullis_store::{RequestMeta, Store, StoreError};
@@ -199,7 +200,7 @@ pub async fn checkpoint(
     if stored.signed != text {
         tracing::debug!(environment = %env, size, "checkpoint already cut by another process");
     }
-    anchors.put(env, size, &stored.signed).await?;
+    anchor(store, anchors, env, seq, &stored.signed).await?;
     let stored: SignedCheckpoint = stored
         .signed
         .parse()
@@ -207,8 +208,62 @@ pub async fn checkpoint(
     Ok(Some(stored))
 }
 
-/// One checkpointer pass: every scope with enough new entries, or old enough ones, gets a
-/// checkpoint. Returns how many were cut.
+/// Writes a stored checkpoint to the anchor store and records that it is there, so later
+/// passes do not anchor it again. Idempotent: the anchor stores accept identical content again
+/// (the local store never overwrites; S3 answers "exists" and the content is compared).
+async fn anchor(
+    store: &Store,
+    anchors: &Anchors,
+    env: Uuid,
+    tree_size: i64,
+    signed: &str,
+) -> Result<(), TrailError> {
+    let size = u64::try_from(tree_size).map_err(|_| TrailError::Malformed("tree size".into()))?;
+    anchors.put(env, size, signed).await?;
+    let mut tx = store
+        .tenant_as_system(EnvironmentId::from_uuid(env), PermissionSet::all(), meta())
+        .await?;
+    audit_log::record_anchored(&mut tx, tree_size, OffsetDateTime::now_utc()).await?;
+    tx.commit().await?;
+    Ok(())
+}
+
+/// Checkpoints re-anchored per pass at most (after an outage, or once after the upgrade that
+/// started recording anchoring, when every older checkpoint is written again idempotently).
+const REANCHOR_BATCH: i64 = 500;
+
+/// What one checkpointer pass did.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct CheckpointPass {
+    /// Another node held the checkpointer lock; nothing was done.
+    pub skipped: bool,
+    /// New checkpoints cut and stored (anchored or not).
+    pub cut: usize,
+    /// Earlier checkpoints anchored now (their first anchoring had failed).
+    pub reanchored: usize,
+    /// Checkpoints whose anchoring failed in this pass; the next pass retries them.
+    pub anchor_failures: usize,
+}
+
+fn anchor_failed(
+    report: &mut CheckpointPass,
+    env: Uuid,
+    size: i64,
+    e: &crate::anchor::AnchorError,
+) {
+    report.anchor_failures += 1;
+    if matches!(e, crate::anchor::AnchorError::Conflict { .. }) {
+        tracing::error!(environment = %env, size, error = %e, "anchor store holds a different checkpoint for this size");
+    } else {
+        tracing::warn!(environment = %env, size, error = %e, "anchoring a checkpoint failed; the next pass retries");
+    }
+}
+
+/// One checkpointer pass: checkpoints whose anchoring failed earlier are anchored again, then
+/// every scope with enough new entries, or old enough ones, gets a checkpoint. Only one node
+/// at a time runs it: the pass holds the advisory lock
+/// [`AUDIT_CHECKPOINTER_LOCK`](portcullis_store::leader::AUDIT_CHECKPOINTER_LOCK) and is
+/// skipped when another node holds it. `owner` needs a free connection for the lock.
 pub async fn checkpoint_pass(
     store: &Store,
     owner: &PgPool,
@@ -216,18 +271,41 @@ pub async fn checkpoint_pass(
     anchors: &Anchors,
     every_entries: i64,
     every: Duration,
-) -> Result<usize, TrailError> {
-    let now = OffsetDateTime::now_utc();
-    let mut cut = 0;
-    for (env, seq, last, last_at) in operator::uncheckpointed(owner).await? {
-        let stale = last_at.is_none_or(|t| now - t >= every);
-        if (seq - last >= every_entries || stale)
-            && checkpoint(store, signer, anchors, env).await?.is_some()
-        {
-            cut += 1;
+) -> Result<CheckpointPass, TrailError> {
+    let Some(lock) = PassLock::try_acquire(owner, AUDIT_CHECKPOINTER_LOCK).await? else {
+        tracing::debug!("audit checkpointer pass skipped: another node holds its lock");
+        return Ok(CheckpointPass {
+            skipped: true,
+            ..CheckpointPass::default()
+        });
+    };
+    let mut report = CheckpointPass::default();
+    for (env, size, signed) in operator::unanchored_checkpoints(owner, REANCHOR_BATCH).await? {
+        match anchor(store, anchors, env, size, &signed).await {
+            Ok(()) => report.reanchored += 1,
+            Err(TrailError::Anchor(e)) => anchor_failed(&mut report, env, size, &e),
+            Err(e) => return Err(e),
         }
     }
-    Ok(cut)
+    let now = OffsetDateTime::now_utc();
+    for (env, seq, last, last_at) in operator::uncheckpointed(owner).await? {
+        let stale = last_at.is_none_or(|t| now - t >= every);
+        if seq - last < every_entries && !stale {
+            continue;
+        }
+        match checkpoint(store, signer, anchors, env).await {
+            Ok(Some(_)) => report.cut += 1,
+            Ok(None) => {}
+            // The checkpoint is stored; only its anchoring failed.
+            Err(TrailError::Anchor(e)) => {
+                report.cut += 1;
+                anchor_failed(&mut report, env, seq, &e);
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    lock.release().await?;
+    Ok(report)
 }
 
 /// Runs the checkpointer until the process ends; failures are logged and retried.
@@ -256,6 +334,9 @@ pub async fn checkpointer(
         }
     }
 }
+
+/// Entries per page when verification reads the log.
+const VERIFY_PAGE: i64 = 10_000;
 
 /// Verifies an environment's stored chain against every checkpoint in the database and every
 /// anchored checkpoint, streaming entries in batches. Anchors catch a chain that was rewritten
@@ -287,13 +368,23 @@ pub async fn verify_environment(
     for cp in &checkpoints {
         verifier.add_checkpoint(cp);
     }
-    let mut after = 0i64;
-    loop {
-        let batch = audit_log::stored_range(&mut tx, after, 5000).await?;
-        if batch.is_empty() {
-            break;
+    // Fetching and hashing overlap: one task pages through the log on the transaction's
+    // connection while this one rebuilds and hashes the previous page.
+    let (pages, mut received) = tokio::sync::mpsc::channel::<Vec<audit_log::StoredEntry>>(2);
+    let fetcher = tokio::spawn(async move {
+        let mut after = 0i64;
+        loop {
+            let page = audit_log::stored_range(&mut tx, after, VERIFY_PAGE).await?;
+            let Some(last) = page.last() else { break };
+            after = last.seq;
+            if pages.send(page).await.is_err() {
+                break; // the verifier has seen enough
+            }
         }
-        for row in &batch {
+        Ok::<_, StoreError>(tx)
+    });
+    while let Some(page) = received.recv().await {
+        for row in &page {
             let body = entry_body(row);
             let entry = StoredEntry {
                 seq: u64::try_from(row.seq).unwrap_or(0),
@@ -302,12 +393,15 @@ pub async fn verify_environment(
                 body: Body::Json(&body),
             };
             verifier.push(&entry);
-            after = row.seq;
         }
         if verifier.is_done() {
             break;
         }
     }
+    drop(received);
+    let tx = fetcher
+        .await
+        .map_err(|e| TrailError::Malformed(format!("audit fetch task: {e}")))??;
     tx.commit().await?;
     Ok(verifier.finish())
 }

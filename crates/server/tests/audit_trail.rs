@@ -75,6 +75,21 @@ impl Trail {
         .unwrap()
     }
 
+    async fn superuser_subtrees(&self, sql: &str) {
+        let mut admin = self.app.db.admin_conn().await;
+        for statement in [
+            "ALTER TABLE audit_subtrees DISABLE TRIGGER audit_subtrees_no_update_delete",
+            sql,
+            "ALTER TABLE audit_subtrees ENABLE TRIGGER audit_subtrees_no_update_delete",
+        ] {
+            sqlx::query(statement)
+                .bind(self.env_id)
+                .execute(&mut admin)
+                .await
+                .unwrap();
+        }
+    }
+
     async fn superuser(&self, sql: &str) {
         let mut admin = self.app.db.admin_conn().await;
         sqlx::query("ALTER TABLE audit_log DISABLE TRIGGER audit_log_no_update_delete")
@@ -531,4 +546,276 @@ async fn l4_racing_checkpointers_agree_on_the_anchor() {
         .unwrap();
     assert_eq!(first, second);
     assert!(t.verify(&t.anchors).await.is_clean());
+}
+
+/// Control L4: a checkpoint whose anchoring failed (anchor store down) is stored anyway and
+/// anchored by a later pass once the store is back; anchoring is then recorded and not redone.
+#[tokio::test]
+async fn l4_unanchored_checkpoints_are_retried_by_later_passes() {
+    let t = trail_with_entries(3).await;
+    let store = t.app.db.store().await;
+    let owner_pool = portcullis_store::bootstrap::runtime_pool(&t.app.db.owner, 2)
+        .await
+        .unwrap();
+    // An anchor directory that cannot be created: a path below a regular file.
+    let blocker = std::env::temp_dir().join(format!("pc-anchor-blocker-{}", Uuid::now_v7()));
+    std::fs::write(&blocker, b"not a directory").unwrap();
+    let down = Anchors::Local(LocalAnchors::new(blocker.join("anchors")));
+    let zero = std::time::Duration::ZERO;
+    let pass = trail::checkpoint_pass(&store, &owner_pool, &t.signer, &down, 1, zero)
+        .await
+        .unwrap();
+    // The environment and the platform scope (the sign-up) each get a checkpoint.
+    let scopes = pass.cut;
+    assert!(scopes >= 1);
+    assert_eq!((pass.reanchored, pass.anchor_failures), (0, scopes));
+    // Still down, nothing new: the stored checkpoint is retried (and fails again).
+    let pass = trail::checkpoint_pass(&store, &owner_pool, &t.signer, &down, 1, zero)
+        .await
+        .unwrap();
+    assert_eq!(
+        (pass.cut, pass.reanchored, pass.anchor_failures),
+        (0, 0, scopes)
+    );
+    assert!(t.anchors.list(t.env_id).await.unwrap().is_empty());
+    // Back up: the earlier checkpoint is anchored, exactly as the database holds it.
+    let pass = trail::checkpoint_pass(&store, &owner_pool, &t.signer, &t.anchors, 1, zero)
+        .await
+        .unwrap();
+    assert_eq!(
+        (pass.cut, pass.reanchored, pass.anchor_failures),
+        (0, scopes, 0)
+    );
+    let anchored = t.anchors.list(t.env_id).await.unwrap();
+    assert_eq!(anchored.len(), 1);
+    let latest = t
+        .app
+        .get(
+            &format!("/v1/environments/{}/audit/checkpoints/latest", t.env),
+            &t.owner.token,
+        )
+        .await;
+    assert_eq!(anchored[0].1, latest.body["signed"].as_str().unwrap());
+    // Recorded: the next pass has nothing to re-anchor, only the new entries to checkpoint.
+    let pass = trail::checkpoint_pass(&store, &owner_pool, &t.signer, &t.anchors, 1, zero)
+        .await
+        .unwrap();
+    assert_eq!((pass.reanchored, pass.anchor_failures), (0, 0));
+    assert_eq!(pass.cut, 1, "the audit.read entry of the GET above is new");
+    assert_eq!(t.anchors.list(t.env_id).await.unwrap().len(), 2);
+    assert!(t.verify(&t.anchors).await.is_clean());
+    std::fs::remove_file(blocker).unwrap();
+}
+
+/// Control L4: with several nodes only one checkpoints at a time. While another node holds the
+/// checkpointer's advisory lock a pass does nothing and says so; once released, it works.
+#[tokio::test]
+async fn l4_checkpointer_pass_is_skipped_while_another_node_holds_the_lock() {
+    use portcullis_store::leader::{PassLock, AUDIT_CHECKPOINTER_LOCK};
+    let t = trail_with_entries(2).await;
+    let store = t.app.db.store().await;
+    let node_a = portcullis_store::bootstrap::runtime_pool(&t.app.db.owner, 2)
+        .await
+        .unwrap();
+    let node_b = portcullis_store::bootstrap::runtime_pool(&t.app.db.owner, 2)
+        .await
+        .unwrap();
+    let zero = std::time::Duration::ZERO;
+    let held = PassLock::try_acquire(&node_b, AUDIT_CHECKPOINTER_LOCK)
+        .await
+        .unwrap()
+        .expect("free at first");
+    assert!(PassLock::try_acquire(&node_a, AUDIT_CHECKPOINTER_LOCK)
+        .await
+        .unwrap()
+        .is_none());
+    let pass = trail::checkpoint_pass(&store, &node_a, &t.signer, &t.anchors, 1, zero)
+        .await
+        .unwrap();
+    assert!(pass.skipped);
+    assert_eq!(pass.cut, 0);
+    let none = t
+        .app
+        .get(
+            &format!("/v1/environments/{}/audit/checkpoints/latest", t.env),
+            &t.owner.token,
+        )
+        .await;
+    assert_eq!(none.status, StatusCode::NOT_FOUND);
+    held.release().await.unwrap();
+    let pass = trail::checkpoint_pass(&store, &node_a, &t.signer, &t.anchors, 1, zero)
+        .await
+        .unwrap();
+    assert!(!pass.skipped);
+    assert!(pass.cut >= 1);
+    // Two passes at once: exactly one does the work.
+    t.app.create_project(&t.owner, &t.env, "racing").await;
+    let (a, b) = tokio::join!(
+        trail::checkpoint_pass(&store, &node_a, &t.signer, &t.anchors, 1, zero),
+        trail::checkpoint_pass(&store, &node_b, &t.signer, &t.anchors, 1, zero),
+    );
+    let (a, b) = (a.unwrap(), b.unwrap());
+    assert!(a.cut + b.cut >= 1);
+    assert!(
+        a.skipped || b.skipped || a.cut + b.cut == 1,
+        "both ran and both cut: {a:?} {b:?}"
+    );
+    assert!(t.verify(&t.anchors).await.is_clean());
+}
+
+/// Large logs: API proofs are built from stored subtree nodes (O(log n)) and verify against
+/// the signed checkpoint, also for a log whose nodes had to be backfilled.
+#[tokio::test]
+async fn l3_api_proofs_at_a_large_size_verify() {
+    use portcullis_audit::merkle::{verify_consistency, verify_inclusion};
+    use portcullis_core::{EnvironmentId, PermissionSet};
+    let t = trail_with_entries(0).await;
+    let store = t.app.db.store().await;
+    // 3,000 entries straight through the writer (the API would take minutes on this machine).
+    for _ in 0..15 {
+        let mut tx = store
+            .tenant_as_system(
+                EnvironmentId::from_uuid(t.env_id),
+                PermissionSet::all(),
+                Default::default(),
+            )
+            .await
+            .unwrap();
+        for i in 0..200 {
+            tx.audit(portcullis_store::AuditEvent::success(
+                "project.created",
+                "project",
+                i,
+            ))
+            .await
+            .unwrap();
+        }
+        tx.commit().await.unwrap();
+    }
+    t.checkpoint().await;
+    let latest = t
+        .app
+        .get(
+            &format!("/v1/environments/{}/audit/checkpoints/latest", t.env),
+            &t.owner.token,
+        )
+        .await;
+    let cp: portcullis_audit::checkpoint::SignedCheckpoint =
+        latest.body["signed"].as_str().unwrap().parse().unwrap();
+    let size = cp.checkpoint.tree_size;
+    assert!(size > 3000);
+    let hexd = |s: &str| {
+        <[u8; 32]>::try_from(
+            (0..64)
+                .step_by(2)
+                .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
+                .collect::<Vec<u8>>(),
+        )
+        .unwrap()
+    };
+    let hexes = |v: &serde_json::Value| -> Vec<[u8; 32]> {
+        v.as_array()
+            .unwrap()
+            .iter()
+            .map(|h| hexd(h.as_str().unwrap()))
+            .collect()
+    };
+    for seq in [1, 256, 257, 1500, 2048, size - 1, size] {
+        let p = t
+            .app
+            .get(
+                &format!(
+                    "/v1/environments/{}/audit/proofs/inclusion?seq={seq}&tree_size={size}",
+                    t.env
+                ),
+                &t.owner.token,
+            )
+            .await;
+        assert_eq!(p.status, StatusCode::OK, "{:?}", p.body);
+        assert_eq!(
+            hexd(p.body["root_hash"].as_str().unwrap()),
+            cp.checkpoint.root_hash
+        );
+        let leaf =
+            portcullis_audit::entry::merkle_leaf(&hexd(p.body["entry_hash"].as_str().unwrap()));
+        assert!(
+            verify_inclusion(
+                &leaf,
+                seq - 1,
+                size,
+                &hexes(&p.body["proof"]),
+                &cp.checkpoint.root_hash
+            ),
+            "seq {seq}"
+        );
+    }
+    // Forget every stored node (a log from before they were stored): the proofs backfill and
+    // still verify.
+    t.superuser_subtrees("DELETE FROM audit_subtrees WHERE environment_id = $1")
+        .await;
+    let c = t
+        .app
+        .get(
+            &format!(
+                "/v1/environments/{}/audit/proofs/consistency?from=1000&to={size}",
+                t.env
+            ),
+            &t.owner.token,
+        )
+        .await;
+    assert_eq!(c.status, StatusCode::OK, "{:?}", c.body);
+    let mut tx = store
+        .tenant_as_system(
+            EnvironmentId::from_uuid(t.env_id),
+            PermissionSet::all(),
+            Default::default(),
+        )
+        .await
+        .unwrap();
+    let hashes = portcullis_store::queries::audit_log::entry_hashes(&mut tx, 1000)
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+    let leaves: Vec<[u8; 32]> = hashes
+        .iter()
+        .map(portcullis_audit::entry::merkle_leaf)
+        .collect();
+    assert!(verify_consistency(
+        1000,
+        size,
+        &portcullis_audit::merkle::root(&leaves),
+        &cp.checkpoint.root_hash,
+        &hexes(&c.body["proof"])
+    ));
+    let p = t
+        .app
+        .get(
+            &format!(
+                "/v1/environments/{}/audit/proofs/inclusion?seq=700&tree_size={size}",
+                t.env
+            ),
+            &t.owner.token,
+        )
+        .await;
+    assert_eq!(p.status, StatusCode::OK, "{:?}", p.body);
+    let leaf = portcullis_audit::entry::merkle_leaf(&hexd(p.body["entry_hash"].as_str().unwrap()));
+    assert!(verify_inclusion(
+        &leaf,
+        699,
+        size,
+        &hexes(&p.body["proof"]),
+        &cp.checkpoint.root_hash
+    ));
+    let too_big = t
+        .app
+        .get(
+            &format!(
+                "/v1/environments/{}/audit/proofs/inclusion?seq=1&tree_size={}",
+                t.env,
+                size + 100_000
+            ),
+            &t.owner.token,
+        )
+        .await;
+    assert_eq!(too_big.status, StatusCode::BAD_REQUEST);
 }

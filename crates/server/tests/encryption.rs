@@ -535,3 +535,60 @@ async fn e6_plaintexts_never_reach_the_logs() {
         assert!(!logs.contains(secret), "{secret:?} appeared in the logs");
     }
 }
+
+/// Control E5: with several nodes only one runs the rotation scheduler at a time. While another
+/// node holds the scheduler's advisory lock a pass rotates nothing and reports it skipped; once
+/// released, the due key is rotated by exactly one of two concurrent passes.
+#[tokio::test]
+async fn e5_rotation_scheduler_runs_on_one_node_at_a_time() {
+    use portcullis_store::leader::{PassLock, KEY_ROTATION_SCHEDULER_LOCK};
+    async fn active(admin: &mut sqlx::PgConnection, env: EnvironmentId) -> i32 {
+        sqlx::query_scalar("SELECT active_version FROM environment_keys WHERE environment_id = $1")
+            .bind(env.as_uuid())
+            .fetch_one(admin)
+            .await
+            .unwrap()
+    }
+    let app = TestApp::spawn().await;
+    let owner = app.signup("owner@example.com").await;
+    let (env, _, _) = env_with_docs(&app, &owner, "acme", 3).await;
+    let env_id = EnvironmentId::parse(&env).unwrap();
+    let store = app.db.store().await;
+    let mut admin = app.db.admin_conn().await;
+    let before = active(&mut admin, env_id).await;
+    sqlx::query("UPDATE environment_keys SET rotated_at = now() - interval '10 years' WHERE environment_id = $1")
+        .bind(env_id.as_uuid())
+        .execute(&mut admin)
+        .await
+        .unwrap();
+    let node_a = portcullis_store::bootstrap::runtime_pool(&app.db.owner, 2)
+        .await
+        .unwrap();
+    let node_b = portcullis_store::bootstrap::runtime_pool(&app.db.owner, 2)
+        .await
+        .unwrap();
+    let held = PassLock::try_acquire(&node_b, KEY_ROTATION_SCHEDULER_LOCK)
+        .await
+        .unwrap()
+        .expect("free at first");
+    let pass = portcullis_server::jobs::scheduler_pass(&store, &node_a, &app.vault, 100)
+        .await
+        .unwrap();
+    assert!(pass.skipped);
+    assert_eq!(pass.rotated, 0);
+    assert_eq!(active(&mut admin, env_id).await, before);
+    held.release().await.unwrap();
+    let (a, b) = tokio::join!(
+        portcullis_server::jobs::scheduler_pass(&store, &node_a, &app.vault, 100),
+        portcullis_server::jobs::scheduler_pass(&store, &node_b, &app.vault, 100),
+    );
+    let (a, b) = (a.unwrap(), b.unwrap());
+    assert_eq!(a.rotated + b.rotated, 1, "{a:?} {b:?}");
+    assert_eq!(active(&mut admin, env_id).await, before + 1);
+    // Nothing is due any more.
+    let pass = portcullis_server::jobs::scheduler_pass(&store, &node_a, &app.vault, 100)
+        .await
+        .unwrap();
+    assert!(!pass.skipped);
+    assert_eq!((pass.rotated, pass.jobs_resumed), (0, 0));
+}

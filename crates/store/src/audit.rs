@@ -1,12 +1,16 @@
 //! The audit writer. An entry is inserted in the same transaction as the mutation it
 //! describes, so the two commit together or not at all (L7). The table refuses UPDATE,
-//! DELETE and TRUNCATE (L2); hash chaining and checkpoints come with the audit-trail work.
+//! DELETE and TRUNCATE (L2). Entries are hash-chained and form an RFC 6962 Merkle tree whose
+//! frontier lives in `audit_heads` and whose subtree nodes of 256 leaves or more are stored in
+//! `audit_subtrees` (L3).
 
 use portcullis_core::AuditId;
 use serde::Serialize;
 use serde_json::Value;
 use time::OffsetDateTime;
 use uuid::Uuid;
+
+use portcullis_audit::merkle::stored::STORED_LEVEL;
 
 use crate::subjects;
 use crate::tx::{Actor, AuthTx, RequestMeta, TenantTx};
@@ -135,7 +139,9 @@ fn truncate_micros(t: OffsetDateTime) -> OffsetDateTime {
 
 /// Appends one entry to `environment`'s chain: locks the chain head (so concurrent writers
 /// queue and the sequence stays gapless and unforked), hashes the entry onto the chain and
-/// into the Merkle frontier, and inserts it, all in the caller's transaction.
+/// into the Merkle frontier, and inserts it, all in the caller's transaction. Two round trips:
+/// the locking read, then one statement that inserts the entry (and any subtree nodes it
+/// completes) and advances the head.
 async fn insert(
     conn: &mut sqlx::PgConnection,
     vault: Option<&Vault>,
@@ -195,11 +201,36 @@ pub(crate) async fn insert_at(
             .ok_or_else(|| {
                 StoreError::Integrity(format!("audit frontier of {environment} is corrupt"))
             })?;
-    tree.push(portcullis_audit::merkle::leaf_hash(&entry_hash));
-    sqlx::query(
-        "INSERT INTO audit_log (environment_id, seq, audit_id, occurred_at, actor_type, actor_id, action, action_version,
-                                target_type, target_id, outcome, before, after, request_id, ip, user_agent, prev_hash, entry_hash)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18)",
+    // The perfect subtrees of 256 leaves or more that this entry completes (only when the new
+    // size is a multiple of 256): stored so proofs need O(log n) rows, not every entry hash.
+    let (mut levels, mut indexes, mut hashes) = (Vec::new(), Vec::new(), Vec::new());
+    tree.push_reporting(
+        portcullis_audit::merkle::leaf_hash(&entry_hash),
+        |level, index, hash| {
+            if level >= STORED_LEVEL {
+                levels.push(level as i16);
+                indexes.push(index as i64);
+                hashes.push(hash.to_vec());
+            }
+        },
+    );
+    let frontier: Vec<Vec<u8>> = tree.frontier().iter().map(|h| h.to_vec()).collect();
+    // One statement, one round trip: the entry, its completed subtree nodes and the new head.
+    // The head row is still locked by `lock_head`, so `seq = $20` always holds; checking it
+    // anyway turns any surprise into an error instead of a fork.
+    let advanced = sqlx::query(
+        "WITH entry AS (
+             INSERT INTO audit_log (environment_id, seq, audit_id, occurred_at, actor_type, actor_id, action, action_version,
+                                    target_type, target_id, outcome, before, after, request_id, ip, user_agent, prev_hash, entry_hash)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18)
+         ), nodes AS (
+             INSERT INTO audit_subtrees (environment_id, level, node_index, hash)
+             SELECT $1, n.level, n.node_index, n.hash
+               FROM unnest($21::smallint[], $22::bigint[], $23::bytea[]) AS n(level, node_index, hash)
+             ON CONFLICT DO NOTHING
+         )
+         UPDATE audit_heads SET seq = $2, head_hash = $18, frontier = $19
+          WHERE environment_id = $1 AND seq = $20",
     )
     .bind(environment)
     .bind(row.seq)
@@ -219,18 +250,18 @@ pub(crate) async fn insert_at(
     .bind(&row.user_agent)
     .bind(&row.prev_hash)
     .bind(entry_hash.as_slice())
-    .execute(&mut *conn)
-    .await?;
-    let frontier: Vec<Vec<u8>> = tree.frontier().iter().map(|h| h.to_vec()).collect();
-    sqlx::query(
-        "UPDATE audit_heads SET seq = $2, head_hash = $3, frontier = $4 WHERE environment_id = $1",
-    )
-    .bind(environment)
-    .bind(row.seq)
-    .bind(entry_hash.as_slice())
     .bind(frontier)
+    .bind(head.seq)
+    .bind(levels)
+    .bind(indexes)
+    .bind(hashes)
     .execute(&mut *conn)
     .await?;
+    if advanced.rows_affected() != 1 {
+        return Err(StoreError::Integrity(format!(
+            "audit head of {environment} moved under its lock"
+        )));
+    }
     Ok(id)
 }
 

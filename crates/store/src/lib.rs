@@ -13,6 +13,7 @@ pub mod audit;
 pub mod bootstrap;
 pub mod catalog;
 mod error;
+pub mod leader;
 pub mod pii;
 pub mod queries;
 pub mod streams;

@@ -216,11 +216,12 @@ pub async fn latest_checkpoint(
     Ok(axum::Json(latest))
 }
 
-fn leaves(hashes: &[[u8; 32]]) -> Vec<[u8; 32]> {
-    hashes
-        .iter()
-        .map(portcullis_audit::entry::merkle_leaf)
-        .collect()
+/// The log's current size, as seen by this transaction.
+async fn log_size(tx: &mut portcullis_store::TenantTx) -> ApiResult<u64> {
+    Ok(audit_log::head(tx)
+        .await?
+        .map(|(seq, _, _)| u64::try_from(seq).unwrap_or(0))
+        .unwrap_or(0))
 }
 
 /// Proof that entry `seq` is in the tree of `tree_size` entries.
@@ -248,16 +249,25 @@ pub async fn inclusion_proof(
             "seq must be between 1 and tree_size",
         ));
     }
-    let hashes = audit_log::entry_hashes(&mut tx, size as i64).await?;
-    if (hashes.len() as u64) < size {
+    if log_size(&mut tx).await? < size {
         return Err(ApiError::bad_request(
             "invalid_query",
             "tree_size is larger than the log",
         ));
     }
-    let leaves = leaves(&hashes);
-    let proof = merkle::inclusion_proof(&leaves, q.seq - 1)
-        .ok_or_else(|| ApiError::Internal("inclusion proof".into()))?;
+    // O(log n): stored subtree nodes plus at most two blocks of 256 entry hashes.
+    let index = q.seq - 1;
+    let plan = merkle::stored::Plan::inclusion(index, size)
+        .ok_or_else(|| ApiError::Internal("inclusion proof plan".into()))?;
+    let mut source = audit_log::proof_source(&mut tx, &plan).await?;
+    let proof = merkle::inclusion_proof_from(&mut source, index, size)
+        .map_err(|e| ApiError::Integrity(format!("inclusion proof: {e:?}")))?;
+    let root = source
+        .hash(0, size)
+        .map_err(|e| ApiError::Integrity(format!("root: {e}")))?;
+    let entry_hash = *source
+        .leaf_data(index)
+        .ok_or_else(|| ApiError::Integrity(format!("entry {} is missing", q.seq)))?;
     let checkpoint = checkpoints
         .iter()
         .find(|c| c.tree_size as u64 == size)
@@ -271,9 +281,9 @@ pub async fn inclusion_proof(
     Ok(axum::Json(InclusionProof {
         seq: q.seq,
         tree_size: size,
-        entry_hash: hex(&hashes[(q.seq - 1) as usize]),
+        entry_hash: hex(&entry_hash),
         proof: proof.iter().map(|h| hex(h)).collect(),
-        root_hash: hex(&merkle::root(&leaves)),
+        root_hash: hex(&root),
         checkpoint,
     }))
 }
@@ -295,15 +305,17 @@ pub async fn consistency_proof(
             "need 1 <= from <= to",
         ));
     }
-    let hashes = audit_log::entry_hashes(&mut tx, q.to as i64).await?;
-    if (hashes.len() as u64) < q.to {
+    if log_size(&mut tx).await? < q.to {
         return Err(ApiError::bad_request(
             "invalid_query",
             "`to` is larger than the log",
         ));
     }
-    let proof = merkle::consistency_proof(&leaves(&hashes), q.from, q.to)
-        .ok_or_else(|| ApiError::Internal("consistency proof".into()))?;
+    let plan = merkle::stored::Plan::consistency(q.from, q.to)
+        .ok_or_else(|| ApiError::Internal("consistency proof plan".into()))?;
+    let mut source = audit_log::proof_source(&mut tx, &plan).await?;
+    let proof = merkle::consistency_proof_from(&mut source, q.from, q.to)
+        .map_err(|e| ApiError::Integrity(format!("consistency proof: {e:?}")))?;
     let checkpoints = audit_log::checkpoints(&mut tx).await?;
     let find = |s: u64| {
         checkpoints

@@ -1,3 +1,4 @@
+use portcullis_audit::merkle::stored::{self, NodeId, Plan, StoredSource};
 use serde::Serialize;
 use serde_json::Value;
 use time::OffsetDateTime;
@@ -157,7 +158,8 @@ pub async fn stored_window(
     .await?)
 }
 
-/// Entry hashes (Merkle leaves' data) for `seq` in `1..=size`, in order: proof generation.
+/// Entry hashes (Merkle leaves' data) for `seq` in `1..=size`, in order. O(n): proofs use
+/// [`proof_source`] instead; kept for benchmarks and tests that compare against all leaves.
 pub async fn entry_hashes(tx: &mut TenantTx, size: i64) -> Result<Vec<[u8; 32]>, StoreError> {
     let env = tx.environment_id().as_uuid();
     let rows: Vec<Vec<u8>> = sqlx::query_scalar(
@@ -173,6 +175,182 @@ pub async fn entry_hashes(tx: &mut TenantTx, size: i64) -> Result<Vec<[u8; 32]>,
                 .map_err(|_| StoreError::Integrity("bad entry hash".into()))
         })
         .collect()
+}
+
+fn hash32(bytes: &[u8], what: &str) -> Result<[u8; 32], StoreError> {
+    <[u8; 32]>::try_from(bytes).map_err(|_| StoreError::Integrity(format!("bad {what}")))
+}
+
+/// The stored subtree nodes among `wanted` (one query; absent ones are simply not returned).
+pub async fn subtree_nodes(
+    tx: &mut TenantTx,
+    wanted: &[NodeId],
+) -> Result<Vec<(NodeId, [u8; 32])>, StoreError> {
+    if wanted.is_empty() {
+        return Ok(vec![]);
+    }
+    let env = tx.environment_id().as_uuid();
+    // `= ANY` on both key columns is a primary-key index probe per (level, index) pair; it
+    // reads a few pairs that were not asked for, dropped below. (A join with `unnest` lets the
+    // planner scan every node of the environment instead.)
+    let mut levels: Vec<i16> = wanted.iter().map(|n| n.level as i16).collect();
+    let mut indexes: Vec<i64> = wanted.iter().map(|n| n.index as i64).collect();
+    levels.sort_unstable();
+    levels.dedup();
+    indexes.sort_unstable();
+    indexes.dedup();
+    let rows: Vec<(i16, i64, Vec<u8>)> = sqlx::query_as(
+        "SELECT level, node_index, hash FROM audit_subtrees
+          WHERE environment_id = $1 AND level = ANY($2) AND node_index = ANY($3)",
+    )
+    .bind(env)
+    .bind(levels)
+    .bind(indexes)
+    .fetch_all(tx.conn())
+    .await?;
+    let mut out = Vec::with_capacity(wanted.len());
+    for (level, index, hash) in rows {
+        let node = NodeId {
+            level: u32::try_from(level)
+                .map_err(|_| StoreError::Integrity("bad subtree level".into()))?,
+            index: u64::try_from(index)
+                .map_err(|_| StoreError::Integrity("bad subtree index".into()))?,
+        };
+        if wanted.contains(&node) {
+            out.push((node, hash32(&hash, "subtree hash")?));
+        }
+    }
+    Ok(out)
+}
+
+/// Above this many leaves, [`leaf_ranges`] reads range by range instead of by a list of seqs.
+const LEAF_LIST_MAX: u64 = 4096;
+
+/// Entry hashes (leaf data) of the leaf index ranges `[start, end)`, i.e. seq `start + 1`
+/// through `end`: (leaf index, entry hash). A proof's few hundred leaves are one query by an
+/// explicit list of seqs (a primary-key probe each, whatever the planner guesses about the
+/// ranges); a backfill's long ranges are one range scan each.
+pub async fn leaf_ranges(
+    tx: &mut TenantTx,
+    ranges: &[(u64, u64)],
+) -> Result<Vec<(u64, [u8; 32])>, StoreError> {
+    if ranges.is_empty() {
+        return Ok(vec![]);
+    }
+    let env = tx.environment_id().as_uuid();
+    let total: u64 = ranges.iter().map(|(s, e)| e.saturating_sub(*s)).sum();
+    let mut rows: Vec<(i64, Vec<u8>)> = vec![];
+    if total <= LEAF_LIST_MAX {
+        let seqs: Vec<i64> = ranges
+            .iter()
+            .flat_map(|(s, e)| (*s + 1..=*e).map(|q| q as i64))
+            .collect();
+        rows = sqlx::query_as(
+            "SELECT seq, entry_hash FROM audit_log WHERE environment_id = $1 AND seq = ANY($2)",
+        )
+        .bind(env)
+        .bind(seqs)
+        .fetch_all(tx.conn())
+        .await?;
+    } else {
+        for (start, end) in ranges {
+            rows.extend(
+                sqlx::query_as::<_, (i64, Vec<u8>)>(
+                    "SELECT seq, entry_hash FROM audit_log
+                      WHERE environment_id = $1 AND seq > $2 AND seq <= $3 ORDER BY seq",
+                )
+                .bind(env)
+                .bind(*start as i64)
+                .bind(*end as i64)
+                .fetch_all(tx.conn())
+                .await?,
+            );
+        }
+    }
+    rows.into_iter()
+        .map(|(seq, hash)| Ok(((seq - 1) as u64, hash32(&hash, "entry hash")?)))
+        .collect()
+}
+
+/// Stores subtree nodes computed from entry hashes (logs older than stored nodes). A node
+/// already stored is left as it is.
+pub async fn insert_subtree_nodes(
+    tx: &mut TenantTx,
+    nodes: &[(NodeId, [u8; 32])],
+) -> Result<(), StoreError> {
+    if nodes.is_empty() {
+        return Ok(());
+    }
+    let env = tx.environment_id().as_uuid();
+    let levels: Vec<i16> = nodes.iter().map(|(n, _)| n.level as i16).collect();
+    let indexes: Vec<i64> = nodes.iter().map(|(n, _)| n.index as i64).collect();
+    let hashes: Vec<Vec<u8>> = nodes.iter().map(|(_, h)| h.to_vec()).collect();
+    sqlx::query(
+        "INSERT INTO audit_subtrees (environment_id, level, node_index, hash)
+         SELECT $1, n.level, n.node_index, n.hash
+           FROM unnest($2::smallint[], $3::bigint[], $4::bytea[]) AS n(level, node_index, hash)
+         ON CONFLICT DO NOTHING",
+    )
+    .bind(env)
+    .bind(levels)
+    .bind(indexes)
+    .bind(hashes)
+    .execute(tx.conn())
+    .await?;
+    Ok(())
+}
+
+/// Fetches what `plan` needs into a proof source: its stored nodes and leaf runs, two queries
+/// whatever the log's size. Nodes that are not stored (entries written before subtree nodes
+/// were) are computed from their entry hashes once and stored for the next proof. The caller
+/// must have checked that the plan stays within the log (`head`).
+///
+/// The nodes are not trusted: a proof built from a wrong one fails verification against the
+/// signed checkpoint.
+pub async fn proof_source(tx: &mut TenantTx, plan: &Plan) -> Result<StoredSource, StoreError> {
+    let mut source = StoredSource::new();
+    for (node, hash) in subtree_nodes(tx, &plan.nodes).await? {
+        source.add_node(node, hash);
+    }
+    let missing: Vec<NodeId> = plan
+        .nodes
+        .iter()
+        .filter(|n| !source.has_node(n))
+        .copied()
+        .collect();
+    let backfill = stored::outermost(&missing);
+    let mut ranges: Vec<(u64, u64)> = plan.leaves.clone();
+    ranges.extend(backfill.iter().map(|n| (n.start(), n.end())));
+    let mut leaves = leaf_ranges(tx, &ranges).await?;
+    leaves.sort_unstable_by_key(|(i, _)| *i);
+    leaves.dedup_by_key(|(i, _)| *i);
+    let mut computed = vec![];
+    for node in &backfill {
+        let from = leaves.partition_point(|(i, _)| *i < node.start());
+        let to = leaves.partition_point(|(i, _)| *i < node.end());
+        let data: Vec<[u8; 32]> = leaves[from..to].iter().map(|(_, h)| *h).collect();
+        let nodes = stored::nodes_from_leaves(*node, &data).ok_or_else(|| {
+            StoreError::Integrity(format!(
+                "audit log has {} of the {} entries under subtree ({}, {})",
+                data.len(),
+                node.end() - node.start(),
+                node.level,
+                node.index
+            ))
+        })?;
+        computed.extend(nodes);
+    }
+    if !computed.is_empty() {
+        tracing::debug!(nodes = computed.len(), "backfilling audit subtree nodes");
+        insert_subtree_nodes(tx, &computed).await?;
+    }
+    for (node, hash) in computed {
+        source.add_node(node, hash);
+    }
+    for (index, hash) in leaves {
+        source.add_leaf(index, hash);
+    }
+    Ok(source)
 }
 
 /// The head of the environment's chain: (seq, head hash, Merkle frontier).
@@ -224,6 +402,25 @@ pub async fn insert_checkpoint(
     .bind(issued_at)
     .bind(key_id)
     .bind(signed)
+    .execute(tx.conn())
+    .await?;
+    Ok(())
+}
+
+/// Records that the checkpoint of `tree_size` is in the anchor store (idempotent).
+pub async fn record_anchored(
+    tx: &mut TenantTx,
+    tree_size: i64,
+    at: OffsetDateTime,
+) -> Result<(), StoreError> {
+    let env = tx.environment_id().as_uuid();
+    sqlx::query(
+        "INSERT INTO audit_checkpoint_anchors (environment_id, tree_size, anchored_at)
+         VALUES ($1, $2, $3) ON CONFLICT (environment_id, tree_size) DO NOTHING",
+    )
+    .bind(env)
+    .bind(tree_size)
+    .bind(at)
     .execute(tx.conn())
     .await?;
     Ok(())
@@ -294,6 +491,25 @@ pub mod operator {
               WHERE h.seq > COALESCE(c.size, 0)
               ORDER BY h.environment_id",
         )
+        .fetch_all(pool)
+        .await?)
+    }
+
+    /// Checkpoints never recorded as anchored (the anchor store failed when they were cut, or
+    /// they predate the record), oldest sizes first: (scope, tree size, signed text).
+    pub async fn unanchored_checkpoints(
+        pool: &PgPool,
+        limit: i64,
+    ) -> Result<Vec<(Uuid, i64, String)>, StoreError> {
+        Ok(sqlx::query_as(
+            "SELECT c.environment_id, c.tree_size, c.signed
+               FROM audit_checkpoints c
+              WHERE NOT EXISTS (SELECT 1 FROM audit_checkpoint_anchors a
+                                 WHERE a.environment_id = c.environment_id AND a.tree_size = c.tree_size)
+              ORDER BY c.environment_id, c.tree_size
+              LIMIT $1",
+        )
+        .bind(limit)
         .fetch_all(pool)
         .await?)
     }
