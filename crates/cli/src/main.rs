@@ -145,6 +145,10 @@ enum KeysCommand {
     /// Rotate the local master key and rewrap every data key it protects (ciphertexts are
     /// untouched).
     RotateRoot,
+    /// Rotate the platform PII key (account emails and names, invitation emails, subject keys):
+    /// a new version for new writes, then everything sealed under older versions is re-sealed,
+    /// showing progress. Resumable; run it again to pick up rows other nodes sealed meanwhile.
+    RotatePii,
 }
 
 fn init_logging(config: &Config) {
@@ -312,6 +316,27 @@ async fn keys(command: KeysCommand, config: Config) -> anyhow::Result<ExitCode> 
                 })
                 .await?;
                 println!("re-encryption finished: {} values; retire old versions with the API (POST /v1/environments/{env}/keys/retire) once backups no longer need them", done.rows_done);
+            }
+            KeysCommand::RotatePii => {
+                let done = portcullis_store::pii::rotate(&owner, &store, &vault, |p| {
+                    eprintln!(
+                        "  version {}: {} accounts, {} invitations, {} subject keys re-sealed",
+                        p.version, p.identities, p.invitations, p.subject_keys
+                    )
+                })
+                .await?;
+                let mut tx = store.auth(Default::default()).await?;
+                tx.audit(
+                    portcullis_store::Actor::System,
+                    portcullis_store::AuditEvent::success("keys.pii_rotated", "platform_keys", "pii")
+                        .after(done),
+                )
+                .await?;
+                tx.commit().await?;
+                println!(
+                    "platform PII key version {} is active; re-sealed {} accounts, {} invitations and {} subject keys",
+                    done.version, done.identities, done.invitations, done.subject_keys
+                );
             }
             KeysCommand::RotateRoot => {
                 let (name, envs) = jobs::rotate_root(&store, &owner, &vault).await?;

@@ -329,3 +329,110 @@ async fn e5_root_rotation_rewraps_platform_keys() {
     .unwrap();
     assert_eq!(platform_events, 1);
 }
+
+/// Control E5 for the platform keyring: rotating the PII key re-seals every account,
+/// invitation and subject key under the new version; logins, listings and sealed audit
+/// metadata still open, and the operator could not move a subject key to another person.
+#[tokio::test]
+async fn e5_pii_key_rotation_reseals_everything() {
+    let app = TestApp::spawn().await;
+    let owner = app.signup("owner@example.com").await;
+    let bob = app.signup("bob@example.com").await;
+    let env = app.create_environment(&owner, "Acme").await;
+    app.add_member(&owner, &env, &bob, "viewer").await;
+    let r = app
+        .post(
+            &format!("/v1/environments/{env}/invitations"),
+            &owner.token,
+            json!({ "email": "carol@example.com", "role": "viewer" }),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED);
+    // A request with a user agent gives the owner a subject key in the environment.
+    let req = axum::http::Request::builder()
+        .method(Method::POST)
+        .uri(format!("/v1/environments/{env}/projects"))
+        .header(
+            axum::http::header::AUTHORIZATION,
+            format!("Bearer {}", owner.token),
+        )
+        .header(axum::http::header::CONTENT_TYPE, "application/json")
+        .header(axum::http::header::USER_AGENT, "rotation-agent")
+        .body(axum::body::Body::from(json!({ "name": "p" }).to_string()))
+        .unwrap();
+    assert_eq!(app.send(req).await.status, StatusCode::CREATED);
+
+    let store = app.db.store().await;
+    let pool = portcullis_store::bootstrap::runtime_pool(&app.db.owner, 2)
+        .await
+        .unwrap();
+    // The rotation runs on "another node": a vault of its own over the same key provider, so
+    // the server's cached platform keys go stale and must be refreshed on first need.
+    let other_node = portcullis_store::vault::Vault::new(
+        app.vault.providers().clone(),
+        portcullis_store::vault::VaultConfig {
+            default_kek: app.vault.default_kek().clone(),
+            cache_ttl: std::time::Duration::from_secs(300),
+            cache_max_entries: 100,
+        },
+    );
+    let mut seen = vec![];
+    let done = portcullis_store::pii::rotate(&pool, &store, &other_node, |p| seen.push(*p))
+        .await
+        .unwrap();
+    assert_eq!(done.version, 2);
+    assert_eq!(done.identities, 2);
+    assert_eq!(done.invitations, 2, "Bob's accepted invitation and Carol's");
+    assert!(done.subject_keys >= 1);
+    assert!(!seen.is_empty(), "progress is reported");
+    let mut admin = app.db.admin_conn().await;
+    let old: i64 = sqlx::query_scalar(
+        "SELECT (SELECT count(*) FROM identities WHERE pii_key_version <> 2)
+              + (SELECT count(*) FROM invitations WHERE pii_key_version <> 2)
+              + (SELECT count(*) FROM subject_keys WHERE pii_key_version <> 2)",
+    )
+    .fetch_one(&mut admin)
+    .await
+    .unwrap();
+    assert_eq!(old, 0);
+    // Idempotent apart from the new version.
+    let again = portcullis_store::pii::rotate(&pool, &store, &other_node, |_| {})
+        .await
+        .unwrap();
+    assert_eq!(again.version, 3);
+
+    // The server never dropped its cache: it notices the new versions by itself.
+    let r = login(&app, "bob@example.com").await;
+    assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
+    let members = app
+        .get(&format!("/v1/environments/{env}/members"), &owner.token)
+        .await;
+    assert_eq!(members.status, StatusCode::OK, "{:?}", members.body);
+    let invitations = app
+        .get(&format!("/v1/environments/{env}/invitations"), &owner.token)
+        .await;
+    assert!(invitations.body.to_string().contains("carol@example.com"));
+    let audit = app
+        .get(
+            &format!("/v1/environments/{env}/audit?limit=100"),
+            &owner.token,
+        )
+        .await;
+    assert!(
+        audit.body["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["user_agent"] == "rotation-agent"),
+        "{:?}",
+        audit.body
+    );
+
+    // The operator may replace a subject key's sealed form, never give it to someone else.
+    let mut owner_conn = app.db.owner_conn().await;
+    let moved = sqlx::query("UPDATE subject_keys SET subject_id = $1::uuid")
+        .bind(&bob.id)
+        .execute(&mut owner_conn)
+        .await;
+    assert!(moved.is_err(), "a subject key was moved to another person");
+}

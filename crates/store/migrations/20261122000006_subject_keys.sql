@@ -34,3 +34,18 @@ CREATE POLICY subject_keys_scope ON subject_keys FOR ALL TO portcullis_app
 CREATE POLICY subject_keys_erase ON subject_keys AS RESTRICTIVE FOR DELETE TO portcullis_app
     USING ((SELECT portcullis.has_permission('members.manage')));
 GRANT SELECT, INSERT, DELETE ON subject_keys TO portcullis_app;
+-- The operator re-seals subject keys when the platform PII key is rotated
+-- (`portcullis keys rotate-pii`): it may read them (they are sealed) and replace a key's sealed
+-- form, never its id or owner.
+CREATE POLICY subject_keys_operator ON subject_keys FOR SELECT TO CURRENT_USER USING (true);
+CREATE POLICY subject_keys_reseal ON subject_keys FOR UPDATE TO CURRENT_USER USING (true) WITH CHECK (true);
+CREATE FUNCTION portcullis.subject_key_identity_fixed() RETURNS trigger
+    LANGUAGE plpgsql AS $$
+BEGIN
+    IF NEW.environment_id <> OLD.environment_id OR NEW.subject_id <> OLD.subject_id OR NEW.key_id <> OLD.key_id THEN
+        RAISE EXCEPTION 'a subject key keeps its scope, subject and id' USING ERRCODE = 'insufficient_privilege';
+    END IF;
+    RETURN NEW;
+END $$;
+CREATE TRIGGER subject_keys_identity_fixed BEFORE UPDATE ON subject_keys
+    FOR EACH ROW EXECUTE FUNCTION portcullis.subject_key_identity_fixed();

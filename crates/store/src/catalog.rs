@@ -116,6 +116,8 @@ pub const EXPECTED_POLICIES: &[(&str, &str, char, bool)] = &[
     ("key_rotation_jobs", "key_rotation_jobs_operator", 'r', true),
     ("subject_keys", "subject_keys_scope", '*', true),
     ("subject_keys", "subject_keys_erase", 'd', false),
+    ("subject_keys", "subject_keys_operator", 'r', true),
+    ("subject_keys", "subject_keys_reseal", 'w', true),
     ("platform_keys", "platform_keys_read", 'r', true),
     ("platform_keys", "platform_keys_create", 'a', true),
     ("platform_keys", "platform_keys_operator", '*', true),
@@ -142,6 +144,8 @@ pub const OWNER_POLICIES: &[&str] = &[
     "identities_seal_legacy",
     "invitations_operator",
     "invitations_seal_legacy",
+    "subject_keys_operator",
+    "subject_keys_reseal",
 ];
 
 /// Tables the database itself keeps append-only (L2): refused UPDATE/DELETE/TRUNCATE by

@@ -230,6 +230,29 @@ impl Vault {
     }
 }
 
+impl Vault {
+    /// `keys`, or the platform keys reloaded if a ciphertext among `sealed` names a PII key
+    /// version they lack: another node rotated the PII key after they were cached.
+    pub async fn platform_keys_covering<'a>(
+        &self,
+        conn: &mut PgConnection,
+        keys: Arc<PlatformKeys>,
+        sealed: impl IntoIterator<Item = &'a [u8]>,
+    ) -> Result<Arc<PlatformKeys>, StoreError> {
+        let unknown = sealed.into_iter().any(|ct| {
+            envelope::label(ct)
+                .ok()
+                .and_then(|l| i32::try_from(l.version).ok())
+                .is_some_and(|v| !keys.pii.contains_key(&v))
+        });
+        if !unknown {
+            return Ok(keys);
+        }
+        self.forget_platform();
+        self.platform_keys(conn).await
+    }
+}
+
 /// What [`seal_legacy`] did.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct LegacySealed {
@@ -342,5 +365,190 @@ pub async fn rewrap_platform_keys(
     }
     tx.commit().await?;
     vault.forget_platform();
+    Ok(done)
+}
+
+/// What [`rotate`] did.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct PiiRotation {
+    /// The new active PII key version.
+    pub version: i32,
+    pub identities: u64,
+    pub invitations: u64,
+    pub subject_keys: u64,
+}
+
+/// Rotates the platform PII key: a new version becomes active for new writes, then every
+/// account, invitation and subject key sealed under an older version is re-sealed under it.
+/// Older versions are kept (a node whose cache still holds them may seal with them until its
+/// TTL ends; running this again picks such rows up). Each account is re-sealed in its own
+/// transaction as that account (the policies allow nothing wider); invitations in their
+/// environment; subject keys by the operator, whose policy lets it replace only their sealed
+/// form. Resumable: a rerun continues where a crash stopped.
+pub async fn rotate(
+    owner: &PgPool,
+    store: &crate::Store,
+    vault: &Vault,
+    mut progress: impl FnMut(&PiiRotation),
+) -> Result<PiiRotation, StoreError> {
+    // 1. The new version.
+    let mut tx = owner.begin().await?;
+    sqlx::query("LOCK TABLE platform_keys IN SHARE ROW EXCLUSIVE MODE")
+        .execute(&mut *tx)
+        .await?;
+    let current: Option<i32> =
+        sqlx::query_scalar("SELECT max(version) FROM platform_keys WHERE purpose = 'pii'")
+            .fetch_one(&mut *tx)
+            .await?;
+    let version = current.unwrap_or(0) + 1;
+    let kek = vault.default_kek().clone();
+    let key = DataKey::generate();
+    let wrapped = vault.wrap_platform(&kek, &key, PII, version).await?;
+    sqlx::query(
+        "INSERT INTO platform_keys (purpose, version, wrapped, kek, created_at) VALUES ($1, $2, $3, $4, $5)",
+    )
+    .bind(PII)
+    .bind(version)
+    .bind(&wrapped)
+    .bind(Json(&kek))
+    .bind(OffsetDateTime::now_utc())
+    .execute(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    vault.forget_platform();
+    let mut done = PiiRotation {
+        version,
+        ..Default::default()
+    };
+    progress(&done);
+
+    // 2. Accounts, each as itself.
+    loop {
+        let ids: Vec<Uuid> = sqlx::query_scalar(
+            "SELECT identity_id FROM identities WHERE pii_key_version < $1 ORDER BY identity_id LIMIT 500",
+        )
+        .bind(version)
+        .fetch_all(owner)
+        .await?;
+        if ids.is_empty() {
+            break;
+        }
+        let before = done.identities;
+        for id in ids {
+            let mut tx = store.auth(crate::RequestMeta::default()).await?;
+            let identity = portcullis_core::IdentityId::from_uuid(id);
+            tx.act_as(identity).await?;
+            let keys = vault.platform_keys(tx.conn()).await?;
+            let row: Option<(Vec<u8>, Vec<u8>, i32)> = sqlx::query_as(
+                "SELECT email_ciphertext, display_name_ciphertext, pii_key_version FROM identities
+                  WHERE identity_id = $1 FOR UPDATE",
+            )
+            .bind(id)
+            .fetch_optional(tx.conn())
+            .await?;
+            if let Some((email_ct, name_ct, old)) = row.filter(|r| r.2 < keys.active_version()) {
+                let (email, name) = keys.open_person(id, &email_ct, &name_ct)?;
+                let row_s = id.to_string();
+                sqlx::query(
+                    "UPDATE identities SET email_ciphertext = $2, display_name_ciphertext = $3, pii_key_version = $4
+                      WHERE identity_id = $1 AND pii_key_version = $5",
+                )
+                .bind(id)
+                .bind(keys.seal(&identity_place("email", &row_s), &email))
+                .bind(keys.seal(&identity_place("display_name", &row_s), &name))
+                .bind(keys.active_version())
+                .bind(old)
+                .execute(tx.conn())
+                .await?;
+                done.identities += 1;
+            }
+            tx.commit().await?;
+        }
+        if done.identities == before {
+            return Err(StoreError::Conflict(
+                "accounts keep changing under the PII key rotation; run it again".into(),
+            ));
+        }
+        progress(&done);
+    }
+
+    // 3. Invitations, environment by environment.
+    let envs: Vec<Uuid> = sqlx::query_scalar(
+        "SELECT DISTINCT environment_id FROM invitations WHERE pii_key_version < $1",
+    )
+    .bind(version)
+    .fetch_all(owner)
+    .await?;
+    for env in envs {
+        let mut tx = store
+            .tenant_as_system(
+                portcullis_core::EnvironmentId::from_uuid(env),
+                portcullis_core::PermissionSet::all(),
+                crate::RequestMeta::default(),
+            )
+            .await?;
+        let keys = vault.platform_keys(tx.conn()).await?;
+        let rows: Vec<(Uuid, Vec<u8>, i32)> = sqlx::query_as(
+            "SELECT invitation_id, email_ciphertext, pii_key_version FROM invitations
+              WHERE environment_id = $1 AND pii_key_version < $2 FOR UPDATE",
+        )
+        .bind(env)
+        .bind(keys.active_version())
+        .fetch_all(tx.conn())
+        .await?;
+        for (id, ct, old) in rows {
+            let row_s = id.to_string();
+            let place = invitation_place(env, &row_s);
+            let email = keys.open(&place, &ct)?;
+            sqlx::query(
+                "UPDATE invitations SET email_ciphertext = $3, pii_key_version = $4
+                  WHERE environment_id = $1 AND invitation_id = $2 AND pii_key_version = $5",
+            )
+            .bind(env)
+            .bind(id)
+            .bind(keys.seal(&place, &email))
+            .bind(keys.active_version())
+            .bind(old)
+            .execute(tx.conn())
+            .await?;
+            done.invitations += 1;
+        }
+        tx.commit().await?;
+        progress(&done);
+    }
+
+    // 4. Subject keys, by the operator (it may replace only their sealed form).
+    loop {
+        let mut tx = owner.begin().await?;
+        let keys = vault.platform_keys(&mut tx).await?;
+        let rows: Vec<(Uuid, Uuid, Vec<u8>)> = sqlx::query_as(
+            "SELECT environment_id, subject_id, key_ciphertext FROM subject_keys
+              WHERE pii_key_version < $1 ORDER BY environment_id, subject_id LIMIT 500 FOR UPDATE",
+        )
+        .bind(keys.active_version())
+        .fetch_all(&mut *tx)
+        .await?;
+        if rows.is_empty() {
+            break;
+        }
+        for (scope, subject, ct) in rows {
+            let subject_s = subject.to_string();
+            let place = crate::subjects::key_place(scope, &subject_s);
+            let key = keys.open_bytes(&place, &ct)?;
+            sqlx::query(
+                "UPDATE subject_keys SET key_ciphertext = $3, pii_key_version = $4
+                  WHERE environment_id = $1 AND subject_id = $2",
+            )
+            .bind(scope)
+            .bind(subject)
+            .bind(keys.seal_bytes(&place, &key))
+            .bind(keys.active_version())
+            .execute(&mut *tx)
+            .await?;
+            done.subject_keys += 1;
+        }
+        tx.commit().await?;
+        progress(&done);
+    }
     Ok(done)
 }

@@ -38,7 +38,7 @@ impl std::fmt::Debug for SubjectKey {
     }
 }
 
-fn key_place(scope: Uuid, row: &str) -> Place<'_> {
+pub(crate) fn key_place(scope: Uuid, row: &str) -> Place<'_> {
     Place {
         environment: scope,
         table: "subject_keys",
@@ -84,6 +84,9 @@ pub async fn load(
         return Ok(None);
     };
     let platform = vault.platform_keys(conn).await?;
+    let platform = vault
+        .platform_keys_covering(conn, platform, [sealed.as_slice()])
+        .await?;
     let subject_s = subject.to_string();
     let bytes = platform.open_bytes(&key_place(scope, &subject_s), &sealed)?;
     let key = DataKey::from_bytes(&bytes)

@@ -159,6 +159,13 @@ pub async fn get(tx: &mut AuthTx, vault: &Vault, id: IdentityId) -> Result<Ident
     .bind(id.as_uuid())
     .fetch_one(tx.conn())
     .await?;
+    let keys = vault
+        .platform_keys_covering(
+            tx.conn(),
+            keys,
+            [&row.email_ciphertext[..], &row.display_name_ciphertext[..]],
+        )
+        .await?;
     row.open(&keys)
 }
 

@@ -120,6 +120,13 @@ pub async fn list(
     .bind(page.fetch_limit())
     .fetch_all(tx.conn())
     .await?;
+    let keys = vault
+        .platform_keys_covering(
+            tx.conn(),
+            keys,
+            rows.iter().map(|r| r.email_ciphertext.as_slice()),
+        )
+        .await?;
     let rows = rows
         .into_iter()
         .map(|r| r.open(&keys))
@@ -144,6 +151,9 @@ pub async fn revoke(
     .bind(now)
     .fetch_one(tx.conn())
     .await?;
+    let keys = vault
+        .platform_keys_covering(tx.conn(), keys, [row.email_ciphertext.as_slice()])
+        .await?;
     row.open(&keys)
 }
 
@@ -195,6 +205,13 @@ pub async fn accept(
     }
     let environment_id = row.invitation.environment_id;
     let email_matches = row.email_index == identity_index;
+    let keys = vault
+        .platform_keys_covering(
+            auth.conn(),
+            keys,
+            [row.invitation.email_ciphertext.as_slice()],
+        )
+        .await?;
     let inv = row.invitation.open(&keys)?;
     let problem = if inv.revoked_at.is_some() {
         Some(Unusable::Revoked)

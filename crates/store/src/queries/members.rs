@@ -69,6 +69,18 @@ pub async fn list(
     .bind(page.fetch_limit())
     .fetch_all(tx.conn())
     .await?;
+    let keys = vault
+        .platform_keys_covering(
+            tx.conn(),
+            keys,
+            rows.iter().flat_map(|r| {
+                [
+                    r.email_ciphertext.as_slice(),
+                    r.display_name_ciphertext.as_slice(),
+                ]
+            }),
+        )
+        .await?;
     let rows = rows
         .into_iter()
         .map(|r| r.open(&keys))
@@ -90,6 +102,13 @@ pub async fn get(
     .bind(identity.as_uuid())
     .fetch_one(tx.conn())
     .await?;
+    let keys = vault
+        .platform_keys_covering(
+            tx.conn(),
+            keys,
+            [&row.email_ciphertext[..], &row.display_name_ciphertext[..]],
+        )
+        .await?;
     row.open(&keys)
 }
 
