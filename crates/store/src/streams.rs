@@ -295,22 +295,7 @@ pub struct StreamsReport {
 pub async fn check(tx: &mut TenantTx) -> Result<StreamsReport, StoreError> {
     let env = tx.environment_id().as_uuid();
     let mut report = StreamsReport::default();
-    let commitments = |action: &'static str| {
-        sqlx::query_as::<_, (Option<String>, Option<Value>)>(
-            "SELECT target_id, after FROM audit_log WHERE environment_id = $1 AND action = $2",
-        )
-        .bind(env)
-        .bind(action)
-    };
-    let mut committed: std::collections::HashMap<String, String> = std::collections::HashMap::new();
-    for (target, after) in commitments("intelligence.recorded")
-        .fetch_all(tx.conn())
-        .await?
-    {
-        if let (Some(t), Some(d)) = (target, after.as_ref().and_then(|a| a["sha256"].as_str())) {
-            committed.insert(t, d.to_owned());
-        }
-    }
+    let committed = commitments(tx, env, "intelligence.recorded").await?;
     let rows: Vec<StoredIntelligence> = sqlx::query_as(
         "SELECT entry_id, occurred_at, actor_type, actor_id, workflow_id, model, key_source, input, output,
                 reasoning_excerpt, input_tokens, output_tokens, cost_micros, success, error, request_id
@@ -328,15 +313,7 @@ pub async fn check(tx: &mut TenantTx) -> Result<StreamsReport, StoreError> {
         &mut report.problems,
     );
 
-    let mut committed: std::collections::HashMap<String, String> = std::collections::HashMap::new();
-    for (target, after) in commitments("trace.step_recorded")
-        .fetch_all(tx.conn())
-        .await?
-    {
-        if let (Some(t), Some(d)) = (target, after.as_ref().and_then(|a| a["sha256"].as_str())) {
-            committed.insert(t, d.to_owned());
-        }
-    }
+    let committed = commitments(tx, env, "trace.step_recorded").await?;
     let rows: Vec<StoredStep> = sqlx::query_as(
         "SELECT trace_id, step, occurred_at, workflow_id, intelligence_entry_id, kind, tool, tool_use_id,
                 arguments, result, rationale
@@ -354,6 +331,28 @@ pub async fn check(tx: &mut TenantTx) -> Result<StreamsReport, StoreError> {
         &mut report.problems,
     );
     Ok(report)
+}
+
+/// Row key -> committed digest, from the audit entries of `action`.
+async fn commitments(
+    tx: &mut TenantTx,
+    env: Uuid,
+    action: &str,
+) -> Result<std::collections::HashMap<String, String>, StoreError> {
+    let rows: Vec<(Option<String>, Option<Value>)> = sqlx::query_as(
+        "SELECT target_id, after FROM audit_log WHERE environment_id = $1 AND action = $2",
+    )
+    .bind(env)
+    .bind(action)
+    .fetch_all(tx.conn())
+    .await?;
+    Ok(rows
+        .into_iter()
+        .filter_map(|(target, after)| {
+            let digest = after.as_ref()?["sha256"].as_str()?.to_owned();
+            Some((target?, digest))
+        })
+        .collect())
 }
 
 fn compare(
