@@ -128,8 +128,12 @@ enum KeysCommand {
     /// Show key versions, the values using each, and re-encryption jobs.
     Status {
         /// One environment; all environments with a keyring when omitted.
-        #[arg(long)]
+        #[arg(long, conflicts_with = "platform")]
         environment: Option<String>,
+        /// The platform keyring instead: PII key versions and the accounts, invitations and
+        /// subject keys each one seals.
+        #[arg(long)]
+        platform: bool,
         #[arg(long)]
         json: bool,
     },
@@ -263,7 +267,41 @@ async fn keys(command: KeysCommand, config: Config) -> anyhow::Result<ExitCode> 
         let vault = serve::vault(&config).await?;
         let parse = |s: &str| EnvironmentId::parse(s).map_err(|e| anyhow::anyhow!("{e}"));
         match command {
-            KeysCommand::Status { environment, json } => {
+            KeysCommand::Status {
+                platform: true,
+                json,
+                ..
+            } => {
+                let st = portcullis_store::pii::status(&owner).await?;
+                if json {
+                    println!("{}", serde_json::to_string_pretty(&st)?);
+                } else {
+                    println!(
+                        "platform keyring  email index key kek {}",
+                        st.email_index_kek
+                            .as_ref()
+                            .map_or("(not created yet)".to_owned(), |k| k.to_string())
+                    );
+                    for v in &st.pii_versions {
+                        println!(
+                            "  PII v{:<4} {:<7} {:>8} accounts {:>8} invitations {:>8} subject keys  kek {}",
+                            v.version,
+                            if v.active { "active" } else { "usable" },
+                            v.identities,
+                            v.invitations,
+                            v.subject_keys,
+                            v.kek
+                        );
+                    }
+                    if st.clear_identities + st.clear_invitations > 0 {
+                        println!(
+                            "  in clear (sealed at next server start): {} accounts, {} invitations",
+                            st.clear_identities, st.clear_invitations
+                        );
+                    }
+                }
+            }
+            KeysCommand::Status { environment, json, .. } => {
                 let envs = match environment {
                     Some(e) => vec![parse(&e)?],
                     None => portcullis_store::vault::operator::keyrings(&owner)

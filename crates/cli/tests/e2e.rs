@@ -266,6 +266,28 @@ async fn e1_readme_tour_over_https() {
     let status: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(status[0]["active_version"], 2);
     assert_eq!(status[0]["versions"][1]["rows"], 1);
+
+    // The platform PII key, rotated from the CLI while the server runs; the server keeps
+    // reading the owner's account (re-sealed under version 2) without a restart.
+    let out = command(&db, &data, port)
+        .args(["keys", "rotate-pii"])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && stdout.contains("platform PII key version 2 is active"),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = command(&db, &data, port)
+        .args(["keys", "status", "--platform", "--json"])
+        .output()
+        .unwrap();
+    let platform: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(platform["pii_versions"][1]["active"], true, "{platform}");
+    assert_eq!(platform["pii_versions"][0]["identities"], 0, "{platform}");
+    let (code, me, _) = curl(&["-H", &owner, &format!("{base}/v1/me")]);
+    assert_eq!(code, 200, "{me}");
     let d = doc["document_id"].as_str().unwrap();
     let (code, read, _) = curl(&[
         "-H",

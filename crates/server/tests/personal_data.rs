@@ -400,6 +400,18 @@ async fn e5_pii_key_rotation_reseals_everything() {
         .await
         .unwrap();
     assert_eq!(again.version, 3);
+    let st = portcullis_store::pii::status(&pool).await.unwrap();
+    let versions: Vec<(i32, bool, i64, i64)> = st
+        .pii_versions
+        .iter()
+        .map(|v| (v.version, v.active, v.identities, v.invitations))
+        .collect();
+    assert_eq!(
+        versions,
+        vec![(1, false, 0, 0), (2, false, 0, 0), (3, true, 2, 2)]
+    );
+    assert!(st.email_index_kek.is_some());
+    assert_eq!((st.clear_identities, st.clear_invitations), (0, 0));
 
     // The server never dropped its cache: it notices the new versions by itself.
     let r = login(&app, "bob@example.com").await;

@@ -552,3 +552,87 @@ pub async fn rotate(
     }
     Ok(done)
 }
+
+/// One platform PII key version and what it seals.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct PiiVersionStatus {
+    pub version: i32,
+    pub active: bool,
+    /// The KEK wrapping it, e.g. `{"provider":"local","name":"master-2"}`.
+    pub kek: serde_json::Value,
+    #[serde(with = "time::serde::rfc3339")]
+    pub created_at: OffsetDateTime,
+    pub identities: i64,
+    pub invitations: i64,
+    pub subject_keys: i64,
+}
+
+/// The platform keyring as the operator sees it (`portcullis keys status --platform`).
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct PlatformStatus {
+    pub pii_versions: Vec<PiiVersionStatus>,
+    /// The KEK wrapping the blind-index key (absent before first use).
+    pub email_index_kek: Option<serde_json::Value>,
+    /// Rows an earlier version wrote in clear, not yet sealed (sealed when the server starts).
+    pub clear_identities: i64,
+    pub clear_invitations: i64,
+}
+
+/// Reads the platform keyring's state, as the schema owner.
+pub async fn status(owner: &PgPool) -> Result<PlatformStatus, StoreError> {
+    let keys: Vec<(String, i32, serde_json::Value, OffsetDateTime)> = sqlx::query_as(
+        "SELECT purpose, version, kek, created_at FROM platform_keys ORDER BY purpose, version",
+    )
+    .fetch_all(owner)
+    .await?;
+    let count = |table: &'static str| {
+        format!("SELECT pii_key_version, count(*) FROM {table} WHERE pii_key_version IS NOT NULL GROUP BY 1")
+    };
+    let mut per: BTreeMap<i32, [i64; 3]> = BTreeMap::new();
+    for (i, table) in ["identities", "invitations", "subject_keys"]
+        .into_iter()
+        .enumerate()
+    {
+        let rows: Vec<(i32, i64)> = sqlx::query_as(&count(table)).fetch_all(owner).await?;
+        for (v, n) in rows {
+            per.entry(v).or_default()[i] = n;
+        }
+    }
+    let (clear_identities, clear_invitations): (i64, i64) = sqlx::query_as(
+        "SELECT (SELECT count(*) FROM identities WHERE email IS NOT NULL),
+                (SELECT count(*) FROM invitations WHERE email IS NOT NULL)",
+    )
+    .fetch_one(owner)
+    .await?;
+    let active = keys
+        .iter()
+        .filter(|k| k.0 == PII)
+        .map(|k| k.1)
+        .max()
+        .unwrap_or(0);
+    Ok(PlatformStatus {
+        pii_versions: keys
+            .iter()
+            .filter(|k| k.0 == PII)
+            .map(|(_, version, kek, created_at)| {
+                let [identities, invitations, subject_keys] =
+                    per.get(version).copied().unwrap_or_default();
+                PiiVersionStatus {
+                    version: *version,
+                    active: *version == active,
+                    kek: kek.clone(),
+                    created_at: *created_at,
+                    identities,
+                    invitations,
+                    subject_keys,
+                }
+            })
+            .collect(),
+        email_index_kek: keys
+            .iter()
+            .find(|k| k.0 == EMAIL_INDEX)
+            .map(|k| k.2.clone()),
+        clear_identities,
+        clear_invitations,
+    })
+}
