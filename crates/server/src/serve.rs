@@ -300,13 +300,14 @@ async fn serve_with(config: &Config, db: &Database) -> anyhow::Result<()> {
     let owner_pool = sqlx::postgres::PgPoolOptions::new()
         .max_connections(4)
         .connect_lazy_with(db.owner.clone());
-    let sealed = portcullis_store::pii::seal_legacy(&owner_pool, &vault)
+    let sealed = portcullis_store::pii::seal_legacy(&owner_pool, &store, &vault)
         .await
         .context("sealing personal data stored before encryption")?;
     if sealed != Default::default() {
         tracing::info!(
             identities = sealed.identities,
             invitations = sealed.invitations,
+            sessions = sealed.sessions,
             "sealed personal data stored in clear by an earlier version"
         );
     }

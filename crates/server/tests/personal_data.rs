@@ -207,6 +207,15 @@ async fn e2_legacy_personal_data_is_sealed_at_start() {
     .execute(&mut admin)
     .await
     .unwrap();
+    let legacy_sessions = sqlx::query(
+        "UPDATE sessions SET ip = '203.0.113.9', user_agent = 'Legacy Agent 7d1c' WHERE identity_id = $1::uuid",
+    )
+    .bind(&carol.id)
+    .execute(&mut admin)
+    .await
+    .unwrap()
+    .rows_affected();
+    assert!(legacy_sessions >= 1);
 
     // The operator may clear plaintext, nothing else: it cannot touch a sealed row, nor write
     // plaintext into a legacy one.
@@ -245,25 +254,45 @@ async fn e2_legacy_personal_data_is_sealed_at_start() {
     let pool = portcullis_store::bootstrap::runtime_pool(&app.db.owner, 2)
         .await
         .unwrap();
-    let sealed = portcullis_store::pii::seal_legacy(&pool, &app.vault)
+    let store = app.db.store().await;
+    let sealed = portcullis_store::pii::seal_legacy(&pool, &store, &app.vault)
         .await
         .unwrap();
     assert_eq!(sealed.identities, 1);
     // Both invitations of the environment (Carol's accepted one and Dave's) were reset.
     assert_eq!(sealed.invitations, 2);
     // Idempotent.
-    let again = portcullis_store::pii::seal_legacy(&pool, &app.vault)
+    assert_eq!(sealed.sessions, legacy_sessions);
+    let again = portcullis_store::pii::seal_legacy(&pool, &store, &app.vault)
         .await
         .unwrap();
     assert_eq!(again, Default::default());
 
     let dump = app.pg_dump();
-    for plain in ["carol@example.com", "Carol Legacy", "dave@example.com"] {
+    for plain in [
+        "carol@example.com",
+        "Carol Legacy",
+        "dave@example.com",
+        "Legacy Agent 7d1c",
+        "203.0.113.9",
+    ] {
         assert!(!dump.contains(plain), "{plain:?} still in clear");
     }
     let r = login(&app, "carol@example.com").await;
     assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
     assert_eq!(r.body["identity"]["display_name"], "Carol Legacy");
+    // Carol still sees where her old session came from.
+    let sessions = app.get("/v1/me/sessions", &carol.token).await;
+    assert!(
+        sessions
+            .body
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|s| s["ip"] == "203.0.113.9" && s["user_agent"] == "Legacy Agent 7d1c"),
+        "{:?}",
+        sessions.body
+    );
     let invitations = app
         .get(&format!("/v1/environments/{env}/invitations"), &owner.token)
         .await;

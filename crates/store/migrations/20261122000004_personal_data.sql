@@ -80,3 +80,6 @@ CREATE POLICY identities_seal_legacy ON identities FOR UPDATE TO CURRENT_USER
 CREATE POLICY invitations_operator ON invitations FOR SELECT TO CURRENT_USER USING (true);
 CREATE POLICY invitations_seal_legacy ON invitations FOR UPDATE TO CURRENT_USER
     USING (email IS NOT NULL) WITH CHECK (email IS NULL);
+-- Sessions an earlier version wrote keep their IP and user agent in clear; the operator finds
+-- them (read only: token hashes do not authenticate) and each is sealed by its own account.
+CREATE POLICY sessions_operator ON sessions FOR SELECT TO CURRENT_USER USING (true);

@@ -125,6 +125,7 @@ pub const EXPECTED_POLICIES: &[(&str, &str, char, bool)] = &[
     ("identities", "identities_seal_legacy", 'w', true),
     ("invitations", "invitations_operator", 'r', true),
     ("invitations", "invitations_seal_legacy", 'w', true),
+    ("sessions", "sessions_operator", 'r', true),
 ];
 
 /// Policies for the schema owner (scheduler and operator CLI): key metadata and wrapped keys,
@@ -144,6 +145,7 @@ pub const OWNER_POLICIES: &[&str] = &[
     "identities_seal_legacy",
     "invitations_operator",
     "invitations_seal_legacy",
+    "sessions_operator",
     "subject_keys_operator",
     "subject_keys_reseal",
 ];

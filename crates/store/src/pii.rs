@@ -258,12 +258,18 @@ impl Vault {
 pub struct LegacySealed {
     pub identities: u64,
     pub invitations: u64,
+    pub sessions: u64,
 }
 
-/// Seals personal data written before encryption (identities and invitations holding
-/// plaintext), in batches, as the schema owner, whose policies show it only such rows. Run at
-/// start, before serving; idempotent.
-pub async fn seal_legacy(owner: &PgPool, vault: &Vault) -> Result<LegacySealed, StoreError> {
+/// Seals personal data written before encryption, in batches: identities and invitations
+/// holding plaintext as the schema owner, whose policies let it only clear plaintext; the IP and
+/// user agent of sessions under their account's platform-scope subject key, each session by its
+/// own account. Run at start, before serving; idempotent.
+pub async fn seal_legacy(
+    owner: &PgPool,
+    store: &crate::Store,
+    vault: &Vault,
+) -> Result<LegacySealed, StoreError> {
     const BATCH: i64 = 500;
     let mut done = LegacySealed::default();
     loop {
@@ -324,6 +330,59 @@ pub async fn seal_legacy(owner: &PgPool, vault: &Vault) -> Result<LegacySealed, 
         tx.commit().await?;
         done.identities += rows.len() as u64;
         done.invitations += invitations.len() as u64;
+    }
+    loop {
+        let legacy: Vec<(Uuid, Uuid, Option<String>, Option<String>)> = sqlx::query_as(
+            "SELECT session_id, identity_id, ip, user_agent FROM sessions
+              WHERE (ip IS NOT NULL AND ip NOT LIKE 'pcs-sealed:v1:%')
+                 OR (user_agent IS NOT NULL AND user_agent NOT LIKE 'pcs-sealed:v1:%')
+              ORDER BY session_id LIMIT 500",
+        )
+        .fetch_all(owner)
+        .await?;
+        if legacy.is_empty() {
+            break;
+        }
+        let before = done.sessions;
+        for (session, identity, ip, user_agent) in legacy {
+            let mut tx = store.auth(crate::RequestMeta::default()).await?;
+            tx.act_as(portcullis_core::IdentityId::from_uuid(identity))
+                .await?;
+            let key =
+                crate::subjects::load_or_create(tx.conn(), vault, crate::PLATFORM_SCOPE, identity)
+                    .await?;
+            let row = session.to_string();
+            let seal = |column: &str, value: Option<String>| {
+                value.map(|v| {
+                    if crate::subjects::parse(&v).is_some() {
+                        return v;
+                    }
+                    let spot = crate::subjects::Spot {
+                        scope: crate::PLATFORM_SCOPE,
+                        table: "sessions",
+                        column,
+                        row: &row,
+                    };
+                    crate::subjects::seal(&key, identity, &spot, &v)
+                })
+            };
+            let updated = sqlx::query(
+                "UPDATE sessions SET ip = $2, user_agent = $3 WHERE session_id = $1 AND identity_id = $4",
+            )
+            .bind(session)
+            .bind(seal("ip", ip))
+            .bind(seal("user_agent", user_agent))
+            .bind(identity)
+            .execute(tx.conn())
+            .await?;
+            tx.commit().await?;
+            done.sessions += updated.rows_affected();
+        }
+        if done.sessions == before {
+            return Err(StoreError::Conflict(
+                "legacy sessions could not be sealed (changed concurrently?); start again".into(),
+            ));
+        }
     }
     Ok(done)
 }
