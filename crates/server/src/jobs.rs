@@ -12,11 +12,7 @@ use time::OffsetDateTime;
 use uuid::Uuid;
 
 fn system_meta() -> RequestMeta {
-    RequestMeta {
-        request_id: Some(format!("job-{}", Uuid::now_v7())),
-        ip: None,
-        user_agent: Some("portcullis-scheduler".into()),
-    }
+    RequestMeta::system("scheduler", "job")
 }
 
 /// Starts a rotation as the system (CLI, scheduler) and audits it.

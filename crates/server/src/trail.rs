@@ -34,11 +34,7 @@ pub enum TrailError {
 }
 
 pub(crate) fn meta() -> RequestMeta {
-    RequestMeta {
-        request_id: Some(format!("audit-{}", Uuid::now_v7())),
-        ip: None,
-        user_agent: Some("portcullis-checkpointer".into()),
-    }
+    RequestMeta::system("checkpointer", "audit")
 }
 
 const SEED_CONTEXT: WrapContext<'static> = WrapContext {

@@ -62,6 +62,18 @@ pub struct RequestMeta {
     pub user_agent: Option<String>,
 }
 
+impl RequestMeta {
+    /// Metadata of work the server does by itself: user agent `portcullis-<component>`, a fresh
+    /// request id `<prefix>-<uuid>`, no address.
+    pub fn system(component: &str, prefix: &str) -> RequestMeta {
+        RequestMeta {
+            request_id: Some(format!("{prefix}-{}", Uuid::now_v7())),
+            ip: None,
+            user_agent: Some(format!("portcullis-{component}")),
+        }
+    }
+}
+
 /// The verified caller inside one environment.
 #[derive(Clone, Debug)]
 pub struct Caller {
