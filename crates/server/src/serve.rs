@@ -331,8 +331,13 @@ async fn serve_with(config: &Config, db: &Database) -> anyhow::Result<()> {
         config.audit.checkpoint_every_entries,
         Duration::from_secs(config.audit.checkpoint_every_seconds.max(1)),
     ));
-    let state = AppState::new(store, hasher, config.auth.clone(), vault)
-        .with_reencrypt_batch(config.keys.reencrypt_batch);
+    let state = AppState::new(
+        store,
+        hasher,
+        config.auth.clone(),
+        vault,
+        config.keys.reencrypt_batch,
+    );
     let app = router(
         state,
         Limits {

@@ -23,14 +23,22 @@ struct Inner {
 }
 
 impl AppState {
-    pub fn new(store: Store, hasher: PasswordHasher, auth: AuthConfig, vault: Arc<Vault>) -> Self {
+    /// `reencrypt_batch` is `keys.reencrypt_batch`: rows per batch of the re-encryption a
+    /// rotation through the API starts.
+    pub fn new(
+        store: Store,
+        hasher: PasswordHasher,
+        auth: AuthConfig,
+        vault: Arc<Vault>,
+        reencrypt_batch: i64,
+    ) -> Self {
         AppState {
             inner: Arc::new(Inner {
                 store: store.with_vault(vault.clone()),
                 hasher,
                 auth,
                 vault,
-                reencrypt_batch: crate::config::KeysConfig::default().reencrypt_batch,
+                reencrypt_batch: reencrypt_batch.max(1),
             }),
         }
     }
@@ -45,21 +53,6 @@ impl AppState {
 
     pub fn auth_config(&self) -> &AuthConfig {
         &self.inner.auth
-    }
-
-    /// This state with the configured re-encryption batch size (`keys.reencrypt_batch`).
-    pub fn with_reencrypt_batch(self, batch: i64) -> Self {
-        let mut inner = Arc::try_unwrap(self.inner).unwrap_or_else(|shared| Inner {
-            store: shared.store.clone(),
-            hasher: shared.hasher.clone(),
-            auth: shared.auth.clone(),
-            vault: shared.vault.clone(),
-            reencrypt_batch: shared.reencrypt_batch,
-        });
-        inner.reencrypt_batch = batch.max(1);
-        AppState {
-            inner: Arc::new(inner),
-        }
     }
 
     pub fn reencrypt_batch(&self) -> i64 {

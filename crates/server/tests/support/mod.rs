@@ -82,7 +82,13 @@ impl TestApp {
         let hasher =
             PasswordHasher::new(auth.password_memory_kib, auth.password_iterations).unwrap();
         let vault = std::sync::Arc::new(vault);
-        let state = AppState::new(store, hasher, auth, vault.clone());
+        let state = AppState::new(
+            store,
+            hasher,
+            auth,
+            vault.clone(),
+            portcullis_server::config::KeysConfig::default().reencrypt_batch,
+        );
         TestApp {
             db,
             router: router(state, limits),
