@@ -4,7 +4,8 @@
 
 const DIGITS: &[u8; 16] = b"0123456789abcdef";
 
-pub(crate) fn encode(bytes: &[u8]) -> String {
+/// Lowercase hex of `bytes`.
+pub fn encode(bytes: &[u8]) -> String {
     bytes
         .iter()
         .flat_map(|&b| [DIGITS[usize::from(b >> 4)], DIGITS[usize::from(b & 0x0f)]])

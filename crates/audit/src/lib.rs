@@ -14,7 +14,7 @@ pub mod bundle;
 pub mod canonical;
 pub mod checkpoint;
 pub mod entry;
-mod hex;
+pub mod hex;
 pub mod merkle;
 pub mod report;
 pub mod verify;

@@ -428,9 +428,7 @@ impl std::str::FromStr for ExportFormat {
 }
 
 /// Lower-case hex, as in every audit format.
-pub(crate) fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
+pub(crate) use portcullis_audit::hex::encode as hex;
 
 /// A `Write` whose bytes are taken out batch by batch.
 #[derive(Clone, Default)]

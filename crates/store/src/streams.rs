@@ -111,9 +111,7 @@ pub struct StoredStep {
 }
 
 fn sha256_hex(value: &Value) -> String {
-    use sha2::Digest;
-    let digest = sha2::Sha256::digest(portcullis_audit::canonical::canonical_json(value));
-    digest.iter().map(|b| format!("{b:02x}")).collect()
+    portcullis_audit::report::sha256_hex(&portcullis_audit::canonical::canonical_json(value))
 }
 
 /// SHA-256 (hex) of the canonical JSON of an intelligence-log row: what its audit commitment

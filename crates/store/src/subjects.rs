@@ -142,9 +142,7 @@ pub fn seal(key: &SubjectKey, subject: Uuid, spot: &Spot<'_>, text: &str) -> Str
     out.push_str(SEALED_PREFIX);
     out.push_str(&subject.to_string());
     out.push(':');
-    for b in ct {
-        out.push_str(&format!("{b:02x}"));
-    }
+    out.push_str(&portcullis_audit::hex::encode(&ct));
     out
 }
 

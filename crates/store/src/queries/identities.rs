@@ -110,17 +110,17 @@ pub async fn login_record(
 ) -> Result<Option<LoginRecord>, StoreError> {
     let keys = vault.platform_keys(tx.conn()).await?;
     let index = keys.email_index(email);
-    tx.set("portcullis.login_email_index", &hex(&index)).await?;
+    tx.set(
+        "portcullis.login_email_index",
+        &portcullis_audit::hex::encode(&index),
+    )
+    .await?;
     Ok(sqlx::query_as(
         "SELECT identity_id, password_hash, failed_logins, locked_until FROM identities WHERE email_index = $1",
     )
     .bind(index.as_slice())
     .fetch_optional(tx.conn())
     .await?)
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 pub async fn record_login_failure(
