@@ -83,16 +83,77 @@ pub struct Keyring {
     pub rotated_at: OffsetDateTime,
 }
 
+/// A bounded in-memory map whose entries expire after a TTL. When full, expired entries are
+/// dropped first, then the oldest. A poisoned lock reads as a miss and drops writes: a cache
+/// must never take the request down with it.
+#[derive(Debug)]
+struct TtlCache<K, V> {
+    map: Mutex<HashMap<K, (V, Instant)>>,
+    ttl: Duration,
+    max_entries: usize,
+}
+
+impl<K: Copy + Eq + std::hash::Hash, V: Clone> TtlCache<K, V> {
+    fn new(ttl: Duration, max_entries: usize) -> Self {
+        TtlCache {
+            map: Mutex::new(HashMap::new()),
+            ttl,
+            max_entries,
+        }
+    }
+
+    fn get(&self, key: &K) -> Option<V> {
+        let mut map = self.map.lock().ok()?;
+        match map.get(key) {
+            Some((value, at)) if at.elapsed() < self.ttl => Some(value.clone()),
+            Some(_) => {
+                map.remove(key);
+                None
+            }
+            None => None,
+        }
+    }
+
+    fn insert(&self, key: K, value: V) {
+        let Ok(mut map) = self.map.lock() else {
+            return;
+        };
+        if map.len() >= self.max_entries {
+            let ttl = self.ttl;
+            map.retain(|_, (_, at)| at.elapsed() < ttl);
+            if map.len() >= self.max_entries {
+                // Still full of live entries: evict the oldest.
+                if let Some(oldest) = map.iter().min_by_key(|(_, (_, at))| *at).map(|(k, _)| *k) {
+                    map.remove(&oldest);
+                }
+            }
+        }
+        map.insert(key, (value, Instant::now()));
+    }
+
+    fn remove(&self, key: &K) {
+        if let Ok(mut map) = self.map.lock() {
+            map.remove(key);
+        }
+    }
+
+    fn retain(&self, mut keep: impl FnMut(&K) -> bool) {
+        if let Ok(mut map) = self.map.lock() {
+            map.retain(|k, _| keep(k));
+        }
+    }
+}
+
 #[derive(Debug)]
 pub struct Vault {
     providers: Providers,
     config: VaultConfig,
-    cache: Mutex<HashMap<(Uuid, i32), (DataKey, Instant)>>,
+    cache: TtlCache<(Uuid, i32), DataKey>,
     platform: Mutex<Option<(Arc<PlatformKeys>, Instant)>>,
     /// Subject keys (D3) for writing, by (scope, subject). Reads never use it, so an erasure
     /// on another node shows at once; writes there may use a destroyed key for up to the TTL,
     /// which leaves those values unreadable too.
-    subjects: Mutex<HashMap<(Uuid, Uuid), (SubjectKey, Instant)>>,
+    subjects: TtlCache<(Uuid, Uuid), SubjectKey>,
     provider_calls: AtomicU64,
 }
 
@@ -184,12 +245,13 @@ pub struct KeyStatus {
 
 impl Vault {
     pub fn new(providers: Providers, config: VaultConfig) -> Vault {
+        let (ttl, max) = (config.cache_ttl, config.cache_max_entries);
         Vault {
             providers,
             config,
-            cache: Mutex::new(HashMap::new()),
+            cache: TtlCache::new(ttl, max),
             platform: Mutex::new(None),
-            subjects: Mutex::new(HashMap::new()),
+            subjects: TtlCache::new(ttl, max),
             provider_calls: AtomicU64::new(0),
         }
     }
@@ -211,9 +273,7 @@ impl Vault {
 
     /// Drops an environment's cached data keys (after a KEK change, retirement or deletion).
     pub fn forget(&self, environment: Uuid) {
-        if let Ok(mut c) = self.cache.lock() {
-            c.retain(|(env, _), _| *env != environment);
-        }
+        self.cache.retain(|(env, _)| *env != environment);
     }
 
     /// Drops the cached platform keys (after a rewrap or a new PII key version).
@@ -224,34 +284,15 @@ impl Vault {
     }
 
     pub(crate) fn subject_cached(&self, scope: Uuid, subject: Uuid) -> Option<SubjectKey> {
-        let mut cache = self.subjects.lock().ok()?;
-        match cache.get(&(scope, subject)) {
-            Some((key, at)) if at.elapsed() < self.config.cache_ttl => Some(key.clone()),
-            Some(_) => {
-                cache.remove(&(scope, subject));
-                None
-            }
-            None => None,
-        }
+        self.subjects.get(&(scope, subject))
     }
 
     pub(crate) fn subject_remember(&self, scope: Uuid, subject: Uuid, key: &SubjectKey) {
-        if let Ok(mut cache) = self.subjects.lock() {
-            if cache.len() >= self.config.cache_max_entries {
-                let ttl = self.config.cache_ttl;
-                cache.retain(|_, (_, at)| at.elapsed() < ttl);
-                if cache.len() >= self.config.cache_max_entries {
-                    cache.clear();
-                }
-            }
-            cache.insert((scope, subject), (key.clone(), Instant::now()));
-        }
+        self.subjects.insert((scope, subject), key.clone());
     }
 
     pub(crate) fn subject_forget(&self, scope: Uuid, subject: Uuid) {
-        if let Ok(mut cache) = self.subjects.lock() {
-            cache.remove(&(scope, subject));
-        }
+        self.subjects.remove(&(scope, subject));
     }
 
     pub(crate) fn platform_cached(&self) -> Option<Arc<PlatformKeys>> {
@@ -308,33 +349,11 @@ impl Vault {
     }
 
     fn cached(&self, environment: Uuid, version: i32) -> Option<DataKey> {
-        let mut cache = self.cache.lock().ok()?;
-        match cache.get(&(environment, version)) {
-            Some((key, at)) if at.elapsed() < self.config.cache_ttl => Some(key.clone()),
-            Some(_) => {
-                cache.remove(&(environment, version));
-                None
-            }
-            None => None,
-        }
+        self.cache.get(&(environment, version))
     }
 
     fn remember(&self, environment: Uuid, version: i32, key: &DataKey) {
-        if let Ok(mut cache) = self.cache.lock() {
-            if cache.len() >= self.config.cache_max_entries {
-                let ttl = self.config.cache_ttl;
-                cache.retain(|_, (_, at)| at.elapsed() < ttl);
-                if cache.len() >= self.config.cache_max_entries {
-                    // Still full of live keys: evict the oldest.
-                    if let Some(oldest) =
-                        cache.iter().min_by_key(|(_, (_, at))| *at).map(|(k, _)| *k)
-                    {
-                        cache.remove(&oldest);
-                    }
-                }
-            }
-            cache.insert((environment, version), (key.clone(), Instant::now()));
-        }
+        self.cache.insert((environment, version), key.clone());
     }
 
     async fn wrap(
