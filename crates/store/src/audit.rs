@@ -289,28 +289,21 @@ async fn personal_metadata(
     let Some(subject) = subject_of(actor) else {
         return Ok((meta.ip.clone(), meta.user_agent.clone()));
     };
-    if meta.ip.is_none() && meta.user_agent.is_none() {
-        return Ok((None, None));
-    }
-    let vault = vault.ok_or_else(|| {
-        StoreError::KeyUnavailable(
-            "no vault to seal the personal data of this audit entry; it was not written".into(),
-        )
-    })?;
-    let key = subjects::load_or_create(conn, vault, scope, subject).await?;
     let audit_id = id.as_uuid().to_string();
-    let seal = |column: &str, value: &Option<String>| {
-        let spot = subjects::Spot {
-            scope,
-            table: "audit_log",
-            column,
-            row: &audit_id,
-        };
-        value
-            .as_deref()
-            .map(|v| subjects::seal(&key, subject, &spot, v))
+    let fields = subjects::RequestMetaFields {
+        scope,
+        table: "audit_log",
+        row: &audit_id,
     };
-    Ok((seal("ip", &meta.ip), seal("user_agent", &meta.user_agent)))
+    fields
+        .seal(
+            conn,
+            vault,
+            subject,
+            meta.ip.as_deref(),
+            meta.user_agent.as_deref(),
+        )
+        .await
 }
 
 /// The locked head of a chain.

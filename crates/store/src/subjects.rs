@@ -189,6 +189,77 @@ pub async fn reveal(
     }
 }
 
+/// A person's request IP and user agent (`ip`, `user_agent` columns of `table`, row `row`).
+#[derive(Debug)]
+pub struct RequestMetaFields<'a> {
+    pub scope: Uuid,
+    pub table: &'static str,
+    pub row: &'a str,
+}
+
+impl RequestMetaFields<'_> {
+    fn spot<'c>(&'c self, column: &'c str) -> Spot<'c> {
+        Spot {
+            scope: self.scope,
+            table: self.table,
+            column,
+            row: self.row,
+        }
+    }
+
+    /// Seals the IP and user agent for `subject`, creating their key in this scope on first
+    /// use. Without a vault nothing is written: the caller's whole write fails.
+    pub async fn seal(
+        &self,
+        conn: &mut PgConnection,
+        vault: Option<&Vault>,
+        subject: Uuid,
+        ip: Option<&str>,
+        user_agent: Option<&str>,
+    ) -> Result<(Option<String>, Option<String>), StoreError> {
+        if ip.is_none() && user_agent.is_none() {
+            return Ok((None, None));
+        }
+        let vault = vault.ok_or_else(|| {
+            StoreError::KeyUnavailable(format!(
+                "no vault to seal the personal data of this {} row; it was not written",
+                self.table
+            ))
+        })?;
+        let key = load_or_create(conn, vault, self.scope, subject).await?;
+        let seal = |column: &str, value: Option<&str>| {
+            value.map(|v| seal(&key, subject, &self.spot(column), v))
+        };
+        Ok((seal("ip", ip), seal("user_agent", user_agent)))
+    }
+
+    /// Opens sealed values of the IP and user agent in place; clear ones stay as they are.
+    pub async fn reveal(
+        &self,
+        conn: &mut PgConnection,
+        vault: Option<&Vault>,
+        ip: &mut Option<String>,
+        user_agent: &mut Option<String>,
+    ) -> Result<(), StoreError> {
+        for (column, value) in [("ip", ip), ("user_agent", user_agent)] {
+            let Some(stored) = value.as_deref() else {
+                continue;
+            };
+            if parse(stored).is_none() {
+                continue;
+            }
+            let vault = vault.ok_or_else(|| {
+                StoreError::KeyUnavailable(format!(
+                    "no vault to open the sealed personal data of a {} row",
+                    self.table
+                ))
+            })?;
+            *value = Some(reveal(&mut *conn, vault, &self.spot(column), stored).await?);
+        }
+        Ok(())
+    }
+}
+
 /// Destroys `subject`'s key in `scope`: every value sealed with it becomes unreadable for
 /// good. Returns whether there was a key. The caller audits the erasure.
 pub async fn erase(

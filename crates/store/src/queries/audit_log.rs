@@ -94,25 +94,20 @@ pub async fn list(
     let mut rows = rows;
     let (conn, vault) = tx.conn_and_vault();
     for row in &mut rows {
-        for (column, value) in [("ip", &mut row.ip), ("user_agent", &mut row.user_agent)] {
-            let Some(stored) = value.as_deref() else {
-                continue;
-            };
-            if crate::subjects::parse(stored).is_none() {
-                continue;
-            }
-            let vault = vault.as_deref().ok_or_else(|| {
-                StoreError::KeyUnavailable("no vault to open sealed audit metadata".into())
-            })?;
-            let audit_id = row.audit_id.to_string();
-            let spot = crate::subjects::Spot {
-                scope: env,
-                table: "audit_log",
-                column,
-                row: &audit_id,
-            };
-            *value = Some(crate::subjects::reveal(&mut *conn, vault, &spot, stored).await?);
-        }
+        let audit_id = row.audit_id.to_string();
+        let fields = crate::subjects::RequestMetaFields {
+            scope: env,
+            table: "audit_log",
+            row: &audit_id,
+        };
+        fields
+            .reveal(
+                &mut *conn,
+                vault.as_deref(),
+                &mut row.ip,
+                &mut row.user_agent,
+            )
+            .await?;
     }
     Ok(Paged::from_rows(rows, page, |e| e.audit_id))
 }

@@ -28,6 +28,16 @@ pub struct Session {
 const COLUMNS: &str =
     "session_id, identity_id, created_at, expires_at, last_seen_at, user_agent, ip";
 
+/// Where a session's IP and user agent live: sealed under the account's platform-scope subject
+/// key (D3), so erasing the account's key also makes its session history unreadable.
+fn session_fields(row: &str) -> subjects::RequestMetaFields<'_> {
+    subjects::RequestMetaFields {
+        scope: PLATFORM_SCOPE,
+        table: "sessions",
+        row,
+    }
+}
+
 pub async fn create(
     tx: &mut AuthTx,
     id: SessionId,
@@ -37,35 +47,18 @@ pub async fn create(
     expires_at: OffsetDateTime,
 ) -> Result<(), StoreError> {
     let meta = tx.meta().clone();
-    // The address and user agent are the person's: sealed under their platform-scope subject
-    // key (D3), so erasing them also makes their session history unreadable.
-    let (user_agent, ip) = if meta.ip.is_none() && meta.user_agent.is_none() {
-        (None, None)
-    } else {
-        let (conn, vault) = tx.conn_and_vault();
-        let vault = vault.ok_or_else(|| {
-            StoreError::KeyUnavailable("no vault to seal the session's metadata".into())
-        })?;
-        let key =
-            subjects::load_or_create(conn, &vault, PLATFORM_SCOPE, identity.as_uuid()).await?;
-        let row = id.as_uuid().to_string();
-        let seal = |column: &str, value: Option<String>| {
-            let spot = subjects::Spot {
-                scope: PLATFORM_SCOPE,
-                table: "sessions",
-                column,
-                row: &row,
-            };
-            value.map(|v| subjects::seal(&key, identity.as_uuid(), &spot, &v))
-        };
-        (
-            seal(
-                "user_agent",
-                meta.user_agent.map(|u| u.chars().take(300).collect()),
-            ),
-            seal("ip", meta.ip),
+    let row = id.as_uuid().to_string();
+    let user_agent: Option<String> = meta.user_agent.map(|u| u.chars().take(300).collect());
+    let (conn, vault) = tx.conn_and_vault();
+    let (ip, user_agent) = session_fields(&row)
+        .seal(
+            conn,
+            vault.as_deref(),
+            identity.as_uuid(),
+            meta.ip.as_deref(),
+            user_agent.as_deref(),
         )
-    };
+        .await?;
     sqlx::query(
         "INSERT INTO sessions (session_id, identity_id, token_hash, created_at, expires_at, last_seen_at, user_agent, ip)
          VALUES ($1, $2, $3, $4, $5, $4, $6, $7)",
@@ -138,25 +131,9 @@ pub async fn list_active(
     let (conn, vault) = tx.conn_and_vault();
     for s in &mut rows {
         let row = s.session_id.to_string();
-        for (column, value) in [("ip", &mut s.ip), ("user_agent", &mut s.user_agent)] {
-            let Some(stored) = value.as_deref() else {
-                continue;
-            };
-            if subjects::parse(stored).is_none() {
-                // Written in clear by an earlier version.
-                continue;
-            }
-            let vault = vault.as_deref().ok_or_else(|| {
-                StoreError::KeyUnavailable("no vault to open the session's metadata".into())
-            })?;
-            let spot = subjects::Spot {
-                scope: PLATFORM_SCOPE,
-                table: "sessions",
-                column,
-                row: &row,
-            };
-            *value = Some(subjects::reveal(&mut *conn, vault, &spot, stored).await?);
-        }
+        session_fields(&row)
+            .reveal(&mut *conn, vault.as_deref(), &mut s.ip, &mut s.user_agent)
+            .await?;
     }
     Ok(rows)
 }
