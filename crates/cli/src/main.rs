@@ -6,8 +6,9 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
-use portcullis_server::config::{Config, LogFormat};
 use portcullis_server::serve;
+use portcullis_service::config::{Config, LogFormat};
+use portcullis_service::node;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -205,14 +206,14 @@ async fn run(command: Command, config: Config) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Migrate => {
-            let db = serve::database(&config, true).await?;
+            let db = node::database(&config, true).await?;
             println!("migrations applied");
             db.shutdown().await;
             Ok(ExitCode::SUCCESS)
         }
         Command::Controls { json } => {
-            let db = serve::database(&config, false).await?;
-            let checks = serve::self_check(&db.runtime).await;
+            let db = node::database(&config, false).await?;
+            let checks = node::self_check(&db.runtime).await;
             db.shutdown().await;
             let checks = checks?;
             if json {
@@ -257,14 +258,14 @@ async fn run(command: Command, config: Config) -> anyhow::Result<ExitCode> {
 
 async fn keys(command: KeysCommand, config: Config) -> anyhow::Result<ExitCode> {
     use portcullis_core::EnvironmentId;
-    use portcullis_server::jobs;
-    let db = serve::database(&config, false).await?;
+    use portcullis_service::jobs;
+    let db = node::database(&config, false).await?;
     let result = async {
         let store = portcullis_store::Store::new(
             portcullis_store::bootstrap::runtime_pool(&db.runtime, 4).await.context("runtime connection")?,
         );
         let owner = portcullis_store::bootstrap::runtime_pool(&db.owner, 2).await.context("owner connection")?;
-        let vault = serve::vault(&config).await?;
+        let vault = node::vault(&config).await?;
         let parse = |s: &str| EnvironmentId::parse(s).map_err(|e| anyhow::anyhow!("{e}"));
         match command {
             KeysCommand::Status {
@@ -403,7 +404,7 @@ async fn verify_report(
     config: &Config,
 ) -> anyhow::Result<ExitCode> {
     use portcullis_audit::report::{compare, tally_bundle, Finding, SignedReport};
-    use portcullis_server::{report, trail};
+    use portcullis_service::{report, trail};
     fn usage(message: String) -> anyhow::Result<ExitCode> {
         eprintln!("error: {message}");
         Ok(ExitCode::from(2))
@@ -467,7 +468,7 @@ async fn verify_report(
         findings.extend(parsed.check(trusted));
         checked_against = "nothing (give --bundle or --environment to check the entries)".into();
     } else {
-        let db = serve::database(config, false).await?;
+        let db = node::database(config, false).await?;
         let result = async {
             let store = portcullis_store::Store::new(
                 portcullis_store::bootstrap::runtime_pool(&db.runtime, 2)
@@ -563,7 +564,7 @@ fn print_report(report: &portcullis_audit::verify::Report) -> ExitCode {
 
 async fn audit(command: AuditCommand, config: Config) -> anyhow::Result<ExitCode> {
     use portcullis_core::EnvironmentId;
-    use portcullis_server::trail;
+    use portcullis_service::trail;
     if let AuditCommand::Verify {
         bundle: Some(path),
         public_keys,
@@ -612,7 +613,7 @@ async fn audit(command: AuditCommand, config: Config) -> anyhow::Result<ExitCode
         )
         .await;
     }
-    let db = serve::database(&config, false).await?;
+    let db = node::database(&config, false).await?;
     let result = async {
         let store = portcullis_store::Store::new(
             portcullis_store::bootstrap::runtime_pool(&db.runtime, 4)
@@ -622,7 +623,7 @@ async fn audit(command: AuditCommand, config: Config) -> anyhow::Result<ExitCode
         let owner = portcullis_store::bootstrap::runtime_pool(&db.owner, 2)
             .await
             .context("owner connection")?;
-        let anchors = serve::anchors(&config)?;
+        let anchors = node::anchors(&config)?;
         match command {
             AuditCommand::Verify {
                 environment,
@@ -679,7 +680,7 @@ async fn audit(command: AuditCommand, config: Config) -> anyhow::Result<ExitCode
                 Ok(ExitCode::SUCCESS)
             }
             AuditCommand::Checkpoint => {
-                let vault = serve::vault(&config).await?;
+                let vault = node::vault(&config).await?;
                 let signer =
                     trail::Signer::load_or_create(&owner, &vault, vault.default_kek()).await?;
                 let pass = trail::checkpoint_pass(
@@ -713,10 +714,10 @@ async fn audit(command: AuditCommand, config: Config) -> anyhow::Result<ExitCode
                 month,
                 out,
             } => {
-                let vault = serve::vault(&config).await?;
+                let vault = node::vault(&config).await?;
                 let signer =
                     trail::Signer::load_or_create(&owner, &vault, vault.default_kek()).await?;
-                let report = portcullis_server::report::generate_now(
+                let report = portcullis_service::report::generate_now(
                     &store,
                     &signer,
                     &anchors,
@@ -724,7 +725,7 @@ async fn audit(command: AuditCommand, config: Config) -> anyhow::Result<ExitCode
                     month,
                 )
                 .await?;
-                let (json, pdf) = portcullis_server::report::write_files(&report, &out)?;
+                let (json, pdf) = portcullis_service::report::write_files(&report, &out)?;
                 println!("{}", json.display());
                 println!("{}", pdf.display());
                 Ok(ExitCode::SUCCESS)
@@ -771,7 +772,7 @@ async fn audit(command: AuditCommand, config: Config) -> anyhow::Result<ExitCode
                 Ok(ExitCode::SUCCESS)
             }
             AuditCommand::RotateSigningKey => {
-                let vault = serve::vault(&config).await?;
+                let vault = node::vault(&config).await?;
                 let signer = trail::Signer::create(&owner, &vault, vault.default_kek()).await?;
                 let mut tx = store.auth(Default::default()).await?;
                 tx.audit(

@@ -53,8 +53,8 @@ use portcullis_audit::entry::{entry_hash, merkle_leaf, EntryHashInput, GENESIS_P
 use portcullis_audit::merkle::{self, MerkleTree};
 use portcullis_audit::verify::{Body, StoredEntry as VerifyEntry, Verifier};
 use portcullis_core::{EnvironmentId, IdentityId, Permission, PermissionSet, ProjectId};
-use portcullis_server::anchor::{Anchors, LocalAnchors};
-use portcullis_server::trail::{self, ExportFormat, ExportWriter, Signer};
+use portcullis_service::anchor::{Anchors, LocalAnchors};
+use portcullis_service::trail::{self, ExportFormat, ExportWriter, Signer};
 use portcullis_store::audit::{entry_body, jsonb_exact, rfc3339_micros};
 use portcullis_store::queries::audit_log::{self, StoredEntry, STORED_COLUMNS};
 use portcullis_store::queries::{environments, identities, projects};

@@ -5,12 +5,8 @@
 use axum::extract::{ConnectInfo, FromRequestParts};
 use axum::http::request::Parts;
 use axum::http::{header, HeaderMap};
-use portcullis_core::{EnvironmentId, IdentityId, SessionId};
-use portcullis_crypto::{TokenHash, TokenKind};
-use portcullis_store::queries::sessions;
-use portcullis_store::{RequestMeta, StoreError, TenantTx};
+use portcullis_store::RequestMeta;
 use std::net::SocketAddr;
-use time::OffsetDateTime;
 
 use crate::error::ApiError;
 use crate::middleware::RequestId;
@@ -18,20 +14,17 @@ use crate::state::AppState;
 
 pub const SESSION_COOKIE: &str = "portcullis_session";
 
-#[derive(Clone, Debug)]
-pub enum Credential {
-    Session {
-        identity: IdentityId,
-        session_id: SessionId,
-    },
-    ApiToken(TokenHash),
-}
+pub use portcullis_service::{Credential, Principal};
 
-/// An authenticated caller plus request metadata for the audit trail.
+/// The authenticated caller of a request (see [`Principal`]).
 #[derive(Clone, Debug)]
-pub struct Auth {
-    pub credential: Credential,
-    pub meta: RequestMeta,
+pub struct Auth(pub Principal);
+
+impl std::ops::Deref for Auth {
+    type Target = Principal;
+    fn deref(&self) -> &Principal {
+        &self.0
+    }
 }
 
 /// Request metadata for handlers that do not need authentication.
@@ -90,70 +83,9 @@ impl FromRequestParts<AppState> for Auth {
     ) -> Result<Self, Self::Rejection> {
         let meta = request_meta(parts);
         let token = presented_token(&parts.headers).ok_or(ApiError::Unauthenticated)?;
-        let hash = TokenHash::of(&token);
-        match TokenKind::of(&token) {
-            Some(TokenKind::Session) => {
-                let mut tx = state.store().auth(meta.clone()).await?;
-                let session = sessions::authenticate(&mut tx, &hash, OffsetDateTime::now_utc())
-                    .await?
-                    .ok_or(ApiError::Unauthenticated)?;
-                tx.commit().await?;
-                Ok(Auth {
-                    credential: Credential::Session {
-                        identity: IdentityId::from_uuid(session.identity_id),
-                        session_id: SessionId::from_uuid(session.session_id),
-                    },
-                    meta,
-                })
-            }
-            Some(TokenKind::ApiToken) => Ok(Auth {
-                credential: Credential::ApiToken(hash),
-                meta,
-            }),
-            _ => Err(ApiError::Unauthenticated),
-        }
-    }
-}
-
-impl Auth {
-    /// The signed-in identity; API tokens act only inside their environment.
-    pub fn identity(&self) -> Result<IdentityId, ApiError> {
-        match self.credential {
-            Credential::Session { identity, .. } => Ok(identity),
-            Credential::ApiToken(_) => Err(ApiError::ForbiddenReason(
-                "API tokens can only be used on their environment's routes".into(),
-            )),
-        }
-    }
-
-    /// Opens a transaction inside `environment` as this caller. Someone who is not a member,
-    /// or a token of another environment, gets 404: the environment's existence is not revealed.
-    pub async fn enter(
-        &self,
-        state: &AppState,
-        environment: EnvironmentId,
-    ) -> Result<TenantTx, ApiError> {
-        match &self.credential {
-            Credential::Session { identity, .. } => Ok(state
-                .store()
-                .tenant_as_identity(environment, *identity, self.meta.clone())
-                .await?),
-            Credential::ApiToken(hash) => {
-                let tx = match state
-                    .store()
-                    .tenant_as_api_token(hash, self.meta.clone())
-                    .await
-                {
-                    Ok(tx) => tx,
-                    Err(StoreError::NotFound) => return Err(ApiError::Unauthenticated),
-                    Err(e) => return Err(e.into()),
-                };
-                if tx.environment_id() != environment {
-                    return Err(ApiError::NotFound);
-                }
-                Ok(tx)
-            }
-        }
+        Ok(Auth(
+            portcullis_service::caller::authenticate(state, &token, meta).await?,
+        ))
     }
 }
 

@@ -7,6 +7,7 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use portcullis_core::validate::Invalid;
 use portcullis_core::Permission;
+use portcullis_service::ServiceError;
 use portcullis_store::StoreError;
 use serde::Serialize;
 use std::sync::Arc;
@@ -104,29 +105,35 @@ impl ApiError {
     }
 }
 
+/// Exhaustive: a new service error must be given its status here.
+impl From<ServiceError> for ApiError {
+    fn from(e: ServiceError) -> Self {
+        match e {
+            ServiceError::BadRequest { code, message } => ApiError::BadRequest { code, message },
+            ServiceError::Unauthenticated => ApiError::Unauthenticated,
+            ServiceError::InvalidCredentials => ApiError::InvalidCredentials,
+            ServiceError::Forbidden(p) => ApiError::Forbidden(p),
+            ServiceError::ForbiddenReason(m) => ApiError::ForbiddenReason(m),
+            ServiceError::NotFound => ApiError::NotFound,
+            ServiceError::Conflict(m) => ApiError::Conflict(m),
+            ServiceError::Gone(m) => ApiError::Gone(m),
+            ServiceError::KeyUnavailable(m) => ApiError::KeyUnavailable(m),
+            ServiceError::Integrity(m) => ApiError::Integrity(m),
+            ServiceError::Unavailable(m) => ApiError::Unavailable(m),
+            ServiceError::Internal(m) => ApiError::Internal(m),
+        }
+    }
+}
+
 impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
-        match e {
-            StoreError::NotFound => ApiError::NotFound,
-            StoreError::Forbidden(p) => ApiError::Forbidden(p),
-            StoreError::PolicyViolation => {
-                ApiError::ForbiddenReason("refused by a database policy".into())
-            }
-            StoreError::Conflict(m) => ApiError::Conflict(m),
-            StoreError::Unavailable(e) => ApiError::Unavailable(e.to_string()),
-            StoreError::KeyUnavailable(m) => ApiError::KeyUnavailable(m),
-            StoreError::KeyProvider(m) => ApiError::Unavailable(m),
-            StoreError::Integrity(m) => ApiError::Integrity(m),
-            other => {
-                ApiError::Internal(format!("{other}: {:?}", std::error::Error::source(&other)))
-            }
-        }
+        ServiceError::from(e).into()
     }
 }
 
 impl From<Invalid> for ApiError {
     fn from(e: Invalid) -> Self {
-        ApiError::bad_request("invalid_input", e.to_string())
+        ServiceError::from(e).into()
     }
 }
 

@@ -8,22 +8,16 @@
 //! - Every handler checks a permission before touching data, and the database checks again.
 //! - Errors are logged once, by the request middleware, never in handlers.
 
-pub mod anchor;
 pub mod app;
 pub mod auth;
-pub mod config;
 pub mod error;
 pub mod extract;
 pub mod headers;
-pub mod jobs;
 pub mod middleware;
-pub mod report;
 pub mod routes;
 pub mod serve;
 pub mod state;
 pub mod tls;
-pub mod trail;
 
 pub use app::{openapi, router};
-pub use config::Config;
 pub use state::AppState;

@@ -1,25 +1,15 @@
 use std::sync::Arc;
 
 use portcullis_crypto::PasswordHasher;
+use portcullis_service::config::AuthConfig;
+use portcullis_service::Services;
 use portcullis_store::vault::Vault;
 use portcullis_store::Store;
 
-use crate::config::AuthConfig;
-
-/// Shared by every request. Cloning is cheap.
+/// Shared by every request: the node's [`Services`]. Cloning is cheap.
 #[derive(Clone, Debug)]
 pub struct AppState {
-    inner: Arc<Inner>,
-}
-
-#[derive(Debug)]
-struct Inner {
-    store: Store,
-    hasher: PasswordHasher,
-    auth: AuthConfig,
-    vault: Arc<Vault>,
-    /// Rows per batch of the re-encryption a rotation through the API starts.
-    reencrypt_batch: i64,
+    services: Services,
 }
 
 impl AppState {
@@ -33,33 +23,18 @@ impl AppState {
         reencrypt_batch: i64,
     ) -> Self {
         AppState {
-            inner: Arc::new(Inner {
-                store: store.with_vault(vault.clone()),
-                hasher,
-                auth,
-                vault,
-                reencrypt_batch: reencrypt_batch.max(1),
-            }),
+            services: Services::new(store, hasher, auth, vault, reencrypt_batch),
         }
     }
 
-    pub fn store(&self) -> &Store {
-        &self.inner.store
+    pub fn services(&self) -> &Services {
+        &self.services
     }
+}
 
-    pub fn hasher(&self) -> &PasswordHasher {
-        &self.inner.hasher
-    }
-
-    pub fn auth_config(&self) -> &AuthConfig {
-        &self.inner.auth
-    }
-
-    pub fn reencrypt_batch(&self) -> i64 {
-        self.inner.reencrypt_batch
-    }
-
-    pub fn vault(&self) -> &Vault {
-        &self.inner.vault
+impl std::ops::Deref for AppState {
+    type Target = Services;
+    fn deref(&self) -> &Services {
+        &self.services
     }
 }

@@ -17,7 +17,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use portcullis_crypto::Secret;
-use portcullis_server::anchor::{AnchorError, Anchors, S3AnchorConfig, S3Anchors};
+use portcullis_service::anchor::{AnchorError, Anchors, S3AnchorConfig, S3Anchors};
 use time::OffsetDateTime;
 use uuid::Uuid;
 

@@ -11,7 +11,7 @@ mod support;
 use axum::body::Body;
 use axum::http::{header, Method, Request, StatusCode};
 use portcullis_server::app::Limits;
-use portcullis_server::config::AuthConfig;
+use portcullis_service::config::AuthConfig;
 use serde_json::json;
 use support::{TestApp, PASSWORD};
 

@@ -10,9 +10,9 @@
 use portcullis_audit::checkpoint::SigningKey;
 use portcullis_audit::report::{compare, tally_bundle, Finding, Month, SignedReport};
 use portcullis_core::{EnvironmentId, Permission, PermissionSet};
-use portcullis_server::anchor::{Anchors, LocalAnchors};
-use portcullis_server::report::{self, ReportError};
-use portcullis_server::trail::{self, ExportFormat, ExportWriter, Signer};
+use portcullis_service::anchor::{Anchors, LocalAnchors};
+use portcullis_service::report::{self, ReportError};
+use portcullis_service::trail::{self, ExportFormat, ExportWriter, Signer};
 use portcullis_store::queries::audit_log;
 use portcullis_store::testing::TestDb;
 use portcullis_store::{AuditEvent, Store};

@@ -20,7 +20,7 @@ use portcullis_crypto::Secret;
 use portcullis_keys::pkcs11::{Pkcs11Config, Pkcs11Provider};
 use portcullis_keys::{KekRef, Providers};
 use portcullis_server::app::Limits;
-use portcullis_server::config::AuthConfig;
+use portcullis_service::config::AuthConfig;
 use portcullis_store::vault::{Vault, VaultConfig};
 use serde_json::json;
 use support::TestApp;

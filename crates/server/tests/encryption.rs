@@ -13,7 +13,7 @@ use std::time::Duration;
 use axum::http::StatusCode;
 use portcullis_core::{EnvironmentId, PermissionSet};
 use portcullis_server::app::Limits;
-use portcullis_server::config::AuthConfig;
+use portcullis_service::config::AuthConfig;
 use portcullis_store::RequestMeta;
 use serde_json::json;
 use support::TestApp;
@@ -277,7 +277,7 @@ async fn e5_reencryption_job_resumes_after_a_crash() {
     let store = app.db.store().await;
     // Drive the job's batches by hand with the app's own vault.
     let state_vault = app.vault.clone();
-    let rotation = portcullis_server::jobs::rotate(&store, &state_vault, env_id, "test")
+    let rotation = portcullis_service::jobs::rotate(&store, &state_vault, env_id, "test")
         .await
         .unwrap();
     // One committed batch of 10.
@@ -326,7 +326,7 @@ async fn e5_reencryption_job_resumes_after_a_crash() {
     // Restart: the job continues and completes.
     let mut seen = vec![];
     let done =
-        portcullis_server::jobs::run_job(&store, &state_vault, env_id, rotation.job_id, 7, |o| {
+        portcullis_service::jobs::run_job(&store, &state_vault, env_id, rotation.job_id, 7, |o| {
             seen.push(o.rows_done)
         })
         .await
@@ -338,7 +338,7 @@ async fn e5_reencryption_job_resumes_after_a_crash() {
         "progress must not go backwards: {seen:?}"
     );
     let again =
-        portcullis_server::jobs::run_job(&store, &state_vault, env_id, rotation.job_id, 7, |_| {})
+        portcullis_service::jobs::run_job(&store, &state_vault, env_id, rotation.job_id, 7, |_| {})
             .await
             .unwrap();
     assert_eq!(again.rows_done, 25);
@@ -389,10 +389,10 @@ async fn e5_legacy_plaintext_rows_are_sealed_by_the_job() {
     assert_eq!(r.body["body"], "legacy plaintext");
     let store = app.db.store().await;
     let env_id = EnvironmentId::parse(&env).unwrap();
-    let rotation = portcullis_server::jobs::rotate(&store, &app.vault, env_id, "test")
+    let rotation = portcullis_service::jobs::rotate(&store, &app.vault, env_id, "test")
         .await
         .unwrap();
-    portcullis_server::jobs::run_job(&store, &app.vault, env_id, rotation.job_id, 100, |_| {})
+    portcullis_service::jobs::run_job(&store, &app.vault, env_id, rotation.job_id, 100, |_| {})
         .await
         .unwrap();
     let status = app
@@ -571,7 +571,7 @@ async fn e5_rotation_scheduler_runs_on_one_node_at_a_time() {
         .await
         .unwrap()
         .expect("free at first");
-    let pass = portcullis_server::jobs::scheduler_pass(&store, &node_a, &app.vault, 100)
+    let pass = portcullis_service::jobs::scheduler_pass(&store, &node_a, &app.vault, 100)
         .await
         .unwrap();
     assert!(pass.skipped);
@@ -579,14 +579,14 @@ async fn e5_rotation_scheduler_runs_on_one_node_at_a_time() {
     assert_eq!(active(&mut admin, env_id).await, before);
     held.release().await.unwrap();
     let (a, b) = tokio::join!(
-        portcullis_server::jobs::scheduler_pass(&store, &node_a, &app.vault, 100),
-        portcullis_server::jobs::scheduler_pass(&store, &node_b, &app.vault, 100),
+        portcullis_service::jobs::scheduler_pass(&store, &node_a, &app.vault, 100),
+        portcullis_service::jobs::scheduler_pass(&store, &node_b, &app.vault, 100),
     );
     let (a, b) = (a.unwrap(), b.unwrap());
     assert_eq!(a.rotated + b.rotated, 1, "{a:?} {b:?}");
     assert_eq!(active(&mut admin, env_id).await, before + 1);
     // Nothing is due any more.
-    let pass = portcullis_server::jobs::scheduler_pass(&store, &node_a, &app.vault, 100)
+    let pass = portcullis_service::jobs::scheduler_pass(&store, &node_a, &app.vault, 100)
         .await
         .unwrap();
     assert!(!pass.skipped);

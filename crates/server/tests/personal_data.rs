@@ -320,7 +320,7 @@ async fn e5_root_rotation_rewraps_platform_keys() {
     let pool = portcullis_store::bootstrap::runtime_pool(&app.db.owner, 2)
         .await
         .unwrap();
-    let (name, envs) = portcullis_server::jobs::rotate_root(&store, &pool, &app.vault)
+    let (name, envs) = portcullis_service::jobs::rotate_root(&store, &pool, &app.vault)
         .await
         .unwrap();
     assert_eq!(envs.len(), 1);

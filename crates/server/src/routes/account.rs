@@ -393,7 +393,7 @@ pub async fn logout(State(state): State<AppState>, auth: Auth) -> ApiResult<Resp
             "API tokens are revoked, not logged out".into(),
         ));
     };
-    let mut tx = state.store().auth(auth.meta).await?;
+    let mut tx = state.store().auth(auth.0.meta).await?;
     tx.act_as(identity).await?;
     sessions::revoke(&mut tx, identity, session_id, OffsetDateTime::now_utc()).await?;
     tx.audit(
@@ -413,7 +413,7 @@ pub async fn logout(State(state): State<AppState>, auth: Auth) -> ApiResult<Resp
 #[utoipa::path(get, path = "/v1/me", tag = "account", responses((status = 200, body = Me), (status = 401, body = ErrorBody)))]
 pub async fn me(State(state): State<AppState>, auth: Auth) -> ApiResult<axum::Json<Me>> {
     let id = auth.identity()?;
-    let mut tx = state.store().auth(auth.meta).await?;
+    let mut tx = state.store().auth(auth.0.meta).await?;
     tx.act_as(id).await?;
     let identity = identities::get(&mut tx, state.vault(), id).await?;
     let environments = environments::list_for_identity(&mut tx, id).await?;
@@ -443,7 +443,7 @@ pub async fn change_password(
     }
     let hash = hash_password(&state, req.new_password).await?;
     let now = OffsetDateTime::now_utc();
-    let mut tx = state.store().auth(auth.meta).await?;
+    let mut tx = state.store().auth(auth.0.meta).await?;
     tx.act_as(id).await?;
     identities::set_password(&mut tx, id, &hash, now).await?;
     let revoked = sessions::revoke_all(&mut tx, id, now).await?;
@@ -475,7 +475,7 @@ pub async fn list_sessions(
         Credential::Session { session_id, .. } => Some(session_id.as_uuid()),
         Credential::ApiToken(_) => None,
     };
-    let mut tx = state.store().auth(auth.meta).await?;
+    let mut tx = state.store().auth(auth.0.meta).await?;
     tx.act_as(id).await?;
     let list = sessions::list_active(&mut tx, id, OffsetDateTime::now_utc()).await?;
     tx.commit().await?;
@@ -498,7 +498,7 @@ pub async fn revoke_session(
     Path(session): Path<SessionId>,
 ) -> ApiResult<StatusCode> {
     let id = auth.identity()?;
-    let mut tx = state.store().auth(auth.meta).await?;
+    let mut tx = state.store().auth(auth.0.meta).await?;
     tx.act_as(id).await?;
     if !sessions::revoke(&mut tx, id, session, OffsetDateTime::now_utc()).await? {
         return Err(ApiError::NotFound);
@@ -525,7 +525,7 @@ pub async fn accept_invitation(
     if TokenKind::of(&req.token) != Some(TokenKind::Invitation) {
         return Err(ApiError::NotFound);
     }
-    let mut tx = state.store().auth(auth.meta).await?;
+    let mut tx = state.store().auth(auth.0.meta).await?;
     tx.act_as(id).await?;
     let hash = TokenHash::of(&req.token);
     let (mut ttx, invitation) =

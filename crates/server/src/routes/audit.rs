@@ -18,7 +18,29 @@ use crate::error::{ApiError, ApiResult, ErrorBody};
 use crate::extract::{Path, Query};
 use crate::routes::environments::parse_time;
 use crate::state::AppState;
-use crate::trail::{hex, ExportFormat, ExportWriter};
+use portcullis_audit::hex::encode as hex;
+use portcullis_service::trail::{self, ExportWriter};
+
+/// Export formats of the audit log.
+#[derive(Debug, Clone, Copy, Deserialize, utoipa::ToSchema, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum ExportFormat {
+    Jsonl,
+    Csv,
+    /// JSONL with public keys and signed checkpoints, verifiable offline with
+    /// `portcullis audit verify --bundle`.
+    Bundle,
+}
+
+impl From<ExportFormat> for trail::ExportFormat {
+    fn from(f: ExportFormat) -> Self {
+        match f {
+            ExportFormat::Jsonl => trail::ExportFormat::Jsonl,
+            ExportFormat::Csv => trail::ExportFormat::Csv,
+            ExportFormat::Bundle => trail::ExportFormat::Bundle,
+        }
+    }
+}
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
@@ -122,10 +144,10 @@ pub async fn export(
     let checkpoints = audit_log::checkpoints(&mut tx).await?;
     tx.audit(AuditEvent::success("audit.exported", "audit_log", env).after(serde_json::json!({ "format": format!("{:?}", q.format).to_lowercase(), "from": q.from, "to": q.to }))).await?;
     tx.commit().await?;
-    let keys = crate::trail::published_keys(state.store())
+    let keys = trail::published_keys(state.store())
         .await
         .map_err(|e| match e {
-            crate::trail::TrailError::Store(e) => ApiError::from(e),
+            trail::TrailError::Store(e) => ApiError::from(e),
             other => ApiError::Internal(other.to_string()),
         })?;
 
@@ -142,7 +164,7 @@ pub async fn export(
                 )
                 .await
                 .map_err(|e| e.to_string())?;
-            let mut writer = ExportWriter::new(format, env.as_uuid(), &keys, &checkpoints)
+            let mut writer = ExportWriter::new(format.into(), env.as_uuid(), &keys, &checkpoints)
                 .map_err(|e| e.to_string())?;
             let mut after = 0i64;
             loop {

@@ -188,7 +188,7 @@ pub async fn list_environments(
     auth: Auth,
 ) -> ApiResult<axum::Json<Vec<MyEnvironment>>> {
     let id = auth.identity()?;
-    let mut tx = state.store().auth(auth.meta).await?;
+    let mut tx = state.store().auth(auth.0.meta).await?;
     tx.act_as(id).await?;
     let list = environments::list_for_identity(&mut tx, id).await?;
     tx.commit().await?;
@@ -207,7 +207,10 @@ pub async fn create_environment(
     let name = validate::name("name", &req.name, 200)?;
     let region = validate::region(&req.region)?;
     let env_id = EnvironmentId::new();
-    let mut tx = state.store().new_environment(env_id, id, auth.meta).await?;
+    let mut tx = state
+        .store()
+        .new_environment(env_id, id, auth.0.meta)
+        .await?;
     let env = environments::create(&mut tx, &name, &region, id, OffsetDateTime::now_utc()).await?;
     tx.audit(AuditEvent::success("environment.created", "environment", env_id).after(&env))
         .await?;

@@ -145,7 +145,7 @@ pub async fn rotate_key(
     tx.commit().await?;
     let bg = state.clone();
     tokio::spawn(async move {
-        if let Err(e) = crate::jobs::run_job(
+        if let Err(e) = portcullis_service::jobs::run_job(
             bg.store(),
             bg.vault(),
             env,

@@ -16,8 +16,8 @@ use axum::Router;
 use http_body_util::BodyExt;
 use portcullis_crypto::PasswordHasher;
 use portcullis_server::app::{router, Limits};
-use portcullis_server::config::AuthConfig;
 use portcullis_server::AppState;
+use portcullis_service::config::AuthConfig;
 use portcullis_store::testing::TestDb;
 use serde_json::{json, Value};
 use tower::ServiceExt;
@@ -87,7 +87,7 @@ impl TestApp {
             hasher,
             auth,
             vault.clone(),
-            portcullis_server::config::KeysConfig::default().reencrypt_batch,
+            portcullis_service::config::KeysConfig::default().reencrypt_batch,
         );
         TestApp {
             db,

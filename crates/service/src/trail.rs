@@ -403,8 +403,7 @@ pub async fn verify_environment(
 }
 
 /// Export formats of the audit log.
-#[derive(Debug, Clone, Copy, serde::Deserialize, utoipa::ToSchema, PartialEq, Eq)]
-#[serde(rename_all = "lowercase")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ExportFormat {
     Jsonl,
     Csv,

@@ -1,0 +1,109 @@
+//! Who is calling: a verified session or a presented API token, with the request metadata the
+//! audit trail records. Session tokens are resolved by [`authenticate`]; API tokens are
+//! resolved when entering their environment, which is the only place they are valid.
+
+use portcullis_core::{EnvironmentId, IdentityId, SessionId};
+use portcullis_crypto::{TokenHash, TokenKind};
+use portcullis_store::queries::sessions;
+use portcullis_store::{RequestMeta, StoreError, TenantTx};
+use time::OffsetDateTime;
+
+use crate::{ServiceError, ServiceResult, Services};
+
+#[derive(Clone, Debug)]
+pub enum Credential {
+    Session {
+        identity: IdentityId,
+        session_id: SessionId,
+    },
+    ApiToken(TokenHash),
+}
+
+/// An authenticated caller plus request metadata for the audit trail.
+#[derive(Clone, Debug)]
+pub struct Principal {
+    pub credential: Credential,
+    pub meta: RequestMeta,
+}
+
+/// Resolves a presented bearer token: a live session, or an API token to be verified when its
+/// environment is entered. Anything else is `Unauthenticated`.
+pub async fn authenticate(
+    services: &Services,
+    token: &str,
+    meta: RequestMeta,
+) -> ServiceResult<Principal> {
+    let hash = TokenHash::of(token);
+    match TokenKind::of(token) {
+        Some(TokenKind::Session) => {
+            let mut tx = services.store().auth(meta.clone()).await?;
+            let session = sessions::authenticate(&mut tx, &hash, OffsetDateTime::now_utc())
+                .await?
+                .ok_or(ServiceError::Unauthenticated)?;
+            tx.commit().await?;
+            Ok(Principal {
+                credential: Credential::Session {
+                    identity: IdentityId::from_uuid(session.identity_id),
+                    session_id: SessionId::from_uuid(session.session_id),
+                },
+                meta,
+            })
+        }
+        Some(TokenKind::ApiToken) => Ok(Principal {
+            credential: Credential::ApiToken(hash),
+            meta,
+        }),
+        _ => Err(ServiceError::Unauthenticated),
+    }
+}
+
+impl Principal {
+    /// The signed-in identity; API tokens act only inside their environment.
+    pub fn identity(&self) -> ServiceResult<IdentityId> {
+        match self.credential {
+            Credential::Session { identity, .. } => Ok(identity),
+            Credential::ApiToken(_) => Err(ServiceError::ForbiddenReason(
+                "API tokens can only be used on their environment's routes".into(),
+            )),
+        }
+    }
+
+    /// The session making the request, if it is one.
+    pub fn session_id(&self) -> Option<SessionId> {
+        match self.credential {
+            Credential::Session { session_id, .. } => Some(session_id),
+            Credential::ApiToken(_) => None,
+        }
+    }
+
+    /// Opens a transaction inside `environment` as this caller. Someone who is not a member,
+    /// or a token of another environment, gets `NotFound`: the environment's existence is not
+    /// revealed.
+    pub async fn enter(
+        &self,
+        services: &Services,
+        environment: EnvironmentId,
+    ) -> ServiceResult<TenantTx> {
+        match &self.credential {
+            Credential::Session { identity, .. } => Ok(services
+                .store()
+                .tenant_as_identity(environment, *identity, self.meta.clone())
+                .await?),
+            Credential::ApiToken(hash) => {
+                let tx = match services
+                    .store()
+                    .tenant_as_api_token(hash, self.meta.clone())
+                    .await
+                {
+                    Ok(tx) => tx,
+                    Err(StoreError::NotFound) => return Err(ServiceError::Unauthenticated),
+                    Err(e) => return Err(e.into()),
+                };
+                if tx.environment_id() != environment {
+                    return Err(ServiceError::NotFound);
+                }
+                Ok(tx)
+            }
+        }
+    }
+}

@@ -1,0 +1,26 @@
+//! The use cases of Portcullis: one plain async function per thing a caller can do (sign up,
+//! log in, invite, change a role, write a document, set an integration, rotate keys, erase a
+//! subject, export the audit log, ...), shared by the HTTP API, the CLI and background jobs.
+//! A use case enters the tenant transaction, creates ids and timestamps, seals and opens
+//! values, writes the audit entry and commits; the store's query functions store what they
+//! are given.
+//!
+//! Architecture invariants:
+//! - No HTTP: this crate does not depend on axum or hyper's server half and knows no status
+//!   codes. Failures are [`ServiceError`], which the server maps to responses.
+//! - No SQL: every statement runs in `portcullis-store`.
+//! - A mutation and its audit entry commit in the same transaction.
+
+pub mod anchor;
+pub mod caller;
+pub mod config;
+mod error;
+pub mod jobs;
+pub mod node;
+pub mod report;
+mod services;
+pub mod trail;
+
+pub use caller::{Credential, Principal};
+pub use error::{ServiceError, ServiceResult};
+pub use services::Services;
