@@ -12,9 +12,9 @@ use uuid::Uuid;
 
 use portcullis_audit::merkle::stored::STORED_LEVEL;
 
+use crate::custody::SubjectKeys;
 use crate::subjects;
 use crate::tx::{Actor, AuthTx, RequestMeta, TenantTx};
-use crate::vault::Vault;
 use crate::{StoreError, PLATFORM_SCOPE};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -144,20 +144,20 @@ fn truncate_micros(t: OffsetDateTime) -> OffsetDateTime {
 /// completes) and advances the head.
 async fn insert(
     conn: &mut sqlx::PgConnection,
-    vault: Option<&Vault>,
+    keys: Option<&SubjectKeys>,
     environment: Uuid,
     actor: Actor,
     meta: &RequestMeta,
     event: AuditEvent,
 ) -> Result<AuditId, StoreError> {
-    insert_at(conn, vault, environment, actor, meta, event, None).await
+    insert_at(conn, keys, environment, actor, meta, event, None).await
 }
 
 /// [`insert`] with the entry's time given (`None`: now, read after the head is locked). Only
 /// the test support backdates entries, to build months of history (L6).
 pub(crate) async fn insert_at(
     conn: &mut sqlx::PgConnection,
-    vault: Option<&Vault>,
+    keys: Option<&SubjectKeys>,
     environment: Uuid,
     actor: Actor,
     meta: &RequestMeta,
@@ -165,7 +165,7 @@ pub(crate) async fn insert_at(
     occurred_at: Option<OffsetDateTime>,
 ) -> Result<AuditId, StoreError> {
     let id = AuditId::new();
-    let (ip, user_agent) = personal_metadata(conn, vault, environment, actor, meta, id).await?;
+    let (ip, user_agent) = personal_metadata(conn, keys, environment, actor, meta, id).await?;
     let head = lock_head(conn, environment).await?;
     let row = crate::queries::audit_log::StoredEntry {
         environment_id: environment,
@@ -280,7 +280,7 @@ fn subject_of(actor: Actor) -> Option<Uuid> {
 /// is a person.
 async fn personal_metadata(
     conn: &mut sqlx::PgConnection,
-    vault: Option<&Vault>,
+    keys: Option<&SubjectKeys>,
     scope: Uuid,
     actor: Actor,
     meta: &RequestMeta,
@@ -298,7 +298,7 @@ async fn personal_metadata(
     fields
         .seal(
             conn,
-            vault,
+            keys,
             subject,
             meta.ip.as_deref(),
             meta.user_agent.as_deref(),
@@ -356,8 +356,8 @@ impl TenantTx {
         let environment = self.environment_id().as_uuid();
         let actor = self.caller().actor;
         let meta = self.meta().clone();
-        let (conn, vault) = self.conn_and_vault();
-        insert(conn, vault.as_deref(), environment, actor, &meta, event).await
+        let (conn, keys) = self.conn_and_keys();
+        insert(conn, keys, environment, actor, &meta, event).await
     }
 }
 
@@ -365,8 +365,8 @@ impl AuthTx {
     /// Records a platform-level event (sign-up, login) in the platform audit scope.
     pub async fn audit(&mut self, actor: Actor, event: AuditEvent) -> Result<AuditId, StoreError> {
         let meta = self.meta().clone();
-        let (conn, vault) = self.conn_and_vault();
-        insert(conn, vault.as_deref(), PLATFORM_SCOPE, actor, &meta, event).await
+        let (conn, keys) = self.conn_and_keys();
+        insert(conn, keys, PLATFORM_SCOPE, actor, &meta, event).await
     }
 }
 

@@ -12,6 +12,7 @@
 pub mod audit;
 pub mod bootstrap;
 pub mod catalog;
+mod custody;
 mod error;
 pub mod leader;
 pub mod pii;

@@ -10,115 +10,18 @@
 //! rolls back can never seal anything that outlives it.
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
 
-use portcullis_crypto::blind;
-use portcullis_crypto::envelope::{self, DataKey, KeyLabel, Place, Plaintext};
+use portcullis_crypto::envelope::{DataKey, Place};
 use portcullis_keys::KekRef;
 use sqlx::types::Json;
-use sqlx::{PgConnection, PgPool};
+use sqlx::PgPool;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
+pub use crate::custody::{PlatformKeys, SealedEmail, PLATFORM_KEYRING};
+use crate::custody::{EMAIL_INDEX, PII};
 use crate::vault::Vault;
 use crate::StoreError;
-
-/// The key id written into the header of every value sealed under the platform PII keyring.
-pub const PLATFORM_KEYRING: Uuid = Uuid::nil();
-
-const PII: &str = "pii";
-const EMAIL_INDEX: &str = "email_index";
-
-/// The unwrapped platform keys. Never printable.
-pub struct PlatformKeys {
-    pii: BTreeMap<i32, DataKey>,
-    active: i32,
-    index: DataKey,
-}
-
-impl std::fmt::Debug for PlatformKeys {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("PlatformKeys")
-            .field("pii_versions", &self.pii.keys().collect::<Vec<_>>())
-            .field("active", &self.active)
-            .finish_non_exhaustive()
-    }
-}
-
-/// An email as stored: its blind index and its sealed form.
-#[derive(Clone, Debug)]
-pub struct SealedEmail {
-    pub index: [u8; 32],
-    pub ciphertext: Vec<u8>,
-    pub version: i32,
-}
-
-impl PlatformKeys {
-    /// The blind index of an email (normalised first).
-    pub fn email_index(&self, email: &str) -> [u8; 32] {
-        blind::index(&self.index, "email", &blind::normalize_email(email))
-    }
-
-    /// The active PII key version.
-    pub fn active_version(&self) -> i32 {
-        self.active
-    }
-
-    /// Seals `plaintext` for `place` with the active PII key.
-    pub fn seal(&self, place: &Place<'_>, plaintext: &str) -> Vec<u8> {
-        self.seal_bytes(place, plaintext.as_bytes())
-    }
-
-    pub fn seal_bytes(&self, place: &Place<'_>, plaintext: &[u8]) -> Vec<u8> {
-        let key = &self.pii[&self.active];
-        let label = KeyLabel {
-            key_id: PLATFORM_KEYRING,
-            version: self.active as u32,
-        };
-        envelope::seal(key, label, place, plaintext)
-    }
-
-    pub fn seal_email(&self, place: &Place<'_>, email: &str) -> SealedEmail {
-        SealedEmail {
-            index: self.email_index(email),
-            ciphertext: self.seal(place, email),
-            version: self.active,
-        }
-    }
-
-    /// Opens a text value sealed for `place` under any live PII key version.
-    pub fn open(&self, place: &Place<'_>, ciphertext: &[u8]) -> Result<String, StoreError> {
-        let text = self
-            .open_bytes(place, ciphertext)?
-            .into_text()
-            .map_err(crate::vault::envelope_error)?;
-        Ok(text.as_str().to_owned())
-    }
-
-    /// Opens a value sealed for `place` under any live PII key version.
-    pub fn open_bytes(
-        &self,
-        place: &Place<'_>,
-        ciphertext: &[u8],
-    ) -> Result<Plaintext, StoreError> {
-        let label = envelope::label(ciphertext).map_err(crate::vault::envelope_error)?;
-        if label.key_id != PLATFORM_KEYRING {
-            return Err(StoreError::Integrity(
-                "a stored personal value was not sealed under the platform keyring".into(),
-            ));
-        }
-        let key = i32::try_from(label.version)
-            .ok()
-            .and_then(|v| self.pii.get(&v))
-            .ok_or_else(|| {
-                StoreError::Integrity(format!(
-                    "a stored personal value uses PII key version {}, which does not exist",
-                    label.version
-                ))
-            })?;
-        envelope::open(key, place, ciphertext).map_err(crate::vault::envelope_error)
-    }
-}
 
 impl PlatformKeys {
     /// Opens an identity's sealed email and display name.
@@ -157,101 +60,6 @@ pub fn invitation_place(environment: Uuid, row: &str) -> Place<'_> {
 }
 
 type KeyRow = (String, i32, Vec<u8>, Json<KekRef>);
-
-async fn key_rows(conn: &mut PgConnection) -> Result<Vec<KeyRow>, StoreError> {
-    Ok(sqlx::query_as(
-        "SELECT purpose, version, wrapped, kek FROM platform_keys ORDER BY purpose, version",
-    )
-    .fetch_all(conn)
-    .await?)
-}
-
-fn complete(rows: &[KeyRow]) -> bool {
-    rows.iter().any(|r| r.0 == PII) && rows.iter().any(|r| r.0 == EMAIL_INDEX)
-}
-
-impl Vault {
-    /// The platform keys, from the cache or unwrapped from `platform_keys` (created on first
-    /// use in the caller's transaction).
-    pub async fn platform_keys(
-        &self,
-        conn: &mut PgConnection,
-    ) -> Result<Arc<PlatformKeys>, StoreError> {
-        if let Some(k) = self.platform_cached() {
-            return Ok(k);
-        }
-        let mut rows = key_rows(conn).await?;
-        let committed = complete(&rows);
-        if !committed {
-            let kek = self.default_kek().clone();
-            let now = OffsetDateTime::now_utc();
-            for purpose in [PII, EMAIL_INDEX] {
-                if rows.iter().any(|r| r.0 == purpose) {
-                    continue;
-                }
-                let key = DataKey::generate();
-                let wrapped = self.wrap_platform(&kek, &key, purpose, 1).await?;
-                sqlx::query(
-                    "INSERT INTO platform_keys (purpose, version, wrapped, kek, created_at)
-                     VALUES ($1, 1, $2, $3, $4) ON CONFLICT (purpose, version) DO NOTHING",
-                )
-                .bind(purpose)
-                .bind(&wrapped)
-                .bind(Json(&kek))
-                .bind(now)
-                .execute(&mut *conn)
-                .await?;
-            }
-            rows = key_rows(conn).await?;
-        }
-        let mut pii = BTreeMap::new();
-        let mut index = None;
-        for (purpose, version, wrapped, kek) in rows {
-            let key = self
-                .unwrap_platform(&kek.0, &wrapped, &purpose, version)
-                .await?;
-            if purpose == PII {
-                pii.insert(version, key);
-            } else if purpose == EMAIL_INDEX && version == 1 {
-                index = Some(key);
-            }
-        }
-        let (Some(active), Some(index)) = (pii.keys().next_back().copied(), index) else {
-            return Err(StoreError::Integrity(
-                "the platform keys are incomplete".into(),
-            ));
-        };
-        let keys = Arc::new(PlatformKeys { pii, active, index });
-        // Keys this transaction created are not cached: it may still roll back.
-        if committed {
-            self.platform_remember(keys.clone());
-        }
-        Ok(keys)
-    }
-}
-
-impl Vault {
-    /// `keys`, or the platform keys reloaded if a ciphertext among `sealed` names a PII key
-    /// version they lack: another node rotated the PII key after they were cached.
-    pub async fn platform_keys_covering<'a>(
-        &self,
-        conn: &mut PgConnection,
-        keys: Arc<PlatformKeys>,
-        sealed: impl IntoIterator<Item = &'a [u8]>,
-    ) -> Result<Arc<PlatformKeys>, StoreError> {
-        let unknown = sealed.into_iter().any(|ct| {
-            envelope::label(ct)
-                .ok()
-                .and_then(|l| i32::try_from(l.version).ok())
-                .is_some_and(|v| !keys.pii.contains_key(&v))
-        });
-        if !unknown {
-            return Ok(keys);
-        }
-        self.forget_platform();
-        self.platform_keys(conn).await
-    }
-}
 
 /// What [`seal_legacy`] did.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -331,6 +139,7 @@ pub async fn seal_legacy(
         done.identities += rows.len() as u64;
         done.invitations += invitations.len() as u64;
     }
+    let subject_keys = vault.subject_keys();
     loop {
         let legacy: Vec<(Uuid, Uuid, Option<String>, Option<String>)> = sqlx::query_as(
             "SELECT session_id, identity_id, ip, user_agent FROM sessions
@@ -348,9 +157,9 @@ pub async fn seal_legacy(
             let mut tx = store.auth(crate::RequestMeta::default()).await?;
             tx.act_as(portcullis_core::IdentityId::from_uuid(identity))
                 .await?;
-            let key =
-                crate::subjects::load_or_create(tx.conn(), vault, crate::PLATFORM_SCOPE, identity)
-                    .await?;
+            let key = subject_keys
+                .load_or_create(tx.conn(), crate::PLATFORM_SCOPE, identity)
+                .await?;
             let row = session.to_string();
             let seal = |column: &str, value: Option<String>| {
                 value.map(|v| {
@@ -406,9 +215,11 @@ pub async fn rewrap_platform_keys(
             continue;
         }
         let key = vault
+            .custody()
             .unwrap_platform(&kek.0, &wrapped, &purpose, version)
             .await?;
         let rewrapped = vault
+            .custody()
             .wrap_platform(new_kek, &key, &purpose, version)
             .await?;
         sqlx::query(
@@ -462,7 +273,10 @@ pub async fn rotate(
     let version = current.unwrap_or(0) + 1;
     let kek = vault.default_kek().clone();
     let key = DataKey::generate();
-    let wrapped = vault.wrap_platform(&kek, &key, PII, version).await?;
+    let wrapped = vault
+        .custody()
+        .wrap_platform(&kek, &key, PII, version)
+        .await?;
     sqlx::query(
         "INSERT INTO platform_keys (purpose, version, wrapped, kek, created_at) VALUES ($1, $2, $3, $4, $5)",
     )
@@ -592,7 +406,7 @@ pub async fn rotate(
         }
         for (scope, subject, ct) in rows {
             let subject_s = subject.to_string();
-            let place = crate::subjects::key_place(scope, &subject_s);
+            let place = crate::custody::subject_key_place(scope, &subject_s);
             let key = keys.open_bytes(&place, &ct)?;
             sqlx::query(
                 "UPDATE subject_keys SET key_ciphertext = $3, pii_key_version = $4
@@ -637,6 +451,22 @@ pub struct PlatformStatus {
     pub clear_invitations: i64,
 }
 
+/// Values sealed per PII key version, in the order of [`PiiVersionStatus`]'s counts.
+macro_rules! sealed_per_version {
+    ($table:literal) => {
+        concat!(
+            "SELECT pii_key_version, count(*) FROM ",
+            $table,
+            " WHERE pii_key_version IS NOT NULL GROUP BY 1"
+        )
+    };
+}
+const SEALED_PER_VERSION: [&str; 3] = [
+    sealed_per_version!("identities"),
+    sealed_per_version!("invitations"),
+    sealed_per_version!("subject_keys"),
+];
+
 /// Reads the platform keyring's state, as the schema owner.
 pub async fn status(owner: &PgPool) -> Result<PlatformStatus, StoreError> {
     let keys: Vec<(String, i32, serde_json::Value, OffsetDateTime)> = sqlx::query_as(
@@ -644,15 +474,9 @@ pub async fn status(owner: &PgPool) -> Result<PlatformStatus, StoreError> {
     )
     .fetch_all(owner)
     .await?;
-    let count = |table: &'static str| {
-        format!("SELECT pii_key_version, count(*) FROM {table} WHERE pii_key_version IS NOT NULL GROUP BY 1")
-    };
     let mut per: BTreeMap<i32, [i64; 3]> = BTreeMap::new();
-    for (i, table) in ["identities", "invitations", "subject_keys"]
-        .into_iter()
-        .enumerate()
-    {
-        let rows: Vec<(i32, i64)> = sqlx::query_as(&count(table)).fetch_all(owner).await?;
+    for (i, count) in SEALED_PER_VERSION.into_iter().enumerate() {
+        let rows: Vec<(i32, i64)> = sqlx::query_as(count).fetch_all(owner).await?;
         for (v, n) in rows {
             per.entry(v).or_default()[i] = n;
         }

@@ -9,43 +9,21 @@
 //! is the subject key's id and its place is (scope, `audit_log`, column, audit id).
 //!
 //! Subject keys live in `subject_keys`, themselves sealed under the platform PII keyring and
-//! bound to their scope and subject.
+//! bound to their scope and subject; `custody::SubjectKeys` holds and caches them.
 
-use portcullis_crypto::envelope::{self, DataKey, KeyLabel, Place};
+use portcullis_crypto::envelope::{self, Place};
 use sqlx::PgConnection;
-use time::OffsetDateTime;
 use uuid::Uuid;
 
-use crate::vault::Vault;
+use crate::custody::envelope_error;
+pub use crate::custody::{SubjectKey, SubjectKeys};
 use crate::StoreError;
 
 pub const SEALED_PREFIX: &str = "pcs-sealed:v1:";
 /// What the API shows for a value whose subject key was destroyed.
 pub const ERASED: &str = "[erased]";
 
-/// One subject's key in one scope.
-#[derive(Clone)]
-pub struct SubjectKey {
-    key_id: Uuid,
-    key: DataKey,
-}
-
-impl std::fmt::Debug for SubjectKey {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SubjectKey")
-            .field("key_id", &self.key_id)
-            .finish_non_exhaustive()
-    }
-}
-
-pub(crate) fn key_place(scope: Uuid, row: &str) -> Place<'_> {
-    Place {
-        environment: scope,
-        table: "subject_keys",
-        column: "key",
-        row,
-    }
-}
+const ERASE: &str = "DELETE FROM subject_keys WHERE environment_id = $1 AND subject_id = $2";
 
 /// Where a sealed personal value lives: a column of an audit entry (`audit_log`) or of a
 /// session (`sessions`).
@@ -66,78 +44,9 @@ fn value_place<'a>(spot: &Spot<'a>) -> Place<'a> {
     }
 }
 
-/// The subject's key in `scope`, or `None` when it has none (never created, or erased).
-pub async fn load(
-    conn: &mut PgConnection,
-    vault: &Vault,
-    scope: Uuid,
-    subject: Uuid,
-) -> Result<Option<SubjectKey>, StoreError> {
-    let row: Option<(Uuid, Vec<u8>)> = sqlx::query_as(
-        "SELECT key_id, key_ciphertext FROM subject_keys WHERE environment_id = $1 AND subject_id = $2",
-    )
-    .bind(scope)
-    .bind(subject)
-    .fetch_optional(&mut *conn)
-    .await?;
-    let Some((key_id, sealed)) = row else {
-        return Ok(None);
-    };
-    let platform = vault.platform_keys(conn).await?;
-    let platform = vault
-        .platform_keys_covering(conn, platform, [sealed.as_slice()])
-        .await?;
-    let subject_s = subject.to_string();
-    let bytes = platform.open_bytes(&key_place(scope, &subject_s), &sealed)?;
-    let key = DataKey::from_bytes(&bytes)
-        .ok_or_else(|| StoreError::Integrity("a subject key has the wrong length".into()))?;
-    Ok(Some(SubjectKey { key_id, key }))
-}
-
-/// The subject's key in `scope` for sealing, created on first use in the caller's transaction.
-/// Keys read back as committed rows are cached (see `Vault`); a key this transaction created is
-/// not, since the transaction may still roll back.
-pub async fn load_or_create(
-    conn: &mut PgConnection,
-    vault: &Vault,
-    scope: Uuid,
-    subject: Uuid,
-) -> Result<SubjectKey, StoreError> {
-    if let Some(k) = vault.subject_cached(scope, subject) {
-        return Ok(k);
-    }
-    if let Some(k) = load(conn, vault, scope, subject).await? {
-        vault.subject_remember(scope, subject, &k);
-        return Ok(k);
-    }
-    let platform = vault.platform_keys(conn).await?;
-    let key = DataKey::generate();
-    let subject_s = subject.to_string();
-    let sealed = platform.seal_bytes(&key_place(scope, &subject_s), key.expose());
-    sqlx::query(
-        "INSERT INTO subject_keys (environment_id, subject_id, key_id, key_ciphertext, pii_key_version, created_at)
-         VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (environment_id, subject_id) DO NOTHING",
-    )
-    .bind(scope)
-    .bind(subject)
-    .bind(Uuid::now_v7())
-    .bind(&sealed)
-    .bind(platform.active_version())
-    .bind(OffsetDateTime::now_utc())
-    .execute(&mut *conn)
-    .await?;
-    load(conn, vault, scope, subject)
-        .await?
-        .ok_or_else(|| StoreError::Integrity("a subject key could not be created".into()))
-}
-
 /// Seals `text` for `subject`, bound to where it is stored.
 pub fn seal(key: &SubjectKey, subject: Uuid, spot: &Spot<'_>, text: &str) -> String {
-    let label = KeyLabel {
-        key_id: key.key_id,
-        version: 1,
-    };
-    let ct = envelope::seal(&key.key, label, &value_place(spot), text.as_bytes());
+    let ct = key.seal(&value_place(spot), text.as_bytes());
     let mut out = String::with_capacity(SEALED_PREFIX.len() + 37 + ct.len() * 2);
     out.push_str(SEALED_PREFIX);
     out.push_str(&subject.to_string());
@@ -169,7 +78,7 @@ pub fn parse(stored: &str) -> Option<Result<(Uuid, Vec<u8>), StoreError>> {
 /// their subject's key, and values whose key was destroyed read as [`ERASED`].
 pub async fn reveal(
     conn: &mut PgConnection,
-    vault: &Vault,
+    keys: &SubjectKeys,
     spot: &Spot<'_>,
     stored: &str,
 ) -> Result<String, StoreError> {
@@ -177,11 +86,10 @@ pub async fn reveal(
         return Ok(stored.to_owned());
     };
     let (subject, ct) = parsed?;
-    let label = envelope::label(&ct).map_err(crate::vault::envelope_error)?;
-    match load(conn, vault, spot.scope, subject).await? {
-        Some(key) if key.key_id == label.key_id => {
-            let text = envelope::open_text(&key.key, &value_place(spot), &ct)
-                .map_err(crate::vault::envelope_error)?;
+    let label = envelope::label(&ct).map_err(envelope_error)?;
+    match keys.load(conn, spot.scope, subject).await? {
+        Some(key) if key.key_id() == label.key_id => {
+            let text = key.open_text(&value_place(spot), &ct)?;
             Ok(text.as_str().to_owned())
         }
         // No key, or a newer key created after an erasure: this value's key is gone.
@@ -208,11 +116,11 @@ impl RequestMetaFields<'_> {
     }
 
     /// Seals the IP and user agent for `subject`, creating their key in this scope on first
-    /// use. Without a vault nothing is written: the caller's whole write fails.
+    /// use. Without subject keys nothing is written: the caller's whole write fails.
     pub async fn seal(
         &self,
         conn: &mut PgConnection,
-        vault: Option<&Vault>,
+        keys: Option<&SubjectKeys>,
         subject: Uuid,
         ip: Option<&str>,
         user_agent: Option<&str>,
@@ -220,13 +128,13 @@ impl RequestMetaFields<'_> {
         if ip.is_none() && user_agent.is_none() {
             return Ok((None, None));
         }
-        let vault = vault.ok_or_else(|| {
+        let keys = keys.ok_or_else(|| {
             StoreError::KeyUnavailable(format!(
                 "no vault to seal the personal data of this {} row; it was not written",
                 self.table
             ))
         })?;
-        let key = load_or_create(conn, vault, self.scope, subject).await?;
+        let key = keys.load_or_create(conn, self.scope, subject).await?;
         let seal = |column: &str, value: Option<&str>| {
             value.map(|v| seal(&key, subject, &self.spot(column), v))
         };
@@ -237,7 +145,7 @@ impl RequestMetaFields<'_> {
     pub async fn reveal(
         &self,
         conn: &mut PgConnection,
-        vault: Option<&Vault>,
+        keys: Option<&SubjectKeys>,
         ip: &mut Option<String>,
         user_agent: &mut Option<String>,
     ) -> Result<(), StoreError> {
@@ -248,13 +156,13 @@ impl RequestMetaFields<'_> {
             if parse(stored).is_none() {
                 continue;
             }
-            let vault = vault.ok_or_else(|| {
+            let keys = keys.ok_or_else(|| {
                 StoreError::KeyUnavailable(format!(
                     "no vault to open the sealed personal data of a {} row",
                     self.table
                 ))
             })?;
-            *value = Some(reveal(&mut *conn, vault, &self.spot(column), stored).await?);
+            *value = Some(reveal(&mut *conn, keys, &self.spot(column), stored).await?);
         }
         Ok(())
     }
@@ -264,19 +172,18 @@ impl RequestMetaFields<'_> {
 /// good. Returns whether there was a key. The caller audits the erasure.
 pub async fn erase(
     conn: &mut PgConnection,
-    vault: Option<&Vault>,
+    keys: Option<&SubjectKeys>,
     scope: Uuid,
     subject: Uuid,
 ) -> Result<bool, StoreError> {
-    if let Some(v) = vault {
-        v.subject_forget(scope, subject);
+    if let Some(k) = keys {
+        k.forget(scope, subject);
     }
-    let done =
-        sqlx::query("DELETE FROM subject_keys WHERE environment_id = $1 AND subject_id = $2")
-            .bind(scope)
-            .bind(subject)
-            .execute(conn)
-            .await?;
+    let done = sqlx::query(ERASE)
+        .bind(scope)
+        .bind(subject)
+        .execute(conn)
+        .await?;
     Ok(done.rows_affected() > 0)
 }
 
@@ -289,8 +196,8 @@ impl crate::TenantTx {
     ) -> Result<bool, StoreError> {
         self.require(portcullis_core::Permission::MembersManage)?;
         let scope = self.environment_id().as_uuid();
-        let (conn, vault) = self.conn_and_vault();
-        erase(conn, vault.as_deref(), scope, identity.as_uuid()).await
+        let (conn, keys) = self.conn_and_keys();
+        erase(conn, keys, scope, identity.as_uuid()).await
     }
 }
 
@@ -306,14 +213,8 @@ impl crate::AuthTx {
             portcullis_core::PermissionSet::of(&[portcullis_core::Permission::MembersManage]);
         self.set("portcullis.permissions", &manage.to_setting())
             .await?;
-        let (conn, vault) = self.conn_and_vault();
-        let erased = erase(
-            conn,
-            vault.as_deref(),
-            crate::PLATFORM_SCOPE,
-            identity.as_uuid(),
-        )
-        .await;
+        let (conn, keys) = self.conn_and_keys();
+        let erased = erase(conn, keys, crate::PLATFORM_SCOPE, identity.as_uuid()).await;
         self.set("portcullis.permissions", "").await?;
         erased
     }

@@ -11,9 +11,7 @@ use sqlx::{PgConnection, PgPool, Postgres, Transaction};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-use std::sync::Arc;
-
-use crate::vault::Vault;
+use crate::custody::SubjectKeys;
 use crate::StoreError;
 
 /// Who is acting. Recorded on every audit entry.
@@ -88,9 +86,9 @@ pub struct Caller {
 #[derive(Clone, Debug)]
 pub struct Store {
     pool: PgPool,
-    /// Seals personal data in audit entries (D3). Without one, an entry that carries personal
+    /// Seals personal data in audit entries (D3). Without them, an entry that carries personal
     /// data is refused rather than stored in clear.
-    vault: Option<Arc<Vault>>,
+    keys: Option<SubjectKeys>,
 }
 
 #[derive(sqlx::FromRow)]
@@ -139,12 +137,13 @@ pub(crate) fn encode_role(role: RoleRef) -> (&'static str, Option<Uuid>) {
 
 impl Store {
     pub fn new(pool: PgPool) -> Self {
-        Store { pool, vault: None }
+        Store { pool, keys: None }
     }
 
-    /// This store with the vault its transactions use to seal personal data in audit entries.
-    pub fn with_vault(mut self, vault: Arc<Vault>) -> Self {
-        self.vault = Some(vault);
+    /// This store with the subject keys its transactions use to seal personal data in audit
+    /// entries (`Store::with_vault` takes them from a vault).
+    pub fn with_subject_keys(mut self, keys: SubjectKeys) -> Self {
+        self.keys = Some(keys);
         self
     }
 
@@ -163,7 +162,7 @@ impl Store {
         Ok(AuthTx {
             tx: self.begin().await?,
             meta,
-            vault: self.vault.clone(),
+            keys: self.keys.clone(),
         })
     }
 
@@ -194,7 +193,7 @@ impl Store {
             role,
             permissions,
         };
-        TenantTx::start(tx, caller, meta, self.vault.clone()).await
+        TenantTx::start(tx, caller, meta, self.keys.clone()).await
     }
 
     /// Enter the environment an API token belongs to. `NotFound` for unknown, revoked or
@@ -279,7 +278,7 @@ impl Store {
             role,
             permissions: permissions.intersection(creator_perms),
         };
-        TenantTx::start(tx, caller, meta, self.vault.clone()).await
+        TenantTx::start(tx, caller, meta, self.keys.clone()).await
     }
 
     /// Context for creating a new environment: the creator becomes its owner in this
@@ -297,7 +296,7 @@ impl Store {
             role: RoleRef::Builtin(BuiltinRole::Owner),
             permissions: BuiltinRole::Owner.permissions(),
         };
-        TenantTx::start(tx, caller, meta, self.vault.clone()).await
+        TenantTx::start(tx, caller, meta, self.keys.clone()).await
     }
 
     /// Background and operator work inside one environment (CLI, jobs): acts as `System`
@@ -315,7 +314,7 @@ impl Store {
             role: RoleRef::Builtin(BuiltinRole::Admin),
             permissions,
         };
-        TenantTx::start(tx, caller, meta, self.vault.clone()).await
+        TenantTx::start(tx, caller, meta, self.keys.clone()).await
     }
 }
 
@@ -367,7 +366,8 @@ pub struct TenantTx {
     tx: Transaction<'static, Postgres>,
     caller: Caller,
     meta: RequestMeta,
-    vault: Option<Arc<Vault>>,
+    /// Only what the audit writer needs: the subject keys, not the tenant keyrings.
+    keys: Option<SubjectKeys>,
     project: Option<(ProjectId, PermissionSet)>,
 }
 
@@ -376,7 +376,7 @@ impl TenantTx {
         mut tx: Transaction<'static, Postgres>,
         caller: Caller,
         meta: RequestMeta,
-        vault: Option<Arc<Vault>>,
+        keys: Option<SubjectKeys>,
     ) -> Result<TenantTx, StoreError> {
         set_context(
             &mut tx,
@@ -390,7 +390,7 @@ impl TenantTx {
             tx,
             caller,
             meta,
-            vault,
+            keys,
             project: None,
         })
     }
@@ -471,9 +471,9 @@ impl TenantTx {
         &mut self.tx
     }
 
-    /// The transaction's connection and its vault, for the audit writer.
-    pub(crate) fn conn_and_vault(&mut self) -> (&mut PgConnection, Option<Arc<Vault>>) {
-        (&mut self.tx, self.vault.clone())
+    /// The transaction's connection and its subject keys, for the audit writer.
+    pub(crate) fn conn_and_keys(&mut self) -> (&mut PgConnection, Option<&SubjectKeys>) {
+        (&mut self.tx, self.keys.as_ref())
     }
 
     /// The raw connection, for tests that attack the database layer directly.
@@ -494,7 +494,7 @@ impl TenantTx {
 pub struct AuthTx {
     tx: Transaction<'static, Postgres>,
     meta: RequestMeta,
-    vault: Option<Arc<Vault>>,
+    keys: Option<SubjectKeys>,
 }
 
 impl AuthTx {
@@ -506,9 +506,9 @@ impl AuthTx {
         &self.meta
     }
 
-    /// The transaction's connection and its vault, for the audit writer.
-    pub(crate) fn conn_and_vault(&mut self) -> (&mut PgConnection, Option<Arc<Vault>>) {
-        (&mut self.tx, self.vault.clone())
+    /// The transaction's connection and its subject keys, for the audit writer.
+    pub(crate) fn conn_and_keys(&mut self) -> (&mut PgConnection, Option<&SubjectKeys>) {
+        (&mut self.tx, self.keys.as_ref())
     }
 
     pub(crate) async fn set(&mut self, name: &str, value: &str) -> Result<(), StoreError> {
@@ -537,6 +537,6 @@ impl AuthTx {
         self.set("portcullis.token_hash", "").await?;
         self.set("portcullis.login_email", "").await?;
         self.set("portcullis.login_email_index", "").await?;
-        TenantTx::start(self.tx, caller, self.meta, self.vault).await
+        TenantTx::start(self.tx, caller, self.meta, self.keys).await
     }
 }

@@ -51,8 +51,13 @@ pub struct StoredEntry {
     pub entry_hash: Vec<u8>,
 }
 
-pub const STORED_COLUMNS: &str = "environment_id, seq, audit_id, occurred_at, actor_type, actor_id, action, action_version,
-    target_type, target_id, outcome, before, after, request_id, ip, user_agent, prev_hash, entry_hash";
+macro_rules! stored_columns {
+    () => {
+        "environment_id, seq, audit_id, occurred_at, actor_type, actor_id, action, action_version,
+    target_type, target_id, outcome, before, after, request_id, ip, user_agent, prev_hash, entry_hash"
+    };
+}
+pub const STORED_COLUMNS: &str = stored_columns!();
 
 #[derive(Clone, Debug, Default)]
 pub struct Filter {
@@ -92,7 +97,7 @@ pub async fn list(
     .fetch_all(tx.conn())
     .await?;
     let mut rows = rows;
-    let (conn, vault) = tx.conn_and_vault();
+    let (conn, keys) = tx.conn_and_keys();
     for row in &mut rows {
         let audit_id = row.audit_id.to_string();
         let fields = crate::subjects::RequestMetaFields {
@@ -101,12 +106,7 @@ pub async fn list(
             row: &audit_id,
         };
         fields
-            .reveal(
-                &mut *conn,
-                vault.as_deref(),
-                &mut row.ip,
-                &mut row.user_agent,
-            )
+            .reveal(&mut *conn, keys, &mut row.ip, &mut row.user_agent)
             .await?;
     }
     Ok(Paged::from_rows(rows, page, |e| e.audit_id))
@@ -119,8 +119,10 @@ pub async fn stored_range(
     limit: i64,
 ) -> Result<Vec<StoredEntry>, StoreError> {
     let env = tx.environment_id().as_uuid();
-    Ok(sqlx::query_as(&format!(
-        "SELECT {STORED_COLUMNS} FROM audit_log WHERE environment_id = $1 AND seq > $2 ORDER BY seq LIMIT $3"
+    Ok(sqlx::query_as(concat!(
+        "SELECT ",
+        stored_columns!(),
+        " FROM audit_log WHERE environment_id = $1 AND seq > $2 ORDER BY seq LIMIT $3"
     ))
     .bind(env)
     .bind(after)
@@ -138,12 +140,10 @@ pub async fn stored_window(
     limit: i64,
 ) -> Result<Vec<StoredEntry>, StoreError> {
     let env = tx.environment_id().as_uuid();
-    Ok(sqlx::query_as(&format!(
-        "SELECT {STORED_COLUMNS} FROM audit_log
+    Ok(sqlx::query_as(concat!("SELECT ", stored_columns!(), " FROM audit_log
           WHERE environment_id = $1 AND seq > $2
             AND ($3::timestamptz IS NULL OR occurred_at >= $3) AND ($4::timestamptz IS NULL OR occurred_at < $4)
-          ORDER BY seq LIMIT $5"
-    ))
+          ORDER BY seq LIMIT $5"))
     .bind(env)
     .bind(after_seq)
     .bind(from)

@@ -25,8 +25,11 @@ pub struct Session {
     pub ip: Option<String>,
 }
 
-const COLUMNS: &str =
-    "session_id, identity_id, created_at, expires_at, last_seen_at, user_agent, ip";
+macro_rules! columns {
+    () => {
+        "session_id, identity_id, created_at, expires_at, last_seen_at, user_agent, ip"
+    };
+}
 
 /// Where a session's IP and user agent live: sealed under the account's platform-scope subject
 /// key (D3), so erasing the account's key also makes its session history unreadable.
@@ -49,11 +52,11 @@ pub async fn create(
     let meta = tx.meta().clone();
     let row = id.as_uuid().to_string();
     let user_agent: Option<String> = meta.user_agent.map(|u| u.chars().take(300).collect());
-    let (conn, vault) = tx.conn_and_vault();
+    let (conn, keys) = tx.conn_and_keys();
     let (ip, user_agent) = session_fields(&row)
         .seal(
             conn,
-            vault.as_deref(),
+            keys,
             identity.as_uuid(),
             meta.ip.as_deref(),
             user_agent.as_deref(),
@@ -90,8 +93,10 @@ pub async fn authenticate(
         revoked_at: Option<OffsetDateTime>,
     }
     tx.set("portcullis.token_hash", &hash.to_hex()).await?;
-    let row: Option<Row> = sqlx::query_as(&format!(
-        "SELECT {COLUMNS}, token_hash, revoked_at FROM sessions WHERE token_hash = $1"
+    let row: Option<Row> = sqlx::query_as(concat!(
+        "SELECT ",
+        columns!(),
+        ", token_hash, revoked_at FROM sessions WHERE token_hash = $1"
     ))
     .bind(hash.as_bytes().as_slice())
     .fetch_optional(tx.conn())
@@ -119,8 +124,10 @@ pub async fn list_active(
     identity: IdentityId,
     now: OffsetDateTime,
 ) -> Result<Vec<Session>, StoreError> {
-    let mut rows: Vec<Session> = sqlx::query_as(&format!(
-        "SELECT {COLUMNS} FROM sessions
+    let mut rows: Vec<Session> = sqlx::query_as(concat!(
+        "SELECT ",
+        columns!(),
+        " FROM sessions
           WHERE identity_id = $1 AND revoked_at IS NULL AND expires_at > $2
           ORDER BY session_id"
     ))
@@ -128,11 +135,11 @@ pub async fn list_active(
     .bind(now)
     .fetch_all(tx.conn())
     .await?;
-    let (conn, vault) = tx.conn_and_vault();
+    let (conn, keys) = tx.conn_and_keys();
     for s in &mut rows {
         let row = s.session_id.to_string();
         session_fields(&row)
-            .reveal(&mut *conn, vault.as_deref(), &mut s.ip, &mut s.user_agent)
+            .reveal(&mut *conn, keys, &mut s.ip, &mut s.user_agent)
             .await?;
     }
     Ok(rows)
