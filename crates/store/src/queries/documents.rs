@@ -51,7 +51,11 @@ impl std::fmt::Debug for DocumentRow {
 
 pub const BODY: &crate::vault::EncryptedColumn = &ENCRYPTED_COLUMNS[0];
 
-const COLUMNS: &str = "document_id, project_id, title, body, body_ciphertext, version, created_by, created_at, updated_at";
+macro_rules! columns {
+    () => {
+        "document_id, project_id, title, body, body_ciphertext, version, created_by, created_at, updated_at"
+    };
+}
 
 /// Decrypts a stored row for the API.
 pub async fn reveal(
@@ -93,10 +97,8 @@ pub async fn create(
     now: OffsetDateTime,
 ) -> Result<DocumentRow, StoreError> {
     let env = tx.environment_id().as_uuid();
-    Ok(sqlx::query_as(&format!(
-        "INSERT INTO documents (environment_id, document_id, project_id, title, body_ciphertext, body_key_version, created_by, created_at, updated_at)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8) RETURNING {COLUMNS}"
-    ))
+    Ok(sqlx::query_as(concat!("INSERT INTO documents (environment_id, document_id, project_id, title, body_ciphertext, body_key_version, created_by, created_at, updated_at)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8) RETURNING ", columns!()))
     .bind(env)
     .bind(id.as_uuid())
     .bind(project.as_uuid())
@@ -115,8 +117,10 @@ pub async fn list(
     page: Page,
 ) -> Result<Paged<DocumentRow>, StoreError> {
     let env = tx.environment_id().as_uuid();
-    let rows: Vec<DocumentRow> = sqlx::query_as(&format!(
-        "SELECT {COLUMNS} FROM documents
+    let rows: Vec<DocumentRow> = sqlx::query_as(concat!(
+        "SELECT ",
+        columns!(),
+        " FROM documents
           WHERE environment_id = $1 AND project_id = $2 AND ($3::uuid IS NULL OR document_id > $3)
           ORDER BY document_id LIMIT $4"
     ))
@@ -135,8 +139,10 @@ pub async fn get(
     id: DocumentId,
 ) -> Result<DocumentRow, StoreError> {
     let env = tx.environment_id().as_uuid();
-    Ok(sqlx::query_as(&format!(
-        "SELECT {COLUMNS} FROM documents WHERE environment_id = $1 AND project_id = $2 AND document_id = $3"
+    Ok(sqlx::query_as(concat!(
+        "SELECT ",
+        columns!(),
+        " FROM documents WHERE environment_id = $1 AND project_id = $2 AND document_id = $3"
     ))
     .bind(env)
     .bind(project.as_uuid())
@@ -159,13 +165,14 @@ pub async fn update(
         Some((ct, v)) => (Some(ct), Some(v)),
         None => (None, None),
     };
-    Ok(sqlx::query_as(&format!(
+    Ok(sqlx::query_as(concat!(
         "UPDATE documents SET title = $4,
                 body_ciphertext = COALESCE($5, body_ciphertext),
                 body_key_version = COALESCE($6, body_key_version),
                 body = CASE WHEN $5::bytea IS NULL THEN body ELSE NULL END,
                 version = version + 1, updated_at = $7
-          WHERE environment_id = $1 AND project_id = $2 AND document_id = $3 RETURNING {COLUMNS}"
+          WHERE environment_id = $1 AND project_id = $2 AND document_id = $3 RETURNING ",
+        columns!()
     ))
     .bind(env)
     .bind(project.as_uuid())

@@ -60,7 +60,11 @@ impl SealedIdentity {
 }
 
 /// The columns a [`SealedIdentity`] is read from.
-const SEALED_COLUMNS: &str = "identity_id, email_ciphertext, display_name_ciphertext, created_at";
+macro_rules! sealed_columns {
+    () => {
+        "identity_id, email_ciphertext, display_name_ciphertext, created_at"
+    };
+}
 
 /// Creates an identity, its email and display name sealed under the platform PII key and the
 /// email findable only by blind index (E2).
@@ -153,8 +157,10 @@ pub async fn record_login_success(tx: &mut AuthTx, id: IdentityId) -> Result<(),
 /// The acting identity's own record (after `act_as`), personal fields opened.
 pub async fn get(tx: &mut AuthTx, vault: &Vault, id: IdentityId) -> Result<Identity, StoreError> {
     let keys = vault.platform_keys(tx.conn()).await?;
-    let row: SealedIdentity = sqlx::query_as(&format!(
-        "SELECT {SEALED_COLUMNS} FROM identities WHERE identity_id = $1"
+    let row: SealedIdentity = sqlx::query_as(concat!(
+        "SELECT ",
+        sealed_columns!(),
+        " FROM identities WHERE identity_id = $1"
     ))
     .bind(id.as_uuid())
     .fetch_one(tx.conn())

@@ -38,8 +38,11 @@ pub struct ModelKey {
     pub updated_at: OffsetDateTime,
 }
 
-const COLUMNS: &str =
-    "integration_id, kind, name, credentials_hint, created_by, created_at, updated_at";
+macro_rules! columns {
+    () => {
+        "integration_id, kind, name, credentials_hint, created_by, created_at, updated_at"
+    };
+}
 
 /// `…abcd` for a secret: enough to recognise, useless to an attacker.
 pub fn hint(secret: &str) -> String {
@@ -74,10 +77,8 @@ pub async fn create(
             credentials.as_bytes(),
         )
         .await?;
-    Ok(sqlx::query_as(&format!(
-        "INSERT INTO integrations (environment_id, integration_id, kind, name, credentials_ciphertext, credentials_key_version, credentials_hint, created_by, created_at, updated_at)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $9) RETURNING {COLUMNS}"
-    ))
+    Ok(sqlx::query_as(concat!("INSERT INTO integrations (environment_id, integration_id, kind, name, credentials_ciphertext, credentials_key_version, credentials_hint, created_by, created_at, updated_at)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $9) RETURNING ", columns!()))
     .bind(env)
     .bind(id.as_uuid())
     .bind(kind)
@@ -109,10 +110,8 @@ pub async fn replace_credentials(
             credentials.as_bytes(),
         )
         .await?;
-    Ok(sqlx::query_as(&format!(
-        "UPDATE integrations SET credentials_ciphertext = $3, credentials_key_version = $4, credentials_hint = $5, updated_at = $6
-          WHERE environment_id = $1 AND integration_id = $2 RETURNING {COLUMNS}"
-    ))
+    Ok(sqlx::query_as(concat!("UPDATE integrations SET credentials_ciphertext = $3, credentials_key_version = $4, credentials_hint = $5, updated_at = $6
+          WHERE environment_id = $1 AND integration_id = $2 RETURNING ", columns!()))
     .bind(env)
     .bind(id.as_uuid())
     .bind(ct)
@@ -128,8 +127,10 @@ pub async fn list(
     page: super::Page,
 ) -> Result<super::Paged<Integration>, StoreError> {
     let env = tx.environment_id().as_uuid();
-    let rows: Vec<Integration> = sqlx::query_as(&format!(
-        "SELECT {COLUMNS} FROM integrations WHERE environment_id = $1 AND ($2::uuid IS NULL OR integration_id > $2)
+    let rows: Vec<Integration> = sqlx::query_as(concat!(
+        "SELECT ",
+        columns!(),
+        " FROM integrations WHERE environment_id = $1 AND ($2::uuid IS NULL OR integration_id > $2)
           ORDER BY integration_id LIMIT $3"
     ))
     .bind(env)
@@ -142,8 +143,10 @@ pub async fn list(
 
 pub async fn get(tx: &mut TenantTx, id: IntegrationId) -> Result<Integration, StoreError> {
     let env = tx.environment_id().as_uuid();
-    Ok(sqlx::query_as(&format!(
-        "SELECT {COLUMNS} FROM integrations WHERE environment_id = $1 AND integration_id = $2"
+    Ok(sqlx::query_as(concat!(
+        "SELECT ",
+        columns!(),
+        " FROM integrations WHERE environment_id = $1 AND integration_id = $2"
     ))
     .bind(env)
     .bind(id.as_uuid())

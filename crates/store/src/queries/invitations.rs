@@ -29,9 +29,13 @@ pub struct Invitation {
     pub revoked_at: Option<OffsetDateTime>,
 }
 
-const COLUMNS: &str = "environment_id, invitation_id, email_ciphertext,
+macro_rules! columns {
+    () => {
+        "environment_id, invitation_id, email_ciphertext,
     CASE WHEN role = 'custom' THEN 'custom:' || custom_role_id::text ELSE role END AS role,
-    invited_by, created_at, expires_at, accepted_at, revoked_at";
+    invited_by, created_at, expires_at, accepted_at, revoked_at"
+    };
+}
 
 /// An invitation as stored: the email sealed under the platform PII key (E2).
 #[derive(sqlx::FromRow)]
@@ -83,11 +87,9 @@ pub async fn create(
     let row = id.as_uuid().to_string();
     let sealed = keys.seal_email(&pii::invitation_place(env, &row), email);
     let (role, custom) = encode_role(role);
-    let stored: SealedInvitation = sqlx::query_as(&format!(
-        "INSERT INTO invitations (environment_id, invitation_id, email_index, email_ciphertext, pii_key_version,
+    let stored: SealedInvitation = sqlx::query_as(concat!("INSERT INTO invitations (environment_id, invitation_id, email_index, email_ciphertext, pii_key_version,
                                   role, custom_role_id, token_hash, invited_by, created_at, expires_at)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) RETURNING {COLUMNS}"
-    ))
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) RETURNING ", columns!()))
     .bind(env)
     .bind(id.as_uuid())
     .bind(sealed.index.as_slice())
@@ -111,8 +113,10 @@ pub async fn list(
 ) -> Result<super::Paged<Invitation>, StoreError> {
     let env = tx.environment_id().as_uuid();
     let keys = vault.platform_keys(tx.conn()).await?;
-    let rows: Vec<SealedInvitation> = sqlx::query_as(&format!(
-        "SELECT {COLUMNS} FROM invitations WHERE environment_id = $1 AND ($2::uuid IS NULL OR invitation_id > $2)
+    let rows: Vec<SealedInvitation> = sqlx::query_as(concat!(
+        "SELECT ",
+        columns!(),
+        " FROM invitations WHERE environment_id = $1 AND ($2::uuid IS NULL OR invitation_id > $2)
           ORDER BY invitation_id LIMIT $3"
     ))
     .bind(env)
@@ -142,9 +146,10 @@ pub async fn revoke(
 ) -> Result<Invitation, StoreError> {
     let env = tx.environment_id().as_uuid();
     let keys = vault.platform_keys(tx.conn()).await?;
-    let row: SealedInvitation = sqlx::query_as(&format!(
+    let row: SealedInvitation = sqlx::query_as(concat!(
         "UPDATE invitations SET revoked_at = COALESCE(revoked_at, $3)
-          WHERE environment_id = $1 AND invitation_id = $2 RETURNING {COLUMNS}"
+          WHERE environment_id = $1 AND invitation_id = $2 RETURNING ",
+        columns!()
     ))
     .bind(env)
     .bind(id.as_uuid())
@@ -190,8 +195,10 @@ pub async fn accept(
     let keys = vault.platform_keys(auth.conn()).await?;
     let identity_index = super::identities::email_index(&mut auth, identity).await?;
     auth.set("portcullis.token_hash", &hash.to_hex()).await?;
-    let row: Option<Row> = sqlx::query_as(&format!(
-        "SELECT token_hash, custom_role_id, role AS raw_role, email_index, {COLUMNS}
+    let row: Option<Row> = sqlx::query_as(concat!(
+        "SELECT token_hash, custom_role_id, role AS raw_role, email_index, ",
+        columns!(),
+        "
            FROM invitations WHERE token_hash = $1"
     ))
     .bind(hash.as_bytes().as_slice())
@@ -247,9 +254,10 @@ pub async fn accept(
         return Ok(Err(Unusable::AlreadyMember));
     }
     super::members::add(&mut tx, identity, role, now).await?;
-    let invitation: SealedInvitation = sqlx::query_as(&format!(
+    let invitation: SealedInvitation = sqlx::query_as(concat!(
         "UPDATE invitations SET accepted_at = $3, accepted_by = $4
-          WHERE environment_id = $1 AND invitation_id = $2 AND accepted_at IS NULL RETURNING {COLUMNS}"
+          WHERE environment_id = $1 AND invitation_id = $2 AND accepted_at IS NULL RETURNING ",
+        columns!()
     ))
     .bind(environment_id)
     .bind(inv.invitation_id)

@@ -21,10 +21,14 @@ pub struct Member {
     pub joined_at: OffsetDateTime,
 }
 
-const SELECT: &str = "SELECT m.identity_id, i.email_ciphertext, i.display_name_ciphertext,
+macro_rules! select {
+    () => {
+        "SELECT m.identity_id, i.email_ciphertext, i.display_name_ciphertext,
         CASE WHEN m.role = 'custom' THEN 'custom:' || m.custom_role_id::text ELSE m.role END AS role,
         m.created_at AS joined_at
-   FROM memberships m JOIN identities i ON i.identity_id = m.identity_id";
+   FROM memberships m JOIN identities i ON i.identity_id = m.identity_id"
+    };
+}
 
 /// A member row as stored: the identity's personal fields sealed (E2).
 #[derive(sqlx::FromRow)]
@@ -60,8 +64,9 @@ pub async fn list(
 ) -> Result<Paged<Member>, StoreError> {
     let env = tx.environment_id().as_uuid();
     let keys = vault.platform_keys(tx.conn()).await?;
-    let rows: Vec<SealedMember> = sqlx::query_as(&format!(
-        "{SELECT} WHERE m.environment_id = $1 AND ($2::uuid IS NULL OR m.identity_id > $2)
+    let rows: Vec<SealedMember> = sqlx::query_as(concat!(
+        select!(),
+        " WHERE m.environment_id = $1 AND ($2::uuid IS NULL OR m.identity_id > $2)
           ORDER BY m.identity_id LIMIT $3"
     ))
     .bind(env)
@@ -95,8 +100,9 @@ pub async fn get(
 ) -> Result<Member, StoreError> {
     let env = tx.environment_id().as_uuid();
     let keys = vault.platform_keys(tx.conn()).await?;
-    let row: SealedMember = sqlx::query_as(&format!(
-        "{SELECT} WHERE m.environment_id = $1 AND m.identity_id = $2"
+    let row: SealedMember = sqlx::query_as(concat!(
+        select!(),
+        " WHERE m.environment_id = $1 AND m.identity_id = $2"
     ))
     .bind(env)
     .bind(identity.as_uuid())

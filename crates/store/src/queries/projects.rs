@@ -27,7 +27,11 @@ pub struct Grant {
     pub updated_at: OffsetDateTime,
 }
 
-const COLUMNS: &str = "project_id, name, created_by, created_at";
+macro_rules! columns {
+    () => {
+        "project_id, name, created_by, created_at"
+    };
+}
 
 pub async fn create(
     tx: &mut TenantTx,
@@ -37,9 +41,10 @@ pub async fn create(
     now: OffsetDateTime,
 ) -> Result<Project, StoreError> {
     let env = tx.environment_id().as_uuid();
-    Ok(sqlx::query_as(&format!(
+    Ok(sqlx::query_as(concat!(
         "INSERT INTO projects (environment_id, project_id, name, created_by, created_at)
-         VALUES ($1, $2, $3, $4, $5) RETURNING {COLUMNS}"
+         VALUES ($1, $2, $3, $4, $5) RETURNING ",
+        columns!()
     ))
     .bind(env)
     .bind(id.as_uuid())
@@ -75,8 +80,10 @@ pub async fn list(
 
 pub async fn get(tx: &mut TenantTx, id: ProjectId) -> Result<Project, StoreError> {
     let env = tx.environment_id().as_uuid();
-    Ok(sqlx::query_as(&format!(
-        "SELECT {COLUMNS} FROM projects WHERE environment_id = $1 AND project_id = $2"
+    Ok(sqlx::query_as(concat!(
+        "SELECT ",
+        columns!(),
+        " FROM projects WHERE environment_id = $1 AND project_id = $2"
     ))
     .bind(env)
     .bind(id.as_uuid())

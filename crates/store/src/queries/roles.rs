@@ -19,12 +19,18 @@ pub struct CustomRole {
     pub updated_at: OffsetDateTime,
 }
 
-const COLUMNS: &str = "role_id, name, description, permissions, created_at, updated_at";
+macro_rules! columns {
+    () => {
+        "role_id, name, description, permissions, created_at, updated_at"
+    };
+}
 
 pub async fn list(tx: &mut TenantTx) -> Result<Vec<CustomRole>, StoreError> {
     let env = tx.environment_id().as_uuid();
-    Ok(sqlx::query_as(&format!(
-        "SELECT {COLUMNS} FROM custom_roles WHERE environment_id = $1 ORDER BY role_id"
+    Ok(sqlx::query_as(concat!(
+        "SELECT ",
+        columns!(),
+        " FROM custom_roles WHERE environment_id = $1 ORDER BY role_id"
     ))
     .bind(env)
     .fetch_all(tx.conn())
@@ -33,8 +39,10 @@ pub async fn list(tx: &mut TenantTx) -> Result<Vec<CustomRole>, StoreError> {
 
 pub async fn get(tx: &mut TenantTx, id: RoleId) -> Result<CustomRole, StoreError> {
     let env = tx.environment_id().as_uuid();
-    Ok(sqlx::query_as(&format!(
-        "SELECT {COLUMNS} FROM custom_roles WHERE environment_id = $1 AND role_id = $2"
+    Ok(sqlx::query_as(concat!(
+        "SELECT ",
+        columns!(),
+        " FROM custom_roles WHERE environment_id = $1 AND role_id = $2"
     ))
     .bind(env)
     .bind(id.as_uuid())
@@ -64,10 +72,8 @@ pub async fn create(
     now: OffsetDateTime,
 ) -> Result<CustomRole, StoreError> {
     let env = tx.environment_id().as_uuid();
-    Ok(sqlx::query_as(&format!(
-        "INSERT INTO custom_roles (environment_id, role_id, name, description, permissions, created_at, updated_at)
-         VALUES ($1, $2, $3, $4, $5, $6, $6) RETURNING {COLUMNS}"
-    ))
+    Ok(sqlx::query_as(concat!("INSERT INTO custom_roles (environment_id, role_id, name, description, permissions, created_at, updated_at)
+         VALUES ($1, $2, $3, $4, $5, $6, $6) RETURNING ", columns!()))
     .bind(env)
     .bind(id.as_uuid())
     .bind(name)
@@ -87,9 +93,10 @@ pub async fn update(
     now: OffsetDateTime,
 ) -> Result<CustomRole, StoreError> {
     let env = tx.environment_id().as_uuid();
-    Ok(sqlx::query_as(&format!(
+    Ok(sqlx::query_as(concat!(
         "UPDATE custom_roles SET name = $3, description = $4, permissions = $5, updated_at = $6
-          WHERE environment_id = $1 AND role_id = $2 RETURNING {COLUMNS}"
+          WHERE environment_id = $1 AND role_id = $2 RETURNING ",
+        columns!()
     ))
     .bind(env)
     .bind(id.as_uuid())

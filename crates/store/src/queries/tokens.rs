@@ -29,9 +29,13 @@ pub struct ApiToken {
     pub revoked_at: Option<OffsetDateTime>,
 }
 
-const COLUMNS: &str = "token_id, name, hint,
+macro_rules! columns {
+    () => {
+        "token_id, name, hint,
     CASE WHEN role = 'custom' THEN 'custom:' || custom_role_id::text ELSE role END AS role,
-    created_by, created_at, expires_at, last_used_at, revoked_at";
+    created_by, created_at, expires_at, last_used_at, revoked_at"
+    };
+}
 
 #[allow(clippy::too_many_arguments)]
 pub async fn create(
@@ -47,10 +51,8 @@ pub async fn create(
 ) -> Result<ApiToken, StoreError> {
     let env = tx.environment_id().as_uuid();
     let (role, custom) = encode_role(role);
-    Ok(sqlx::query_as(&format!(
-        "INSERT INTO api_tokens (environment_id, token_id, name, token_hash, hint, role, custom_role_id, created_by, created_at, expires_at)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) RETURNING {COLUMNS}"
-    ))
+    Ok(sqlx::query_as(concat!("INSERT INTO api_tokens (environment_id, token_id, name, token_hash, hint, role, custom_role_id, created_by, created_at, expires_at)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) RETURNING ", columns!()))
     .bind(env)
     .bind(id.as_uuid())
     .bind(name)
@@ -70,8 +72,10 @@ pub async fn list(
     page: super::Page,
 ) -> Result<super::Paged<ApiToken>, StoreError> {
     let env = tx.environment_id().as_uuid();
-    let rows: Vec<ApiToken> = sqlx::query_as(&format!(
-        "SELECT {COLUMNS} FROM api_tokens WHERE environment_id = $1 AND ($2::uuid IS NULL OR token_id > $2)
+    let rows: Vec<ApiToken> = sqlx::query_as(concat!(
+        "SELECT ",
+        columns!(),
+        " FROM api_tokens WHERE environment_id = $1 AND ($2::uuid IS NULL OR token_id > $2)
           ORDER BY token_id LIMIT $3"
     ))
     .bind(env)
@@ -88,9 +92,10 @@ pub async fn revoke(
     now: OffsetDateTime,
 ) -> Result<ApiToken, StoreError> {
     let env = tx.environment_id().as_uuid();
-    Ok(sqlx::query_as(&format!(
+    Ok(sqlx::query_as(concat!(
         "UPDATE api_tokens SET revoked_at = COALESCE(revoked_at, $3)
-          WHERE environment_id = $1 AND token_id = $2 RETURNING {COLUMNS}"
+          WHERE environment_id = $1 AND token_id = $2 RETURNING ",
+        columns!()
     ))
     .bind(env)
     .bind(id.as_uuid())
