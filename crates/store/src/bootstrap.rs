@@ -7,7 +7,7 @@ use std::time::Duration;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{ConnectOptions, Connection, PgConnection, PgPool};
 
-use crate::StoreError;
+use crate::{ddl, StoreError};
 
 pub const OWNER_ROLE: &str = "portcullis_owner";
 pub const RUNTIME_ROLE: &str = "portcullis_app";
@@ -51,14 +51,6 @@ fn parse(url: &str, what: &str) -> Result<PgConnectOptions, StoreError> {
     PgConnectOptions::from_str(url)
         .map(|o| o.disable_statement_logging())
         .map_err(|e| StoreError::Bootstrap(format!("invalid {what} database URL: {e}")))
-}
-
-fn quote_ident(s: &str) -> String {
-    format!("\"{}\"", s.replace('"', "\"\""))
-}
-
-fn quote_literal(s: &str) -> String {
-    format!("'{}'", s.replace('\'', "''"))
 }
 
 /// Connection options for both roles, touching nothing.
@@ -159,35 +151,13 @@ async fn ensure_roles(
         .await?;
     let result = async {
         if create_owner && !role_exists(conn, OWNER_ROLE).await? {
-            sqlx::query(&format!(
-                "CREATE ROLE {} LOGIN NOSUPERUSER NOBYPASSRLS CREATEROLE NOCREATEDB",
-                quote_ident(OWNER_ROLE)
-            ))
-            .execute(&mut *conn)
-            .await?;
+            ddl::create_owner_role(conn, OWNER_ROLE).await?;
         }
         if !role_exists(conn, RUNTIME_ROLE).await? {
-            sqlx::query(&format!(
-                "CREATE ROLE {} LOGIN NOSUPERUSER NOBYPASSRLS NOCREATEDB NOCREATEROLE NOINHERIT NOREPLICATION",
-                quote_ident(RUNTIME_ROLE)
-            ))
-            .execute(&mut *conn)
-            .await
-            .map_err(|e| {
-                StoreError::Bootstrap(format!(
-                    "the runtime role {RUNTIME_ROLE} does not exist and could not be created \
-                     ({e}); create it (LOGIN NOSUPERUSER NOBYPASSRLS) or grant CREATEROLE to the owner"
-                ))
-            })?;
+            ddl::create_runtime_role(conn, RUNTIME_ROLE).await?;
         }
         if let Some(pw) = runtime_password {
-            sqlx::query(&format!(
-                "ALTER ROLE {} PASSWORD {}",
-                quote_ident(RUNTIME_ROLE),
-                quote_literal(pw)
-            ))
-            .execute(&mut *conn)
-            .await?;
+            ddl::set_password(conn, RUNTIME_ROLE, pw).await?;
         }
         Ok::<(), StoreError>(())
     }
@@ -206,26 +176,7 @@ async fn ensure_database(conn: &mut PgConnection, database: &str) -> Result<(), 
             .await?;
     if !exists {
         tracing::info!(database, "creating database");
-        sqlx::query(&format!(
-            "CREATE DATABASE {} OWNER {} ENCODING 'UTF8'",
-            quote_ident(database),
-            quote_ident(OWNER_ROLE)
-        ))
-        .execute(&mut *conn)
-        .await?;
-        sqlx::query(&format!(
-            "REVOKE ALL ON DATABASE {} FROM PUBLIC",
-            quote_ident(database)
-        ))
-        .execute(&mut *conn)
-        .await?;
-        sqlx::query(&format!(
-            "GRANT CONNECT, TEMPORARY ON DATABASE {} TO {}",
-            quote_ident(database),
-            quote_ident(RUNTIME_ROLE)
-        ))
-        .execute(&mut *conn)
-        .await?;
+        ddl::create_database(conn, database, None, OWNER_ROLE, RUNTIME_ROLE).await?;
     }
     Ok(())
 }

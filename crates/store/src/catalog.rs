@@ -183,7 +183,11 @@ fn check(control: &'static str, name: impl Into<String>, findings: Vec<String>) 
     }
 }
 
-const SCHEMAS: &str = "('public', 'portcullis')";
+macro_rules! schemas {
+    () => {
+        "('public', 'portcullis')"
+    };
+}
 
 /// Runs every check on `conn`, which must be a runtime-role connection.
 pub async fn run(conn: &mut PgConnection) -> Result<Vec<Check>, StoreError> {
@@ -241,7 +245,7 @@ pub async fn run(conn: &mut PgConnection) -> Result<Vec<Check>, StoreError> {
             .collect(),
     ));
 
-    let owned: Vec<String> = sqlx::query_scalar(&format!(
+    let owned: Vec<String> = sqlx::query_scalar(concat!(
         "SELECT 'table ' || c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
           WHERE c.relowner = (SELECT oid FROM pg_roles WHERE rolname = current_user)
          UNION ALL
@@ -250,7 +254,9 @@ pub async fn run(conn: &mut PgConnection) -> Result<Vec<Check>, StoreError> {
          UNION ALL
          SELECT 'schema ' || n.nspname FROM pg_namespace n
           WHERE n.nspowner = (SELECT oid FROM pg_roles WHERE rolname = current_user)
-            AND n.nspname IN {SCHEMAS}
+            AND n.nspname IN ",
+        schemas!(),
+        "
          ORDER BY 1"
     ))
     .fetch_all(&mut *conn)
@@ -268,13 +274,15 @@ pub async fn run(conn: &mut PgConnection) -> Result<Vec<Check>, StoreError> {
         forced: bool,
         first_key: Option<String>,
     }
-    let tables: Vec<Table> = sqlx::query_as(&format!(
+    let tables: Vec<Table> = sqlx::query_as(concat!(
         "SELECT c.relname::text AS name, c.relrowsecurity AS rls, c.relforcerowsecurity AS forced,
                 (SELECT a.attname::text FROM pg_index i JOIN pg_attribute a
                    ON a.attrelid = i.indrelid AND a.attnum = i.indkey[0]
                   WHERE i.indrelid = c.oid AND i.indisprimary) AS first_key
            FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-          WHERE c.relkind IN ('r', 'p') AND n.nspname IN {SCHEMAS}
+          WHERE c.relkind IN ('r', 'p') AND n.nspname IN ",
+        schemas!(),
+        "
           ORDER BY 1"
     ))
     .fetch_all(&mut *conn)
@@ -335,15 +343,13 @@ pub async fn run(conn: &mut PgConnection) -> Result<Vec<Check>, StoreError> {
         roles: Vec<String>,
         owner: String,
     }
-    let policies: Vec<Policy> = sqlx::query_as(&format!(
-        "SELECT c.relname::text AS table, p.polname::text AS name, p.polcmd::text AS cmd,
+    let policies: Vec<Policy> = sqlx::query_as(concat!("SELECT c.relname::text AS table, p.polname::text AS name, p.polcmd::text AS cmd,
                 p.polpermissive AS permissive,
                 ARRAY(SELECT CASE WHEN r = 0 THEN 'public' ELSE pg_get_userbyid(r)::text END
                         FROM unnest(p.polroles) r ORDER BY 1) AS roles,
                 pg_get_userbyid(c.relowner)::text AS owner
            FROM pg_policy p JOIN pg_class c ON c.oid = p.polrelid JOIN pg_namespace n ON n.oid = c.relnamespace
-          WHERE n.nspname IN {SCHEMAS} ORDER BY 1, 2"
-    ))
+          WHERE n.nspname IN ", schemas!(), " ORDER BY 1, 2"))
     .fetch_all(&mut *conn)
     .await?;
     let mut f = vec![];
@@ -388,12 +394,10 @@ pub async fn run(conn: &mut PgConnection) -> Result<Vec<Check>, StoreError> {
         f,
     ));
 
-    let views: Vec<String> = sqlx::query_scalar(&format!(
-        "SELECT c.relname::text FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-          WHERE c.relkind IN ('v', 'm') AND n.nspname IN {SCHEMAS}
+    let views: Vec<String> = sqlx::query_scalar(concat!("SELECT c.relname::text FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+          WHERE c.relkind IN ('v', 'm') AND n.nspname IN ", schemas!(), "
             AND NOT COALESCE(c.reloptions::text[] && ARRAY['security_invoker=true','security_invoker=on','security_invoker=1'], false)
-          ORDER BY 1"
-    ))
+          ORDER BY 1"))
     .fetch_all(&mut *conn)
     .await?;
     out.push(check(

@@ -13,6 +13,7 @@ pub mod audit;
 pub mod bootstrap;
 pub mod catalog;
 mod custody;
+mod ddl;
 mod error;
 pub mod leader;
 pub mod pii;

@@ -11,7 +11,7 @@ use sqlx::{ConnectOptions, Connection, PgConnection};
 use tokio::sync::OnceCell;
 
 use crate::bootstrap::{self, MIGRATOR, OWNER_ROLE, RUNTIME_ROLE};
-use crate::Store;
+use crate::{ddl, Store};
 
 pub const TEST_DATABASE_URL_VAR: &str = "PORTCULLIS_TEST_DATABASE_URL";
 
@@ -84,23 +84,15 @@ impl TestDb {
             .connect()
             .await
             .expect("connect as superuser");
-        sqlx::query(&format!(
-            "CREATE DATABASE {name} TEMPLATE {} OWNER {OWNER_ROLE}",
-            shared.template
-        ))
-        .execute(&mut conn)
+        ddl::create_database(
+            &mut conn,
+            &name,
+            Some(&shared.template),
+            OWNER_ROLE,
+            RUNTIME_ROLE,
+        )
         .await
         .expect("create test database from template");
-        sqlx::query(&format!("REVOKE ALL ON DATABASE {name} FROM PUBLIC"))
-            .execute(&mut conn)
-            .await
-            .expect("revoke");
-        sqlx::query(&format!(
-            "GRANT CONNECT, TEMPORARY ON DATABASE {name} TO {RUNTIME_ROLE}"
-        ))
-        .execute(&mut conn)
-        .await
-        .expect("grant");
         conn.close().await.ok();
         TestDb {
             owner_url: url_with(&shared.admin_url, OWNER_ROLE, &name),
@@ -224,8 +216,7 @@ async fn init() -> Shared {
             .expect("query");
     if !exists {
         let building = format!("{template}_building");
-        sqlx::query(&format!("DROP DATABASE IF EXISTS {building} WITH (FORCE)"))
-            .execute(&mut conn)
+        ddl::drop_database(&mut conn, &building)
             .await
             .expect("drop");
         let target = bootstrap::DatabaseTarget::Superuser {
@@ -235,8 +226,7 @@ async fn init() -> Shared {
         bootstrap::prepare(&target)
             .await
             .expect("bootstrap and migrate the template");
-        sqlx::query(&format!("ALTER DATABASE {building} RENAME TO {template}"))
-            .execute(&mut conn)
+        ddl::rename_database(&mut conn, &building, &template)
             .await
             .expect("publish template");
     }
@@ -263,9 +253,7 @@ async fn drop_stale(conn: &mut PgConnection) {
         let pid = name.split('_').nth(2).and_then(|p| p.parse::<u32>().ok());
         let alive = pid.is_some_and(|p| std::path::Path::new(&format!("/proc/{p}")).exists());
         if !alive {
-            let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-                .execute(&mut *conn)
-                .await;
+            let _ = ddl::drop_database(conn, &name).await;
         }
     }
 }
