@@ -7,6 +7,9 @@
 //!   (T1, T2). Raw pool access outside this crate is a clippy error (`clippy.toml`).
 //! - Query functions store what they are given: ids and timestamps are made by the caller.
 //! - Nothing here knows about HTTP.
+//! - The import graph between this crate's modules is acyclic; `custody` (providers, caches,
+//!   platform and subject keys) is a leaf. Checked by `tests/it/module_graph.rs`.
+//! - No `format!` into SQL outside `ddl`, checked by `.ci/check-sql`.
 #![allow(clippy::disallowed_methods, clippy::disallowed_types)]
 
 pub mod audit;

@@ -1,12 +1,6 @@
 //! O(log n) audit proofs from stored subtree nodes (control L3): the proofs the database gives
 //! equal the proofs computed from every leaf, for logs written with stored nodes and for logs
 //! written before them (backfilled), and a tampered node is caught by verification.
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    clippy::disallowed_methods
-)]
 
 use portcullis_audit::merkle::stored::{NodeId, Plan};
 use portcullis_audit::merkle::{self, leaf_hash};

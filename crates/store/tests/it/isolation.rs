@@ -1,10 +1,4 @@
 //! Tenant isolation at the database layer, attacked directly (controls T1, T2, T3, T7, L2, R1, R8).
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    clippy::disallowed_methods
-)]
 
 use portcullis_core::{BuiltinRole, DocumentId, EnvironmentId, IdentityId, ProjectId, RoleRef};
 use portcullis_store::queries::{documents, environments, identities, members, projects};

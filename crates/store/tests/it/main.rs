@@ -1,0 +1,12 @@
+//! The store's integration tests, one binary: each module attacks or exercises the database
+//! layer through the test support (`portcullis_store::testing`), a fresh database per test.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::disallowed_methods
+)]
+
+mod audit_proofs;
+mod isolation;
+mod module_graph;
