@@ -261,3 +261,52 @@ pub mod operator {
             .await?)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The statements `encrypted_column!` builds, spelled out once for a column with a legacy
+    /// plaintext column and one without.
+    #[test]
+    fn sealed_column_statements() {
+        let body = &ENCRYPTED_COLUMNS[0];
+        assert_eq!(body.progress_key, "documents.body");
+        assert_eq!(
+            body.sql.batch,
+            "SELECT document_id, body_ciphertext, body_key_version, body::text FROM documents \
+             WHERE environment_id = $1 AND ($2::uuid IS NULL OR document_id > $2) \
+             ORDER BY document_id LIMIT $3 FOR UPDATE"
+        );
+        assert_eq!(
+            body.sql.rewrite,
+            "UPDATE documents SET body_ciphertext = $3, body_key_version = $4, body = NULL \
+             WHERE environment_id = $1 AND document_id = $2 AND body_ciphertext IS NOT DISTINCT FROM $5"
+        );
+        assert_eq!(
+            body.sql.count_below,
+            "SELECT count(*) FROM documents WHERE environment_id = $1 AND (body_key_version < $2 OR body IS NOT NULL)"
+        );
+        let creds = &ENCRYPTED_COLUMNS[1];
+        assert_eq!(creds.progress_key, "integrations.credentials");
+        assert_eq!(
+            creds.sql.batch,
+            "SELECT integration_id, credentials_ciphertext, credentials_key_version, NULL::text FROM integrations \
+             WHERE environment_id = $1 AND ($2::uuid IS NULL OR integration_id > $2) \
+             ORDER BY integration_id LIMIT $3 FOR UPDATE"
+        );
+        assert_eq!(
+            creds.sql.rewrite,
+            "UPDATE integrations SET credentials_ciphertext = $3, credentials_key_version = $4 \
+             WHERE environment_id = $1 AND integration_id = $2 AND credentials_ciphertext IS NOT DISTINCT FROM $5"
+        );
+        assert_eq!(
+            creds.sql.count_below,
+            "SELECT count(*) FROM integrations WHERE environment_id = $1 AND (credentials_key_version < $2)"
+        );
+        assert_eq!(
+            creds.sql.count_by_version,
+            "SELECT credentials_key_version, count(*) FROM integrations WHERE environment_id = $1 GROUP BY 1"
+        );
+    }
+}
