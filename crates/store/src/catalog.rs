@@ -183,6 +183,7 @@ fn check(control: &'static str, name: impl Into<String>, findings: Vec<String>) 
     }
 }
 
+// A macro rather than a const so that `concat!` can splice it into static SQL.
 macro_rules! schemas {
     () => {
         "('public', 'portcullis')"

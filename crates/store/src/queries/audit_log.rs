@@ -51,6 +51,7 @@ pub struct StoredEntry {
     pub entry_hash: Vec<u8>,
 }
 
+// A macro rather than a const so that `concat!` can splice it into static SQL.
 macro_rules! stored_columns {
     () => {
         "environment_id, seq, audit_id, occurred_at, actor_type, actor_id, action, action_version,
@@ -58,6 +59,15 @@ macro_rules! stored_columns {
     };
 }
 pub const STORED_COLUMNS: &str = stored_columns!();
+/// Every entry of environment `$1` as stored, in chain order (tests and benchmarks that
+/// rewrite or replay a chain).
+pub const STORED_CHAIN: &str = concat!(
+    "SELECT ",
+    stored_columns!(),
+    " FROM audit_log WHERE environment_id = $1 ORDER BY seq"
+);
+/// `COPY ... FROM STDIN` of entries in the stored column order (bulk loads for benchmarks).
+pub const COPY_IN_STORED: &str = concat!("COPY audit_log (", stored_columns!(), ") FROM STDIN");
 
 #[derive(Clone, Debug, Default)]
 pub struct Filter {

@@ -51,6 +51,7 @@ impl std::fmt::Debug for DocumentRow {
 
 pub const BODY: &crate::vault::EncryptedColumn = &ENCRYPTED_COLUMNS[0];
 
+// A macro rather than a const so that `concat!` can splice it into static SQL.
 macro_rules! columns {
     () => {
         "document_id, project_id, title, body, body_ciphertext, version, created_by, created_at, updated_at"

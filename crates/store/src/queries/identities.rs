@@ -60,6 +60,7 @@ impl SealedIdentity {
 }
 
 /// The columns a [`SealedIdentity`] is read from.
+// A macro rather than a const so that `concat!` can splice it into static SQL.
 macro_rules! sealed_columns {
     () => {
         "identity_id, email_ciphertext, display_name_ciphertext, created_at"

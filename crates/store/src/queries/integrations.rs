@@ -38,6 +38,7 @@ pub struct ModelKey {
     pub updated_at: OffsetDateTime,
 }
 
+// A macro rather than a const so that `concat!` can splice it into static SQL.
 macro_rules! columns {
     () => {
         "integration_id, kind, name, credentials_hint, created_by, created_at, updated_at"

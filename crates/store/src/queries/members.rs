@@ -21,6 +21,7 @@ pub struct Member {
     pub joined_at: OffsetDateTime,
 }
 
+// A macro rather than a const so that `concat!` can splice it into static SQL.
 macro_rules! select {
     () => {
         "SELECT m.identity_id, i.email_ciphertext, i.display_name_ciphertext,

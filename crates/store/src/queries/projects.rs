@@ -27,6 +27,7 @@ pub struct Grant {
     pub updated_at: OffsetDateTime,
 }
 
+// A macro rather than a const so that `concat!` can splice it into static SQL.
 macro_rules! columns {
     () => {
         "project_id, name, created_by, created_at"

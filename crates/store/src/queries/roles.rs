@@ -19,6 +19,7 @@ pub struct CustomRole {
     pub updated_at: OffsetDateTime,
 }
 
+// A macro rather than a const so that `concat!` can splice it into static SQL.
 macro_rules! columns {
     () => {
         "role_id, name, description, permissions, created_at, updated_at"

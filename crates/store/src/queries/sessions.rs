@@ -25,6 +25,7 @@ pub struct Session {
     pub ip: Option<String>,
 }
 
+// A macro rather than a const so that `concat!` can splice it into static SQL.
 macro_rules! columns {
     () => {
         "session_id, identity_id, created_at, expires_at, last_seen_at, user_agent, ip"

@@ -29,6 +29,7 @@ pub struct ApiToken {
     pub revoked_at: Option<OffsetDateTime>,
 }
 
+// A macro rather than a const so that `concat!` can splice it into static SQL.
 macro_rules! columns {
     () => {
         "token_id, name, hint,
