@@ -636,8 +636,7 @@ async fn l6_cli_writes_and_verifies_a_monthly_report() {
             .fetch_all(&mut admin)
             .await
             .unwrap();
-    let hex = |b: &[u8]| b.iter().map(|x| format!("{x:02x}")).collect::<String>();
-    let keys_json = serde_json::json!({ "keys": keys.iter().map(|(id, pk)| serde_json::json!({ "key_id": id, "public_key": hex(pk) })).collect::<Vec<_>>() });
+    let keys_json = serde_json::json!({ "keys": keys.iter().map(|(id, pk)| serde_json::json!({ "key_id": id, "public_key": portcullis_audit::hex::encode(pk) })).collect::<Vec<_>>() });
     let keys_file = data.join("audit-keys.json");
     std::fs::write(&keys_file, keys_json.to_string()).unwrap();
     let keys_s = keys_file.to_str().unwrap();

@@ -49,8 +49,8 @@ use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
 use portcullis_audit::bundle::{verify_bundle, VerifyOptions};
-use portcullis_audit::entry::{entry_hash, merkle_leaf, EntryHashInput, GENESIS_PREV_HASH};
-use portcullis_audit::merkle::{self, MerkleTree};
+use portcullis_audit::entry::merkle_leaf;
+use portcullis_audit::merkle;
 use portcullis_audit::verify::{Body, StoredEntry as VerifyEntry, Verifier};
 use portcullis_core::{EnvironmentId, IdentityId, Permission, PermissionSet, ProjectId};
 use portcullis_service::anchor::{Anchors, LocalAnchors};
@@ -60,9 +60,33 @@ use portcullis_store::queries::audit_log::{self, StoredEntry, STORED_COLUMNS};
 use portcullis_store::queries::{environments, identities, projects};
 use portcullis_store::testing::TestDb;
 use portcullis_store::{AuditEvent, RequestMeta, Store};
-use sqlx::{ConnectOptions, Connection, PgConnection};
+use sqlx::{Connection, PgConnection};
 use time::OffsetDateTime;
 use uuid::Uuid;
+
+// The chain is built as the tests' attacker rebuilds it, by the same code.
+#[allow(dead_code)]
+#[path = "../tests/it/support/chain.rs"]
+mod chain;
+
+/// `audit_log::STORED_COLUMNS`, spelled out so the statements below are static SQL (`main`
+/// checks that the two agree).
+macro_rules! stored_columns {
+    () => {
+        "environment_id, seq, audit_id, occurred_at, actor_type, actor_id, action, action_version, \
+         target_type, target_id, outcome, before, after, request_id, ip, user_agent, prev_hash, entry_hash"
+    };
+}
+
+/// Where `copy_out` reads: `COPY` takes no parameters, so the environment travels in a setting.
+const COPY_ENV_SETTING: &str = "portcullis_bench.environment_id";
+const COPY_OUT_STORED: &str = concat!(
+    "COPY (SELECT ",
+    stored_columns!(),
+    " FROM audit_log WHERE environment_id = current_setting('portcullis_bench.environment_id')::uuid ORDER BY seq) TO STDOUT"
+);
+const COPY_OUT_HASHES: &str = "COPY (SELECT seq, prev_hash, entry_hash FROM audit_log \
+     WHERE environment_id = current_setting('portcullis_bench.environment_id')::uuid ORDER BY seq) TO STDOUT";
 
 /// Hard budget for the whole run: phases still pending after it are skipped.
 const BUDGET: Duration = Duration::from_secs(18 * 60);
@@ -339,15 +363,18 @@ fn copy_bytea(out: &mut String, bytes: &[u8]) {
 /// and the Merkle frontier. Returns seconds spent.
 async fn bulk_load(admin: &mut PgConnection, env: Uuid, owner: Uuid, n: u64) -> f64 {
     let started = Instant::now();
-    let mut tree = MerkleTree::new();
-    let mut prev = GENESIS_PREV_HASH;
+    let mut chain = chain::Chain::new(env);
     let base = OffsetDateTime::now_utc() - Duration::from_secs(30 * 24 * 3600);
     let base = base.replace_nanosecond(0).unwrap();
     const CHUNK: u64 = 50_000;
     let mut seq = 0u64;
     let mut last_report = Instant::now();
     let mut copy = admin
-        .copy_in_raw(&format!("COPY audit_log ({STORED_COLUMNS}) FROM STDIN"))
+        .copy_in_raw(concat!(
+            "COPY audit_log (",
+            stored_columns!(),
+            ") FROM STDIN"
+        ))
         .await
         .unwrap();
     while seq < n {
@@ -379,20 +406,11 @@ async fn bulk_load(admin: &mut PgConnection, env: Uuid, owner: Uuid, n: u64) -> 
                 request_id: Some(format!("req-{}", Uuid::now_v7())),
                 ip: Some("10.1.2.3".into()),
                 user_agent: Some("portcullis-bench/1.0".into()),
-                prev_hash: prev.to_vec(),
+                prev_hash: vec![],
                 entry_hash: vec![],
             };
-            let body = entry_body(&row);
-            let hash = entry_hash(&EntryHashInput {
-                environment_id: env,
-                seq,
-                prev_hash: prev,
-                body: &body,
-            });
-            tree.push(merkle_leaf(&hash));
-            row.entry_hash = hash.to_vec();
-            prev = hash;
-            // Columns in STORED_COLUMNS order.
+            chain.link(&mut row);
+            // Columns in stored_columns!() order.
             copy_text(&mut buf, Some(&row.environment_id.to_string()));
             buf.push('\t');
             let _ = write!(buf, "{}\t", row.seq);
@@ -445,18 +463,7 @@ async fn bulk_load(admin: &mut PgConnection, env: Uuid, owner: Uuid, n: u64) -> 
     }
     let rows = copy.finish().await.unwrap();
     assert_eq!(rows, n);
-    let frontier: Vec<Vec<u8>> = tree.frontier().iter().map(|h| h.to_vec()).collect();
-    sqlx::query(
-        "INSERT INTO audit_heads (environment_id, seq, head_hash, frontier) VALUES ($1, $2, $3, $4)
-         ON CONFLICT (environment_id) DO UPDATE SET seq = $2, head_hash = $3, frontier = $4",
-    )
-    .bind(env)
-    .bind(n as i64)
-    .bind(prev.as_slice())
-    .bind(frontier)
-    .execute(&mut *admin)
-    .await
-    .unwrap();
+    chain.store_head(admin).await;
     started.elapsed().as_secs_f64()
 }
 
@@ -507,17 +514,18 @@ async fn fetch_only(store: &Store, env: EnvironmentId) -> (u64, f64) {
 async fn fetch_only_superuser(admin: &mut PgConnection, env: Uuid) -> (u64, f64) {
     let started = Instant::now();
     let (mut after, mut count) = (0i64, 0u64);
-    let sql = format!(
-        "SELECT {STORED_COLUMNS} FROM audit_log WHERE environment_id = $1 AND seq > $2 ORDER BY seq LIMIT $3"
-    );
     loop {
-        let batch: Vec<StoredEntry> = sqlx::query_as(&sql)
-            .bind(env)
-            .bind(after)
-            .bind(5000i64)
-            .fetch_all(&mut *admin)
-            .await
-            .unwrap();
+        let batch: Vec<StoredEntry> = sqlx::query_as(concat!(
+            "SELECT ",
+            stored_columns!(),
+            " FROM audit_log WHERE environment_id = $1 AND seq > $2 ORDER BY seq LIMIT $3"
+        ))
+        .bind(env)
+        .bind(after)
+        .bind(5000i64)
+        .fetch_all(&mut *admin)
+        .await
+        .unwrap();
         let Some(last) = batch.last() else { break };
         after = last.seq;
         count += batch.len() as u64;
@@ -525,15 +533,17 @@ async fn fetch_only_superuser(admin: &mut PgConnection, env: Uuid) -> (u64, f64)
     (count, started.elapsed().as_secs_f64())
 }
 
-/// `COPY ... TO STDOUT` of the same rows: the floor for moving them out of PostgreSQL.
-async fn copy_out(admin: &mut PgConnection, env: Uuid, columns: &str) -> (u64, f64) {
-    let started = Instant::now();
-    let mut stream = admin
-        .copy_out_raw(&format!(
-            "COPY (SELECT {columns} FROM audit_log WHERE environment_id = '{env}' ORDER BY seq) TO STDOUT"
-        ))
+/// `COPY ... TO STDOUT` of the same rows (`copy` is `COPY_OUT_STORED` or `COPY_OUT_HASHES`):
+/// the floor for moving them out of PostgreSQL.
+async fn copy_out(admin: &mut PgConnection, env: Uuid, copy: &'static str) -> (u64, f64) {
+    sqlx::query("SELECT set_config($1, $2, false)")
+        .bind(COPY_ENV_SETTING)
+        .bind(env.to_string())
+        .execute(&mut *admin)
         .await
         .unwrap();
+    let started = Instant::now();
+    let mut stream = admin.copy_out_raw(copy).await.unwrap();
     let mut bytes = 0u64;
     while let Some(chunk) = stream.next().await {
         bytes += chunk.unwrap().len() as u64;
@@ -698,6 +708,16 @@ async fn run() {
     let writers = knob("AUDIT_BENCH_WRITERS", 8);
     let env_count = knob("AUDIT_BENCH_ENVS", 64);
     let load_start = loadavg();
+    let columns = |list: &str| {
+        list.split(',')
+            .map(|c| c.trim().to_owned())
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        columns(stored_columns!()),
+        columns(STORED_COLUMNS),
+        "stored_columns!() no longer matches audit_log::STORED_COLUMNS"
+    );
     let mut out = String::new();
 
     let db = TestDb::new().await;
@@ -950,9 +970,8 @@ async fn run() {
     assert_eq!(fetched, size);
     let (su_fetched, su_secs) = fetch_only_superuser(&mut admin, big.as_uuid()).await;
     assert_eq!(su_fetched, size);
-    let (copy_bytes, copy_secs) = copy_out(&mut admin, big.as_uuid(), STORED_COLUMNS).await;
-    let (narrow_bytes, narrow_secs) =
-        copy_out(&mut admin, big.as_uuid(), "seq, prev_hash, entry_hash").await;
+    let (copy_bytes, copy_secs) = copy_out(&mut admin, big.as_uuid(), COPY_OUT_STORED).await;
+    let (narrow_bytes, narrow_secs) = copy_out(&mut admin, big.as_uuid(), COPY_OUT_HASHES).await;
 
     // Client-side CPU work on an in-memory sample.
     let sample_n = 200_000i64.min(size as i64);
@@ -1274,15 +1293,21 @@ async fn run() {
     drop(store);
     owner_pool.close().await;
     admin.close().await.ok();
-    let mut postgres = db
-        .admin
-        .clone()
-        .database("postgres")
-        .connect()
-        .await
-        .unwrap();
-    let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", db.name))
-        .execute(&mut postgres)
-        .await;
+    // DROP DATABASE takes no parameters: `dropdb` quotes the name itself.
+    let maintenance =
+        portcullis_store::testing::url_with(&db.admin_url, db.admin.get_username(), "postgres");
+    let _ = std::process::Command::new(
+        portcullis_provision::find_server_binaries(None)
+            .unwrap()
+            .join("dropdb"),
+    )
+    .args([
+        "--if-exists",
+        "--force",
+        "--maintenance-db",
+        &maintenance,
+        &db.name,
+    ])
+    .status();
     let _ = std::fs::remove_dir_all(&anchor_dir);
 }

@@ -8,7 +8,6 @@
 //! version (403 AccessDenied), signatures and access keys once auth is enabled. What it does
 //! not: `GET ?retention` (GetObjectRetention) is not implemented, it answers with the object
 //! itself and its lock headers; so retention is read with HEAD, as `S3Anchors::retention` does.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};

@@ -4,20 +4,12 @@
 //!   404 and nothing changes.
 //! - A viewer attempting every write gets 403 `role_access_denied` and nothing changes.
 //! - No request is ever answered with a 5xx.
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    clippy::disallowed_methods
-)]
-
-mod support;
 
 use std::collections::HashMap;
 
+use crate::support::{TestApp, User};
 use axum::http::{Method, StatusCode};
 use serde_json::{json, Value};
-use support::{TestApp, User};
 
 struct Tenant {
     owner: User,

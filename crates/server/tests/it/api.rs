@@ -1,19 +1,11 @@
 //! API behaviour, attacked through the real router (controls E3, R1-R5, R8, T1, L7, E1).
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    clippy::disallowed_methods
-)]
 
-mod support;
-
+use crate::support::{TestApp, PASSWORD};
 use axum::body::Body;
 use axum::http::{header, Method, Request, StatusCode};
 use portcullis_server::app::Limits;
 use portcullis_service::config::AuthConfig;
 use serde_json::json;
-use support::{TestApp, PASSWORD};
 
 /// Control E3: sign-up and login return a prefixed token in an HttpOnly, Secure,
 /// SameSite=Strict cookie; the database holds only its SHA-256.

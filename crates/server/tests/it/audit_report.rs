@@ -1,16 +1,10 @@
 //! The monthly signed audit report (control L6), generated from a database with months of
 //! history, verified against the database and an offline bundle, and attacked.
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    clippy::disallowed_methods
-)]
 
 use portcullis_audit::checkpoint::SigningKey;
 use portcullis_audit::report::{compare, tally_bundle, Finding, Month, SignedReport};
 use portcullis_core::{EnvironmentId, Permission, PermissionSet};
-use portcullis_service::anchor::{Anchors, LocalAnchors};
+use portcullis_service::anchor::Anchors;
 use portcullis_service::report::{self, ReportError};
 use portcullis_service::trail::{self, ExportFormat, ExportWriter, Signer};
 use portcullis_store::queries::audit_log;
@@ -19,6 +13,9 @@ use portcullis_store::{AuditEvent, Store};
 use time::macros::datetime;
 use time::OffsetDateTime;
 use uuid::Uuid;
+
+use crate::support;
+use crate::support::chain::{self, AuditTable};
 
 struct History {
     db: TestDb,
@@ -35,15 +32,8 @@ async fn history() -> History {
     let db = TestDb::new().await;
     let store = db.store().await;
     let vault = portcullis_store::testing::test_vault();
-    let owner = portcullis_store::bootstrap::runtime_pool(&db.owner, 2)
-        .await
-        .unwrap();
-    let signer = Signer::load_or_create(&owner, &vault, vault.default_kek())
-        .await
-        .unwrap();
-    let anchors = Anchors::Local(LocalAnchors::new(
-        std::env::temp_dir().join(format!("pc-report-anchors-{}", Uuid::now_v7())),
-    ));
+    let signer = support::trail::signer(&db, &vault).await;
+    let anchors = support::trail::local_anchors("pc-report-anchors");
     let env = Uuid::now_v7();
     let h = History {
         db,
@@ -126,73 +116,13 @@ impl History {
     }
 
     async fn superuser(&self, sql: &str) {
-        let mut admin = self.db.admin_conn().await;
-        sqlx::query("ALTER TABLE audit_log DISABLE TRIGGER audit_log_no_update_delete")
-            .execute(&mut admin)
-            .await
-            .unwrap();
-        sqlx::query(sql)
-            .bind(self.env)
-            .execute(&mut admin)
-            .await
-            .unwrap();
-        sqlx::query("ALTER TABLE audit_log ENABLE TRIGGER audit_log_no_update_delete")
-            .execute(&mut admin)
-            .await
-            .unwrap();
+        chain::tamper(&self.db, AuditTable::Log, self.env, sql).await;
     }
 
     /// Rewrites every hash from entry 1 on and the chain head, as an attacker who bypassed L2
     /// would after editing a row: the chain is clean again, but not the signed tree.
     async fn rehash_everything(&self) {
-        let mut admin = self.db.admin_conn().await;
-        sqlx::query("ALTER TABLE audit_log DISABLE TRIGGER audit_log_no_update_delete")
-            .execute(&mut admin)
-            .await
-            .unwrap();
-        let rows: Vec<audit_log::StoredEntry> = sqlx::query_as(&format!(
-            "SELECT {} FROM audit_log WHERE environment_id = $1 ORDER BY seq",
-            audit_log::STORED_COLUMNS
-        ))
-        .bind(self.env)
-        .fetch_all(&mut admin)
-        .await
-        .unwrap();
-        let mut prev = [0u8; 32];
-        let mut tree = portcullis_audit::merkle::MerkleTree::new();
-        for r in &rows {
-            let body = portcullis_store::audit::entry_body(r);
-            let h = portcullis_audit::entry::entry_hash(&portcullis_audit::entry::EntryHashInput {
-                environment_id: self.env,
-                seq: r.seq as u64,
-                prev_hash: prev,
-                body: &body,
-            });
-            sqlx::query("UPDATE audit_log SET prev_hash = $3, entry_hash = $4 WHERE environment_id = $1 AND seq = $2")
-                .bind(self.env)
-                .bind(r.seq)
-                .bind(prev.as_slice())
-                .bind(h.as_slice())
-                .execute(&mut admin)
-                .await
-                .unwrap();
-            tree.push(portcullis_audit::entry::merkle_leaf(&h));
-            prev = h;
-        }
-        let frontier: Vec<Vec<u8>> = tree.frontier().iter().map(|h| h.to_vec()).collect();
-        sqlx::query(
-            "UPDATE audit_heads SET head_hash = $2, frontier = $3 WHERE environment_id = $1",
-        )
-        .bind(self.env)
-        .bind(prev.as_slice())
-        .bind(frontier)
-        .execute(&mut admin)
-        .await
-        .unwrap();
-        sqlx::query("ALTER TABLE audit_log ENABLE TRIGGER audit_log_no_update_delete")
-            .execute(&mut admin)
-            .await
-            .unwrap();
+        chain::rehash(&self.db, self.env).await;
     }
 
     /// The JSONL export of the month's window, as `GET /audit/export?format=jsonl&from=&to=`
@@ -542,9 +472,7 @@ async fn l6_edited_reports_unknown_keys_and_forged_proofs_fail() {
     );
 
     // After a key rotation the old report still verifies: retired keys stay published.
-    let owner = portcullis_store::bootstrap::runtime_pool(&h.db.owner, 2)
-        .await
-        .unwrap();
+    let owner = support::node_pool(&h.db).await;
     let rotated = Signer::create(&owner, &h.vault, h.vault.default_kek())
         .await
         .unwrap();

@@ -1,25 +1,16 @@
 //! Erasure without breaking the audit chain (control D3): a person's IP addresses and user
 //! agents in audit entries are sealed under their own key; destroying it makes them unreadable
 //! while the chain, the checkpoints and the proofs still verify.
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    clippy::disallowed_methods
-)]
-
-mod support;
 
 use std::net::SocketAddr;
 
-use axum::body::Body;
 use axum::extract::ConnectInfo;
-use axum::http::{header, Method, Request, StatusCode};
-use portcullis_service::anchor::{Anchors, LocalAnchors};
-use portcullis_service::trail::{self, Signer};
+use axum::http::{header, Method, StatusCode};
 use serde_json::{json, Value};
-use support::TestApp;
 use uuid::Uuid;
+
+use crate::support::chain::{self, AuditTable};
+use crate::support::{self, request, with_body, TestApp};
 
 const BOB_AGENT: &str = "MARKER-agent-of-bob-5e1f";
 const BOB_IP: &str = "203.0.113.77";
@@ -35,20 +26,10 @@ async fn as_person(
     ip: &str,
 ) -> support::Reply {
     let addr: SocketAddr = format!("{ip}:40000").parse().unwrap();
-    let b = Request::builder()
-        .method(method)
-        .uri(path)
-        .header(header::AUTHORIZATION, format!("Bearer {token}"))
+    let b = request(method, path, Some(token))
         .header(header::USER_AGENT, agent)
         .extension(ConnectInfo(addr));
-    let req = match body {
-        Some(v) => b
-            .header(header::CONTENT_TYPE, "application/json")
-            .body(Body::from(v.to_string()))
-            .unwrap(),
-        None => b.body(Body::empty()).unwrap(),
-    };
-    app.send(req).await
+    app.send(with_body(b, body)).await
 }
 
 async fn entries(app: &TestApp, env: &str, token: &str) -> Vec<Value> {
@@ -114,23 +95,11 @@ async fn d3_erasure_destroys_personal_data_and_keeps_the_chain_verifiable() {
 
     // Checkpoint and verify before the erasure.
     let env_id = Uuid::parse_str(&env).unwrap();
-    let owner_pool = portcullis_store::bootstrap::runtime_pool(&app.db.owner, 2)
-        .await
-        .unwrap();
-    let signer = Signer::load_or_create(&owner_pool, &app.vault, app.vault.default_kek())
-        .await
-        .unwrap();
-    let anchors = Anchors::Local(LocalAnchors::new(
-        std::env::temp_dir().join(format!("pc-anchors-{}", Uuid::now_v7())),
-    ));
+    let signer = support::trail::signer(&app.db, &app.vault).await;
+    let anchors = support::trail::local_anchors("pc-anchors");
     let store = app.db.store().await;
-    let first = trail::checkpoint(&store, &signer, &anchors, env_id)
-        .await
-        .unwrap()
-        .expect("a checkpoint");
-    let report = trail::verify_environment(&store, env_id, signer.public_keys(), &anchors, |_| {})
-        .await
-        .unwrap();
+    let first = support::trail::checkpoint(&store, &signer, &anchors, env_id).await;
+    let report = support::trail::verify(&store, &signer, &anchors, env_id).await;
     assert!(report.is_clean(), "{:?}", report.first_problem);
 
     // Another tenant's admin cannot reach Bob's key here; a viewer cannot erase at all.
@@ -198,13 +167,8 @@ async fn d3_erasure_destroys_personal_data_and_keeps_the_chain_verifiable() {
         && e["after"]["key_destroyed"] == true));
 
     // The chain, the earlier checkpoint and a new one all verify; proofs still hold.
-    let second = trail::checkpoint(&store, &signer, &anchors, env_id)
-        .await
-        .unwrap()
-        .expect("a checkpoint");
-    let report = trail::verify_environment(&store, env_id, signer.public_keys(), &anchors, |_| {})
-        .await
-        .unwrap();
+    let second = support::trail::checkpoint(&store, &signer, &anchors, env_id).await;
+    let report = support::trail::verify(&store, &signer, &anchors, env_id).await;
     assert!(report.is_clean(), "{:?}", report.first_problem);
     assert!(report.checkpoints_checked >= 2);
     let r = app
@@ -258,20 +222,15 @@ async fn d3_sealed_metadata_is_bound_to_its_entry() {
         .await;
         assert_eq!(r.status, StatusCode::CREATED);
     }
-    let mut admin = app.db.admin_conn().await;
-    sqlx::query("ALTER TABLE audit_log DISABLE TRIGGER audit_log_no_update_delete")
-        .execute(&mut admin)
-        .await
-        .unwrap();
-    sqlx::query(
+    chain::tamper(
+        &app.db,
+        AuditTable::Log,
+        Uuid::parse_str(&env).unwrap(),
         "UPDATE audit_log a SET user_agent = (SELECT user_agent FROM audit_log b
                  WHERE b.environment_id = a.environment_id AND b.action = 'project.created' ORDER BY seq LIMIT 1)
           WHERE a.environment_id = $1::uuid AND a.seq = (SELECT max(seq) FROM audit_log WHERE environment_id = $1::uuid AND action = 'project.created')",
     )
-    .bind(&env)
-    .execute(&mut admin)
-    .await
-    .unwrap();
+    .await;
     let r = app
         .get(&format!("/v1/environments/{env}/audit"), &owner.token)
         .await;
@@ -286,17 +245,15 @@ async fn d3_platform_scope_erasure_is_the_operators() {
     let app = TestApp::spawn().await;
     let bob = app.signup("bob@example.com").await;
     let addr: SocketAddr = format!("{BOB_IP}:40000").parse().unwrap();
-    let req = Request::builder()
-        .method(Method::POST)
-        .uri("/v1/auth/login")
-        .header(header::CONTENT_TYPE, "application/json")
+    let req = request(Method::POST, "/v1/auth/login", None)
         .header(header::USER_AGENT, BOB_AGENT)
-        .extension(ConnectInfo(addr))
-        .body(Body::from(
-            json!({ "email": "bob@example.com", "password": support::PASSWORD }).to_string(),
+        .extension(ConnectInfo(addr));
+    let login = app
+        .send(with_body(
+            req,
+            Some(json!({ "email": "bob@example.com", "password": support::PASSWORD })),
         ))
-        .unwrap();
-    let login = app.send(req).await;
+        .await;
     assert_eq!(login.status, StatusCode::OK);
     let token = login.body["token"].as_str().unwrap().to_owned();
     let sessions = app.get("/v1/me/sessions", &token).await;

@@ -1,5 +1,5 @@
-// Tests state their expectations with unwrap/panic; the workspace denies them for product code.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+//! TLS (control E1): certificates generated, reused and refused, and the listener:
+//! versions, ALPN, refused plain text, drain and shutdown.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};

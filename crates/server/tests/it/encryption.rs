@@ -1,22 +1,14 @@
 //! Envelope encryption attacked end to end (controls E2, E4, E5, E6, L7).
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    clippy::disallowed_methods
-)]
-
-mod support;
 
 use std::time::Duration;
 
+use crate::support::{self, node_pool, TestApp};
 use axum::http::StatusCode;
 use portcullis_core::{EnvironmentId, PermissionSet};
 use portcullis_server::app::Limits;
 use portcullis_service::config::AuthConfig;
 use portcullis_store::RequestMeta;
 use serde_json::json;
-use support::TestApp;
 
 async fn env_with_docs(
     app: &TestApp,
@@ -28,15 +20,12 @@ async fn env_with_docs(
     let p = app.create_project(owner, &env, "p").await;
     let mut docs = vec![];
     for i in 0..n {
-        let r = app
-            .post(
-                &format!("/v1/environments/{env}/projects/{p}/documents"),
-                &owner.token,
-                json!({ "title": format!("doc {i}"), "body": format!("{name}-body-{i}") }),
-            )
-            .await;
-        assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.body);
-        docs.push(r.body["document_id"].as_str().unwrap().to_owned());
+        let title = format!("doc {i}");
+        let body = format!("{name}-body-{i}");
+        docs.push(
+            app.create_document_with(owner, &env, &p, &title, &body)
+                .await,
+        );
     }
     (env, p, docs)
 }
@@ -561,12 +550,8 @@ async fn e5_rotation_scheduler_runs_on_one_node_at_a_time() {
         .execute(&mut admin)
         .await
         .unwrap();
-    let node_a = portcullis_store::bootstrap::runtime_pool(&app.db.owner, 2)
-        .await
-        .unwrap();
-    let node_b = portcullis_store::bootstrap::runtime_pool(&app.db.owner, 2)
-        .await
-        .unwrap();
+    let node_a = node_pool(&app.db).await;
+    let node_b = node_pool(&app.db).await;
     let held = PassLock::try_acquire(&node_b, KEY_ROTATION_SCHEDULER_LOCK)
         .await
         .unwrap()

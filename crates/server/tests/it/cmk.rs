@@ -1,20 +1,13 @@
 //! Customer-managed keys through an HSM (control E4), against SoftHSM2: switching an
 //! environment to its own key, revoking it (that environment's encrypted data becomes
 //! unreadable with `key_unavailable`, others are unaffected) and restoring it.
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    clippy::disallowed_methods
-)]
-
-mod support;
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
+use crate::support::TestApp;
 use axum::http::StatusCode;
 use portcullis_crypto::Secret;
 use portcullis_keys::pkcs11::{Pkcs11Config, Pkcs11Provider};
@@ -23,7 +16,6 @@ use portcullis_server::app::Limits;
 use portcullis_service::config::AuthConfig;
 use portcullis_store::vault::{Vault, VaultConfig};
 use serde_json::json;
-use support::TestApp;
 
 const MODULE: &str = "/usr/lib/softhsm/libsofthsm2.so";
 

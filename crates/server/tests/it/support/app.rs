@@ -1,12 +1,5 @@
 //! In-process test harness: a fresh database per test and the real router, driven with
 //! `tower::ServiceExt::oneshot`.
-#![allow(
-    dead_code,
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    clippy::disallowed_methods
-)]
 
 use std::time::Duration;
 
@@ -124,27 +117,13 @@ impl TestApp {
         token: Option<&str>,
         body: Option<Value>,
     ) -> Reply {
-        let mut b = Request::builder().method(method).uri(path);
-        if let Some(t) = token {
-            b = b.header(header::AUTHORIZATION, format!("Bearer {t}"));
-        }
-        let req = match body {
-            Some(v) => b
-                .header(header::CONTENT_TYPE, "application/json")
-                .body(Body::from(v.to_string()))
-                .unwrap(),
-            None => b.body(Body::empty()).unwrap(),
-        };
-        self.send(req).await
+        self.send(with_body(request(method, path, token), body))
+            .await
     }
 
     /// A GET whose body is returned as raw bytes (exports).
     pub async fn get_raw(&self, path: &str, token: &str) -> (StatusCode, Vec<u8>) {
-        let req = Request::builder()
-            .uri(path)
-            .header(header::AUTHORIZATION, format!("Bearer {token}"))
-            .body(Body::empty())
-            .unwrap();
+        let req = with_body(request(Method::GET, path, Some(token)), None);
         let res = self.router.clone().oneshot(req).await.unwrap();
         let status = res.status();
         (
@@ -175,13 +154,14 @@ impl TestApp {
     }
 
     pub async fn signup(&self, email: &str) -> User {
+        self.signup_with(json!({ "email": email, "password": PASSWORD }))
+            .await
+    }
+
+    /// Signs up with the given request body (which must hold `email`).
+    pub async fn signup_with(&self, body: Value) -> User {
         let r = self
-            .call(
-                Method::POST,
-                "/v1/auth/signup",
-                None,
-                Some(json!({ "email": email, "password": PASSWORD })),
-            )
+            .call(Method::POST, "/v1/auth/signup", None, Some(body.clone()))
             .await;
         assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.body);
         User {
@@ -190,7 +170,7 @@ impl TestApp {
                 .as_str()
                 .unwrap()
                 .to_owned(),
-            email: email.to_owned(),
+            email: body["email"].as_str().unwrap().to_owned(),
         }
     }
 
@@ -225,11 +205,23 @@ impl TestApp {
         project: &str,
         title: &str,
     ) -> String {
+        self.create_document_with(user, env, project, title, "text")
+            .await
+    }
+
+    pub async fn create_document_with(
+        &self,
+        user: &User,
+        env: &str,
+        project: &str,
+        title: &str,
+        body: &str,
+    ) -> String {
         let r = self
             .post(
                 &format!("/v1/environments/{env}/projects/{project}/documents"),
                 &user.token,
-                json!({ "title": title, "body": "text" }),
+                json!({ "title": title, "body": body }),
             )
             .await;
         assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.body);
@@ -237,7 +229,6 @@ impl TestApp {
     }
 
     /// The whole database as `pg_dump` writes it (plain SQL), to search for plaintext.
-    #[allow(dead_code)]
     pub fn pg_dump(&self) -> String {
         let bin = portcullis_provision::find_server_binaries(None).unwrap();
         let out = std::process::Command::new(bin.join("pg_dump"))
@@ -276,21 +267,27 @@ impl TestApp {
 
     /// A fingerprint of every tenant table's content, for "nothing changed" assertions.
     pub async fn fingerprint(&self) -> String {
-        let mut conn = self.db.admin_conn().await;
-        let mut out = String::new();
-        for table in portcullis_store::catalog::TENANT_TABLES
+        let tables: Vec<&str> = portcullis_store::catalog::TENANT_TABLES
             .iter()
-            .chain(["identities"].iter())
-        {
-            if *table == "audit_log" {
-                continue;
-            }
-            let h: Option<String> = sqlx::query_scalar(&format!(
-                "SELECT md5(string_agg(t::text, '|' ORDER BY t::text)) FROM {table} t"
-            ))
-            .fetch_one(&mut conn)
-            .await
-            .unwrap();
+            .copied()
+            .chain(["identities"])
+            .filter(|t| *t != "audit_log")
+            .collect();
+        // Table names cannot be bound: PostgreSQL quotes each one itself (format's %I) and runs
+        // the digest query for it (query_to_xml), all in one round trip.
+        let rows: Vec<(String, Option<String>)> = sqlx::query_as(
+            "SELECT t.name, (xpath('/row/h/text()', query_to_xml(
+                        format('SELECT md5(string_agg(t::text, ''|'' ORDER BY t::text)) AS h FROM %I t', t.name),
+                        false, true, '')))[1]::text
+               FROM unnest($1::text[]) WITH ORDINALITY AS t(name, n)
+              ORDER BY t.n",
+        )
+        .bind(&tables)
+        .fetch_all(&mut self.db.admin_conn().await)
+        .await
+        .unwrap();
+        let mut out = String::new();
+        for (table, h) in rows {
             out.push_str(&format!("{table}={h:?};"));
         }
         out
@@ -307,5 +304,25 @@ impl TestApp {
         .await
         .unwrap();
         rows
+    }
+}
+
+/// A request as [`TestApp::call`] builds it, for tests that add headers or a peer address.
+pub fn request(method: Method, path: &str, token: Option<&str>) -> axum::http::request::Builder {
+    let b = Request::builder().method(method).uri(path);
+    match token {
+        Some(t) => b.header(header::AUTHORIZATION, format!("Bearer {t}")),
+        None => b,
+    }
+}
+
+/// Finishes `b` with `body` as JSON, or empty.
+pub fn with_body(b: axum::http::request::Builder, body: Option<Value>) -> Request<Body> {
+    match body {
+        Some(v) => b
+            .header(header::CONTENT_TYPE, "application/json")
+            .body(Body::from(v.to_string()))
+            .unwrap(),
+        None => b.body(Body::empty()).unwrap(),
     }
 }

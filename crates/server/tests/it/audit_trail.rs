@@ -1,12 +1,4 @@
 //! The tamper-evident audit trail, attacked (controls L1-L5, L7).
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    clippy::disallowed_methods
-)]
-
-mod support;
 
 use axum::http::StatusCode;
 use portcullis_audit::checkpoint::PublicKey;
@@ -14,8 +6,10 @@ use portcullis_audit::verify::ProblemKind;
 use portcullis_service::anchor::{Anchors, LocalAnchors};
 use portcullis_service::trail::{self, Signer};
 use serde_json::json;
-use support::TestApp;
 use uuid::Uuid;
+
+use crate::support::chain::{self, AuditTable};
+use crate::support::{self, hash32, hashes, node_pool, TestApp};
 
 struct Trail {
     app: TestApp,
@@ -33,15 +27,8 @@ async fn trail_with_entries(projects: usize) -> Trail {
     for i in 0..projects {
         app.create_project(&owner, &env, &format!("p{i}")).await;
     }
-    let owner_pool = portcullis_store::bootstrap::runtime_pool(&app.db.owner, 2)
-        .await
-        .unwrap();
-    let signer = Signer::load_or_create(&owner_pool, &app.vault, app.vault.default_kek())
-        .await
-        .unwrap();
-    let anchors = Anchors::Local(LocalAnchors::new(
-        std::env::temp_dir().join(format!("pc-anchors-{}", Uuid::now_v7())),
-    ));
+    let signer = support::trail::signer(&app.db, &app.vault).await;
+    let anchors = support::trail::local_anchors("pc-anchors");
     let env_id = Uuid::parse_str(&env).unwrap();
     Trail {
         app,
@@ -56,57 +43,26 @@ async fn trail_with_entries(projects: usize) -> Trail {
 impl Trail {
     async fn checkpoint(&self) {
         let store = self.app.db.store().await;
-        trail::checkpoint(&store, &self.signer, &self.anchors, self.env_id)
-            .await
-            .unwrap()
-            .expect("a checkpoint");
+        support::trail::checkpoint(&store, &self.signer, &self.anchors, self.env_id).await;
     }
 
     async fn verify(&self, anchors: &Anchors) -> portcullis_audit::verify::Report {
         let store = self.app.db.store().await;
-        trail::verify_environment(
-            &store,
-            self.env_id,
-            self.signer.public_keys(),
-            anchors,
-            |_| {},
-        )
-        .await
-        .unwrap()
+        support::trail::verify(&store, &self.signer, anchors, self.env_id).await
     }
 
-    async fn superuser_subtrees(&self, sql: &str) {
-        let mut admin = self.app.db.admin_conn().await;
-        for statement in [
-            "ALTER TABLE audit_subtrees DISABLE TRIGGER audit_subtrees_no_update_delete",
-            sql,
-            "ALTER TABLE audit_subtrees ENABLE TRIGGER audit_subtrees_no_update_delete",
-        ] {
-            sqlx::query(statement)
-                .bind(self.env_id)
-                .execute(&mut admin)
-                .await
-                .unwrap();
-        }
+    /// `GET /audit/checkpoints/latest` as the owner.
+    async fn latest_checkpoint(&self) -> support::Reply {
+        self.app
+            .get(
+                &format!("/v1/environments/{}/audit/checkpoints/latest", self.env),
+                &self.owner.token,
+            )
+            .await
     }
 
-    async fn superuser(&self, sql: &str) {
-        let mut admin = self.app.db.admin_conn().await;
-        sqlx::query("ALTER TABLE audit_log DISABLE TRIGGER audit_log_no_update_delete")
-            .execute(&mut admin)
-            .await
-            .unwrap();
-        for statement in sql.split(';') {
-            sqlx::query(statement)
-                .bind(self.env_id)
-                .execute(&mut admin)
-                .await
-                .unwrap();
-        }
-        sqlx::query("ALTER TABLE audit_log ENABLE TRIGGER audit_log_no_update_delete")
-            .execute(&mut admin)
-            .await
-            .unwrap();
+    async fn superuser(&self, table: AuditTable, sql: &str) {
+        chain::tamper(&self.app.db, table, self.env_id, sql).await;
     }
 }
 
@@ -204,7 +160,7 @@ async fn l3_edits_deletions_and_reorderings_are_detected_and_localized() {
         let t = trail_with_entries(5).await;
         t.checkpoint().await;
         assert!(t.verify(&t.anchors).await.is_clean());
-        t.superuser(sql).await;
+        t.superuser(AuditTable::Log, sql).await;
         let report = t.verify(&t.anchors).await;
         let problem = report
             .first_problem
@@ -220,66 +176,21 @@ async fn l3_edits_deletions_and_reorderings_are_detected_and_localized() {
 async fn l4_consistent_rewrite_is_caught_by_the_anchors() {
     let t = trail_with_entries(6).await;
     t.checkpoint().await;
-    let mut admin = t.app.db.admin_conn().await;
-    for sql in [
-        "ALTER TABLE audit_log DISABLE TRIGGER audit_log_no_update_delete",
-        "ALTER TABLE audit_checkpoints DISABLE TRIGGER audit_checkpoints_no_update_delete",
-    ] {
-        sqlx::query(sql).execute(&mut admin).await.unwrap();
-    }
-    sqlx::query("UPDATE audit_log SET after = '{\"name\":\"history rewritten\"}' WHERE environment_id = $1 AND seq = 2")
-        .bind(t.env_id)
-        .execute(&mut admin)
-        .await
-        .unwrap();
+    t.superuser(
+        AuditTable::Log,
+        "UPDATE audit_log SET after = '{\"name\":\"history rewritten\"}' WHERE environment_id = $1 AND seq = 2",
+    )
+    .await;
     // Recompute every hash from entry 2 on, and the head, as an informed attacker would.
-    let rows: Vec<portcullis_store::queries::audit_log::StoredEntry> = sqlx::query_as(&format!(
-        "SELECT {} FROM audit_log WHERE environment_id = $1 ORDER BY seq",
-        portcullis_store::queries::audit_log::STORED_COLUMNS
-    ))
-    .bind(t.env_id)
-    .fetch_all(&mut admin)
-    .await
-    .unwrap();
-    let mut prev = [0u8; 32];
-    let mut tree = portcullis_audit::merkle::MerkleTree::new();
-    for r in &rows {
-        let body = portcullis_store::audit::entry_body(r);
-        let h = portcullis_audit::entry::entry_hash(&portcullis_audit::entry::EntryHashInput {
-            environment_id: t.env_id,
-            seq: r.seq as u64,
-            prev_hash: prev,
-            body: &body,
-        });
-        sqlx::query("UPDATE audit_log SET prev_hash = $3, entry_hash = $4 WHERE environment_id = $1 AND seq = $2")
-            .bind(t.env_id)
-            .bind(r.seq)
-            .bind(prev.as_slice())
-            .bind(h.as_slice())
-            .execute(&mut admin)
-            .await
-            .unwrap();
-        tree.push(portcullis_audit::entry::merkle_leaf(&h));
-        prev = h;
-    }
-    let frontier: Vec<Vec<u8>> = tree.frontier().iter().map(|h| h.to_vec()).collect();
-    sqlx::query("UPDATE audit_heads SET head_hash = $2, frontier = $3 WHERE environment_id = $1")
-        .bind(t.env_id)
-        .bind(prev.as_slice())
-        .bind(frontier)
-        .execute(&mut admin)
-        .await
-        .unwrap();
-    sqlx::query("DELETE FROM audit_checkpoints WHERE environment_id = $1")
-        .bind(t.env_id)
-        .execute(&mut admin)
-        .await
-        .unwrap();
+    chain::rehash(&t.app.db, t.env_id).await;
+    t.superuser(
+        AuditTable::Checkpoints,
+        "DELETE FROM audit_checkpoints WHERE environment_id = $1",
+    )
+    .await;
 
     // The database alone now looks perfect ...
-    let no_anchors = Anchors::Local(LocalAnchors::new(
-        std::env::temp_dir().join(format!("pc-empty-{}", Uuid::now_v7())),
-    ));
+    let no_anchors = support::trail::local_anchors("pc-empty");
     assert!(
         t.verify(&no_anchors).await.is_clean(),
         "the rewrite should be internally consistent"
@@ -409,14 +320,8 @@ async fn l3_api_proofs_verify_against_signed_checkpoints() {
     use portcullis_audit::merkle::{verify_consistency, verify_inclusion};
     let t = trail_with_entries(3).await;
     t.checkpoint().await;
-    let first: portcullis_audit::checkpoint::SignedCheckpoint = t
-        .app
-        .get(
-            &format!("/v1/environments/{}/audit/checkpoints/latest", t.env),
-            &t.owner.token,
-        )
-        .await
-        .body["signed"]
+    let first: portcullis_audit::checkpoint::SignedCheckpoint = t.latest_checkpoint().await.body
+        ["signed"]
         .as_str()
         .unwrap()
         .parse()
@@ -427,26 +332,11 @@ async fn l3_api_proofs_verify_against_signed_checkpoints() {
             .await;
     }
     t.checkpoint().await;
-    let latest = t
-        .app
-        .get(
-            &format!("/v1/environments/{}/audit/checkpoints/latest", t.env),
-            &t.owner.token,
-        )
-        .await;
+    let latest = t.latest_checkpoint().await;
     let second: portcullis_audit::checkpoint::SignedCheckpoint =
         latest.body["signed"].as_str().unwrap().parse().unwrap();
     second.verify(t.signer.public_keys()).unwrap();
     let size = second.checkpoint.tree_size;
-    let hexd = |s: &str| {
-        <[u8; 32]>::try_from(
-            (0..64)
-                .step_by(2)
-                .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
-                .collect::<Vec<u8>>(),
-        )
-        .unwrap()
-    };
     for seq in [1, 2, size / 2, size] {
         let p = t
             .app
@@ -459,14 +349,9 @@ async fn l3_api_proofs_verify_against_signed_checkpoints() {
             )
             .await;
         assert_eq!(p.status, StatusCode::OK, "{:?}", p.body);
-        let proof: Vec<[u8; 32]> = p.body["proof"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|h| hexd(h.as_str().unwrap()))
-            .collect();
+        let proof: Vec<[u8; 32]> = hashes(&p.body["proof"]);
         let leaf =
-            portcullis_audit::entry::merkle_leaf(&hexd(p.body["entry_hash"].as_str().unwrap()));
+            portcullis_audit::entry::merkle_leaf(&hash32(p.body["entry_hash"].as_str().unwrap()));
         assert!(
             verify_inclusion(&leaf, seq - 1, size, &proof, &second.checkpoint.root_hash),
             "seq {seq}"
@@ -492,12 +377,7 @@ async fn l3_api_proofs_verify_against_signed_checkpoints() {
             &t.owner.token,
         )
         .await;
-    let proof: Vec<[u8; 32]> = c.body["proof"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|h| hexd(h.as_str().unwrap()))
-        .collect();
+    let proof: Vec<[u8; 32]> = hashes(&c.body["proof"]);
     assert!(verify_consistency(
         first.checkpoint.tree_size,
         size,
@@ -528,12 +408,7 @@ async fn l3_api_proofs_verify_against_signed_checkpoints() {
 async fn l4_racing_checkpointers_agree_on_the_anchor() {
     let t = trail_with_entries(2).await;
     let store = t.app.db.store().await;
-    let owner_pool = portcullis_store::bootstrap::runtime_pool(&t.app.db.owner, 2)
-        .await
-        .unwrap();
-    let other_signer = Signer::load_or_create(&owner_pool, &t.app.vault, t.app.vault.default_kek())
-        .await
-        .unwrap();
+    let other_signer = support::trail::signer(&t.app.db, &t.app.vault).await;
     let first = trail::checkpoint(&store, &t.signer, &t.anchors, t.env_id)
         .await
         .unwrap()
@@ -554,9 +429,7 @@ async fn l4_racing_checkpointers_agree_on_the_anchor() {
 async fn l4_unanchored_checkpoints_are_retried_by_later_passes() {
     let t = trail_with_entries(3).await;
     let store = t.app.db.store().await;
-    let owner_pool = portcullis_store::bootstrap::runtime_pool(&t.app.db.owner, 2)
-        .await
-        .unwrap();
+    let owner_pool = node_pool(&t.app.db).await;
     // An anchor directory that cannot be created: a path below a regular file.
     let blocker = std::env::temp_dir().join(format!("pc-anchor-blocker-{}", Uuid::now_v7()));
     std::fs::write(&blocker, b"not a directory").unwrap();
@@ -588,13 +461,7 @@ async fn l4_unanchored_checkpoints_are_retried_by_later_passes() {
     );
     let anchored = t.anchors.list(t.env_id).await.unwrap();
     assert_eq!(anchored.len(), 1);
-    let latest = t
-        .app
-        .get(
-            &format!("/v1/environments/{}/audit/checkpoints/latest", t.env),
-            &t.owner.token,
-        )
-        .await;
+    let latest = t.latest_checkpoint().await;
     assert_eq!(anchored[0].1, latest.body["signed"].as_str().unwrap());
     // Recorded: the next pass has nothing to re-anchor, only the new entries to checkpoint.
     let pass = trail::checkpoint_pass(&store, &owner_pool, &t.signer, &t.anchors, 1, zero)
@@ -614,12 +481,8 @@ async fn l4_checkpointer_pass_is_skipped_while_another_node_holds_the_lock() {
     use portcullis_store::leader::{PassLock, AUDIT_CHECKPOINTER_LOCK};
     let t = trail_with_entries(2).await;
     let store = t.app.db.store().await;
-    let node_a = portcullis_store::bootstrap::runtime_pool(&t.app.db.owner, 2)
-        .await
-        .unwrap();
-    let node_b = portcullis_store::bootstrap::runtime_pool(&t.app.db.owner, 2)
-        .await
-        .unwrap();
+    let node_a = node_pool(&t.app.db).await;
+    let node_b = node_pool(&t.app.db).await;
     let zero = std::time::Duration::ZERO;
     let held = PassLock::try_acquire(&node_b, AUDIT_CHECKPOINTER_LOCK)
         .await
@@ -634,13 +497,7 @@ async fn l4_checkpointer_pass_is_skipped_while_another_node_holds_the_lock() {
         .unwrap();
     assert!(pass.skipped);
     assert_eq!(pass.cut, 0);
-    let none = t
-        .app
-        .get(
-            &format!("/v1/environments/{}/audit/checkpoints/latest", t.env),
-            &t.owner.token,
-        )
-        .await;
+    let none = t.latest_checkpoint().await;
     assert_eq!(none.status, StatusCode::NOT_FOUND);
     held.release().await.unwrap();
     let pass = trail::checkpoint_pass(&store, &node_a, &t.signer, &t.anchors, 1, zero)
@@ -693,33 +550,11 @@ async fn l3_api_proofs_at_a_large_size_verify() {
         tx.commit().await.unwrap();
     }
     t.checkpoint().await;
-    let latest = t
-        .app
-        .get(
-            &format!("/v1/environments/{}/audit/checkpoints/latest", t.env),
-            &t.owner.token,
-        )
-        .await;
+    let latest = t.latest_checkpoint().await;
     let cp: portcullis_audit::checkpoint::SignedCheckpoint =
         latest.body["signed"].as_str().unwrap().parse().unwrap();
     let size = cp.checkpoint.tree_size;
     assert!(size > 3000);
-    let hexd = |s: &str| {
-        <[u8; 32]>::try_from(
-            (0..64)
-                .step_by(2)
-                .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
-                .collect::<Vec<u8>>(),
-        )
-        .unwrap()
-    };
-    let hexes = |v: &serde_json::Value| -> Vec<[u8; 32]> {
-        v.as_array()
-            .unwrap()
-            .iter()
-            .map(|h| hexd(h.as_str().unwrap()))
-            .collect()
-    };
     for seq in [1, 256, 257, 1500, 2048, size - 1, size] {
         let p = t
             .app
@@ -733,17 +568,17 @@ async fn l3_api_proofs_at_a_large_size_verify() {
             .await;
         assert_eq!(p.status, StatusCode::OK, "{:?}", p.body);
         assert_eq!(
-            hexd(p.body["root_hash"].as_str().unwrap()),
+            hash32(p.body["root_hash"].as_str().unwrap()),
             cp.checkpoint.root_hash
         );
         let leaf =
-            portcullis_audit::entry::merkle_leaf(&hexd(p.body["entry_hash"].as_str().unwrap()));
+            portcullis_audit::entry::merkle_leaf(&hash32(p.body["entry_hash"].as_str().unwrap()));
         assert!(
             verify_inclusion(
                 &leaf,
                 seq - 1,
                 size,
-                &hexes(&p.body["proof"]),
+                &hashes(&p.body["proof"]),
                 &cp.checkpoint.root_hash
             ),
             "seq {seq}"
@@ -751,8 +586,11 @@ async fn l3_api_proofs_at_a_large_size_verify() {
     }
     // Forget every stored node (a log from before they were stored): the proofs backfill and
     // still verify.
-    t.superuser_subtrees("DELETE FROM audit_subtrees WHERE environment_id = $1")
-        .await;
+    t.superuser(
+        AuditTable::Subtrees,
+        "DELETE FROM audit_subtrees WHERE environment_id = $1",
+    )
+    .await;
     let c = t
         .app
         .get(
@@ -772,11 +610,11 @@ async fn l3_api_proofs_at_a_large_size_verify() {
         )
         .await
         .unwrap();
-    let hashes = portcullis_store::queries::audit_log::entry_hashes(&mut tx, 1000)
+    let first_1000 = portcullis_store::queries::audit_log::entry_hashes(&mut tx, 1000)
         .await
         .unwrap();
     tx.commit().await.unwrap();
-    let leaves: Vec<[u8; 32]> = hashes
+    let leaves: Vec<[u8; 32]> = first_1000
         .iter()
         .map(portcullis_audit::entry::merkle_leaf)
         .collect();
@@ -785,7 +623,7 @@ async fn l3_api_proofs_at_a_large_size_verify() {
         size,
         &portcullis_audit::merkle::root(&leaves),
         &cp.checkpoint.root_hash,
-        &hexes(&c.body["proof"])
+        &hashes(&c.body["proof"])
     ));
     let p = t
         .app
@@ -798,12 +636,13 @@ async fn l3_api_proofs_at_a_large_size_verify() {
         )
         .await;
     assert_eq!(p.status, StatusCode::OK, "{:?}", p.body);
-    let leaf = portcullis_audit::entry::merkle_leaf(&hexd(p.body["entry_hash"].as_str().unwrap()));
+    let leaf =
+        portcullis_audit::entry::merkle_leaf(&hash32(p.body["entry_hash"].as_str().unwrap()));
     assert!(verify_inclusion(
         &leaf,
         699,
         size,
-        &hexes(&p.body["proof"]),
+        &hashes(&p.body["proof"]),
         &cp.checkpoint.root_hash
     ));
     let too_big = t

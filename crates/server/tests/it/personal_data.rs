@@ -1,17 +1,9 @@
 //! Personal data at rest attacked end to end (control E2): identity emails and display names
 //! and invitation emails are sealed under the platform PII key and found by blind index.
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    clippy::disallowed_methods
-)]
 
-mod support;
-
+use crate::support::{self, node_pool, request, with_body, TestApp, PASSWORD};
 use axum::http::{Method, StatusCode};
 use serde_json::json;
-use support::{TestApp, PASSWORD};
 
 async fn login(app: &TestApp, email: &str) -> support::Reply {
     app.call(
@@ -31,23 +23,9 @@ async fn e2_personal_data_is_sealed_and_found_by_blind_index() {
     let owner = app.signup("owner@example.com").await;
     let email = "marker-ada-7c1e@example.com";
     let name = "MARKER Ada Lovelace 3b9d";
-    let r = app
-        .call(
-            Method::POST,
-            "/v1/auth/signup",
-            None,
-            Some(json!({ "email": email, "password": PASSWORD, "display_name": name })),
-        )
+    let ada = app
+        .signup_with(json!({ "email": email, "password": PASSWORD, "display_name": name }))
         .await;
-    assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.body);
-    let ada = support::User {
-        token: r.body["token"].as_str().unwrap().to_owned(),
-        id: r.body["identity"]["identity_id"]
-            .as_str()
-            .unwrap()
-            .to_owned(),
-        email: email.to_owned(),
-    };
     let env = app.create_environment(&owner, "Acme").await;
     app.add_member(&owner, &env, &ada, "viewer").await;
     let invitee = "marker-invitee-42aa@example.com";
@@ -251,9 +229,7 @@ async fn e2_legacy_personal_data_is_sealed_at_start() {
         "the operator deleted an identity"
     );
 
-    let pool = portcullis_store::bootstrap::runtime_pool(&app.db.owner, 2)
-        .await
-        .unwrap();
+    let pool = node_pool(&app.db).await;
     let store = app.db.store().await;
     let sealed = portcullis_store::pii::seal_legacy(&pool, &store, &app.vault)
         .await
@@ -317,9 +293,7 @@ async fn e5_root_rotation_rewraps_platform_keys() {
     let p = app.create_project(&owner, &env, "p").await;
     app.create_document(&owner, &env, &p, "doc").await;
     let store = app.db.store().await;
-    let pool = portcullis_store::bootstrap::runtime_pool(&app.db.owner, 2)
-        .await
-        .unwrap();
+    let pool = node_pool(&app.db).await;
     let (name, envs) = portcullis_service::jobs::rotate_root(&store, &pool, &app.vault)
         .await
         .unwrap();
@@ -378,23 +352,19 @@ async fn e5_pii_key_rotation_reseals_everything() {
         .await;
     assert_eq!(r.status, StatusCode::CREATED);
     // A request with a user agent gives the owner a subject key in the environment.
-    let req = axum::http::Request::builder()
-        .method(Method::POST)
-        .uri(format!("/v1/environments/{env}/projects"))
-        .header(
-            axum::http::header::AUTHORIZATION,
-            format!("Bearer {}", owner.token),
+    let req = with_body(
+        request(
+            Method::POST,
+            &format!("/v1/environments/{env}/projects"),
+            Some(&owner.token),
         )
-        .header(axum::http::header::CONTENT_TYPE, "application/json")
-        .header(axum::http::header::USER_AGENT, "rotation-agent")
-        .body(axum::body::Body::from(json!({ "name": "p" }).to_string()))
-        .unwrap();
+        .header(axum::http::header::USER_AGENT, "rotation-agent"),
+        Some(json!({ "name": "p" })),
+    );
     assert_eq!(app.send(req).await.status, StatusCode::CREATED);
 
     let store = app.db.store().await;
-    let pool = portcullis_store::bootstrap::runtime_pool(&app.db.owner, 2)
-        .await
-        .unwrap();
+    let pool = node_pool(&app.db).await;
     // The rotation runs on "another node": a vault of its own over the same key provider, so
     // the server's cached platform keys go stale and must be refreshed on first need.
     let other_node = portcullis_store::vault::Vault::new(

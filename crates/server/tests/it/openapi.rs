@@ -1,5 +1,4 @@
 //! The OpenAPI document is part of the contract: a change to it must be deliberate.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 #[test]
 fn openapi_document_matches_snapshot() {
@@ -28,6 +27,6 @@ fn openapi_document_matches_snapshot() {
     let stored = std::fs::read_to_string(path).unwrap_or_default();
     assert!(
         stored == rendered,
-        "the OpenAPI document changed; review and run `UPDATE_SNAPSHOTS=1 cargo test -p portcullis-server --test openapi`"
+        "the OpenAPI document changed; review and run `UPDATE_SNAPSHOTS=1 cargo test -p portcullis-server --test it openapi`"
     );
 }
