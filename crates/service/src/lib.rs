@@ -12,11 +12,18 @@
 //! - A mutation and its audit entry commit in the same transaction.
 
 pub mod anchor;
+pub mod audit_access;
 pub mod caller;
 pub mod config;
+pub mod documents;
 mod error;
+pub mod grants;
+pub mod integrations;
 pub mod jobs;
+pub mod keyring;
+pub mod model_key;
 pub mod node;
+pub mod projects;
 pub mod report;
 mod services;
 pub mod trail;
