@@ -216,3 +216,14 @@ pub async fn credentials(
         services.keyed(tx.environment_id(), opened).await?,
     ))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hint_shows_four_characters_of_long_secrets_only() {
+        assert_eq!(hint("sk-0123456789abcdef"), "…cdef");
+        assert_eq!(hint("short-secr"), "…");
+    }
+}
