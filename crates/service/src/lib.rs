@@ -5,6 +5,12 @@
 //! values, writes the audit entry and commits; the store's query functions store what they
 //! are given.
 //!
+//! Use cases of a project and of an environment's keys and trail: [`projects`], [`grants`]
+//! (a member's role on one project), [`documents`] (bodies sealed and opened here),
+//! [`keyring`] (status, rotation with its re-encryption job, retirement, KEK switch),
+//! [`integrations`] and [`model_key`] (write-only secrets, sealed here; only a hint is
+//! returned), [`audit_access`] (streamed exports, checkpoints, proofs, published keys).
+//!
 //! Architecture invariants:
 //! - No HTTP: this crate does not depend on axum or hyper's server half and knows no status
 //!   codes. Failures are [`ServiceError`], which the server maps to responses.
@@ -12,11 +18,18 @@
 //! - A mutation and its audit entry commit in the same transaction.
 
 pub mod anchor;
+pub mod audit_access;
 pub mod caller;
 pub mod config;
+pub mod documents;
 mod error;
+pub mod grants;
+pub mod integrations;
 pub mod jobs;
+pub mod keyring;
+pub mod model_key;
 pub mod node;
+pub mod projects;
 pub mod report;
 mod services;
 pub mod trail;

@@ -12,8 +12,12 @@ use crate::state::AppState;
 
 pub mod account;
 pub mod audit;
+pub mod documents;
 pub mod environments;
-pub mod keys;
+pub mod grants;
+pub mod integrations;
+pub mod keyring;
+pub mod model_key;
 pub mod projects;
 
 #[derive(Debug, OpenApi)]
@@ -88,10 +92,11 @@ pub struct Page<T> {
     pub next_cursor: Option<Uuid>,
 }
 
-impl<T> From<portcullis_store::queries::Paged<T>> for Page<T> {
-    fn from(p: portcullis_store::queries::Paged<T>) -> Self {
+/// Maps each item into its view.
+impl<T, U: Into<T>> From<portcullis_store::queries::Paged<U>> for Page<T> {
+    fn from(p: portcullis_store::queries::Paged<U>) -> Self {
         Page {
-            items: p.items,
+            items: p.items.into_iter().map(Into::into).collect(),
             next_cursor: p.next,
         }
     }
@@ -142,29 +147,35 @@ pub fn api() -> OpenApiRouter<AppState> {
         .routes(routes!(environments::list_audit))
         .routes(routes!(projects::list_projects, projects::create_project))
         .routes(routes!(projects::get_project, projects::delete_project))
-        .routes(routes!(projects::list_grants))
-        .routes(routes!(projects::put_grant, projects::remove_grant))
-        .routes(routes!(projects::list_documents, projects::create_document))
+        .routes(routes!(grants::list_grants))
+        .routes(routes!(grants::put_grant, grants::remove_grant))
         .routes(routes!(
-            projects::get_document,
-            projects::update_document,
-            projects::delete_document
+            documents::list_documents,
+            documents::create_document
+        ))
+        .routes(routes!(
+            documents::get_document,
+            documents::update_document,
+            documents::delete_document
         ))
         .routes(routes!(audit::export))
         .routes(routes!(audit::latest_checkpoint))
         .routes(routes!(audit::inclusion_proof))
         .routes(routes!(audit::consistency_proof))
         .routes(routes!(audit::well_known_keys))
-        .routes(routes!(keys::key_status))
-        .routes(routes!(keys::rotate_key))
-        .routes(routes!(keys::retire_keys))
-        .routes(routes!(keys::set_kek))
-        .routes(routes!(keys::list_integrations, keys::create_integration))
-        .routes(routes!(keys::replace_credentials))
-        .routes(routes!(keys::delete_integration))
+        .routes(routes!(keyring::key_status))
+        .routes(routes!(keyring::rotate_key))
+        .routes(routes!(keyring::retire_keys))
+        .routes(routes!(keyring::set_kek))
         .routes(routes!(
-            keys::get_model_key,
-            keys::put_model_key,
-            keys::delete_model_key
+            integrations::list_integrations,
+            integrations::create_integration
+        ))
+        .routes(routes!(integrations::replace_credentials))
+        .routes(routes!(integrations::delete_integration))
+        .routes(routes!(
+            model_key::get_model_key,
+            model_key::put_model_key,
+            model_key::delete_model_key
         ))
 }

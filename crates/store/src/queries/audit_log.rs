@@ -371,7 +371,7 @@ pub async fn head(tx: &mut TenantTx) -> Result<Option<(i64, Vec<u8>, Vec<Vec<u8>
     )
 }
 
-#[derive(Clone, Debug, Serialize, sqlx::FromRow, utoipa::ToSchema)]
+#[derive(Clone, Debug, Serialize, sqlx::FromRow)]
 pub struct CheckpointRow {
     pub tree_size: i64,
     #[serde(skip)]
@@ -379,7 +379,6 @@ pub struct CheckpointRow {
     #[serde(skip)]
     pub head_hash: Vec<u8>,
     #[serde(with = "time::serde::rfc3339")]
-    #[schema(value_type = String, format = DateTime)]
     pub issued_at: OffsetDateTime,
     pub key_id: String,
     /// The signed checkpoint text (format in crates/audit/FORMAT.md).
@@ -455,16 +454,14 @@ pub async fn checkpoint_at(tx: &mut TenantTx, tree_size: i64) -> Result<Checkpoi
 }
 
 /// Public checkpoint-signing keys (no context needed: they are public).
-#[derive(Clone, Debug, Serialize, sqlx::FromRow, utoipa::ToSchema)]
+#[derive(Clone, Debug, Serialize, sqlx::FromRow)]
 pub struct PublicKeyRow {
     pub key_id: String,
     #[serde(skip)]
     pub public_key: Vec<u8>,
     #[serde(with = "time::serde::rfc3339")]
-    #[schema(value_type = String, format = DateTime)]
     pub created_at: OffsetDateTime,
     #[serde(with = "time::serde::rfc3339::option")]
-    #[schema(value_type = Option<String>, format = DateTime)]
     pub retired_at: Option<OffsetDateTime>,
 }
 

@@ -1,31 +1,14 @@
-//! Documents: customer content. The body is stored sealed (E2); rows written before encryption
-//! may still hold a plaintext body until the re-encryption job seals it.
+//! Documents: customer content. The body is stored sealed (E2) as the caller sealed it; rows
+//! written before encryption may still hold a plaintext body until the re-encryption job seals
+//! it.
 
 use portcullis_core::{DocumentId, ProjectId};
-use serde::Serialize;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
 use super::{Page, Paged};
-use crate::vault::{Keyring, Vault, ENCRYPTED_COLUMNS};
+use crate::vault::ENCRYPTED_COLUMNS;
 use crate::{StoreError, TenantTx};
-
-/// A document as the API shows it (body decrypted).
-#[derive(Clone, Debug, Serialize, utoipa::ToSchema)]
-pub struct Document {
-    pub document_id: Uuid,
-    pub project_id: Uuid,
-    pub title: String,
-    pub body: String,
-    pub version: i32,
-    pub created_by: Uuid,
-    #[serde(with = "time::serde::rfc3339")]
-    #[schema(value_type = String, format = DateTime)]
-    pub created_at: OffsetDateTime,
-    #[serde(with = "time::serde::rfc3339")]
-    #[schema(value_type = String, format = DateTime)]
-    pub updated_at: OffsetDateTime,
-}
 
 /// A document as stored.
 #[derive(Clone, sqlx::FromRow)]
@@ -33,8 +16,9 @@ pub struct DocumentRow {
     pub document_id: Uuid,
     pub project_id: Uuid,
     pub title: String,
-    body: Option<String>,
-    body_ciphertext: Option<Vec<u8>>,
+    /// A body written before encryption, until the re-encryption job seals it.
+    pub body: Option<String>,
+    pub body_ciphertext: Option<Vec<u8>>,
     pub version: i32,
     pub created_by: Uuid,
     pub created_at: OffsetDateTime,
@@ -56,34 +40,6 @@ macro_rules! columns {
     () => {
         "document_id, project_id, title, body, body_ciphertext, version, created_by, created_at, updated_at"
     };
-}
-
-/// Decrypts a stored row for the API.
-pub async fn reveal(
-    vault: &Vault,
-    tx: &mut TenantTx,
-    ring: &Keyring,
-    row: DocumentRow,
-) -> Result<Document, StoreError> {
-    let body = match (row.body_ciphertext.as_deref(), row.body) {
-        (Some(ct), _) => {
-            vault
-                .open_text(tx, ring, BODY, &row.document_id.to_string(), ct)
-                .await?
-        }
-        (None, Some(plain)) => plain,
-        (None, None) => return Err(StoreError::Integrity("a document has no body".into())),
-    };
-    Ok(Document {
-        document_id: row.document_id,
-        project_id: row.project_id,
-        title: row.title,
-        body,
-        version: row.version,
-        created_by: row.created_by,
-        created_at: row.created_at,
-        updated_at: row.updated_at,
-    })
 }
 
 #[allow(clippy::too_many_arguments)]

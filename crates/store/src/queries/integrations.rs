@@ -1,18 +1,18 @@
-//! Integrations: third-party credentials, sealed (E2) and write-only through the API. Only a
-//! hint (the last four characters) is ever shown.
+//! Integrations and the model-provider key: third-party credentials, stored sealed (E2) as the
+//! caller sealed them, with the hint the caller computed. Nothing here sees a plaintext.
 
 use portcullis_core::IntegrationId;
 use serde::Serialize;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-use crate::vault::{Keyring, Vault, ENCRYPTED_COLUMNS};
+use crate::vault::ENCRYPTED_COLUMNS;
 use crate::{StoreError, TenantTx};
 
 pub const CREDENTIALS: &crate::vault::EncryptedColumn = &ENCRYPTED_COLUMNS[1];
 pub const MODEL_KEY: &crate::vault::EncryptedColumn = &ENCRYPTED_COLUMNS[2];
 
-#[derive(Clone, Debug, Serialize, sqlx::FromRow, utoipa::ToSchema)]
+#[derive(Clone, Debug, Serialize, sqlx::FromRow)]
 pub struct Integration {
     pub integration_id: Uuid,
     pub kind: String,
@@ -21,20 +21,17 @@ pub struct Integration {
     pub credentials_hint: String,
     pub created_by: Uuid,
     #[serde(with = "time::serde::rfc3339")]
-    #[schema(value_type = String, format = DateTime)]
     pub created_at: OffsetDateTime,
     #[serde(with = "time::serde::rfc3339")]
-    #[schema(value_type = String, format = DateTime)]
     pub updated_at: OffsetDateTime,
 }
 
-#[derive(Clone, Debug, Serialize, sqlx::FromRow, utoipa::ToSchema)]
+#[derive(Clone, Debug, Serialize, sqlx::FromRow)]
 pub struct ModelKey {
     pub provider: String,
     pub key_hint: String,
     pub updated_by: Uuid,
     #[serde(with = "time::serde::rfc3339")]
-    #[schema(value_type = String, format = DateTime)]
     pub updated_at: OffsetDateTime,
 }
 
@@ -45,39 +42,18 @@ macro_rules! columns {
     };
 }
 
-/// `…abcd` for a secret: enough to recognise, useless to an attacker.
-pub fn hint(secret: &str) -> String {
-    let chars: Vec<char> = secret.chars().collect();
-    let tail: String = chars[chars.len().saturating_sub(4)..].iter().collect();
-    if chars.len() < 12 {
-        "…".into()
-    } else {
-        format!("…{tail}")
-    }
-}
-
 #[allow(clippy::too_many_arguments)]
 pub async fn create(
-    vault: &Vault,
     tx: &mut TenantTx,
-    ring: &Keyring,
     id: IntegrationId,
     kind: &str,
     name: &str,
-    credentials: &str,
+    (ct, v): (&[u8], i32),
+    credentials_hint: &str,
     created_by: Uuid,
     now: OffsetDateTime,
 ) -> Result<Integration, StoreError> {
     let env = tx.environment_id().as_uuid();
-    let (ct, v) = vault
-        .seal(
-            tx,
-            ring,
-            CREDENTIALS,
-            &id.to_string(),
-            credentials.as_bytes(),
-        )
-        .await?;
     Ok(sqlx::query_as(concat!("INSERT INTO integrations (environment_id, integration_id, kind, name, credentials_ciphertext, credentials_key_version, credentials_hint, created_by, created_at, updated_at)
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $9) RETURNING ", columns!()))
     .bind(env)
@@ -86,7 +62,7 @@ pub async fn create(
     .bind(name)
     .bind(ct)
     .bind(v)
-    .bind(hint(credentials))
+    .bind(credentials_hint)
     .bind(created_by)
     .bind(now)
     .fetch_one(tx.conn())
@@ -94,30 +70,20 @@ pub async fn create(
 }
 
 pub async fn replace_credentials(
-    vault: &Vault,
     tx: &mut TenantTx,
-    ring: &Keyring,
     id: IntegrationId,
-    credentials: &str,
+    (ct, v): (&[u8], i32),
+    credentials_hint: &str,
     now: OffsetDateTime,
 ) -> Result<Integration, StoreError> {
     let env = tx.environment_id().as_uuid();
-    let (ct, v) = vault
-        .seal(
-            tx,
-            ring,
-            CREDENTIALS,
-            &id.to_string(),
-            credentials.as_bytes(),
-        )
-        .await?;
     Ok(sqlx::query_as(concat!("UPDATE integrations SET credentials_ciphertext = $3, credentials_key_version = $4, credentials_hint = $5, updated_at = $6
           WHERE environment_id = $1 AND integration_id = $2 RETURNING ", columns!()))
     .bind(env)
     .bind(id.as_uuid())
     .bind(ct)
     .bind(v)
-    .bind(hint(credentials))
+    .bind(credentials_hint)
     .bind(now)
     .fetch_one(tx.conn())
     .await?)
@@ -155,25 +121,17 @@ pub async fn get(tx: &mut TenantTx, id: IntegrationId) -> Result<Integration, St
     .await?)
 }
 
-/// The plaintext credentials, for the server's own use (calling the integration). Never for
-/// an API response.
-pub async fn credentials(
-    vault: &Vault,
+/// The sealed credentials, for the service to open when it calls the integration itself.
+pub async fn credentials_ciphertext(
     tx: &mut TenantTx,
-    ring: &Keyring,
     id: IntegrationId,
-) -> Result<portcullis_crypto::Secret, StoreError> {
+) -> Result<Vec<u8>, StoreError> {
     let env = tx.environment_id().as_uuid();
-    let ct: Vec<u8> = sqlx::query_scalar("SELECT credentials_ciphertext FROM integrations WHERE environment_id = $1 AND integration_id = $2")
+    Ok(sqlx::query_scalar("SELECT credentials_ciphertext FROM integrations WHERE environment_id = $1 AND integration_id = $2")
         .bind(env)
         .bind(id.as_uuid())
         .fetch_one(tx.conn())
-        .await?;
-    Ok(portcullis_crypto::Secret::new(
-        vault
-            .open_text(tx, ring, CREDENTIALS, &id.to_string(), &ct)
-            .await?,
-    ))
+        .await?)
 }
 
 pub async fn delete(tx: &mut TenantTx, id: IntegrationId) -> Result<(), StoreError> {
@@ -192,18 +150,14 @@ pub async fn delete(tx: &mut TenantTx, id: IntegrationId) -> Result<(), StoreErr
 }
 
 pub async fn set_model_key(
-    vault: &Vault,
     tx: &mut TenantTx,
-    ring: &Keyring,
     provider: &str,
-    key: &str,
+    (ct, v): (&[u8], i32),
+    key_hint: &str,
     by: Uuid,
     now: OffsetDateTime,
 ) -> Result<ModelKey, StoreError> {
     let env = tx.environment_id().as_uuid();
-    let (ct, v) = vault
-        .seal(tx, ring, MODEL_KEY, &env.to_string(), key.as_bytes())
-        .await?;
     Ok(sqlx::query_as(
         "INSERT INTO model_keys (environment_id, provider, key_ciphertext, key_key_version, key_hint, updated_by, updated_at)
          VALUES ($1, $2, $3, $4, $5, $6, $7)
@@ -215,7 +169,7 @@ pub async fn set_model_key(
     .bind(provider)
     .bind(ct)
     .bind(v)
-    .bind(hint(key))
+    .bind(key_hint)
     .bind(by)
     .bind(now)
     .fetch_one(tx.conn())
@@ -230,26 +184,15 @@ pub async fn model_key(tx: &mut TenantTx) -> Result<Option<ModelKey>, StoreError
         .await?)
 }
 
-/// The plaintext model key, for the LLM gateway's own use.
-pub async fn model_key_secret(
-    vault: &Vault,
-    tx: &mut TenantTx,
-    ring: &Keyring,
-) -> Result<Option<portcullis_crypto::Secret>, StoreError> {
+/// The sealed model key, for the service to open for the LLM gateway.
+pub async fn model_key_ciphertext(tx: &mut TenantTx) -> Result<Option<Vec<u8>>, StoreError> {
     let env = tx.environment_id().as_uuid();
-    let ct: Option<Vec<u8>> =
+    Ok(
         sqlx::query_scalar("SELECT key_ciphertext FROM model_keys WHERE environment_id = $1")
             .bind(env)
             .fetch_optional(tx.conn())
-            .await?;
-    match ct {
-        Some(ct) => Ok(Some(portcullis_crypto::Secret::new(
-            vault
-                .open_text(tx, ring, MODEL_KEY, &env.to_string(), &ct)
-                .await?,
-        ))),
-        None => Ok(None),
-    }
+            .await?,
+    )
 }
 
 pub async fn delete_model_key(tx: &mut TenantTx) -> Result<(), StoreError> {

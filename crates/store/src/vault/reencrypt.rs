@@ -27,7 +27,7 @@ const RECORD_PROGRESS: &str =
 type SealedRow = (Uuid, Option<Vec<u8>>, Option<i32>, Option<String>);
 
 /// What `rotate` started.
-#[derive(Clone, Copy, Debug, Serialize, utoipa::ToSchema)]
+#[derive(Clone, Copy, Debug, Serialize)]
 pub struct Rotation {
     pub version: i32,
     pub job_id: Uuid,

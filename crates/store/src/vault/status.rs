@@ -15,46 +15,39 @@ const JOBS: &str =
     "SELECT job_id, target_version, rows_done, progress, started_at, finished_at FROM key_rotation_jobs
       WHERE environment_id = $1 ORDER BY job_id DESC LIMIT 20";
 
-#[derive(Clone, Debug, Serialize, utoipa::ToSchema)]
+#[derive(Clone, Debug, Serialize)]
 pub struct VersionStatus {
     pub version: i32,
     #[serde(with = "time::serde::rfc3339")]
-    #[schema(value_type = String, format = DateTime)]
     pub created_at: OffsetDateTime,
     #[serde(with = "time::serde::rfc3339::option")]
-    #[schema(value_type = Option<String>, format = DateTime)]
     pub retired_at: Option<OffsetDateTime>,
     /// Sealed values using this version, across every encrypted column.
     pub rows: i64,
     pub active: bool,
 }
 
-#[derive(Clone, Debug, Serialize, sqlx::FromRow, utoipa::ToSchema)]
+#[derive(Clone, Debug, Serialize, sqlx::FromRow)]
 pub struct JobStatus {
     pub job_id: Uuid,
     pub target_version: i32,
     pub rows_done: i64,
-    #[schema(value_type = Object)]
     pub progress: serde_json::Value,
     #[serde(with = "time::serde::rfc3339")]
-    #[schema(value_type = String, format = DateTime)]
     pub started_at: OffsetDateTime,
     #[serde(with = "time::serde::rfc3339::option")]
-    #[schema(value_type = Option<String>, format = DateTime)]
     pub finished_at: Option<OffsetDateTime>,
 }
 
-#[derive(Clone, Debug, Serialize, utoipa::ToSchema)]
+#[derive(Clone, Debug, Serialize)]
 pub struct KeyStatus {
     pub environment_id: Uuid,
     /// The KEK protecting the data keys, e.g. `{"provider":"aws_kms","key_id":"..."}`.
-    #[schema(value_type = Object)]
     pub kek: KekRef,
     pub active_version: i32,
     pub min_decrypt_version: i32,
     pub rotate_after_days: i32,
     #[serde(with = "time::serde::rfc3339")]
-    #[schema(value_type = String, format = DateTime)]
     pub rotated_at: OffsetDateTime,
     pub versions: Vec<VersionStatus>,
     /// Values written before encryption that the job has not yet sealed.
