@@ -11,14 +11,22 @@
 //! - No SQL: every statement runs in `portcullis-store`.
 //! - A mutation and its audit entry commit in the same transaction.
 
+pub mod account;
 pub mod anchor;
+pub mod audit_log;
 pub mod caller;
 pub mod config;
+pub mod environments;
 mod error;
+pub mod invitations;
 pub mod jobs;
+pub mod members;
 pub mod node;
 pub mod report;
+pub mod roles;
 mod services;
+pub mod sessions;
+pub mod tokens;
 pub mod trail;
 
 pub use caller::{Credential, Principal};
