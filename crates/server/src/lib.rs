@@ -18,6 +18,7 @@ pub mod routes;
 pub mod serve;
 pub mod state;
 pub mod tls;
+pub mod views;
 
 pub use app::{openapi, router};
 pub use state::AppState;
