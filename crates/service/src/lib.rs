@@ -5,6 +5,13 @@
 //! values, writes the audit entry and commits; the store's query functions store what they
 //! are given.
 //!
+//! Use cases, by resource: [`account`] (setup, sign-up, login, the signed-in identity,
+//! password changes), [`sessions`], [`environments`], [`members`] (role changes, removal,
+//! erasure, ownership transfer), [`invitations`] (including acceptance), [`roles`] (and the
+//! rules every role assignment follows), [`tokens`] (API tokens), [`audit_log`] (reading an
+//! environment's log). Input types are plain Rust; results are the store's rows or small
+//! domain structs, which the server maps to its JSON views.
+//!
 //! Architecture invariants:
 //! - No HTTP: this crate does not depend on axum or hyper's server half and knows no status
 //!   codes. Failures are [`ServiceError`], which the server maps to responses.
