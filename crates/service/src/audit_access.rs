@@ -8,9 +8,9 @@ use portcullis_audit::Hash;
 use portcullis_core::{EnvironmentId, Permission, PermissionSet};
 use portcullis_store::queries::audit_log::{self, CheckpointRow, PublicKeyRow};
 use portcullis_store::{AuditEvent, RequestMeta, TenantTx};
-use time::OffsetDateTime;
 use tokio::sync::mpsc;
 
+use crate::audit_log::parse_time;
 use crate::trail::{self, ExportFormat, ExportWriter};
 use crate::{Principal, ServiceError, ServiceResult, Services};
 
@@ -67,19 +67,6 @@ fn format_name(format: ExportFormat) -> &'static str {
         ExportFormat::Csv => "csv",
         ExportFormat::Bundle => "bundle",
     }
-}
-
-fn parse_time(value: Option<&str>, field: &'static str) -> ServiceResult<Option<OffsetDateTime>> {
-    value
-        .map(|v| {
-            OffsetDateTime::parse(v, &time::format_description::well_known::Rfc3339).map_err(|_| {
-                ServiceError::bad_request(
-                    "invalid_query",
-                    format!("{field}: expected an RFC 3339 time such as 2026-11-01T00:00:00Z"),
-                )
-            })
-        })
-        .transpose()
 }
 
 /// Starts streaming the environment's audit log in constant memory. The export is audited and

@@ -2,14 +2,12 @@
 //! elsewhere. Only project-scoped permissions of the role take effect.
 
 use portcullis_core::roles::check_assignable;
-use portcullis_core::{
-    BuiltinRole, EnvironmentId, IdentityId, Permission, PermissionSet, ProjectId, RoleRef,
-};
+use portcullis_core::{BuiltinRole, EnvironmentId, IdentityId, Permission, ProjectId, RoleRef};
 use portcullis_store::queries::projects::{self, Grant};
-use portcullis_store::queries::roles;
-use portcullis_store::{AuditEvent, StoreError, TenantTx};
+use portcullis_store::{AuditEvent, StoreError};
 use time::OffsetDateTime;
 
+use crate::roles::{parse_role, role_permissions};
 use crate::{Principal, ServiceError, ServiceResult, Services};
 
 pub async fn list_grants(
@@ -96,26 +94,4 @@ pub async fn remove_grant(
     .await?;
     tx.commit().await?;
     Ok(())
-}
-
-/// A role as callers name it: a built-in role name or `custom:<role id>`.
-fn parse_role(value: &str) -> ServiceResult<RoleRef> {
-    RoleRef::parse(value).ok_or_else(|| {
-        ServiceError::bad_request(
-            "invalid_role",
-            format!("`{value}` is not a role: use a built-in role name or custom:<role id>"),
-        )
-    })
-}
-
-/// The permissions `role` confers here; an unknown custom role is bad input, not a 404 of the
-/// route.
-async fn role_permissions(tx: &mut TenantTx, role: RoleRef) -> ServiceResult<PermissionSet> {
-    match roles::permissions_of(tx, role).await {
-        Err(StoreError::NotFound) => Err(ServiceError::bad_request(
-            "invalid_role",
-            format!("role {role} does not exist in this environment"),
-        )),
-        other => Ok(other?),
-    }
 }

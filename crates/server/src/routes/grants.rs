@@ -5,7 +5,7 @@ use axum::http::StatusCode;
 use portcullis_core::{EnvironmentId, IdentityId, ProjectId};
 use portcullis_service::grants;
 
-use super::environments::RoleChange;
+use super::members::RoleChange;
 use crate::auth::Auth;
 use crate::error::{ApiResult, ErrorBody};
 use crate::extract::{Json, Path};

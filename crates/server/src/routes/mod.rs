@@ -12,13 +12,18 @@ use crate::state::AppState;
 
 pub mod account;
 pub mod audit;
+pub mod audit_log;
 pub mod documents;
 pub mod environments;
 pub mod grants;
 pub mod integrations;
+pub mod invitations;
 pub mod keyring;
+pub mod members;
 pub mod model_key;
 pub mod projects;
+pub mod roles;
+pub mod tokens;
 
 #[derive(Debug, OpenApi)]
 #[openapi(
@@ -92,7 +97,7 @@ pub struct Page<T> {
     pub next_cursor: Option<Uuid>,
 }
 
-/// Maps each item into its view.
+/// A page of rows becomes a page of their views.
 impl<T, U: Into<T>> From<portcullis_store::queries::Paged<U>> for Page<T> {
     fn from(p: portcullis_store::queries::Paged<U>) -> Self {
         Page {
@@ -122,29 +127,20 @@ pub fn api() -> OpenApiRouter<AppState> {
             environments::update_environment,
             environments::delete_environment
         ))
-        .routes(routes!(environments::list_members))
+        .routes(routes!(members::list_members))
+        .routes(routes!(members::update_member, members::remove_member))
+        .routes(routes!(members::erase_subject))
+        .routes(routes!(members::transfer_ownership))
         .routes(routes!(
-            environments::update_member,
-            environments::remove_member
+            invitations::list_invitations,
+            invitations::create_invitation
         ))
-        .routes(routes!(environments::erase_subject))
-        .routes(routes!(environments::transfer_ownership))
-        .routes(routes!(
-            environments::list_invitations,
-            environments::create_invitation
-        ))
-        .routes(routes!(environments::revoke_invitation))
-        .routes(routes!(environments::list_roles, environments::create_role))
-        .routes(routes!(
-            environments::update_role,
-            environments::delete_role
-        ))
-        .routes(routes!(
-            environments::list_tokens,
-            environments::create_token
-        ))
-        .routes(routes!(environments::revoke_token))
-        .routes(routes!(environments::list_audit))
+        .routes(routes!(invitations::revoke_invitation))
+        .routes(routes!(roles::list_roles, roles::create_role))
+        .routes(routes!(roles::update_role, roles::delete_role))
+        .routes(routes!(tokens::list_tokens, tokens::create_token))
+        .routes(routes!(tokens::revoke_token))
+        .routes(routes!(audit_log::list_audit))
         .routes(routes!(projects::list_projects, projects::create_project))
         .routes(routes!(projects::get_project, projects::delete_project))
         .routes(routes!(grants::list_grants))

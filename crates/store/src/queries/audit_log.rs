@@ -7,11 +7,9 @@ use uuid::Uuid;
 use super::{Page, Paged};
 use crate::{StoreError, TenantTx};
 
-#[derive(Clone, Debug, Serialize, sqlx::FromRow, utoipa::ToSchema)]
+#[derive(Clone, Debug, sqlx::FromRow)]
 pub struct AuditEntry {
     pub audit_id: Uuid,
-    #[serde(with = "time::serde::rfc3339")]
-    #[schema(value_type = String, format = DateTime)]
     pub occurred_at: OffsetDateTime,
     pub actor_type: String,
     pub actor_id: Option<Uuid>,

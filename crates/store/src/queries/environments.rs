@@ -5,18 +5,18 @@ use uuid::Uuid;
 
 use crate::{AuthTx, StoreError, TenantTx};
 
-#[derive(Clone, Debug, Serialize, sqlx::FromRow, utoipa::ToSchema)]
+/// `Serialize` is for the audit entry's before/after; the API's shape is in the server's views.
+#[derive(Clone, Debug, Serialize, sqlx::FromRow)]
 pub struct Environment {
     pub environment_id: Uuid,
     pub name: String,
     pub region: String,
     #[serde(with = "time::serde::rfc3339")]
-    #[schema(value_type = String, format = DateTime)]
     pub created_at: OffsetDateTime,
 }
 
 /// An environment as seen from one of its members' list.
-#[derive(Clone, Debug, Serialize, sqlx::FromRow, utoipa::ToSchema)]
+#[derive(Clone, Debug, sqlx::FromRow)]
 pub struct MyEnvironment {
     pub environment_id: Uuid,
     pub name: String,

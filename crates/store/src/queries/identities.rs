@@ -1,5 +1,4 @@
 use portcullis_core::IdentityId;
-use serde::Serialize;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
@@ -7,13 +6,11 @@ use crate::pii::{self, PlatformKeys};
 use crate::vault::Vault;
 use crate::{AuthTx, StoreError};
 
-#[derive(Clone, Debug, Serialize, sqlx::FromRow, utoipa::ToSchema)]
+#[derive(Clone, Debug, sqlx::FromRow)]
 pub struct Identity {
     pub identity_id: Uuid,
     pub email: String,
     pub display_name: String,
-    #[serde(with = "time::serde::rfc3339")]
-    #[schema(value_type = String, format = DateTime)]
     pub created_at: OffsetDateTime,
 }
 

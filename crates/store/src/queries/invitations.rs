@@ -1,6 +1,5 @@
 use portcullis_core::{EnvironmentId, IdentityId, InvitationId, RoleRef};
 use portcullis_crypto::TokenHash;
-use serde::Serialize;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
@@ -9,23 +8,15 @@ use crate::tx::{decode_role, encode_role, Actor, Caller};
 use crate::vault::Vault;
 use crate::{AuthTx, StoreError, TenantTx};
 
-#[derive(Clone, Debug, Serialize, utoipa::ToSchema)]
+#[derive(Clone, Debug)]
 pub struct Invitation {
     pub invitation_id: Uuid,
     pub email: String,
     pub role: String,
     pub invited_by: Uuid,
-    #[serde(with = "time::serde::rfc3339")]
-    #[schema(value_type = String, format = DateTime)]
     pub created_at: OffsetDateTime,
-    #[serde(with = "time::serde::rfc3339")]
-    #[schema(value_type = String, format = DateTime)]
     pub expires_at: OffsetDateTime,
-    #[serde(with = "time::serde::rfc3339::option")]
-    #[schema(value_type = Option<String>, format = DateTime)]
     pub accepted_at: Option<OffsetDateTime>,
-    #[serde(with = "time::serde::rfc3339::option")]
-    #[schema(value_type = Option<String>, format = DateTime)]
     pub revoked_at: Option<OffsetDateTime>,
 }
 

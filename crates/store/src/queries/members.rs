@@ -1,5 +1,4 @@
 use portcullis_core::{IdentityId, RoleRef};
-use serde::Serialize;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
@@ -9,15 +8,13 @@ use crate::tx::{decode_role, encode_role};
 use crate::vault::Vault;
 use crate::{StoreError, TenantTx};
 
-#[derive(Clone, Debug, Serialize, sqlx::FromRow, utoipa::ToSchema)]
+#[derive(Clone, Debug, sqlx::FromRow)]
 pub struct Member {
     pub identity_id: Uuid,
     pub email: String,
     pub display_name: String,
     /// A built-in role name or `custom:<role id>`.
     pub role: String,
-    #[serde(with = "time::serde::rfc3339")]
-    #[schema(value_type = String, format = DateTime)]
     pub joined_at: OffsetDateTime,
 }
 

@@ -5,17 +5,16 @@ use uuid::Uuid;
 
 use crate::{StoreError, TenantTx};
 
-#[derive(Clone, Debug, Serialize, sqlx::FromRow, utoipa::ToSchema)]
+/// `Serialize` is for the audit entry's before/after; the API's shape is in the server's views.
+#[derive(Clone, Debug, Serialize, sqlx::FromRow)]
 pub struct CustomRole {
     pub role_id: Uuid,
     pub name: String,
     pub description: String,
     pub permissions: Vec<String>,
     #[serde(with = "time::serde::rfc3339")]
-    #[schema(value_type = String, format = DateTime)]
     pub created_at: OffsetDateTime,
     #[serde(with = "time::serde::rfc3339")]
-    #[schema(value_type = String, format = DateTime)]
     pub updated_at: OffsetDateTime,
 }
 

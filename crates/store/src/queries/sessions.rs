@@ -1,25 +1,17 @@
 use portcullis_core::{IdentityId, SessionId};
 use portcullis_crypto::TokenHash;
-use serde::Serialize;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
 use crate::subjects;
 use crate::{AuthTx, StoreError, PLATFORM_SCOPE};
 
-#[derive(Clone, Debug, Serialize, sqlx::FromRow, utoipa::ToSchema)]
+#[derive(Clone, Debug, sqlx::FromRow)]
 pub struct Session {
     pub session_id: Uuid,
-    #[serde(skip)]
     pub identity_id: Uuid,
-    #[serde(with = "time::serde::rfc3339")]
-    #[schema(value_type = String, format = DateTime)]
     pub created_at: OffsetDateTime,
-    #[serde(with = "time::serde::rfc3339")]
-    #[schema(value_type = String, format = DateTime)]
     pub expires_at: OffsetDateTime,
-    #[serde(with = "time::serde::rfc3339")]
-    #[schema(value_type = String, format = DateTime)]
     pub last_seen_at: OffsetDateTime,
     pub user_agent: Option<String>,
     pub ip: Option<String>,

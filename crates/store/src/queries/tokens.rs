@@ -8,7 +8,9 @@ use crate::tx::encode_role;
 use crate::{StoreError, TenantTx};
 
 /// An API token as listed: never the token itself, only a short hint.
-#[derive(Clone, Debug, Serialize, sqlx::FromRow, utoipa::ToSchema)]
+///
+/// `Serialize` is for the audit entry's before/after; the API's shape is in the server's views.
+#[derive(Clone, Debug, Serialize, sqlx::FromRow)]
 pub struct ApiToken {
     pub token_id: Uuid,
     pub name: String,
@@ -16,16 +18,12 @@ pub struct ApiToken {
     pub role: String,
     pub created_by: Uuid,
     #[serde(with = "time::serde::rfc3339")]
-    #[schema(value_type = String, format = DateTime)]
     pub created_at: OffsetDateTime,
     #[serde(with = "time::serde::rfc3339::option")]
-    #[schema(value_type = Option<String>, format = DateTime)]
     pub expires_at: Option<OffsetDateTime>,
     #[serde(with = "time::serde::rfc3339::option")]
-    #[schema(value_type = Option<String>, format = DateTime)]
     pub last_used_at: Option<OffsetDateTime>,
     #[serde(with = "time::serde::rfc3339::option")]
-    #[schema(value_type = Option<String>, format = DateTime)]
     pub revoked_at: Option<OffsetDateTime>,
 }
 

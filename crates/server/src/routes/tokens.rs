@@ -1,0 +1,72 @@
+//! API tokens of an environment.
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::IntoResponse;
+use portcullis_core::{ApiTokenId, EnvironmentId};
+use portcullis_service::tokens;
+use serde::Deserialize;
+
+use super::{Page, PageQuery};
+use crate::auth::Auth;
+use crate::error::{ApiResult, ErrorBody};
+use crate::extract::{Json, Path, Query};
+use crate::state::AppState;
+use crate::views::tokens::{ApiToken, TokenIssued};
+
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NewToken {
+    pub name: String,
+    /// The token's role; never more than the creator holds.
+    pub role: String,
+    /// Lifetime in days (1-365); omit for a token that lives until revoked.
+    pub expires_in_days: Option<u32>,
+}
+
+impl From<NewToken> for tokens::NewToken {
+    fn from(r: NewToken) -> Self {
+        tokens::NewToken {
+            name: r.name,
+            role: r.role,
+            expires_in_days: r.expires_in_days,
+        }
+    }
+}
+
+#[utoipa::path(get, path = "/v1/environments/{environment_id}/tokens", tag = "tokens", params(("environment_id" = Uuid, Path), PageQuery),
+    responses((status = 200, body = Page<ApiToken>), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub async fn list_tokens(
+    State(state): State<AppState>,
+    auth: Auth,
+    Path(env): Path<EnvironmentId>,
+    Query(q): Query<PageQuery>,
+) -> ApiResult<axum::Json<Page<ApiToken>>> {
+    let list = tokens::list_tokens(&state, &auth, env, q.page()).await?;
+    Ok(axum::Json(list.into()))
+}
+
+/// Create an API token for this environment. Returned once; stored only as SHA-256 (E3).
+#[utoipa::path(post, path = "/v1/environments/{environment_id}/tokens", tag = "tokens", params(("environment_id" = Uuid, Path)), request_body = NewToken,
+    responses((status = 201, body = TokenIssued), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub async fn create_token(
+    State(state): State<AppState>,
+    auth: Auth,
+    Path(env): Path<EnvironmentId>,
+    Json(req): Json<NewToken>,
+) -> ApiResult<impl IntoResponse> {
+    let issued = tokens::create_token(&state, &auth, env, req.into()).await?;
+    Ok((StatusCode::CREATED, axum::Json(TokenIssued::from(issued))))
+}
+
+#[utoipa::path(delete, path = "/v1/environments/{environment_id}/tokens/{token_id}", tag = "tokens",
+    params(("environment_id" = Uuid, Path), ("token_id" = Uuid, Path)),
+    responses((status = 200, body = ApiToken), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub async fn revoke_token(
+    State(state): State<AppState>,
+    auth: Auth,
+    Path((env, id)): Path<(EnvironmentId, ApiTokenId)>,
+) -> ApiResult<axum::Json<ApiToken>> {
+    let token = tokens::revoke_token(&state, &auth, env, id).await?;
+    Ok(axum::Json(token.into()))
+}
