@@ -1,11 +1,8 @@
 //! Control L6: a monthly report is anchored by the signed checkpoints at the window's start
 //! and end; months later anyone holding them and the public key can check that the window
 //! is an append to what came before and that each of its entries is in it.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-mod common;
-
-use common::*;
+use crate::support::*;
 use portcullis_audit::entry::merkle_leaf;
 use portcullis_audit::merkle::{
     consistency_proof, inclusion_proof, verify_consistency, verify_inclusion,

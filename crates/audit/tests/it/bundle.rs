@@ -1,12 +1,9 @@
 //! The export bundle (controls L3, L5): what an auditor verifies offline, and how the
 //! verifier treats bundles that are reformatted, malformed or incomplete.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
-
-mod common;
 
 use std::num::NonZeroU64;
 
-use common::*;
+use crate::support::*;
 use portcullis_audit::{verify_bundle, BundleError, KeyTrust, ProblemKind, VerifyOptions};
 
 fn lines(bytes: &[u8]) -> Vec<String> {

@@ -1,11 +1,8 @@
 //! Control L3: the verifier detects and localizes any change, deletion, insertion or
 //! reordering of entries and any tampering with checkpoints; L2: a rewrite by someone who
 //! bypasses the append-only database still fails against a checkpoint signed before it.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-mod common;
-
-use common::*;
+use crate::support::*;
 use portcullis_audit::{
     verify_entries, Body, Problem, ProblemKind, Report, SignedCheckpoint, StoredEntry,
     GENESIS_PREV_HASH,
@@ -199,7 +196,7 @@ proptest! {
         let want = apply(&mut rows, &mut checkpoints, &mutation);
         let from_bundle = verify_bytes(&bundle(&trusted, &checkpoints, &rows), &trusted);
         prop_assert_eq!(problem(&from_bundle), Some(want), "{:?}", from_bundle.first_problem);
-        let in_memory = verify_entries(common::ENV, &trusted, &checkpoints, stored(&rows));
+        let in_memory = verify_entries(crate::support::ENV, &trusted, &checkpoints, stored(&rows));
         prop_assert_eq!(&in_memory, &from_bundle);
     }
 }

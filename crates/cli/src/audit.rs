@@ -1,0 +1,248 @@
+//! `audit verify|export|checkpoint|report|erase-subject|rotate-signing-key`, and the dispatch
+//! to `verify-report`: the tamper-evident trail of one environment.
+
+use std::process::ExitCode;
+
+use anyhow::Context;
+use portcullis_service::config::Config;
+use portcullis_service::node;
+
+use crate::output::{parse_public_keys, print_report};
+use crate::verify_report::verify_report;
+use crate::AuditCommand;
+
+pub(crate) async fn run(command: AuditCommand, config: Config) -> anyhow::Result<ExitCode> {
+    use portcullis_core::EnvironmentId;
+    use portcullis_service::trail;
+    if let AuditCommand::Verify {
+        bundle: Some(path),
+        public_keys,
+        ..
+    } = &command
+    {
+        let pinned = parse_public_keys(public_keys)?;
+        if pinned.is_empty() {
+            eprintln!(
+                "warning: no --public-key given; trusting the keys listed in the bundle itself"
+            );
+        }
+        let file =
+            std::fs::File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
+        let mut progress = |n: u64| eprintln!("  {n} entries verified");
+        let mut options = if pinned.is_empty() {
+            portcullis_audit::bundle::VerifyOptions {
+                trust: portcullis_audit::bundle::KeyTrust::BundleKeys,
+                extra_checkpoints: &[],
+                progress: None,
+            }
+        } else {
+            portcullis_audit::bundle::VerifyOptions::pinned(&pinned)
+        };
+        options.progress = Some((
+            std::num::NonZeroU64::MIN.saturating_add(99_999),
+            &mut progress,
+        ));
+        let report =
+            portcullis_audit::bundle::verify_bundle(std::io::BufReader::new(file), options)?;
+        return Ok(print_report(&report));
+    }
+    if let AuditCommand::VerifyReport {
+        report,
+        bundle,
+        environment,
+        keys,
+    } = &command
+    {
+        return verify_report(
+            report,
+            bundle.as_deref(),
+            *environment,
+            keys.as_deref(),
+            &config,
+        )
+        .await;
+    }
+    let db = node::database(&config, false).await?;
+    let result = async {
+        let store = portcullis_store::Store::new(
+            portcullis_store::bootstrap::runtime_pool(&db.runtime, 4)
+                .await
+                .context("runtime connection")?,
+        );
+        let owner = portcullis_store::bootstrap::runtime_pool(&db.owner, 2)
+            .await
+            .context("owner connection")?;
+        let anchors = node::anchors(&config)?;
+        match command {
+            AuditCommand::Verify {
+                environment,
+                public_keys,
+                ..
+            } => {
+                let env = EnvironmentId::parse(environment.as_deref().unwrap_or_default())
+                    .map_err(|e| anyhow::anyhow!("{e}"))?;
+                let mut trusted = parse_public_keys(&public_keys)?;
+                if trusted.is_empty() {
+                    trusted = trail::published_keys(&store).await?;
+                }
+                eprintln!("verifying environment {env} against database checkpoints and anchors in {anchors}");
+                let report =
+                    trail::verify_environment(&store, env.as_uuid(), &trusted, &anchors, |n| {
+                        eprintln!("  {n} entries verified")
+                    })
+                    .await?;
+                let chain = print_report(&report);
+                // The other two streams are checked against their commitments in the chain.
+                let mut tx = store
+                    .tenant_as_system(
+                        env,
+                        portcullis_core::PermissionSet::of(&[portcullis_core::Permission::AuditRead]),
+                        Default::default(),
+                    )
+                    .await?;
+                let streams = portcullis_store::streams::check(&mut tx).await?;
+                eprintln!(
+                    "streams: {} intelligence-log rows and {} kernel-trace steps checked against their audit commitments",
+                    streams.intelligence_rows, streams.trace_rows
+                );
+                for p in &streams.problems {
+                    println!("FAILED: {} row {}: {}", p.stream, p.row, match p.kind {
+                        "changed" => "changed since it was committed",
+                        "missing" => "committed in the audit chain but no longer present",
+                        _ => "present but never committed in the audit chain",
+                    });
+                }
+                if streams.problems.is_empty() {
+                    Ok(chain)
+                } else {
+                    Ok(ExitCode::from(1))
+                }
+            }
+            AuditCommand::Export {
+                environment,
+                format,
+                output,
+            } => {
+                let env = EnvironmentId::parse(&environment).map_err(|e| anyhow::anyhow!("{e}"))?;
+                let n = trail::export_to_file(&store, env.as_uuid(), &format, &output).await?;
+                println!("wrote {n} entries to {}", output.display());
+                Ok(ExitCode::SUCCESS)
+            }
+            AuditCommand::Checkpoint => {
+                let vault = node::vault(&config).await?;
+                let signer =
+                    trail::Signer::load_or_create(&owner, &vault, vault.default_kek()).await?;
+                let pass = trail::checkpoint_pass(
+                    &store,
+                    &owner,
+                    &signer,
+                    &anchors,
+                    1,
+                    std::time::Duration::ZERO,
+                )
+                .await?;
+                if pass.skipped {
+                    println!("another node is checkpointing right now; nothing done");
+                    return Ok(ExitCode::SUCCESS);
+                }
+                println!(
+                    "cut {} checkpoints, anchored {} earlier ones",
+                    pass.cut, pass.reanchored
+                );
+                if pass.anchor_failures > 0 {
+                    println!(
+                        "{} checkpoints could not be anchored; the next pass retries them",
+                        pass.anchor_failures
+                    );
+                    return Ok(ExitCode::FAILURE);
+                }
+                Ok(ExitCode::SUCCESS)
+            }
+            AuditCommand::Report {
+                environment,
+                month,
+                out,
+            } => {
+                let vault = node::vault(&config).await?;
+                let signer =
+                    trail::Signer::load_or_create(&owner, &vault, vault.default_kek()).await?;
+                let report = portcullis_service::report::generate_now(
+                    &store,
+                    &signer,
+                    &anchors,
+                    environment.as_uuid(),
+                    month,
+                )
+                .await?;
+                let (json, pdf) = portcullis_service::report::write_files(&report, &out)?;
+                println!("{}", json.display());
+                println!("{}", pdf.display());
+                Ok(ExitCode::SUCCESS)
+            }
+            AuditCommand::VerifyReport { .. } => Ok(ExitCode::from(2)),
+            AuditCommand::EraseSubject {
+                identity,
+                environment,
+            } => {
+                let identity = portcullis_core::IdentityId::parse(&identity)
+                    .map_err(|_| anyhow::anyhow!("--identity: not an identity id: {identity}"))?;
+                let event = |destroyed: bool| {
+                    portcullis_store::AuditEvent::success("subject.erased", "identity", identity)
+                        .after(serde_json::json!({ "key_destroyed": destroyed }))
+                };
+                let (scope, destroyed) = match environment {
+                    Some(env) => {
+                        let mut tx = store
+                            .tenant_as_system(
+                                env,
+                                portcullis_core::PermissionSet::all(),
+                                Default::default(),
+                            )
+                            .await?;
+                        let destroyed = tx.erase_subject(identity).await?;
+                        tx.audit(event(destroyed)).await?;
+                        tx.commit().await?;
+                        (format!("environment {env}"), destroyed)
+                    }
+                    None => {
+                        let mut tx = store.auth(Default::default()).await?;
+                        let destroyed = tx.erase_platform_subject(identity).await?;
+                        tx.audit(portcullis_store::Actor::System, event(destroyed))
+                            .await?;
+                        tx.commit().await?;
+                        ("the platform scope".to_owned(), destroyed)
+                    }
+                };
+                if destroyed {
+                    println!("erased: the subject key of {identity} in {scope} is destroyed; their audit metadata there now reads [erased]");
+                } else {
+                    println!("nothing to erase: {identity} has no subject key in {scope}");
+                }
+                Ok(ExitCode::SUCCESS)
+            }
+            AuditCommand::RotateSigningKey => {
+                let vault = node::vault(&config).await?;
+                let signer = trail::Signer::create(&owner, &vault, vault.default_kek()).await?;
+                let mut tx = store.auth(Default::default()).await?;
+                tx.audit(
+                    portcullis_store::Actor::System,
+                    portcullis_store::AuditEvent::success(
+                        "audit.signing_key_rotated",
+                        "audit_signing_key",
+                        signer.key_id(),
+                    ),
+                )
+                .await?;
+                tx.commit().await?;
+                println!(
+                    "new checkpoint signing key {}; restart servers to sign with it",
+                    signer.key_id()
+                );
+                Ok(ExitCode::SUCCESS)
+            }
+        }
+    }
+    .await;
+    db.shutdown().await;
+    result
+}

@@ -1,0 +1,33 @@
+//! Shared by the `audit` commands: trusted keys from the command line, and how a verification
+//! report is printed (and turned into the exit code).
+
+use std::process::ExitCode;
+
+use anyhow::Context;
+
+pub(crate) fn parse_public_keys(
+    keys: &[String],
+) -> anyhow::Result<Vec<portcullis_audit::checkpoint::PublicKey>> {
+    keys.iter()
+        .map(|k| {
+            portcullis_audit::checkpoint::PublicKey::from_hex(k.trim())
+                .with_context(|| format!("`{k}` is not a 64-character hex Ed25519 public key"))
+        })
+        .collect()
+}
+
+pub(crate) fn print_report(report: &portcullis_audit::verify::Report) -> ExitCode {
+    match &report.first_problem {
+        None => {
+            println!(
+                "OK: {} entries verified, {} checkpoints consistent",
+                report.entries, report.checkpoints_checked
+            );
+            ExitCode::SUCCESS
+        }
+        Some(p) => {
+            println!("FAILED after {} good entries: {p}", report.entries);
+            ExitCode::FAILURE
+        }
+    }
+}
