@@ -9,8 +9,12 @@
 //! `key_unavailable` and recover once the key is restored.
 //!
 //! Must never: put a data key, a secret access key or a session token in an error, a log line
-//! or `Debug` output; send them over plain HTTP to another machine (see `transport`); or retry
-//! anything but transient failures (throttling, 5xx, network), and those once.
+//! or `Debug` output; send them over plain HTTP to another machine (`portcullis_outbound`'s
+//! endpoint rule); or retry anything but transient failures (throttling, 5xx, network), and
+//! those once.
+//!
+//! The wire is behind `portcullis_outbound::Transport`, which is what lets tests answer exactly
+//! as AWS does (a disabled key, a key pending deletion) where a local KMS emulator would not.
 
 use std::fmt;
 use std::sync::Arc;
@@ -19,19 +23,15 @@ use std::time::Duration;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use base64::Engine as _;
 use portcullis_crypto::envelope::DataKey;
-use portcullis_crypto::Secret;
+use portcullis_outbound::{
+    AwsCredentials, Client, Endpoint, Error as OutboundError, Limits, Method, Request, Response,
+    Transport,
+};
 use rand::Rng;
 use serde::{Deserialize, Serialize};
 use zeroize::Zeroizing;
 
 use crate::{KeyError, WrapContext};
-
-pub mod sigv4;
-pub mod transport;
-
-pub use transport::{
-    BoxFuture, Endpoint, HttpRequest, HttpResponse, HttpTransport, Transport, TransportError,
-};
 
 /// Encryption-context keys. Part of the stored format: a key wrapped under these names can only
 /// be unwrapped by sending the same names, so they never change.
@@ -41,39 +41,26 @@ pub const CONTEXT_VERSION: &str = "portcullis:version";
 
 const CONTENT_TYPE: &str = "application/x-amz-json-1.1";
 const SERVICE: &str = "kms";
+/// The client's limits for KMS: answers for one 32-byte key are a few hundred bytes, anything
+/// near the cap is not KMS.
+pub const LIMITS: Limits = Limits {
+    connect_timeout: Duration::from_secs(5),
+    request_timeout: Duration::from_secs(15),
+    max_response_bytes: 256 * 1024,
+};
 /// Error messages from KMS go into `KeyError`s and logs; cap them so a hostile or broken
 /// endpoint cannot flood either.
 const MAX_MESSAGE_CHARS: usize = 300;
 
-/// How to reach KMS and as whom.
-#[derive(Clone)]
+/// How to reach KMS and as whom. `Debug` is redacted by `AwsCredentials`.
+#[derive(Clone, Debug)]
 pub struct KmsConfig {
     /// e.g. `eu-west-1`; part of every signature's credential scope.
     pub region: String,
     /// Default `https://kms.<region>.amazonaws.com`. `http://` only for a loopback host, such
     /// as a local KMS-compatible test server (`http://127.0.0.1:5000`).
     pub endpoint: Option<String>,
-    pub access_key_id: String,
-    pub secret_access_key: Secret,
-    /// For temporary credentials (STS, instance roles).
-    pub session_token: Option<Secret>,
-}
-
-impl fmt::Debug for KmsConfig {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        // The access key id is shown: it identifies which credentials are in use (it is in
-        // every request's Authorization header and in CloudTrail) and grants nothing alone.
-        f.debug_struct("KmsConfig")
-            .field("region", &self.region)
-            .field("endpoint", &self.endpoint)
-            .field("access_key_id", &self.access_key_id)
-            .field("secret_access_key", &"[redacted]")
-            .field(
-                "session_token",
-                &self.session_token.as_ref().map(|_| "[redacted]"),
-            )
-            .finish()
-    }
+    pub credentials: AwsCredentials,
 }
 
 /// A KMS key's `KeyState`, from `DescribeKey`.
@@ -116,9 +103,7 @@ pub struct KmsProvider {
 struct Inner {
     region: String,
     endpoint: Endpoint,
-    access_key_id: String,
-    secret_access_key: Secret,
-    session_token: Option<Secret>,
+    credentials: AwsCredentials,
     transport: Arc<dyn Transport>,
 }
 
@@ -127,9 +112,17 @@ impl fmt::Debug for KmsProvider {
         f.debug_struct("KmsProvider")
             .field("region", &self.inner.region)
             .field("endpoint", &self.inner.endpoint.to_string())
-            .field("access_key_id", &self.inner.access_key_id)
+            .field("access_key_id", &self.inner.credentials.access_key_id)
             .finish_non_exhaustive()
     }
+}
+
+/// The KMS operation of a request, from `X-Amz-Target` (`TrentService.Decrypt` gives
+/// `Decrypt`): for transports that answer per operation.
+pub fn operation(request: &Request) -> Option<&str> {
+    request
+        .header("x-amz-target")
+        .map(|t| t.strip_prefix("TrentService.").unwrap_or(t))
 }
 
 #[derive(Serialize)]
@@ -214,7 +207,11 @@ enum Failure {
 impl KmsProvider {
     /// A provider that talks to KMS over HTTPS (or loopback HTTP).
     pub fn new(config: KmsConfig) -> Result<KmsProvider, KeyError> {
-        KmsProvider::with_transport(config, Arc::new(HttpTransport::new()?))
+        let client = Client::new(LIMITS).map_err(|e| match e {
+            OutboundError::Tls(m) => KeyError::Config(format!("TLS for KMS: {m}")),
+            other => KeyError::Config(format!("KMS client: {other}")),
+        })?;
+        KmsProvider::with_transport(config, Arc::new(client))
     }
 
     /// A provider whose requests go through `transport`: for tests that must answer as AWS
@@ -234,17 +231,24 @@ impl KmsProvider {
                 "KMS region `{region}` is not a region name"
             )));
         }
+        let parse =
+            |url: &str| Endpoint::parse(url).map_err(|e| KeyError::Config(format!("KMS {e}")));
         let endpoint = match config.endpoint.as_deref().map(str::trim) {
-            Some(url) if !url.is_empty() => Endpoint::parse(url)?,
-            _ => Endpoint::parse(&format!("https://kms.{region}.amazonaws.com"))?,
+            Some(url) if !url.is_empty() => parse(url)?,
+            _ => parse(&format!("https://kms.{region}.amazonaws.com"))?,
         };
-        let access_key_id = config.access_key_id.trim();
+        let AwsCredentials {
+            access_key_id,
+            secret_access_key,
+            session_token,
+        } = config.credentials;
+        let access_key_id = access_key_id.trim();
         if access_key_id.is_empty() || !access_key_id.bytes().all(|b| b.is_ascii_alphanumeric()) {
             return Err(KeyError::Config(
                 "KMS access key id is empty or malformed".to_owned(),
             ));
         }
-        let secret = config.secret_access_key.expose();
+        let secret = secret_access_key.expose();
         // A stray space or newline from a secrets file would otherwise surface much later as
         // a signature mismatch on every call.
         if secret.is_empty() || secret.chars().any(|c| c.is_whitespace() || c.is_control()) {
@@ -252,7 +256,7 @@ impl KmsProvider {
                 "KMS secret access key is empty or contains whitespace".to_owned(),
             ));
         }
-        if let Some(token) = &config.session_token {
+        if let Some(token) = &session_token {
             if token.expose().is_empty()
                 || token.expose().bytes().any(|b| !(0x21..0x7f).contains(&b))
             {
@@ -265,9 +269,11 @@ impl KmsProvider {
             inner: Arc::new(Inner {
                 region: region.to_owned(),
                 endpoint,
-                access_key_id: access_key_id.to_owned(),
-                secret_access_key: config.secret_access_key,
-                session_token: config.session_token,
+                credentials: AwsCredentials {
+                    access_key_id: access_key_id.to_owned(),
+                    secret_access_key,
+                    session_token,
+                },
                 transport,
             }),
         })
@@ -393,7 +399,7 @@ impl KmsProvider {
         operation: &str,
         kek: &str,
         body: Zeroizing<Vec<u8>>,
-    ) -> Result<HttpResponse, KeyError> {
+    ) -> Result<Response, KeyError> {
         match self.attempt(operation, kek, &body).await {
             Ok(response) => return Ok(response),
             Err(Failure::Final(e)) => return Err(e),
@@ -423,7 +429,7 @@ impl KmsProvider {
         operation: &str,
         kek: &str,
         body: &Zeroizing<Vec<u8>>,
-    ) -> Result<HttpResponse, Failure> {
+    ) -> Result<Response, Failure> {
         // Signed per attempt: the date is part of the signature.
         let request = self
             .signed_request(operation, body)
@@ -436,7 +442,7 @@ impl KmsProvider {
                 ))));
             }
         };
-        if (200..300).contains(&response.status) {
+        if response.is_success() {
             tracing::debug!(
                 operation,
                 kek,
@@ -454,44 +460,24 @@ impl KmsProvider {
         &self,
         operation: &str,
         body: &Zeroizing<Vec<u8>>,
-    ) -> Result<HttpRequest, KeyError> {
+    ) -> Result<Request, KeyError> {
         let inner = &self.inner;
-        let amz_date = sigv4::amz_date(time::OffsetDateTime::now_utc());
-        let target = format!("TrentService.{operation}");
-        let mut headers: Vec<(String, String)> = vec![
-            ("Content-Type".to_owned(), CONTENT_TYPE.to_owned()),
-            ("Host".to_owned(), inner.endpoint.authority().to_owned()),
-            ("X-Amz-Date".to_owned(), amz_date.clone()),
-            ("X-Amz-Target".to_owned(), target),
-        ];
-        if let Some(token) = &inner.session_token {
-            // Signed, like the SDKs do, so it cannot be swapped in transit.
-            headers.push(("X-Amz-Security-Token".to_owned(), token.expose().to_owned()));
-        }
+        let mut request = Request::new(Method::POST, inner.endpoint.clone(), "/")
+            .with_header("Content-Type", CONTENT_TYPE)
+            .with_header("X-Amz-Target", format!("TrentService.{operation}"));
+        request.body = body.clone();
         // No x-amz-content-sha256: that header is S3's. The body hash is part of the canonical
         // request anyway, so the body is signed without it.
-        let signed: Vec<(&str, &str)> = headers
-            .iter()
-            .map(|(n, v)| (n.as_str(), v.as_str()))
-            .collect();
-        let authorization = sigv4::authorization(&sigv4::SigningInput {
-            method: "POST",
-            path: "/",
-            query: "",
-            headers: &signed,
-            payload: body,
-            region: &inner.region,
-            service: SERVICE,
-            amz_date: &amz_date,
-            access_key_id: &inner.access_key_id,
-            secret_access_key: inner.secret_access_key.expose(),
-        })?;
-        headers.push(("Authorization".to_owned(), authorization));
-        Ok(HttpRequest {
-            endpoint: inner.endpoint.clone(),
-            headers,
-            body: body.clone(),
-        })
+        inner
+            .credentials
+            .sign(
+                &mut request,
+                &inner.region,
+                SERVICE,
+                time::OffsetDateTime::now_utc(),
+            )
+            .map_err(|e| KeyError::Provider(e.to_string()))?;
+        Ok(request)
     }
 }
 
@@ -503,10 +489,10 @@ fn to_json<T: Serialize>(value: &T) -> Result<Zeroizing<Vec<u8>>, KeyError> {
 
 fn from_json<T: for<'de> Deserialize<'de>>(
     operation: &str,
-    response: &HttpResponse,
+    response: &Response,
 ) -> Result<T, KeyError> {
     // serde_json's error names a line and column, never the content.
-    serde_json::from_slice(&response.body).map_err(|e| {
+    response.json().map_err(|e| {
         KeyError::Provider(format!(
             "KMS {operation} returned an unexpected answer: {e}"
         ))
@@ -659,6 +645,17 @@ mod tests {
         let s = sanitize(&long);
         assert!(!s.contains('\n'));
         assert!(s.chars().count() <= MAX_MESSAGE_CHARS + 1);
+    }
+
+    #[test]
+    fn the_operation_comes_from_the_target_header() {
+        let request = Request::new(
+            Method::POST,
+            Endpoint::parse("http://127.0.0.1:1").unwrap_or_else(|e| panic!("{e}")),
+            "/",
+        )
+        .with_header("X-Amz-Target", "TrentService.Encrypt");
+        assert_eq!(operation(&request), Some("Encrypt"));
     }
 
     #[test]

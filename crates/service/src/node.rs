@@ -107,6 +107,7 @@ fn read_secret(path: &Path, key: &'static str) -> anyhow::Result<portcullis_cryp
 /// Key providers and the vault, from the `[keys]` configuration.
 pub async fn vault(config: &Config) -> anyhow::Result<portcullis_store::vault::Vault> {
     use portcullis_keys::{kms, local, pkcs11, KekRef, Providers};
+    use portcullis_outbound::AwsCredentials;
     let keys_dir = config.data_dir().join("keys");
     let mut providers = Providers::default();
     let has_local_keys = std::fs::read_dir(&keys_dir)
@@ -135,14 +136,16 @@ pub async fn vault(config: &Config) -> anyhow::Result<portcullis_store::vault::V
         let cfg = kms::KmsConfig {
             region: k.region.clone(),
             endpoint: k.endpoint.clone(),
-            access_key_id: k.access_key_id.clone(),
-            secret_access_key: read_secret(
-                &k.secret_access_key_file,
-                "keys.aws_kms.secret_access_key_file",
-            )?,
-            session_token: match &k.session_token_file {
-                Some(f) => Some(read_secret(f, "keys.aws_kms.session_token_file")?),
-                None => None,
+            credentials: AwsCredentials {
+                access_key_id: k.access_key_id.clone(),
+                secret_access_key: read_secret(
+                    &k.secret_access_key_file,
+                    "keys.aws_kms.secret_access_key_file",
+                )?,
+                session_token: match &k.session_token_file {
+                    Some(f) => Some(read_secret(f, "keys.aws_kms.session_token_file")?),
+                    None => None,
+                },
             },
         };
         providers.kms = Some(kms::KmsProvider::new(cfg).context("AWS KMS key provider")?);
@@ -211,7 +214,8 @@ pub fn anchors(config: &Config) -> anyhow::Result<crate::anchor::Anchors> {
                 cfg.retention_days = d;
             }
             if let Some(f) = &c.session_token_file {
-                cfg.session_token = Some(read_secret(f, "audit.s3.session_token_file")?);
+                cfg.credentials.session_token =
+                    Some(read_secret(f, "audit.s3.session_token_file")?);
             }
             Ok(Anchors::S3(S3Anchors::new(cfg).context("S3 anchor store")?))
         }

@@ -9,203 +9,11 @@
 //! not: `GET ?retention` (GetObjectRetention) is not implemented, it answers with the object
 //! itself and its lock headers; so retention is read with HEAD, as `S3Anchors::retention` does.
 
-use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
-
 use portcullis_crypto::Secret;
+use portcullis_outbound::testing::Moto;
 use portcullis_service::anchor::{AnchorError, Anchors, S3AnchorConfig, S3Anchors};
 use time::OffsetDateTime;
 use uuid::Uuid;
-
-/// A moto server child process, killed (and its log removed) when dropped.
-struct Moto {
-    child: Child,
-    port: u16,
-    log: PathBuf,
-}
-
-impl Drop for Moto {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        let _ = std::fs::remove_file(&self.log);
-    }
-}
-
-impl Moto {
-    /// `moto_server`, else `python3 -m moto.server` (a pyenv shim appears only after
-    /// `pyenv rehash`); `None` when neither is installed. Installed but failing to start is a
-    /// failure, not a skip.
-    fn start() -> Option<Moto> {
-        let candidates: [&[&str]; 2] = [&["moto_server"], &["python3", "-m", "moto.server"]];
-        let program = candidates.into_iter().find(|argv| {
-            Command::new(argv[0])
-                .args(&argv[1..])
-                .arg("--help")
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .status()
-                .is_ok_and(|s| s.success())
-        })?;
-        let port = TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        // A file, not a pipe: werkzeug logs every request, and a pipe nobody reads would
-        // eventually block the server.
-        let log = std::env::temp_dir().join(format!(
-            "portcullis-moto-anchor-{}-{port}.log",
-            std::process::id()
-        ));
-        let log_file = std::fs::File::create(&log).unwrap();
-        let child = Command::new(program[0])
-            .args(&program[1..])
-            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
-            .stdin(Stdio::null())
-            .stdout(log_file.try_clone().unwrap())
-            .stderr(log_file)
-            .spawn()
-            .unwrap();
-        let mut moto = Moto { child, port, log };
-        let deadline = Instant::now() + Duration::from_secs(60);
-        loop {
-            if http(port, "GET", "/moto-api/", &[], "").is_some_and(|(s, _)| s == 200) {
-                return Some(moto);
-            }
-            if let Some(status) = moto.child.try_wait().unwrap() {
-                panic!(
-                    "moto exited with {status} before answering:\n{}",
-                    moto.log_text()
-                );
-            }
-            assert!(
-                Instant::now() < deadline,
-                "moto did not answer within 60 s:\n{}",
-                moto.log_text()
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
-    }
-
-    fn log_text(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    fn endpoint(&self) -> String {
-        format!("http://127.0.0.1:{}", self.port)
-    }
-
-    /// Creates an IAM user allowed `s3:*` with an access key (while moto still accepts
-    /// anything), then makes moto check every request's signature and permissions.
-    fn enforce_auth(&self) -> (String, String) {
-        let iam = |body: &str| {
-            // Unchecked for now; the credential scope only routes the call to IAM.
-            let auth =
-                "AWS4-HMAC-SHA256 Credential=AKIASETUP/20260101/us-east-1/iam/aws4_request, \
-                        SignedHeaders=host, Signature=0";
-            let (status, text) = http(
-                self.port,
-                "POST",
-                "/",
-                &[
-                    ("Authorization", auth),
-                    ("Content-Type", "application/x-www-form-urlencoded"),
-                ],
-                &format!("{body}&Version=2010-05-08"),
-            )
-            .unwrap();
-            assert_eq!(status, 200, "{body}: {text}");
-            text
-        };
-        iam("Action=CreateUser&UserName=anchor-writer");
-        let policy = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"s3:*","Resource":"*"}]}"#;
-        iam(&format!(
-            "Action=PutUserPolicy&UserName=anchor-writer&PolicyName=s3&PolicyDocument={}",
-            form_encode(policy)
-        ));
-        let keys = iam("Action=CreateAccessKey&UserName=anchor-writer");
-        let between = |tag: &str| {
-            let open = format!("<{tag}>");
-            let start = keys.find(&open).unwrap() + open.len();
-            let end = keys[start..].find('<').unwrap();
-            keys[start..start + end].to_owned()
-        };
-        let credentials = (between("AccessKeyId"), between("SecretAccessKey"));
-        self.check_signatures(true);
-        credentials
-    }
-
-    /// Switches moto's signature and permission checks on or off.
-    ///
-    /// Off is needed around `list`: moto recomputes the signature over the *decoded* query
-    /// string, so any request with `%2F` in a query value (a `prefix=` ending in `/`) fails
-    /// with SignatureDoesNotMatch under moto, boto3's own `list_object_versions` and
-    /// `list_objects_v2` included (checked with boto3 1.43 against moto 5.2.1). S3 signs the
-    /// encoded form, which is what `S3Anchors` sends.
-    fn check_signatures(&self, on: bool) {
-        let count = if on { "0" } else { "inf" };
-        let (status, text) = http(self.port, "POST", "/moto-api/reset-auth", &[], count).unwrap();
-        assert_eq!(status, 200, "{text}");
-    }
-}
-
-fn form_encode(value: &str) -> String {
-    value
-        .bytes()
-        .map(|b| {
-            if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
-                char::from(b).to_string()
-            } else {
-                format!("%{b:02X}")
-            }
-        })
-        .collect()
-}
-
-/// A blocking HTTP/1.1 exchange for setup calls; `None` when nothing listens yet.
-fn http(
-    port: u16,
-    method: &str,
-    path: &str,
-    headers: &[(&str, &str)],
-    body: &str,
-) -> Option<(u16, String)> {
-    let mut tcp = TcpStream::connect(("127.0.0.1", port)).ok()?;
-    tcp.set_read_timeout(Some(Duration::from_secs(30))).ok()?;
-    let mut request = format!(
-        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n\
-         Content-Length: {}\r\n",
-        body.len()
-    );
-    for (name, value) in headers {
-        request.push_str(&format!("{name}: {value}\r\n"));
-    }
-    request.push_str("\r\n");
-    request.push_str(body);
-    tcp.write_all(request.as_bytes()).ok()?;
-    let mut response = String::new();
-    tcp.read_to_string(&mut response).ok()?;
-    let status = response.split(' ').nth(1)?.parse().ok()?;
-    let text = response.split_once("\r\n\r\n").map(|(_, b)| b.to_owned())?;
-    Some((status, text))
-}
-
-fn moto_or_skip() -> Option<Moto> {
-    let moto = Moto::start();
-    if moto.is_none() {
-        // Straight to the process's stderr: the harness swallows `eprintln!` of a passing
-        // test, and a skip must not look like a pass.
-        let _ = writeln!(
-            std::io::stderr(),
-            "SKIPPED: moto not installed (pip install 'moto[server]')"
-        );
-    }
-    moto
-}
 
 fn config(moto: &Moto, bucket: &str, key_id: &str, secret: &str) -> S3AnchorConfig {
     let mut c = S3AnchorConfig::new("eu-west-1", bucket, key_id, Secret::new(secret));
@@ -226,8 +34,8 @@ fn remote_code(result: Result<impl std::fmt::Debug, AnchorError>) -> (u16, Strin
 /// them from `list`.
 #[tokio::test]
 async fn l4_s3_anchors_are_write_once_and_locked() {
-    let Some(moto) = moto_or_skip() else { return };
-    let (key_id, secret) = moto.enforce_auth();
+    let Some(moto) = Moto::start() else { return };
+    let (key_id, secret) = moto.enforce_auth("s3:*");
     let mut c = config(&moto, "pc-anchors-l4", &key_id, &secret);
     c.retention_days = 30;
     let s3 = S3Anchors::new(c).unwrap().with_page_size(2);
@@ -360,7 +168,7 @@ async fn l4_s3_anchors_are_write_once_and_locked() {
 /// infinite), so the same bad request succeeds before auth is switched on.
 #[tokio::test]
 async fn l4_s3_bad_credentials_are_refused() {
-    let Some(moto) = moto_or_skip() else { return };
+    let Some(moto) = Moto::start() else { return };
     let wrong = "wrong-secret-XYZZY";
 
     // moto's default: no checks at all, so a bad signature silently works.
@@ -370,7 +178,7 @@ async fn l4_s3_bad_credentials_are_refused() {
         .await
         .unwrap();
 
-    let (key_id, secret) = moto.enforce_auth();
+    let (key_id, secret) = moto.enforce_auth("s3:*");
     let good = S3Anchors::new(config(&moto, "pc-anchors-auth", &key_id, &secret)).unwrap();
     good.ensure_bucket().await.unwrap();
 
