@@ -53,9 +53,24 @@ impl Trail {
 
     /// `GET /audit/checkpoints/latest` as the owner.
     async fn latest_checkpoint(&self) -> support::Reply {
+        self.audit_get("checkpoints/latest").await
+    }
+
+    /// `GET /v1/environments/{env}/audit/{tail}` as the owner.
+    async fn audit_get(&self, tail: &str) -> support::Reply {
         self.app
             .get(
-                &format!("/v1/environments/{}/audit/checkpoints/latest", self.env),
+                &format!("/v1/environments/{}/audit/{tail}", self.env),
+                &self.owner.token,
+            )
+            .await
+    }
+
+    /// The same, the body as raw bytes (exports).
+    async fn audit_raw(&self, tail: &str) -> (StatusCode, Vec<u8>) {
+        self.app
+            .get_raw(
+                &format!("/v1/environments/{}/audit/{tail}", self.env),
                 &self.owner.token,
             )
             .await
@@ -230,13 +245,7 @@ async fn l5_exported_bundle_verifies_offline_and_detects_edits() {
         .map(|k| PublicKey::from_hex(k["public_key"].as_str().unwrap()).unwrap())
         .collect();
     assert_eq!(pinned.len(), 1);
-    let bundle = t
-        .app
-        .get_raw(
-            &format!("/v1/environments/{}/audit/export?format=bundle", t.env),
-            &t.owner.token,
-        )
-        .await;
+    let bundle = t.audit_raw("export?format=bundle").await;
     assert_eq!(bundle.0, StatusCode::OK);
     let text = String::from_utf8(bundle.1).unwrap();
     let report = portcullis_audit::bundle::verify_bundle(
@@ -271,36 +280,16 @@ async fn l5_exported_bundle_verifies_offline_and_detects_edits() {
     ));
 
     // CSV and JSONL exports, windowing, and the export itself is audited.
-    let csv = t
-        .app
-        .get_raw(
-            &format!("/v1/environments/{}/audit/export?format=csv", t.env),
-            &t.owner.token,
-        )
-        .await;
+    let csv = t.audit_raw("export?format=csv").await;
     let csv = String::from_utf8(csv.1).unwrap();
     assert!(csv.starts_with("seq,occurred_at,actor_type"));
     assert!(csv.lines().count() >= 7);
     let future = t
-        .app
-        .get_raw(
-            &format!(
-                "/v1/environments/{}/audit/export?format=jsonl&from=2999-01-01T00:00:00Z",
-                t.env
-            ),
-            &t.owner.token,
-        )
+        .audit_raw("export?format=jsonl&from=2999-01-01T00:00:00Z")
         .await;
     assert!(future.1.is_empty());
     let r = t
-        .app
-        .get(
-            &format!(
-                "/v1/environments/{}/audit/export?format=bundle&from=2020-01-01T00:00:00Z",
-                t.env
-            ),
-            &t.owner.token,
-        )
+        .audit_get("export?format=bundle&from=2020-01-01T00:00:00Z")
         .await;
     assert_eq!(r.status, StatusCode::BAD_REQUEST);
     let actions: Vec<_> = t
@@ -338,16 +327,7 @@ async fn l3_api_proofs_verify_against_signed_checkpoints() {
     second.verify(t.signer.public_keys()).unwrap();
     let size = second.checkpoint.tree_size;
     for seq in [1, 2, size / 2, size] {
-        let p = t
-            .app
-            .get(
-                &format!(
-                    "/v1/environments/{}/audit/proofs/inclusion?seq={seq}",
-                    t.env
-                ),
-                &t.owner.token,
-            )
-            .await;
+        let p = t.audit_get(&format!("proofs/inclusion?seq={seq}")).await;
         assert_eq!(p.status, StatusCode::OK, "{:?}", p.body);
         let proof: Vec<[u8; 32]> = hashes(&p.body["proof"]);
         let leaf =
@@ -368,14 +348,10 @@ async fn l3_api_proofs_verify_against_signed_checkpoints() {
         );
     }
     let c = t
-        .app
-        .get(
-            &format!(
-                "/v1/environments/{}/audit/proofs/consistency?from={}&to={size}",
-                t.env, first.checkpoint.tree_size
-            ),
-            &t.owner.token,
-        )
+        .audit_get(&format!(
+            "proofs/consistency?from={}&to={size}",
+            first.checkpoint.tree_size
+        ))
         .await;
     let proof: Vec<[u8; 32]> = hashes(&c.body["proof"]);
     assert!(verify_consistency(
@@ -392,13 +368,7 @@ async fn l3_api_proofs_verify_against_signed_checkpoints() {
         &first.checkpoint.root_hash,
         &proof
     ));
-    let bad = t
-        .app
-        .get(
-            &format!("/v1/environments/{}/audit/proofs/inclusion?seq=0", t.env),
-            &t.owner.token,
-        )
-        .await;
+    let bad = t.audit_get("proofs/inclusion?seq=0").await;
     assert_eq!(bad.status, StatusCode::BAD_REQUEST);
 }
 
@@ -557,14 +527,7 @@ async fn l3_api_proofs_at_a_large_size_verify() {
     assert!(size > 3000);
     for seq in [1, 256, 257, 1500, 2048, size - 1, size] {
         let p = t
-            .app
-            .get(
-                &format!(
-                    "/v1/environments/{}/audit/proofs/inclusion?seq={seq}&tree_size={size}",
-                    t.env
-                ),
-                &t.owner.token,
-            )
+            .audit_get(&format!("proofs/inclusion?seq={seq}&tree_size={size}"))
             .await;
         assert_eq!(p.status, StatusCode::OK, "{:?}", p.body);
         assert_eq!(
@@ -592,14 +555,7 @@ async fn l3_api_proofs_at_a_large_size_verify() {
     )
     .await;
     let c = t
-        .app
-        .get(
-            &format!(
-                "/v1/environments/{}/audit/proofs/consistency?from=1000&to={size}",
-                t.env
-            ),
-            &t.owner.token,
-        )
+        .audit_get(&format!("proofs/consistency?from=1000&to={size}"))
         .await;
     assert_eq!(c.status, StatusCode::OK, "{:?}", c.body);
     let mut tx = store
@@ -626,14 +582,7 @@ async fn l3_api_proofs_at_a_large_size_verify() {
         &hashes(&c.body["proof"])
     ));
     let p = t
-        .app
-        .get(
-            &format!(
-                "/v1/environments/{}/audit/proofs/inclusion?seq=700&tree_size={size}",
-                t.env
-            ),
-            &t.owner.token,
-        )
+        .audit_get(&format!("proofs/inclusion?seq=700&tree_size={size}"))
         .await;
     assert_eq!(p.status, StatusCode::OK, "{:?}", p.body);
     let leaf =
@@ -646,15 +595,10 @@ async fn l3_api_proofs_at_a_large_size_verify() {
         &cp.checkpoint.root_hash
     ));
     let too_big = t
-        .app
-        .get(
-            &format!(
-                "/v1/environments/{}/audit/proofs/inclusion?seq=1&tree_size={}",
-                t.env,
-                size + 100_000
-            ),
-            &t.owner.token,
-        )
+        .audit_get(&format!(
+            "proofs/inclusion?seq=1&tree_size={}",
+            size + 100_000
+        ))
         .await;
     assert_eq!(too_big.status, StatusCode::BAD_REQUEST);
 }

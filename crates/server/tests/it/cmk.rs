@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use crate::support::TestApp;
+use crate::support::{self, TestApp};
 use axum::http::StatusCode;
 use portcullis_crypto::Secret;
 use portcullis_keys::pkcs11::{Pkcs11Config, Pkcs11Provider};
@@ -47,24 +47,19 @@ fn softhsm_token() -> Option<PathBuf> {
     )
     .unwrap();
     std::env::set_var("SOFTHSM2_CONF", &conf);
-    let out = Command::new("softhsm2-util")
-        .args([
-            "--init-token",
-            "--free",
-            "--label",
-            "customer",
-            "--pin",
-            "1234",
-            "--so-pin",
-            "5678",
-        ])
-        .env("SOFTHSM2_CONF", &conf)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    support::run_ok(
+        Command::new("softhsm2-util")
+            .args([
+                "--init-token",
+                "--free",
+                "--label",
+                "customer",
+                "--pin",
+                "1234",
+                "--so-pin",
+                "5678",
+            ])
+            .env("SOFTHSM2_CONF", &conf),
     );
     Some(root)
 }

@@ -231,15 +231,10 @@ impl TestApp {
     /// The whole database as `pg_dump` writes it (plain SQL), to search for plaintext.
     pub fn pg_dump(&self) -> String {
         let bin = portcullis_provision::find_server_binaries(None).unwrap();
-        let out = std::process::Command::new(bin.join("pg_dump"))
-            .arg("--dbname")
-            .arg(&self.db.admin_url)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
+        let out = super::run_ok(
+            std::process::Command::new(bin.join("pg_dump"))
+                .arg("--dbname")
+                .arg(&self.db.admin_url),
         );
         String::from_utf8_lossy(&out.stdout).into_owned()
     }

@@ -27,3 +27,14 @@ pub fn hashes(list: &serde_json::Value) -> Vec<[u8; 32]> {
         .map(|h| hash32(h.as_str().unwrap()))
         .collect()
 }
+
+/// Runs `command` to completion; it must succeed (its stderr is the failure message).
+pub fn run_ok(command: &mut std::process::Command) -> std::process::Output {
+    let out = command.output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
