@@ -557,7 +557,7 @@ struct ProofTiming {
     total: f64,
 }
 
-/// An inclusion proof as `routes::audit::inclusion_proof` builds one (checkpoints, every entry
+/// An inclusion proof as `service::audit_access::inclusion_proof` builds one (checkpoints, every entry
 /// hash up to the size, leaves, proof, root), checked against the checkpoint's root. The
 /// route's own audit entry (`audit.read`) is left out.
 async fn proof_as_api(store: &Store, env: EnvironmentId, seq: u64) -> ProofTiming {
@@ -599,7 +599,7 @@ async fn proof_as_api(store: &Store, env: EnvironmentId, seq: u64) -> ProofTimin
     }
 }
 
-/// An inclusion proof as `routes::audit::inclusion_proof` builds one now: the plan, stored
+/// An inclusion proof as `service::audit_access::inclusion_proof` builds one now: the plan, stored
 /// subtree nodes and at most two blocks of entry hashes (`audit_log::proof_source`, which also
 /// backfills missing nodes), proof and root from them; checked against the checkpoint.
 async fn proof_stored(store: &Store, env: EnvironmentId, seq: u64) -> ProofTiming {

@@ -11,7 +11,7 @@ use uuid::Uuid;
 use crate::state::AppState;
 
 pub mod account;
-pub mod audit;
+pub mod audit_access;
 pub mod audit_log;
 pub mod documents;
 pub mod environments;
@@ -154,11 +154,11 @@ pub fn api() -> OpenApiRouter<AppState> {
             documents::update_document,
             documents::delete_document
         ))
-        .routes(routes!(audit::export))
-        .routes(routes!(audit::latest_checkpoint))
-        .routes(routes!(audit::inclusion_proof))
-        .routes(routes!(audit::consistency_proof))
-        .routes(routes!(audit::well_known_keys))
+        .routes(routes!(audit_access::export))
+        .routes(routes!(audit_access::latest_checkpoint))
+        .routes(routes!(audit_access::inclusion_proof))
+        .routes(routes!(audit_access::consistency_proof))
+        .routes(routes!(audit_access::well_known_keys))
         .routes(routes!(keyring::key_status))
         .routes(routes!(keyring::rotate_key))
         .routes(routes!(keyring::retire_keys))

@@ -6,7 +6,7 @@
 //! domain results and the store's rows. A renamed column or a new field in a row never
 //! domain types the service returns. They are the JSON contract: a renamed column or a new
 pub mod account;
-pub mod audit;
+pub mod audit_access;
 pub mod audit_log;
 pub mod documents;
 pub mod environments;

@@ -15,7 +15,7 @@ use crate::auth::{Auth, Meta};
 use crate::error::{ApiResult, ErrorBody};
 use crate::extract::{Path, Query};
 use crate::state::AppState;
-use crate::views::audit::{AuditKeys, CheckpointRow, ConsistencyProof, InclusionProof};
+use crate::views::audit_access::{AuditKeys, CheckpointRow, ConsistencyProof, InclusionProof};
 
 /// Export formats of the audit log.
 #[derive(Debug, Clone, Copy, Deserialize, utoipa::ToSchema, PartialEq, Eq)]
