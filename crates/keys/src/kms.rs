@@ -48,9 +48,8 @@ pub const LIMITS: Limits = Limits {
     request_timeout: Duration::from_secs(15),
     max_response_bytes: 256 * 1024,
 };
-/// Error messages from KMS go into `KeyError`s and logs; cap them so a hostile or broken
-/// endpoint cannot flood either.
-const MAX_MESSAGE_CHARS: usize = 300;
+/// Error messages from KMS go into `KeyError`s and logs, bounded (`sanitize_remote_message`).
+use portcullis_outbound::sanitize_remote_message as sanitize;
 
 /// How to reach KMS and as whom. `Debug` is redacted by `AwsCredentials`.
 #[derive(Clone, Debug)]
@@ -499,19 +498,6 @@ fn from_json<T: for<'de> Deserialize<'de>>(
     })
 }
 
-/// Printable, bounded, single-line: KMS messages end up in errors and logs.
-fn sanitize(message: &str) -> String {
-    let mut out: String = message
-        .chars()
-        .map(|c| if c.is_control() { ' ' } else { c })
-        .take(MAX_MESSAGE_CHARS)
-        .collect();
-    if message.chars().count() > MAX_MESSAGE_CHARS {
-        out.push('…');
-    }
-    out
-}
-
 /// `<Code>X</Code>` from an XML error body, if it is a plain identifier.
 fn xml_code(body: &[u8]) -> Option<String> {
     let text = std::str::from_utf8(body).ok()?;
@@ -644,7 +630,7 @@ mod tests {
         let long = format!("line1\nline2{}", "x".repeat(1000));
         let s = sanitize(&long);
         assert!(!s.contains('\n'));
-        assert!(s.chars().count() <= MAX_MESSAGE_CHARS + 1);
+        assert!(s.chars().count() <= portcullis_outbound::MAX_REMOTE_MESSAGE_CHARS + 1);
     }
 
     #[test]

@@ -26,7 +26,7 @@ pub use aws::AwsCredentials;
 pub use client::{BoxFuture, Client, Limits, Session, Transport};
 pub use endpoint::Endpoint;
 pub use hyper::Method;
-pub use message::{Request, Response};
+pub use message::{sanitize_remote_message, Request, Response, MAX_REMOTE_MESSAGE_CHARS};
 /// The trust anchors a [`Client`] is built with (rustls's type).
 pub use rustls::RootCertStore;
 

@@ -153,6 +153,23 @@ fn find<'h>(headers: &'h [(String, String)], name: &str) -> Option<&'h str> {
         .map(|(_, v)| v.as_str())
 }
 
+/// How much of a remote service's own error message is kept.
+pub const MAX_REMOTE_MESSAGE_CHARS: usize = 300;
+
+/// A remote service's error message made printable, bounded and single-line: such messages end
+/// up in errors and logs, and a hostile endpoint must not flood or forge lines there.
+pub fn sanitize_remote_message(message: &str) -> String {
+    let mut out: String = message
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .take(MAX_REMOTE_MESSAGE_CHARS)
+        .collect();
+    if message.chars().count() > MAX_REMOTE_MESSAGE_CHARS {
+        out.push('…');
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]

@@ -3,8 +3,9 @@ use portcullis_crypto::Secret;
 
 use super::objects::tree_size_of;
 use super::retention::retain_until;
-use super::xml::{parse_versions, MAX_MESSAGE_CHARS};
+use super::xml::parse_versions;
 use super::*;
+use portcullis_outbound::MAX_REMOTE_MESSAGE_CHARS as MAX_MESSAGE_CHARS;
 
 fn config() -> S3AnchorConfig {
     let mut c = S3AnchorConfig::new(

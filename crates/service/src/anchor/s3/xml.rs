@@ -2,21 +2,7 @@
 
 use crate::anchor::AnchorError;
 
-/// Error messages from S3 end up in errors and logs; a hostile endpoint must not flood them.
-pub(super) const MAX_MESSAGE_CHARS: usize = 300;
-
-/// Printable, bounded, single-line.
-pub(super) fn sanitize(message: &str) -> String {
-    let mut out: String = message
-        .chars()
-        .map(|c| if c.is_control() { ' ' } else { c })
-        .take(MAX_MESSAGE_CHARS)
-        .collect();
-    if message.chars().count() > MAX_MESSAGE_CHARS {
-        out.push('…');
-    }
-    out
-}
+pub(super) use portcullis_outbound::sanitize_remote_message as sanitize;
 
 /// The text of the first `<tag>…</tag>` in `xml`, as written (entities not decoded).
 pub(super) fn first_element<'x>(xml: &'x str, tag: &str) -> Option<&'x str> {
