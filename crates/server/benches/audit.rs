@@ -55,7 +55,7 @@ use portcullis_audit::verify::{Body, StoredEntry as VerifyEntry, Verifier};
 use portcullis_core::{EnvironmentId, IdentityId, Permission, PermissionSet, ProjectId};
 use portcullis_service::anchor::{Anchors, LocalAnchors};
 use portcullis_service::trail::{self, ExportFormat, ExportWriter, Signer};
-use portcullis_store::audit::{entry_body, jsonb_exact, rfc3339_micros};
+use portcullis_store::audit_writer::{entry_body, jsonb_exact, rfc3339_micros};
 use portcullis_store::queries::audit_log::{self, StoredEntry, STORED_COLUMNS};
 use portcullis_store::queries::{environments, identities, projects};
 use portcullis_store::testing::TestDb;
@@ -358,7 +358,7 @@ fn copy_bytea(out: &mut String, bytes: &[u8]) {
 }
 
 /// Bulk-loads `n` entries into `env`'s empty log as superuser, hashed and chained exactly as
-/// `portcullis_store::audit::insert` does (entry body rebuilt with `entry_body`, so what the
+/// `portcullis_store::audit_writer::insert` does (entry body rebuilt with `entry_body`, so what the
 /// verifier rebuilds from the stored columns hashes the same), then writes the chain head
 /// and the Merkle frontier. Returns seconds spent.
 async fn bulk_load(admin: &mut PgConnection, env: Uuid, owner: Uuid, n: u64) -> f64 {

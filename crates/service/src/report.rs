@@ -14,7 +14,7 @@ use portcullis_audit::report::{
     SignedReport, Tally, TallyResult, Window, REPORT_FORMAT,
 };
 use portcullis_core::{EnvironmentId, Permission, PermissionSet};
-use portcullis_store::audit::entry_body;
+use portcullis_store::audit_writer::entry_body;
 use portcullis_store::queries::audit_log;
 use portcullis_store::{AuditEvent, Store, StoreError};
 use time::OffsetDateTime;

@@ -10,7 +10,7 @@ use portcullis_audit::merkle::MerkleTree;
 use portcullis_audit::verify::{Body, Report, StoredEntry, Verifier};
 use portcullis_core::{EnvironmentId, Permission, PermissionSet};
 use portcullis_keys::{KekRef, WrapContext};
-use portcullis_store::audit::entry_body;
+use portcullis_store::audit_writer::entry_body;
 use portcullis_store::leader::{PassLock, AUDIT_CHECKPOINTER_LOCK};
 use portcullis_store::queries::audit_log::{self, operator};
 use portcullis_store::vault::Vault;
@@ -479,7 +479,7 @@ fn csv_row(r: &audit_log::StoredEntry) -> String {
         |v: &Option<serde_json::Value>| v.as_ref().map(|v| v.to_string()).unwrap_or_default();
     let fields = [
         r.seq.to_string(),
-        portcullis_store::audit::rfc3339_micros(r.occurred_at),
+        portcullis_store::audit_writer::rfc3339_micros(r.occurred_at),
         r.actor_type.clone(),
         r.actor_id.map(|a| a.to_string()).unwrap_or_default(),
         r.action.clone(),

@@ -12,7 +12,7 @@
 //! - No `format!` into SQL outside `ddl`, checked by `.ci/check-sql`.
 #![allow(clippy::disallowed_methods, clippy::disallowed_types)]
 
-pub mod audit;
+pub mod audit_writer;
 pub mod bootstrap;
 pub mod catalog;
 mod custody;
@@ -28,7 +28,7 @@ pub mod testing;
 mod tx;
 pub mod vault;
 
-pub use audit::{AuditEvent, Outcome};
+pub use audit_writer::{AuditEvent, Outcome};
 pub use bootstrap::{Bootstrap, DatabaseTarget};
 pub use error::StoreError;
 pub use tx::{Actor, AuthTx, Caller, RequestMeta, Store, TenantTx};

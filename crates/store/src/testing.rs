@@ -139,7 +139,7 @@ impl TestDb {
     ) {
         let mut conn = self.admin_conn().await;
         let mut tx = conn.begin().await.expect("begin");
-        crate::audit::insert_at(
+        crate::audit_writer::insert_at(
             &mut tx,
             None,
             environment,

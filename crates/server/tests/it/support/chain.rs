@@ -5,7 +5,7 @@
 
 use portcullis_audit::entry::{entry_hash, merkle_leaf, EntryHashInput, GENESIS_PREV_HASH};
 use portcullis_audit::merkle::MerkleTree;
-use portcullis_store::audit::entry_body;
+use portcullis_store::audit_writer::entry_body;
 use portcullis_store::queries::audit_log::StoredEntry;
 use portcullis_store::testing::TestDb;
 use sqlx::PgConnection;
@@ -99,7 +99,7 @@ pub async fn rehash(db: &TestDb, env: Uuid) {
 }
 
 /// One scope's hash chain and Merkle tree, extended entry by entry exactly as
-/// `portcullis_store::audit::insert` extends them.
+/// `portcullis_store::audit_writer::insert` extends them.
 pub struct Chain {
     env: Uuid,
     seq: i64,
