@@ -99,6 +99,33 @@ pub async fn remove_member(
     Ok(())
 }
 
+/// Erasure is irreversible, so it follows the rule for removing someone, and is stricter for
+/// the owner: a person may erase their own data; another current member only if they hold
+/// nothing the caller does not; the owner only by the owner. A former member has no role left
+/// to compare.
+async fn erasable(tx: &mut TenantTx, identity: IdentityId) -> ServiceResult<()> {
+    if tx.caller().actor.identity() == Some(identity) {
+        return Ok(());
+    }
+    let current = match members::role_of(tx, identity).await {
+        Ok(role) => role,
+        Err(StoreError::NotFound) => return Ok(()),
+        Err(e) => return Err(e.into()),
+    };
+    if current.is_owner() {
+        return Err(ServiceError::ForbiddenReason(
+            "only the owner can erase the owner's personal data".into(),
+        ));
+    }
+    let held = role_permissions(tx, current).await?;
+    if !held.is_subset_of(tx.permissions()) {
+        return Err(ServiceError::ForbiddenReason(
+            "you cannot erase a member who holds permissions you do not hold".into(),
+        ));
+    }
+    Ok(())
+}
+
 /// Destroys a person's subject key in this environment, so the personal data sealed under it
 /// in the audit log reads `[erased]` while every entry and proof still verifies. Works for
 /// former members too; someone with neither a key nor a membership here is `NotFound`.
@@ -110,6 +137,7 @@ pub async fn erase_subject(
 ) -> ServiceResult<Erasure> {
     let mut tx = caller.enter(services, env).await?;
     tx.require(Permission::MembersManage)?;
+    erasable(&mut tx, identity).await?;
     let destroyed = tx.erase_subject(identity).await?;
     if !destroyed {
         // Nothing of this person's here: a stranger's id is not found (as on every route),

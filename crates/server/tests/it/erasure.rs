@@ -327,3 +327,83 @@ async fn d3_platform_scope_erasure_is_the_operators() {
     let mut tx = store.auth(Default::default()).await.unwrap();
     assert!(!tx.erase_platform_subject(identity).await.unwrap());
 }
+
+/// Controls D3 and R2: erasure is irreversible, so nobody erases what they could not remove.
+/// A custom role with `members.manage` alone cannot erase an admin or the owner; an admin
+/// cannot erase the owner; refused erasures destroy nothing and write no `subject.erased`.
+/// The owner may erase anyone, and a person their own data.
+#[tokio::test]
+async fn d3_r2_erasure_follows_the_no_escalation_rule() {
+    let app = TestApp::spawn().await;
+    let owner = app.signup("owner@example.com").await;
+    let admin = app.signup("admin@example.com").await;
+    let ops = app.signup("ops@example.com").await;
+    let env = app.create_environment(&owner, "Acme").await;
+    app.add_member(&owner, &env, &admin, "admin").await;
+    let r = app
+        .post(
+            &format!("/v1/environments/{env}/roles"),
+            &owner.token,
+            json!({ "name": "people-ops", "permissions": ["environment.read", "members.read", "members.manage"] }),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.body);
+    let role = format!("custom:{}", r.body["role_id"].as_str().unwrap());
+    app.add_member(&owner, &env, &ops, &role).await;
+    // Everyone leaves personal data in the log first.
+    for who in [&owner, &admin, &ops] {
+        let r = as_person(
+            &app,
+            Method::PATCH,
+            &format!("/v1/environments/{env}"),
+            &who.token,
+            Some(json!({ "name": "Acme" })),
+            BOB_AGENT,
+            BOB_IP,
+        )
+        .await;
+        assert!(r.status.is_success() || r.status == StatusCode::FORBIDDEN);
+    }
+    let erase = |by: &str, whom: &str| {
+        let path = format!("/v1/environments/{env}/members/{whom}/erasure");
+        let by = by.to_owned();
+        let app = &app;
+        async move { app.post(&path, &by, json!({})).await }
+    };
+    let refused = [
+        (&ops, &admin, "a members.manage-only role erasing an admin"),
+        (&ops, &owner, "a members.manage-only role erasing the owner"),
+        (&admin, &owner, "an admin erasing the owner"),
+    ];
+    for (by, whom, what) in refused {
+        let r = erase(&by.token, &whom.id).await;
+        assert_eq!(r.status, StatusCode::FORBIDDEN, "{what}: {:?}", r.body);
+        assert_eq!(r.code(), "role_access_denied", "{what}");
+    }
+    assert!(
+        !app.audit_actions(&env)
+            .await
+            .iter()
+            .any(|a| a["action"] == "subject.erased"),
+        "a refused erasure writes no erasure entry"
+    );
+    // Nothing was destroyed: the admin's and the owner's metadata still read in clear.
+    let log = entries(&app, &env, &owner.token).await;
+    for who in [&owner, &admin] {
+        assert!(
+            log.iter()
+                .any(|e| e["actor_id"] == who.id.as_str() && e["ip"] == BOB_IP),
+            "{}'s data survives refused erasures",
+            who.id
+        );
+    }
+
+    // What the rule allows: an admin erases the custom-role member (who holds less), a person
+    // erases their own data, the owner erases the admin.
+    let r = erase(&admin.token, &ops.id).await;
+    assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
+    let r = erase(&admin.token, &admin.id).await;
+    assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
+    let r = erase(&owner.token, &owner.id).await;
+    assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
+}
