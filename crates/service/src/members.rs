@@ -175,6 +175,12 @@ pub async fn transfer_ownership(
             "you are already the owner",
         ));
     }
+    // Concurrent transfers by the same owner: the first to take the lock wins; the others see
+    // its committed result and the caller no longer owns the seat.
+    members::lock_ownership(&mut tx).await?;
+    if !members::role_of(&mut tx, from).await?.is_owner() {
+        return Err(ServiceError::Forbidden(Permission::OwnershipTransfer));
+    }
     let target = match members::get(&mut tx, services.vault(), to).await {
         Err(StoreError::NotFound) => {
             return Err(ServiceError::bad_request(

@@ -900,3 +900,58 @@ async fn l7_mutations_and_audit_reads_are_audited() {
     // Document text never reaches the audit trail.
     assert!(!serde_json::to_string(&after).unwrap().contains("\"text\""));
 }
+
+/// Control R1: exactly one owner, and ownership moves once per decision. Four concurrent
+/// transfers by the owner to four members are serialized: the first succeeds, the others are
+/// refused because the caller no longer holds the seat, and one `ownership.transferred` entry
+/// is written.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn r1_concurrent_ownership_transfers_serialize() {
+    let app = TestApp::spawn().await;
+    let owner = app.signup("owner@example.com").await;
+    let env = app.create_environment(&owner, "Acme").await;
+    let mut heirs = Vec::new();
+    for i in 0..4 {
+        let heir = app.signup(&format!("heir{i}@example.com")).await;
+        app.add_member(&owner, &env, &heir, "admin").await;
+        heirs.push(heir);
+    }
+    let path = format!("/v1/environments/{env}/ownership-transfer");
+    let replies = futures_util::future::join_all(
+        heirs
+            .iter()
+            .map(|heir| app.post(&path, &owner.token, json!({ "identity_id": heir.id }))),
+    )
+    .await;
+    let ok = replies
+        .iter()
+        .filter(|r| r.status == StatusCode::OK)
+        .count();
+    assert_eq!(
+        ok,
+        1,
+        "{:?}",
+        replies.iter().map(|r| r.status).collect::<Vec<_>>()
+    );
+    for r in replies.iter().filter(|r| r.status != StatusCode::OK) {
+        assert_eq!(r.status, StatusCode::FORBIDDEN, "{:?}", r.body);
+        assert_eq!(r.code(), "role_access_denied");
+    }
+    let transfers = app
+        .audit_actions(&env)
+        .await
+        .into_iter()
+        .filter(|e| e["action"] == "ownership.transferred")
+        .count();
+    assert_eq!(transfers, 1);
+    let members = app
+        .get(&format!("/v1/environments/{env}/members"), &heirs[0].token)
+        .await;
+    let owners = members.body["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|m| m["role"] == "owner")
+        .count();
+    assert_eq!(owners, 1);
+}

@@ -215,3 +215,15 @@ pub async fn is_member_email(
     .fetch_one(tx.conn())
     .await?)
 }
+
+/// Serializes ownership transfers in the caller's environment until its transaction ends: a
+/// transaction-scoped advisory lock in the two-key space (`pcls`, hash of the environment id),
+/// apart from the single-key pass locks of `leader`.
+pub async fn lock_ownership(tx: &mut TenantTx) -> Result<(), StoreError> {
+    let env = tx.environment_id().as_uuid();
+    sqlx::query("SELECT pg_advisory_xact_lock(1885564019, hashtext($1::text))")
+        .bind(env)
+        .execute(tx.conn())
+        .await?;
+    Ok(())
+}
