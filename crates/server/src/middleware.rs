@@ -9,14 +9,18 @@ use axum::response::{IntoResponse, Response};
 
 use crate::error::{ApiError, LoggedError};
 
-/// The request id: the client's `X-Request-Id` when it is short and printable, else a new one.
+/// The server's own id for a request: what the audit trail records and the response's
+/// `X-Request-Id` carries. A client's `X-Request-Id` is never taken as it, since the trail would
+/// then record whatever the client chose; it is only logged beside it (`client_request_id`),
+/// when short and printable, so a client can still correlate.
 #[derive(Clone, Debug)]
 pub struct RequestId(pub String);
 
 pub const REQUEST_ID_HEADER: &str = "x-request-id";
 
 pub async fn request_id(mut req: Request, next: Next) -> Response {
-    let id = req
+    let id = uuid::Uuid::now_v7().to_string();
+    let client_id = req
         .headers()
         .get(REQUEST_ID_HEADER)
         .and_then(|v| v.to_str().ok())
@@ -26,8 +30,8 @@ pub async fn request_id(mut req: Request, next: Next) -> Response {
                 && v.bytes()
                     .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
         })
-        .map(str::to_owned)
-        .unwrap_or_else(|| uuid::Uuid::now_v7().to_string());
+        .unwrap_or("")
+        .to_owned();
     req.extensions_mut().insert(RequestId(id.clone()));
     let method = req.method().clone();
     let path = req.uri().path().to_owned();
@@ -37,12 +41,14 @@ pub async fn request_id(mut req: Request, next: Next) -> Response {
     let status = response.status().as_u16();
     match response.extensions().get::<LoggedError>() {
         Some(LoggedError(detail, s)) if s.is_server_error() => {
-            tracing::error!(request_id = %id, %method, %path, status, elapsed_ms, error = %detail, "request failed");
+            tracing::error!(request_id = %id, client_request_id = %client_id, %method, %path, status, elapsed_ms, error = %detail, "request failed");
         }
         Some(LoggedError(detail, _)) => {
-            tracing::info!(request_id = %id, %method, %path, status, elapsed_ms, error = %detail, "request refused");
+            tracing::info!(request_id = %id, client_request_id = %client_id, %method, %path, status, elapsed_ms, error = %detail, "request refused");
         }
-        None => tracing::debug!(request_id = %id, %method, %path, status, elapsed_ms, "request"),
+        None => {
+            tracing::debug!(request_id = %id, client_request_id = %client_id, %method, %path, status, elapsed_ms, "request")
+        }
     }
     if let Ok(v) = HeaderValue::from_str(&id) {
         response.headers_mut().insert(REQUEST_ID_HEADER, v);

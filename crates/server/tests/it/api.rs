@@ -955,3 +955,38 @@ async fn r1_concurrent_ownership_transfers_serialize() {
         .count();
     assert_eq!(owners, 1);
 }
+
+/// Control L7: the audit trail records the server's own request id. A client's `X-Request-Id`
+/// (here one that names another request) never becomes an entry's `request_id`; the response
+/// carries the id the entry was written with.
+#[tokio::test]
+async fn l7_a_client_chosen_request_id_is_not_recorded() {
+    let app = TestApp::spawn().await;
+    let owner = app.signup("owner@example.com").await;
+    let env = app.create_environment(&owner, "Acme").await;
+    let req = crate::support::app::with_body(
+        crate::support::app::request(
+            Method::POST,
+            &format!("/v1/environments/{env}/projects"),
+            Some(&owner.token),
+        )
+        .header("x-request-id", "forged-request-id"),
+        Some(json!({ "name": "Launch" })),
+    );
+    let r = app.send(req).await;
+    assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.body);
+    let echoed = r.headers["x-request-id"].to_str().unwrap().to_owned();
+    assert_ne!(echoed, "forged-request-id");
+    let log = app
+        .get(&format!("/v1/environments/{env}/audit"), &owner.token)
+        .await;
+    let created = log.body["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["action"] == "project.created")
+        .expect("project.created entry")
+        .clone();
+    assert_eq!(created["request_id"], echoed.as_str());
+    assert!(!log.body.to_string().contains("forged-request-id"));
+}
