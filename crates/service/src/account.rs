@@ -270,7 +270,7 @@ pub async fn login(
 
 /// The signed-in identity and the environments it belongs to.
 pub async fn me(services: &Services, caller: &Principal) -> ServiceResult<Me> {
-    let id = caller.identity()?;
+    let id = caller.identity(services).await?;
     let mut tx = services.store().auth(caller.meta.clone()).await?;
     tx.act_as(id).await?;
     let identity = identities::get(&mut tx, services.vault(), id).await?;
@@ -289,7 +289,7 @@ pub async fn change_password(
     caller: &Principal,
     input: PasswordChange,
 ) -> ServiceResult<SessionIssued> {
-    let id = caller.identity()?;
+    let id = caller.identity(services).await?;
     validate::password(input.new_password.expose())?;
     let mut tx = services.store().auth(caller.meta.clone()).await?;
     tx.act_as(id).await?;

@@ -58,13 +58,25 @@ pub async fn authenticate(
 }
 
 impl Principal {
-    /// The signed-in identity; API tokens act only inside their environment.
-    pub fn identity(&self) -> ServiceResult<IdentityId> {
-        match self.credential {
-            Credential::Session { identity, .. } => Ok(identity),
-            Credential::ApiToken(_) => Err(ServiceError::ForbiddenReason(
-                "API tokens can only be used on their environment's routes".into(),
-            )),
+    /// The signed-in identity; API tokens act only inside their environment. A token that is
+    /// unknown, revoked or expired is `Unauthenticated` (401) here too, like everywhere else; a
+    /// valid one is refused as the wrong credential for the route (403).
+    pub async fn identity(&self, services: &Services) -> ServiceResult<IdentityId> {
+        match &self.credential {
+            Credential::Session { identity, .. } => Ok(*identity),
+            Credential::ApiToken(hash) => {
+                match services
+                    .store()
+                    .tenant_as_api_token(hash, self.meta.clone())
+                    .await
+                {
+                    Ok(_) => Err(ServiceError::ForbiddenReason(
+                        "API tokens can only be used on their environment's routes".into(),
+                    )),
+                    Err(StoreError::NotFound) => Err(ServiceError::Unauthenticated),
+                    Err(e) => Err(e.into()),
+                }
+            }
         }
     }
 

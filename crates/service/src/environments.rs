@@ -24,7 +24,7 @@ pub async fn list_environments(
     services: &Services,
     caller: &Principal,
 ) -> ServiceResult<Vec<MyEnvironment>> {
-    let id = caller.identity()?;
+    let id = caller.identity(services).await?;
     let mut tx = services.store().auth(caller.meta.clone()).await?;
     tx.act_as(id).await?;
     let list = environments::list_for_identity(&mut tx, id).await?;
@@ -38,7 +38,7 @@ pub async fn create_environment(
     caller: &Principal,
     input: NewEnvironment,
 ) -> ServiceResult<Environment> {
-    let id = caller.identity()?;
+    let id = caller.identity(services).await?;
     let name = validate::name("name", &input.name, 200)?;
     let region = validate::region(&input.region)?;
     let env_id = EnvironmentId::new();

@@ -128,7 +128,7 @@ pub async fn accept_invitation(
     caller: &Principal,
     token: &Secret,
 ) -> ServiceResult<Joined> {
-    let id = caller.identity()?;
+    let id = caller.identity(services).await?;
     if TokenKind::of(token.expose()) != Some(TokenKind::Invitation) {
         return Err(ServiceError::NotFound);
     }

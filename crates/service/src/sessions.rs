@@ -60,9 +60,10 @@ pub async fn logout(services: &Services, caller: &Principal) -> ServiceResult<()
         session_id,
     } = caller.credential
     else {
-        return Err(ServiceError::ForbiddenReason(
-            "API tokens are revoked, not logged out".into(),
-        ));
+        return Err(match caller.identity(services).await {
+            Err(ServiceError::Unauthenticated) => ServiceError::Unauthenticated,
+            _ => ServiceError::ForbiddenReason("API tokens are revoked, not logged out".into()),
+        });
     };
     let mut tx = services.store().auth(caller.meta.clone()).await?;
     tx.act_as(identity).await?;
@@ -81,7 +82,7 @@ pub async fn list_sessions(
     services: &Services,
     caller: &Principal,
 ) -> ServiceResult<Vec<ActiveSession>> {
-    let id = caller.identity()?;
+    let id = caller.identity(services).await?;
     let current = caller.session_id().map(|s| s.as_uuid());
     let mut tx = services.store().auth(caller.meta.clone()).await?;
     tx.act_as(id).await?;
@@ -102,7 +103,7 @@ pub async fn revoke_session(
     caller: &Principal,
     session: SessionId,
 ) -> ServiceResult<()> {
-    let id = caller.identity()?;
+    let id = caller.identity(services).await?;
     let mut tx = services.store().auth(caller.meta.clone()).await?;
     tx.act_as(id).await?;
     if !sessions::revoke(&mut tx, id, session, OffsetDateTime::now_utc()).await? {

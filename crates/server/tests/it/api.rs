@@ -990,3 +990,61 @@ async fn l7_a_client_chosen_request_id_is_not_recorded() {
     assert_eq!(created["request_id"], echoed.as_str());
     assert!(!log.body.to_string().contains("forged-request-id"));
 }
+
+/// Control E3: an unusable credential is 401 everywhere. A made-up or revoked API token on an
+/// account route (`/v1/me`, `/v1/environments`, sessions, logout, invitation acceptance) is
+/// `unauthenticated`, not a 403 that would tell a guesser the route merely wants another kind
+/// of credential; a valid token there is still refused with 403.
+#[tokio::test]
+async fn e3_garbage_or_revoked_api_tokens_are_unauthenticated_on_account_routes() {
+    let app = TestApp::spawn().await;
+    let owner = app.signup("owner@example.com").await;
+    let env = app.create_environment(&owner, "Acme").await;
+    let r = app
+        .post(
+            &format!("/v1/environments/{env}/tokens"),
+            &owner.token,
+            json!({ "name": "reader", "role": "viewer", "expires_in_days": 30 }),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.body);
+    let valid = r.body["token"].as_str().unwrap().to_owned();
+    let revoked = {
+        let r = app
+            .post(
+                &format!("/v1/environments/{env}/tokens"),
+                &owner.token,
+                json!({ "name": "old", "role": "viewer", "expires_in_days": 30 }),
+            )
+            .await;
+        let id = r.body["api_token"]["token_id"].as_str().unwrap().to_owned();
+        let token = r.body["token"].as_str().unwrap().to_owned();
+        let del = app
+            .delete(&format!("/v1/environments/{env}/tokens/{id}"), &owner.token)
+            .await;
+        assert_eq!(del.status, StatusCode::OK);
+        token
+    };
+    let garbage = format!("pcs_live_{}", "x".repeat(43));
+    for token in [&garbage, &revoked] {
+        for r in [
+            app.get("/v1/me", token).await,
+            app.get("/v1/environments", token).await,
+            app.get("/v1/me/sessions", token).await,
+            app.post("/v1/auth/logout", token, json!({})).await,
+            app.post(
+                "/v1/invitations/accept",
+                token,
+                json!({ "token": "pcs_inv_nothing" }),
+            )
+            .await,
+        ] {
+            assert_eq!(r.status, StatusCode::UNAUTHORIZED, "{:?}", r.body);
+            assert_eq!(r.code(), "unauthenticated");
+        }
+    }
+    let r = app.get("/v1/me", &valid).await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN);
+    let r = app.post("/v1/auth/logout", &valid, json!({})).await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN);
+}
