@@ -1048,3 +1048,50 @@ async fn e3_garbage_or_revoked_api_tokens_are_unauthenticated_on_account_routes(
     let r = app.post("/v1/auth/logout", &valid, json!({})).await;
     assert_eq!(r.status, StatusCode::FORBIDDEN);
 }
+
+/// Controls T3 and R3: deleting an environment deletes everything in it, including project
+/// grants that name one of its custom roles (the grant's reference to the role must not block
+/// the cascade), and only the environment is gone: the other tenant is untouched.
+#[tokio::test]
+async fn t3_environment_delete_cascades_through_custom_role_grants() {
+    let app = TestApp::spawn().await;
+    let owner = app.signup("owner@example.com").await;
+    let env = app.create_environment(&owner, "Acme").await;
+    let other = app.create_environment(&owner, "Other").await;
+    let p = app.create_project(&owner, &env, "one").await;
+    let r = app
+        .post(
+            &format!("/v1/environments/{env}/roles"),
+            &owner.token,
+            json!({ "name": "editor", "permissions": ["projects.read", "documents.read", "documents.write"] }),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.body);
+    let role = format!("custom:{}", r.body["role_id"].as_str().unwrap());
+    let guest = app.signup("guest@example.com").await;
+    app.add_member(&owner, &env, &guest, "guest").await;
+    let r = app
+        .put(
+            &format!("/v1/environments/{env}/projects/{p}/grants/{}", guest.id),
+            &owner.token,
+            json!({ "role": role }),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
+    let r = app
+        .delete(&format!("/v1/environments/{env}"), &owner.token)
+        .await;
+    assert!(r.status.is_success(), "{:?} {:?}", r.status, r.body);
+    assert_eq!(
+        app.get(&format!("/v1/environments/{env}"), &owner.token)
+            .await
+            .status,
+        StatusCode::NOT_FOUND
+    );
+    assert_eq!(
+        app.get(&format!("/v1/environments/{other}"), &owner.token)
+            .await
+            .status,
+        StatusCode::OK
+    );
+}

@@ -82,6 +82,14 @@ pub async fn rename(tx: &mut TenantTx, name: &str) -> Result<Environment, StoreE
 /// Deletes the environment and, by cascade, everything it owns (audit entries survive).
 pub async fn delete(tx: &mut TenantTx) -> Result<(), StoreError> {
     let id = tx.environment_id().as_uuid();
+    // Project grants reach the environment two cascades deep (through projects and
+    // memberships) but reference its custom roles directly; PostgreSQL may check that
+    // reference before the deeper cascade has removed them, and refuse. Removing them first
+    // leaves every other row to the one cascading statement.
+    sqlx::query("DELETE FROM project_grants WHERE environment_id = $1")
+        .bind(id)
+        .execute(tx.conn())
+        .await?;
     let done = sqlx::query("DELETE FROM environments WHERE environment_id = $1")
         .bind(id)
         .execute(tx.conn())
