@@ -1095,3 +1095,64 @@ async fn t3_environment_delete_cascades_through_custom_role_grants() {
         StatusCode::OK
     );
 }
+
+/// Control E1 (bad input in one error shape): text PostgreSQL cannot store is refused with 400
+/// `invalid_input` before it reaches the database, in bodies and query strings alike: a NUL in a
+/// role's description (create and update), in the audit filters, and in the last characters of
+/// integration credentials and the model key, which feed their hints. Nothing is written.
+#[tokio::test]
+async fn e1_nul_characters_are_refused_with_400_everywhere() {
+    let app = TestApp::spawn().await;
+    let owner = app.signup("owner@example.com").await;
+    let env = app.create_environment(&owner, "Acme").await;
+    let r = app
+        .post(
+            &format!("/v1/environments/{env}/roles"),
+            &owner.token,
+            json!({ "name": "ops", "description": "fine", "permissions": ["environment.read"] }),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.body);
+    let role = r.body["role_id"].as_str().unwrap().to_owned();
+    let before = app.fingerprint().await;
+    let nul = "a\u{0}b";
+    let replies =
+        vec![
+        app.post(
+            &format!("/v1/environments/{env}/roles"),
+            &owner.token,
+            json!({ "name": "ops2", "description": nul, "permissions": ["environment.read"] }),
+        )
+        .await,
+        app.patch(
+            &format!("/v1/environments/{env}/roles/{role}"),
+            &owner.token,
+            json!({ "name": "ops", "description": nul, "permissions": ["environment.read"] }),
+        )
+        .await,
+        app.get(&format!("/v1/environments/{env}/audit?action=a%00b"), &owner.token)
+            .await,
+        app.get(
+            &format!("/v1/environments/{env}/audit?target_id=x%00"),
+            &owner.token,
+        )
+        .await,
+        app.post(
+            &format!("/v1/environments/{env}/integrations"),
+            &owner.token,
+            json!({ "kind": "slack", "name": "chat", "credentials": "xoxb-0123456789-ab\u{0}c" }),
+        )
+        .await,
+        app.put(
+            &format!("/v1/environments/{env}/model-key"),
+            &owner.token,
+            json!({ "provider": "anthropic", "api_key": "sk-ant-0123456789abcdef\u{0}" }),
+        )
+        .await,
+    ];
+    for r in replies {
+        assert_eq!(r.status, StatusCode::BAD_REQUEST, "{:?}", r.body);
+        assert_eq!(r.code(), "invalid_input", "{:?}", r.body);
+    }
+    assert_eq!(app.fingerprint().await, before, "nothing was written");
+}
