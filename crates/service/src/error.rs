@@ -62,6 +62,10 @@ impl From<StoreError> for ServiceError {
             StoreError::Unavailable(e) => ServiceError::Unavailable(e.to_string()),
             StoreError::KeyUnavailable(m) => ServiceError::KeyUnavailable(m),
             StoreError::KeyProvider(m) => ServiceError::Unavailable(m),
+            StoreError::UnusableKek(m) => ServiceError::bad_request(
+                "kek_unusable",
+                format!("that key-encryption key cannot be used: {m}"),
+            ),
             StoreError::Integrity(m) => ServiceError::Integrity(m),
             e @ (StoreError::Database(_) | StoreError::Migrate(_) | StoreError::Bootstrap(_)) => {
                 ServiceError::Internal(format!("{e}: {:?}", std::error::Error::source(&e)))

@@ -27,6 +27,10 @@ pub enum StoreError {
     /// The environment's key-encryption key is disabled, deleted or unreachable by policy.
     #[error("{0}")]
     KeyUnavailable(String),
+    /// A key-encryption key asked for (`Vault::set_kek`) cannot wrap: unknown, disabled or not
+    /// permitted. Nothing of the environment's own keys is affected.
+    #[error("{0}")]
+    UnusableKek(String),
     /// The key provider failed (network, HSM session); may succeed on retry.
     #[error("{0}")]
     KeyProvider(String),

@@ -1156,3 +1156,34 @@ async fn e1_nul_characters_are_refused_with_400_everywhere() {
     }
     assert_eq!(app.fingerprint().await, before, "nothing was written");
 }
+
+/// Control E4: naming a key-encryption key that does not exist is the caller's mistake, not
+/// a revoked key: `PUT .../keys/kek` with an unknown local key answers 400 `kek_unusable`,
+/// writes no `keys.access_failed` alarm, and the environment keeps its key and its data.
+#[tokio::test]
+async fn e4_an_unknown_kek_name_is_bad_input_not_a_key_failure() {
+    let app = TestApp::spawn().await;
+    let owner = app.signup("owner@example.com").await;
+    let env = app.create_environment(&owner, "Acme").await;
+    let p = app.create_project(&owner, &env, "one").await;
+    let doc = app.create_document(&owner, &env, &p, "still here").await;
+    let r = app
+        .put(
+            &format!("/v1/environments/{env}/keys/kek"),
+            &owner.token,
+            json!({ "provider": "local", "name": "master-999" }),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST, "{:?}", r.body);
+    assert_eq!(r.code(), "kek_unusable");
+    let actions = app.audit_actions(&env).await;
+    assert!(!actions.iter().any(|e| e["action"] == "keys.access_failed"));
+    assert!(!actions.iter().any(|e| e["action"] == "keys.kek_changed"));
+    let r = app
+        .get(
+            &format!("/v1/environments/{env}/projects/{p}/documents/{doc}"),
+            &owner.token,
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
+}

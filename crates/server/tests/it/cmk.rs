@@ -136,7 +136,8 @@ async fn e4_customer_key_revoked_and_restored() {
         app.get(&doc_a, &owner.token).await.body["body"],
         "acme secret"
     );
-    // A label the HSM does not have is refused, and A keeps its key.
+    // A label the HSM does not have is bad input (issue 13, item 7), not a revoked key: 400
+    // with its own code, no `keys.access_failed` alarm, and A keeps its key.
     let r = app
         .put(
             &format!("/v1/environments/{a}/keys/kek"),
@@ -144,8 +145,17 @@ async fn e4_customer_key_revoked_and_restored() {
             json!({ "provider": "pkcs11", "label": "no-such-key" }),
         )
         .await;
-    assert_eq!(r.status, StatusCode::SERVICE_UNAVAILABLE);
-    assert_eq!(r.code(), "key_unavailable");
+    assert_eq!(r.status, StatusCode::BAD_REQUEST, "{:?}", r.body);
+    assert_eq!(r.code(), "kek_unusable");
+    assert!(!app
+        .audit_actions(&a)
+        .await
+        .iter()
+        .any(|e| e["action"] == "keys.access_failed"));
+    assert_eq!(
+        app.get(&doc_a, &owner.token).await.body["body"],
+        "acme secret"
+    );
 
     // The customer revokes (disables) the key.
     hsm.set_enabled("acme-kek", false).await.unwrap();

@@ -88,7 +88,15 @@ impl Vault {
             .await?;
         for v in versions {
             let key = self.data_key(tx, v).await?;
-            let wrapped = self.wrap(new_kek, &key, env, v).await?;
+            // A key that will not wrap is the caller's choice, not a revocation of the
+            // environment's key: refused as input, without the key-failure alarm.
+            let wrapped = self
+                .wrap(new_kek, &key, env, v)
+                .await
+                .map_err(|e| match e {
+                    StoreError::KeyUnavailable(m) => StoreError::UnusableKek(m),
+                    other => other,
+                })?;
             sqlx::query(REWRAP_KEY)
                 .bind(env)
                 .bind(v)
