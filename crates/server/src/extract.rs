@@ -31,6 +31,14 @@ where
         if has_escaped_nul(&bytes) {
             return Err(nul_refused());
         }
+        // Every request body is an object; serde would otherwise read a JSON array into a
+        // struct field by field.
+        if bytes.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'[') {
+            return Err(ApiError::bad_request(
+                "invalid_input",
+                "expected a JSON object as the request body",
+            ));
+        }
         match axum::Json::<T>::from_bytes(&bytes) {
             Ok(axum::Json(v)) => Ok(Json(v)),
             Err(rejection) => Err(json_rejection(rejection)),

@@ -1187,3 +1187,42 @@ async fn e4_an_unknown_kek_name_is_bad_input_not_a_key_failure() {
         .await;
     assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
 }
+
+/// Control E1: bodies parse strictly. A JSON array is not read into an object field by field
+/// (`["array-project"]` creates nothing), and an empty `PATCH {}` changes nothing: the
+/// document keeps its version and no `document.updated` entry is written.
+#[tokio::test]
+async fn e1_arrays_are_not_objects_and_empty_patches_change_nothing() {
+    let app = TestApp::spawn().await;
+    let owner = app.signup("owner@example.com").await;
+    let env = app.create_environment(&owner, "Acme").await;
+    let before = app.fingerprint().await;
+    let r = app
+        .post(
+            &format!("/v1/environments/{env}/projects"),
+            &owner.token,
+            json!(["array-project"]),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST, "{:?}", r.body);
+    assert_eq!(r.code(), "invalid_input");
+    assert_eq!(app.fingerprint().await, before, "nothing was created");
+
+    let p = app.create_project(&owner, &env, "one").await;
+    let doc = app.create_document(&owner, &env, &p, "title").await;
+    let path = format!("/v1/environments/{env}/projects/{p}/documents/{doc}");
+    let version = app.get(&path, &owner.token).await.body["version"].clone();
+    let updates = |actions: Vec<serde_json::Value>| {
+        actions
+            .iter()
+            .filter(|e| e["action"] == "document.updated")
+            .count()
+    };
+    let audited = updates(app.audit_actions(&env).await);
+    let r = app.patch(&path, &owner.token, json!({})).await;
+    assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
+    assert_eq!(r.body["version"], version);
+    assert_eq!(r.body["title"], "title");
+    assert_eq!(app.get(&path, &owner.token).await.body["version"], version);
+    assert_eq!(updates(app.audit_actions(&env).await), audited);
+}
