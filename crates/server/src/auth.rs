@@ -102,7 +102,7 @@ impl PublicOrigins {
 
     pub fn contains(&self, origin: &str) -> bool {
         let origin = normalize_origin(origin);
-        self.0.iter().any(|o| *o == origin)
+        self.0.contains(&origin)
     }
 }
 
