@@ -37,6 +37,7 @@ pub fn router(state: AppState, limits: Limits) -> Router {
     let (api, spec) = routes::api().split_for_parts();
     let spec = std::sync::Arc::new(spec);
     let timeout = limits.request_timeout;
+    let max_body = limits.max_body_bytes;
     Router::new()
         .merge(api)
         .route(
@@ -53,6 +54,9 @@ pub fn router(state: AppState, limits: Limits) -> Router {
         .layer(DefaultBodyLimit::max(limits.max_body_bytes))
         .layer(axum::middleware::from_fn(move |req, next| {
             middleware::timeout(timeout, req, next)
+        }))
+        .layer(axum::middleware::from_fn(move |req, next| {
+            middleware::declared_length(max_body, req, next)
         }))
         .layer(axum::middleware::from_fn(headers::security_headers))
         .layer(axum::middleware::from_fn(middleware::request_id))

@@ -55,6 +55,18 @@ impl<S: Send + Sync> FromRequestParts<S> for Meta {
 
 /// The presented token: bearer header first, then the session cookie.
 pub fn presented_token(headers: &HeaderMap) -> Option<String> {
+    presented(headers).map(|(token, _)| token)
+}
+
+/// Where the presented token came from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Source {
+    Bearer,
+    Cookie,
+}
+
+/// The presented token and its source: bearer header first, then the session cookie.
+pub fn presented(headers: &HeaderMap) -> Option<(String, Source)> {
     if let Some(value) = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
@@ -62,7 +74,7 @@ pub fn presented_token(headers: &HeaderMap) -> Option<String> {
         let (scheme, token) = value.split_once(' ')?;
         return scheme
             .eq_ignore_ascii_case("bearer")
-            .then(|| token.trim().to_owned());
+            .then(|| (token.trim().to_owned(), Source::Bearer));
     }
     headers
         .get_all(header::COOKIE)
@@ -71,7 +83,72 @@ pub fn presented_token(headers: &HeaderMap) -> Option<String> {
         .flat_map(|v| v.split(';'))
         .filter_map(|pair| pair.trim().split_once('='))
         .find(|(name, _)| *name == SESSION_COOKIE)
-        .map(|(_, value)| value.to_owned())
+        .map(|(_, value)| (value.to_owned(), Source::Cookie))
+}
+
+/// The origins the server is reached at (`server.public_origins`), normalized.
+#[derive(Clone, Debug)]
+pub struct PublicOrigins(Vec<String>);
+
+impl PublicOrigins {
+    pub fn new<I: IntoIterator<Item = S>, S: AsRef<str>>(origins: I) -> Self {
+        PublicOrigins(
+            origins
+                .into_iter()
+                .map(|o| normalize_origin(o.as_ref()))
+                .collect(),
+        )
+    }
+
+    pub fn contains(&self, origin: &str) -> bool {
+        let origin = normalize_origin(origin);
+        self.0.contains(&origin)
+    }
+}
+
+impl Default for PublicOrigins {
+    fn default() -> Self {
+        PublicOrigins::new(portcullis_service::config::ServerConfig::default().public_origins())
+    }
+}
+
+/// `scheme://host[:port]`, lower case, without a trailing slash or the scheme's default port.
+fn normalize_origin(origin: &str) -> String {
+    let o = origin.trim().trim_end_matches('/').to_ascii_lowercase();
+    for (scheme, port) in [("https://", ":443"), ("http://", ":80")] {
+        if o.starts_with(scheme) {
+            if let Some(bare) = o.strip_suffix(port) {
+                return bare.to_owned();
+            }
+        }
+    }
+    o
+}
+
+/// Control E1, cross-site request forgery: a state-changing request (any method but GET,
+/// HEAD, OPTIONS and TRACE) authenticated by the session cookie must say it comes from one of
+/// the public origins. `Origin` decides when present (`null` and any other origin are
+/// refused); without it, `Sec-Fetch-Site` must be `same-origin` or `none` (typed by the user).
+/// With neither header the request is refused: a browser always sends `Origin` on a
+/// cross-site POST, and a client that is not a browser sends the bearer header, which is never
+/// checked here (a page on another site cannot make a browser send it).
+pub fn check_origin(parts: &Parts, origins: &PublicOrigins) -> Result<(), ApiError> {
+    if parts.method.is_safe() {
+        return Ok(());
+    }
+    let header = |name: &str| parts.headers.get(name).and_then(|v| v.to_str().ok());
+    let allowed = match (header("origin"), header("sec-fetch-site")) {
+        (Some(origin), _) => origins.contains(origin),
+        (None, Some(site)) => {
+            site.eq_ignore_ascii_case("same-origin") || site.eq_ignore_ascii_case("none")
+        }
+        (None, None) => false,
+    };
+    if allowed {
+        Ok(())
+    } else {
+        Err(ApiError::OriginRefused)
+    }
 }
 
 impl FromRequestParts<AppState> for Auth {
@@ -82,7 +159,10 @@ impl FromRequestParts<AppState> for Auth {
         state: &AppState,
     ) -> Result<Self, Self::Rejection> {
         let meta = request_meta(parts);
-        let token = presented_token(&parts.headers).ok_or(ApiError::Unauthenticated)?;
+        let (token, source) = presented(&parts.headers).ok_or(ApiError::Unauthenticated)?;
+        if source == Source::Cookie {
+            check_origin(parts, state.public_origins())?;
+        }
         Ok(Auth(
             portcullis_service::caller::authenticate(state, &token, meta).await?,
         ))

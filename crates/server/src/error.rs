@@ -24,6 +24,8 @@ pub enum ApiError {
     Forbidden(Permission),
     #[error("{0}")]
     ForbiddenReason(String),
+    #[error("a request authenticated by the session cookie must come from the server's own origin; other clients use the Authorization header")]
+    OriginRefused,
     #[error("not found")]
     NotFound,
     #[error("{0}")]
@@ -58,7 +60,9 @@ impl ApiError {
         match self {
             ApiError::BadRequest { .. } => StatusCode::BAD_REQUEST,
             ApiError::Unauthenticated | ApiError::InvalidCredentials => StatusCode::UNAUTHORIZED,
-            ApiError::Forbidden(_) | ApiError::ForbiddenReason(_) => StatusCode::FORBIDDEN,
+            ApiError::Forbidden(_) | ApiError::ForbiddenReason(_) | ApiError::OriginRefused => {
+                StatusCode::FORBIDDEN
+            }
             ApiError::NotFound => StatusCode::NOT_FOUND,
             ApiError::Conflict(_) => StatusCode::CONFLICT,
             ApiError::Gone(_) => StatusCode::GONE,
@@ -78,6 +82,7 @@ impl ApiError {
             ApiError::Unauthenticated => "unauthenticated",
             ApiError::InvalidCredentials => "invalid_credentials",
             ApiError::Forbidden(_) | ApiError::ForbiddenReason(_) => "role_access_denied",
+            ApiError::OriginRefused => "origin_refused",
             ApiError::NotFound => "not_found",
             ApiError::Conflict(_) => "conflict",
             ApiError::Gone(_) => "gone",

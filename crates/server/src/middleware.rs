@@ -3,7 +3,7 @@
 use std::time::{Duration, Instant};
 
 use axum::extract::Request;
-use axum::http::HeaderValue;
+use axum::http::{header, HeaderValue};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
@@ -61,6 +61,25 @@ pub async fn timeout(limit: Duration, req: Request, next: Next) -> Response {
     match tokio::time::timeout(limit, next.run(req)).await {
         Ok(r) => r,
         Err(_) => ApiError::Timeout.into_response(),
+    }
+}
+
+/// Answers 413 at once when the declared `Content-Length` exceeds `limit`, before any of the
+/// body is read (otherwise the server would wait for a body it will refuse anyway, until the
+/// request timeout). Bodies without a declared length are still capped by `DefaultBodyLimit`
+/// as they are read.
+///
+/// Not done: a separate, shorter timeout for slow bodies. A body that trickles in is bounded
+/// by the whole-request timeout (`server.request_timeout_seconds`) and the size cap.
+pub async fn declared_length(limit: usize, req: Request, next: Next) -> Response {
+    let declared = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok());
+    match declared {
+        Some(n) if n > limit as u64 => ApiError::PayloadTooLarge.into_response(),
+        _ => next.run(req).await,
     }
 }
 

@@ -16,6 +16,7 @@ use portcullis_store::queries::installation;
 use portcullis_store::{RequestMeta, Store};
 
 use crate::app::{router, Limits};
+use crate::auth::PublicOrigins;
 use crate::state::AppState;
 use crate::tls;
 
@@ -112,7 +113,8 @@ async fn serve_with(config: &Config, db: &Database) -> anyhow::Result<()> {
         config.auth.clone(),
         vault,
         config.keys.reencrypt_batch,
-    );
+    )
+    .with_public_origins(PublicOrigins::new(config.server.public_origins()));
     let app = router(
         state,
         Limits {

@@ -6,10 +6,13 @@ use portcullis_service::Services;
 use portcullis_store::vault::Vault;
 use portcullis_store::Store;
 
+use crate::auth::PublicOrigins;
+
 /// Shared by every request: the node's [`Services`]. Cloning is cheap.
 #[derive(Clone, Debug)]
 pub struct AppState {
     services: Services,
+    public_origins: Arc<PublicOrigins>,
 }
 
 impl AppState {
@@ -24,7 +27,19 @@ impl AppState {
     ) -> Self {
         AppState {
             services: Services::new(store, hasher, auth, vault, reencrypt_batch),
+            public_origins: Arc::new(PublicOrigins::default()),
         }
+    }
+
+    /// The origins a cookie-authenticated state-changing request must come from
+    /// (`server.public_origins`; by default those of `ServerConfig::default()`).
+    pub fn with_public_origins(mut self, origins: PublicOrigins) -> Self {
+        self.public_origins = Arc::new(origins);
+        self
+    }
+
+    pub fn public_origins(&self) -> &PublicOrigins {
+        &self.public_origins
     }
 
     pub fn services(&self) -> &Services {

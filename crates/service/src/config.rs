@@ -128,6 +128,50 @@ pub struct ServerConfig {
     pub max_body_bytes: usize,
     pub request_timeout_seconds: u64,
     pub shutdown_grace_seconds: u64,
+    /// The origins (`scheme://host[:port]`) browsers reach the server at. A state-changing
+    /// request authenticated by the session cookie must carry one of them in `Origin` (control
+    /// E1). Unset: derived from `listen` and `tls` ([`ServerConfig::public_origins`]).
+    pub public_origins: Option<Vec<String>>,
+}
+
+impl ServerConfig {
+    /// `public_origins`, or when unset `http(s)://<listen>` and the same with `localhost` for a
+    /// loopback or unspecified address (`0.0.0.0`, `[::]`), without the scheme's default port.
+    pub fn public_origins(&self) -> Vec<String> {
+        if let Some(origins) = &self.public_origins {
+            return origins.clone();
+        }
+        let scheme = if self.tls { "https" } else { "http" };
+        let (host, port) = match self.listen.rsplit_once(':') {
+            Some((h, p)) => (h, Some(p)),
+            None => (self.listen.as_str(), None),
+        };
+        let default_port = if self.tls { "443" } else { "80" };
+        let port = match port {
+            Some(p) if p != default_port => format!(":{p}"),
+            _ => String::new(),
+        };
+        let mut hosts = vec![];
+        match host {
+            "0.0.0.0" | "[::]" | "127.0.0.1" | "[::1]" | "localhost" => {
+                hosts.push(if host == "0.0.0.0" {
+                    "127.0.0.1"
+                } else if host == "[::]" {
+                    "[::1]"
+                } else {
+                    host
+                });
+                if host != "localhost" {
+                    hosts.push("localhost");
+                }
+            }
+            other => hosts.push(other),
+        }
+        hosts
+            .into_iter()
+            .map(|h| format!("{scheme}://{h}{port}"))
+            .collect()
+    }
 }
 
 impl Default for ServerConfig {
@@ -140,6 +184,7 @@ impl Default for ServerConfig {
             max_body_bytes: 2 * 1024 * 1024,
             request_timeout_seconds: 30,
             shutdown_grace_seconds: 20,
+            public_origins: None,
         }
     }
 }
@@ -433,6 +478,36 @@ mod tests {
         )
         .unwrap_err();
         assert!(err.to_string().contains("listn"), "{err}");
+    }
+
+    #[test]
+    fn e1_public_origins_default_from_listen_and_tls() {
+        let d = ServerConfig::default();
+        assert_eq!(
+            d.public_origins(),
+            ["https://127.0.0.1:8443", "https://localhost:8443"]
+        );
+        let c = ServerConfig {
+            listen: "0.0.0.0:80".into(),
+            tls: false,
+            ..ServerConfig::default()
+        };
+        assert_eq!(c.public_origins(), ["http://127.0.0.1", "http://localhost"]);
+        let c = ServerConfig {
+            listen: "portcullis.internal:443".into(),
+            ..ServerConfig::default()
+        };
+        assert_eq!(c.public_origins(), ["https://portcullis.internal"]);
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../portcullis.example.toml");
+        let text = std::fs::read_to_string(&path)
+            .unwrap()
+            .replace("# public_origins = ", "public_origins = ");
+        let dir = std::env::temp_dir().join(format!("pc-origins-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let f = dir.join("portcullis.toml");
+        std::fs::write(&f, text).unwrap();
+        let c = Config::load(Some(&f), Vec::new()).unwrap();
+        assert_eq!(c.server.public_origins, Some(d.public_origins()));
     }
 
     #[test]
