@@ -406,6 +406,14 @@ fn secret(
 
 /// Environment values are typed like TOML scalars when they parse as one (`true`, `8`), else strings.
 fn scalar(value: &str) -> toml::Value {
+    // A list (e.g. `server.public_origins`) is written as TOML: `["https://a", "https://b"]`.
+    if value.trim_start().starts_with('[') {
+        if let Ok(mut t) = format!("v = {value}").parse::<toml::Table>() {
+            if let Some(v) = t.remove("v") {
+                return v;
+            }
+        }
+    }
     if let Ok(b) = value.parse::<bool>() {
         return toml::Value::Boolean(b);
     }
@@ -468,6 +476,25 @@ mod tests {
         assert!(!c.auth.open_signup);
         assert_eq!(c.data_dir(), PathBuf::from("/tmp/pc"));
         assert!(c.server.tls);
+    }
+
+    #[test]
+    fn list_overrides_are_toml_arrays() {
+        let c = Config::load(
+            None,
+            vec![(
+                "PORTCULLIS_SERVER__PUBLIC_ORIGINS".to_owned(),
+                r#"["https://app.example.com", "https://console.example.com"]"#.to_owned(),
+            )],
+        )
+        .unwrap();
+        assert_eq!(
+            c.server.public_origins(),
+            vec![
+                "https://app.example.com".to_owned(),
+                "https://console.example.com".to_owned()
+            ]
+        );
     }
 
     #[test]
