@@ -45,13 +45,18 @@ async fn managed_member(
             "the owner cannot be changed or removed; transfer ownership first".into(),
         ));
     }
-    let held = role_permissions(tx, current).await?;
-    if !held.is_subset_of(tx.permissions()) {
+    if holds_more_than_caller(tx, current).await? {
         return Err(ServiceError::ForbiddenReason(
             "you cannot change a member who holds permissions you do not hold".into(),
         ));
     }
     Ok(member)
+}
+
+/// Whether `role` carries a permission the caller does not hold (the no-escalation rule).
+async fn holds_more_than_caller(tx: &mut TenantTx, role: RoleRef) -> ServiceResult<bool> {
+    let held = role_permissions(tx, role).await?;
+    Ok(!held.is_subset_of(tx.permissions()))
 }
 
 /// Changes a member's role (R5: audited with prior and new value).
@@ -117,8 +122,7 @@ async fn erasable(tx: &mut TenantTx, identity: IdentityId) -> ServiceResult<()> 
             "only the owner can erase the owner's personal data".into(),
         ));
     }
-    let held = role_permissions(tx, current).await?;
-    if !held.is_subset_of(tx.permissions()) {
+    if holds_more_than_caller(tx, current).await? {
         return Err(ServiceError::ForbiddenReason(
             "you cannot erase a member who holds permissions you do not hold".into(),
         ));

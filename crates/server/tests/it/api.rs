@@ -1140,13 +1140,13 @@ async fn e1_nul_characters_are_refused_with_400_everywhere() {
         app.post(
             &format!("/v1/environments/{env}/integrations"),
             &owner.token,
-            json!({ "kind": "slack", "name": "chat", "credentials": "xoxb-0123456789-ab\u{0}c" }),
+            json!({ "kind": "slack", "name": "chat", "credentials": "not-a-real-credential-ab\u{0}c" }),
         )
         .await,
         app.put(
             &format!("/v1/environments/{env}/model-key"),
             &owner.token,
-            json!({ "provider": "anthropic", "api_key": "sk-ant-0123456789abcdef\u{0}" }),
+            json!({ "provider": "anthropic", "api_key": "not-a-real-model-key\u{0}" }),
         )
         .await,
     ];
