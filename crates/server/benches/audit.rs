@@ -1293,21 +1293,6 @@ async fn run() {
     drop(store);
     owner_pool.close().await;
     admin.close().await.ok();
-    // DROP DATABASE takes no parameters: `dropdb` quotes the name itself.
-    let maintenance =
-        portcullis_store::testing::url_with(&db.admin_url, db.admin.get_username(), "postgres");
-    let _ = std::process::Command::new(
-        portcullis_provision::find_server_binaries(None)
-            .unwrap()
-            .join("dropdb"),
-    )
-    .args([
-        "--if-exists",
-        "--force",
-        "--maintenance-db",
-        &maintenance,
-        &db.name,
-    ])
-    .status();
+    db.drop_now().await;
     let _ = std::fs::remove_dir_all(&anchor_dir);
 }

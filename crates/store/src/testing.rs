@@ -116,6 +116,21 @@ impl TestDb {
         )
     }
 
+    /// Drops this database now, disconnecting its sessions, for callers that load much more
+    /// than a test does (benchmarks) and should not leave it to the next run's stale sweep.
+    pub async fn drop_now(self) {
+        let mut conn = self
+            .admin
+            .clone()
+            .database("postgres")
+            .connect()
+            .await
+            .expect("superuser connection to the maintenance database");
+        ddl::drop_database(&mut conn, &self.name)
+            .await
+            .expect("drop the test database");
+    }
+
     pub async fn admin_conn(&self) -> PgConnection {
         self.admin.connect().await.expect("superuser connection")
     }
