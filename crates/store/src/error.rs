@@ -50,7 +50,15 @@ impl From<sqlx::Error> for StoreError {
                 Some("23505") => StoreError::Conflict(conflict_message(db.constraint())),
                 Some("23503") => StoreError::Conflict(conflict_message(db.constraint())),
                 Some("23514") => StoreError::Conflict(conflict_message(db.constraint())),
-                Some("42501") => StoreError::PolicyViolation,
+                Some("42501") => {
+                    // The application never sends a statement the database should refuse: one
+                    // that is refused is a bug or someone else's SQL, and is worth a look.
+                    tracing::warn!(
+                        database_message = db.message(),
+                        "the database refused a statement (row-level security or privileges)"
+                    );
+                    StoreError::PolicyViolation
+                }
                 Some("57P01" | "57P02" | "57P03" | "53300") => StoreError::Unavailable(e),
                 _ => StoreError::Database(e),
             },
