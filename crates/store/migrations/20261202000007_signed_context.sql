@@ -311,7 +311,8 @@ CREATE POLICY invitations_update ON invitations FOR UPDATE TO portcullis_app
                 AND ((SELECT portcullis.has_permission('members.manage'))
                      OR accepted_by = (SELECT portcullis.identity_id())));
 REVOKE UPDATE, DELETE ON invitations FROM portcullis_app;
-GRANT UPDATE (accepted_at, accepted_by, revoked_at) ON invitations TO portcullis_app;
+-- (and the sealed email, re-sealed under a new PII key by `portcullis keys rotate-pii`)
+GRANT UPDATE (accepted_at, accepted_by, revoked_at, email_ciphertext, pii_key_version) ON invitations TO portcullis_app;
 
 -- Audit entries name the signed actor (L2): no entry in anyone else's name.
 DROP POLICY audit_log_append ON audit_log;
