@@ -596,6 +596,39 @@ pub async fn run(conn: &mut PgConnection) -> Result<Vec<Check>, StoreError> {
         f,
     ));
 
+    // The context fails closed: a hand-written context (here one naming the platform scope
+    // with every permission) and a malformed seal both read as no context at all.
+    let forged = {
+        let mut tx = sqlx::Connection::begin(&mut *conn).await?;
+        sqlx::query(
+            "SELECT set_config('portcullis.context', $1, true),
+                    set_config('portcullis.context_seal', repeat('0', 64), true)",
+        )
+        .bind(format!(
+            "v1|request|{}||system|||audit.read|||||{}",
+            uuid::Uuid::nil(),
+            i64::MAX / 2
+        ))
+        .execute(&mut *tx)
+        .await?;
+        let seen: (Option<uuid::Uuid>, bool) = sqlx::query_as(
+            "SELECT portcullis.environment_id(), portcullis.has_permission('audit.read')",
+        )
+        .fetch_one(&mut *tx)
+        .await?;
+        tx.rollback().await?;
+        seen
+    };
+    out.push(check(
+        "T2",
+        "a context the application did not sign reads as no context",
+        if forged == (None, false) {
+            vec![]
+        } else {
+            vec![format!("a forged context was accepted: {forged:?}")]
+        },
+    ));
+
     let migrations_access: bool = sqlx::query_scalar(
         "SELECT has_table_privilege(current_user, 'public._sqlx_migrations', 'SELECT,INSERT,UPDATE,DELETE')",
     )

@@ -141,6 +141,29 @@ async fn t7_catalog_check_reports_a_weakened_schema() {
             "ALTER TABLE audit_log DISABLE TRIGGER audit_log_no_truncate",
             "1 of 2 append-only triggers",
         ),
+        // The signed context's invariants (T2): nothing to shadow tables with, nothing that
+        // resolves names through the caller's search_path, the key out of reach, the checks
+        // run as the guard role.
+        (
+            "DO $$ BEGIN EXECUTE format('GRANT TEMPORARY ON DATABASE %I TO portcullis_app', current_database()); END $$",
+            "may create temporary tables",
+        ),
+        (
+            "GRANT CREATE ON SCHEMA portcullis TO portcullis_app",
+            "may create objects in portcullis",
+        ),
+        (
+            "CREATE FUNCTION portcullis.loose() RETURNS int LANGUAGE sql AS 'SELECT 1'",
+            "portcullis.loose resolves names through the caller's search_path",
+        ),
+        (
+            "GRANT SELECT (secret) ON portcullis_guard.context_key TO portcullis_app",
+            "may read the context key",
+        ),
+        (
+            "ALTER FUNCTION portcullis_guard.context() OWNER TO portcullis_owner",
+            "portcullis_guard.context runs as portcullis_owner",
+        ),
     ];
     for (sql, expected) in cases {
         let db = TestDb::new().await;
