@@ -332,3 +332,34 @@ pub async fn runtime_pool(
         .connect_with(options.clone())
         .await?)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Control T7: each background role connects as itself: its own URL when given, otherwise
+    /// the owner's host with the role's name and the runtime password.
+    #[test]
+    fn t7_background_roles_connect_as_themselves() {
+        let target = DatabaseTarget::Existing {
+            owner_url: "postgres://portcullis_owner:ownerpw@db.internal/pc".into(),
+            runtime_url: None,
+            runtime_password: Some("runtimepw".into()),
+            checkpointer_url: None,
+            scheduler_url: Some("postgres://portcullis_scheduler:own@other.internal/pc".into()),
+        };
+        let b = options(&target).unwrap();
+        assert_eq!(b.checkpointer.get_username(), CHECKPOINTER_ROLE);
+        assert_eq!(b.checkpointer.get_host(), "db.internal");
+        assert_eq!(b.scheduler.get_username(), SCHEDULER_ROLE);
+        assert_eq!(b.scheduler.get_host(), "other.internal");
+        assert_eq!(b.runtime.get_username(), RUNTIME_ROLE);
+        let private = options(&DatabaseTarget::Superuser {
+            admin_url: "postgres://postgres@localhost/postgres".into(),
+            database: "portcullis".into(),
+        })
+        .unwrap();
+        assert_eq!(private.checkpointer.get_username(), CHECKPOINTER_ROLE);
+        assert_eq!(private.scheduler.get_database(), Some("portcullis"));
+    }
+}

@@ -48,7 +48,8 @@ const INTERNAL_TABLES: &[&str] = &["_sqlx_migrations"];
 /// Every policy the schema should have: (table, policy, command, permissive). Commands use
 /// pg_policy.polcmd letters: r select, a insert, w update, d delete, * all. A policy that is
 /// not listed is a finding too: an extra permissive policy widens access. Policies apply to
-/// the runtime role only, except those in [`OWNER_POLICIES`].
+/// the runtime role only, except those in [`OWNER_POLICIES`]; the background roles' policies
+/// are listed with each role in [`BACKGROUND_ROLES`].
 pub const EXPECTED_POLICIES: &[(&str, &str, char, bool)] = &[
     ("installation", "installation_read", 'r', true),
     ("installation", "installation_setup", 'w', true),
@@ -128,7 +129,7 @@ pub const EXPECTED_POLICIES: &[(&str, &str, char, bool)] = &[
     ("sessions", "sessions_operator", 'r', true),
 ];
 
-/// Policies for the schema owner (scheduler and operator CLI): key metadata and wrapped keys,
+/// Policies for the schema owner (operator CLI, boot-time steps): key metadata and wrapped keys,
 /// never customer content; identities and invitations are readable (sealed) so that the
 /// operator can seal rows an earlier version wrote in clear, and `*_seal_legacy` lets it
 /// update only such rows, only to clear the plaintext. They must name the table's owner and
