@@ -55,15 +55,21 @@ async fn environment(db: &TestDb, name: &str) -> EnvironmentId {
     env
 }
 
-/// The SQLSTATE of a refused statement (42501: insufficient privilege or an RLS violation).
-async fn refused(conn: &mut PgConnection, sql: &str) -> String {
-    let err = sqlx::raw_sql(sql).execute(&mut *conn).await.expect_err(sql);
+/// Asserts that `sql` (with the environment as `$1` when it names one) is refused with 42501:
+/// insufficient privilege or an RLS violation.
+async fn refused(conn: &mut PgConnection, sql: &str, env: uuid::Uuid) {
+    let query = sqlx::query(sql);
+    let query = if sql.contains("$1") {
+        query.bind(env)
+    } else {
+        query
+    };
+    let err = query.execute(&mut *conn).await.expect_err(sql);
     let code = err
         .as_database_error()
         .and_then(|e| e.code().map(|c| c.into_owned()))
         .unwrap_or_default();
     assert_eq!(code, "42501", "{sql}: {err}");
-    code
 }
 
 /// Controls T4, L4, E5: the background passes' queries work as their own roles, and see every
@@ -152,40 +158,33 @@ async fn t7_l4_checkpointer_role_is_refused_outside_its_grants() {
     let mut conn = db.checkpointer.connect().await.unwrap();
     let e = env.as_uuid();
     for sql in [
-        "SELECT title FROM documents".to_owned(),
-        "SELECT name FROM environments".to_owned(),
-        "SELECT email_index FROM identities".to_owned(),
-        "SELECT token_hash FROM sessions".to_owned(),
-        "SELECT * FROM audit_log".to_owned(),
-        "SELECT head_hash FROM audit_heads".to_owned(),
-        "SELECT frontier FROM audit_heads".to_owned(),
-        "SELECT * FROM audit_subtrees".to_owned(),
-        "SELECT kek FROM environment_keys".to_owned(),
-        "SELECT * FROM data_keys".to_owned(),
-        "SELECT * FROM platform_keys".to_owned(),
-        "SELECT * FROM subject_keys".to_owned(),
-        format!(
-            "INSERT INTO audit_log (environment_id, seq) VALUES ('{e}', 2)"
-        ),
-        format!("UPDATE audit_heads SET seq = 0 WHERE environment_id = '{e}'"),
-        format!(
-            "INSERT INTO audit_checkpoints (environment_id, tree_size, root_hash, head_hash, issued_at, key_id, signed)
-             VALUES ('{e}', 1, '\\x00', '\\x00', now(), 'k', 's')"
-        ),
-        format!(
-            "INSERT INTO audit_checkpoint_anchors (environment_id, tree_size, anchored_at) VALUES ('{e}', 1, now())"
-        ),
+        "SELECT title FROM documents",
+        "SELECT name FROM environments",
+        "SELECT email_index FROM identities",
+        "SELECT token_hash FROM sessions",
+        "SELECT * FROM audit_log",
+        "SELECT head_hash FROM audit_heads",
+        "SELECT frontier FROM audit_heads",
+        "SELECT * FROM audit_subtrees",
+        "SELECT kek FROM environment_keys",
+        "SELECT * FROM data_keys",
+        "SELECT * FROM platform_keys",
+        "SELECT * FROM subject_keys",
+        "INSERT INTO audit_log (environment_id, seq) VALUES ($1, 2)",
+        "UPDATE audit_heads SET seq = 0 WHERE environment_id = $1",
+        "INSERT INTO audit_checkpoints (environment_id, tree_size, root_hash, head_hash, issued_at, key_id, signed)
+             VALUES ($1, 1, '\\x00', '\\x00', now(), 'k', 's')",
+        "INSERT INTO audit_checkpoint_anchors (environment_id, tree_size, anchored_at) VALUES ($1, 1, now())",
         "INSERT INTO audit_signing_keys (key_id, public_key, wrapped_seed, kek, created_at, retired_at)
-         VALUES ('k', '\\x00', '\\x00', '{}', now(), now())"
-            .to_owned(),
-        "UPDATE audit_signing_keys SET public_key = '\\x00'".to_owned(),
-        "DELETE FROM audit_signing_keys".to_owned(),
-        "CREATE TABLE public.stash (x int)".to_owned(),
-        "SET ROLE portcullis_owner".to_owned(),
-        "SET ROLE portcullis_app".to_owned(),
-        "SET ROLE portcullis_scheduler".to_owned(),
+         VALUES ('k', '\\x00', '\\x00', '{}', now(), now())",
+        "UPDATE audit_signing_keys SET public_key = '\\x00'",
+        "DELETE FROM audit_signing_keys",
+        "CREATE TABLE public.stash (x int)",
+        "SET ROLE portcullis_owner",
+        "SET ROLE portcullis_app",
+        "SET ROLE portcullis_scheduler",
     ] {
-        refused(&mut conn, &sql).await;
+        refused(&mut conn, sql, e).await;
     }
     // A retired key cannot be revived: the retiring policy sees only active keys.
     sqlx::raw_sql(
@@ -221,30 +220,28 @@ async fn t7_e5_scheduler_role_is_refused_outside_its_grants() {
     let mut conn = db.scheduler.connect().await.unwrap();
     let e = env.as_uuid();
     for sql in [
-        "SELECT kek FROM environment_keys".to_owned(),
-        "SELECT keyring_id FROM environment_keys".to_owned(),
-        "SELECT * FROM data_keys".to_owned(),
-        "SELECT progress FROM key_rotation_jobs".to_owned(),
-        "SELECT wrapped_seed FROM audit_signing_keys".to_owned(),
-        "SELECT key_id FROM audit_signing_keys".to_owned(),
-        "SELECT * FROM platform_keys".to_owned(),
-        "SELECT * FROM subject_keys".to_owned(),
-        "SELECT title FROM documents".to_owned(),
-        "SELECT * FROM integrations".to_owned(),
-        "SELECT * FROM model_keys".to_owned(),
-        "SELECT * FROM audit_log".to_owned(),
-        "SELECT seq FROM audit_heads".to_owned(),
-        format!("UPDATE environment_keys SET rotated_at = now() WHERE environment_id = '{e}'"),
-        format!(
-            "INSERT INTO key_rotation_jobs (environment_id, job_id, target_version, started_at)
-             VALUES ('{e}', gen_random_uuid(), 2, now())"
-        ),
-        "DELETE FROM key_rotation_jobs".to_owned(),
-        "CREATE TABLE public.stash (x int)".to_owned(),
-        "SET ROLE portcullis_owner".to_owned(),
-        "SET ROLE portcullis_checkpointer".to_owned(),
+        "SELECT kek FROM environment_keys",
+        "SELECT keyring_id FROM environment_keys",
+        "SELECT * FROM data_keys",
+        "SELECT progress FROM key_rotation_jobs",
+        "SELECT wrapped_seed FROM audit_signing_keys",
+        "SELECT key_id FROM audit_signing_keys",
+        "SELECT * FROM platform_keys",
+        "SELECT * FROM subject_keys",
+        "SELECT title FROM documents",
+        "SELECT * FROM integrations",
+        "SELECT * FROM model_keys",
+        "SELECT * FROM audit_log",
+        "SELECT seq FROM audit_heads",
+        "UPDATE environment_keys SET rotated_at = now() WHERE environment_id = $1",
+        "INSERT INTO key_rotation_jobs (environment_id, job_id, target_version, started_at)
+             VALUES ($1, gen_random_uuid(), 2, now())",
+        "DELETE FROM key_rotation_jobs",
+        "CREATE TABLE public.stash (x int)",
+        "SET ROLE portcullis_owner",
+        "SET ROLE portcullis_checkpointer",
     ] {
-        refused(&mut conn, &sql).await;
+        refused(&mut conn, sql, e).await;
     }
 }
 
