@@ -152,6 +152,62 @@ async fn t7_serve_refuses_a_weakened_schema() {
     );
 }
 
+/// Control T7 (issue 9): while serving, the process holds no connection as the schema owner:
+/// requests run as the runtime role, the checkpointer and the scheduler as their own roles.
+#[tokio::test]
+async fn t7_serving_holds_no_owner_connection() {
+    let db = TestDb::new().await;
+    let data = scratch("roles");
+    let server = Server::start({
+        let mut c = command(&db, &data, free_port());
+        c.env("PORTCULLIS_AUDIT__CHECKPOINT_EVERY_SECONDS", "1")
+            .arg("serve");
+        c
+    });
+    server.wait_for("serving HTTPS");
+    // Let a checkpointer pass run (every second) after the scheduler's first one.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let mut admin = db.admin_conn().await;
+    let users: Vec<String> = sqlx::query_scalar(
+        "SELECT DISTINCT usename::text FROM pg_stat_activity
+          WHERE datname = $1 AND pid <> pg_backend_pid() ORDER BY 1",
+    )
+    .bind(&db.name)
+    .fetch_all(&mut admin)
+    .await
+    .unwrap();
+    assert_eq!(
+        users,
+        [
+            "portcullis_app",
+            "portcullis_checkpointer",
+            "portcullis_scheduler"
+        ]
+    );
+    drop(server);
+}
+
+/// Control T7: a background role's URL that logs in as another role stops the start with a
+/// message naming both.
+#[tokio::test]
+async fn t7_serve_refuses_a_background_url_of_another_role() {
+    let db = TestDb::new().await;
+    let data = scratch("wrong-role");
+    let runtime_url =
+        portcullis_store::testing::url_with(&db.owner_url, "portcullis_app", &db.name);
+    let out = command(&db, &data, free_port())
+        .env("PORTCULLIS_DATABASE__SCHEDULER_URL", runtime_url)
+        .arg("serve")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        stderr.contains("meant for portcullis_scheduler logs in as portcullis_app"),
+        "{stderr}"
+    );
+}
+
 /// Controls E1, R2, E3: the README tour over real HTTPS: setup token, environment, project,
 /// document, invitation; 403 for a viewer's write, 404 for another tenant; hardened headers;
 /// graceful shutdown on SIGTERM.

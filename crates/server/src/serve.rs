@@ -1,5 +1,6 @@
 //! From configuration to a running server: the node's database, vault and anchors
-//! (`portcullis_service::node`), the boot self-check (T7), the background passes, the
+//! (`portcullis_service::node`), the boot self-check (T7), the boot steps that need the schema
+//! owner (then its connections are closed), the background passes on their own roles, the
 //! first-run setup token, TLS, and graceful shutdown.
 
 use std::time::Duration;
@@ -58,6 +59,14 @@ async fn serve_with(config: &Config, db: &Database) -> anyhow::Result<()> {
     }
     tracing::info!(checks = checks.len(), "self-check passed");
 
+    // Boot-time steps as the schema owner: after migrations and the self-check, before
+    // serving. This pool is closed below, so while serving the process holds no connection as
+    // the owner (issue 9); a step that needs the owner (a key only the owner may read, a
+    // one-time rewrite) belongs in this section and nowhere later.
+    let owner_pool = sqlx::postgres::PgPoolOptions::new()
+        .max_connections(2)
+        .connect_lazy_with(db.owner.clone());
+
     let pool = bootstrap::runtime_pool(&db.runtime, config.database.max_connections)
         .await
         .context("cannot open the runtime connection pool")?;
@@ -71,11 +80,6 @@ async fn serve_with(config: &Config, db: &Database) -> anyhow::Result<()> {
     announce_setup(&store, scheme, &listen).await?;
 
     let vault = std::sync::Arc::new(vault(config).await?);
-    // The scheduler and the checkpointer each hold one connection for their pass lock
-    // (`portcullis_store::leader`) and query on another.
-    let owner_pool = sqlx::postgres::PgPoolOptions::new()
-        .max_connections(4)
-        .connect_lazy_with(db.owner.clone());
     let sealed = portcullis_store::pii::seal_legacy(&owner_pool, &store, &vault)
         .await
         .context("sealing personal data stored before encryption")?;
@@ -87,21 +91,30 @@ async fn serve_with(config: &Config, db: &Database) -> anyhow::Result<()> {
             "sealed personal data stored in clear by an earlier version"
         );
     }
+    owner_pool.close().await;
+    tracing::info!("boot steps done; no connection as the schema owner is kept");
+
+    // The background passes connect as roles of their own, each holding one connection for
+    // its pass lock (`portcullis_store::leader`) and querying on another.
+    let scheduler_pool =
+        bootstrap::background_pool(&db.scheduler, bootstrap::SCHEDULER_ROLE, 2).await?;
+    let checkpointer_pool =
+        bootstrap::background_pool(&db.checkpointer, bootstrap::CHECKPOINTER_ROLE, 2).await?;
     tokio::spawn(jobs::scheduler(
         store.clone(),
-        owner_pool.clone(),
+        scheduler_pool,
         vault.clone(),
         Duration::from_secs(config.keys.rotation_check_seconds.max(10)),
         config.keys.reencrypt_batch,
     ));
-    let signer = trail::Signer::load_or_create(&owner_pool, &vault, vault.default_kek())
+    let signer = trail::Signer::load_or_create(&checkpointer_pool, &vault, vault.default_kek())
         .await
         .context("audit checkpoint signing key")?;
     let anchors = anchors(config)?;
     tracing::info!(key_id = %signer.key_id(), anchors = %anchors, "audit checkpoints are signed and anchored");
     tokio::spawn(trail::checkpointer(
         store.clone(),
-        owner_pool.clone(),
+        checkpointer_pool,
         signer,
         anchors,
         config.audit.checkpoint_every_entries,

@@ -199,8 +199,16 @@ pub struct DatabaseConfig {
     /// Runtime-role URL; derived from the owner URL with user `portcullis_app` when unset.
     pub runtime_url: Option<String>,
     pub runtime_url_file: Option<PathBuf>,
-    /// File holding the runtime role's password (set on the role at migration time).
+    /// File holding the runtime role's password (set on the role at migration time, and on
+    /// the background roles that have no URL of their own).
     pub runtime_password_file: Option<PathBuf>,
+    /// URL of the audit checkpointer's role `portcullis_checkpointer`; derived from the owner
+    /// URL like the runtime URL when unset.
+    pub checkpointer_url: Option<String>,
+    pub checkpointer_url_file: Option<PathBuf>,
+    /// URL of the key-rotation scheduler's role `portcullis_scheduler`; derived likewise.
+    pub scheduler_url: Option<String>,
+    pub scheduler_url_file: Option<PathBuf>,
     pub max_connections: u32,
     /// Directory with `initdb`/`pg_ctl` for the provisioned cluster; discovered when unset.
     pub postgres_bin_dir: Option<PathBuf>,
@@ -215,6 +223,14 @@ impl std::fmt::Debug for DatabaseConfig {
                 "runtime_url",
                 &self.runtime_url.as_ref().map(|_| "[redacted]"),
             )
+            .field(
+                "checkpointer_url",
+                &self.checkpointer_url.as_ref().map(|_| "[redacted]"),
+            )
+            .field(
+                "scheduler_url",
+                &self.scheduler_url.as_ref().map(|_| "[redacted]"),
+            )
             .field("max_connections", &self.max_connections)
             .finish_non_exhaustive()
     }
@@ -228,6 +244,10 @@ impl Default for DatabaseConfig {
             runtime_url: None,
             runtime_url_file: None,
             runtime_password_file: None,
+            checkpointer_url: None,
+            checkpointer_url_file: None,
+            scheduler_url: None,
+            scheduler_url_file: None,
             max_connections: 16,
             postgres_bin_dir: None,
         }
@@ -370,6 +390,22 @@ impl Config {
             self.database.runtime_url_file.as_deref(),
             self.database.runtime_url.as_deref(),
             "database.runtime_url_file",
+        )
+    }
+
+    pub fn checkpointer_url(&self) -> Result<Option<String>, ConfigError> {
+        secret(
+            self.database.checkpointer_url_file.as_deref(),
+            self.database.checkpointer_url.as_deref(),
+            "database.checkpointer_url_file",
+        )
+    }
+
+    pub fn scheduler_url(&self) -> Result<Option<String>, ConfigError> {
+        secret(
+            self.database.scheduler_url_file.as_deref(),
+            self.database.scheduler_url.as_deref(),
+            "database.scheduler_url_file",
         )
     }
 

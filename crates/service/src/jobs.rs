@@ -87,14 +87,16 @@ pub struct SchedulerPass {
 /// One pass of the scheduler: resume unfinished jobs, then rotate environments that are due.
 /// Only one node at a time runs it: the pass holds the advisory lock
 /// [`KEY_ROTATION_SCHEDULER_LOCK`](portcullis_store::leader::KEY_ROTATION_SCHEDULER_LOCK)
-/// and is skipped when another node holds it. `owner` needs a free connection for the lock.
+/// and is skipped when another node holds it. `pool` is the scheduler role's
+/// (`portcullis_scheduler`, as `serve` opens it) or the owner's, and needs a free connection
+/// for the lock. The rotations and re-encryption themselves run through `store`.
 pub async fn scheduler_pass(
     store: &Store,
-    owner: &PgPool,
+    pool: &PgPool,
     vault: &Vault,
     batch: i64,
 ) -> Result<SchedulerPass, StoreError> {
-    let Some(lock) = PassLock::try_acquire(owner, KEY_ROTATION_SCHEDULER_LOCK).await? else {
+    let Some(lock) = PassLock::try_acquire(pool, KEY_ROTATION_SCHEDULER_LOCK).await? else {
         tracing::debug!("key rotation scheduler pass skipped: another node holds its lock");
         return Ok(SchedulerPass {
             skipped: true,
@@ -102,8 +104,8 @@ pub async fn scheduler_pass(
         });
     };
     let mut done = SchedulerPass::default();
-    let jobs = operator::unfinished_jobs(owner).await?;
-    let due = operator::due_for_rotation(owner).await?;
+    let jobs = operator::unfinished_jobs(pool).await?;
+    let due = operator::due_for_rotation(pool).await?;
     for (env, job) in jobs {
         tracing::info!(environment = %env, job = %job, "resuming re-encryption job");
         run_job(
@@ -129,16 +131,16 @@ pub async fn scheduler_pass(
 }
 
 /// Runs the scheduler every `every` until the process stops. Failures are logged and retried
-/// on the next pass; they never stop the server.
+/// on the next pass; they never stop the server. `pool`: see [`scheduler_pass`].
 pub async fn scheduler(
     store: Store,
-    owner: PgPool,
+    pool: PgPool,
     vault: std::sync::Arc<Vault>,
     every: Duration,
     batch: i64,
 ) {
     loop {
-        if let Err(e) = scheduler_pass(&store, &owner, &vault, batch).await {
+        if let Err(e) = scheduler_pass(&store, &pool, &vault, batch).await {
             tracing::error!(error = %e, "key rotation scheduler pass failed; retrying next time");
         }
         tokio::time::sleep(every).await;

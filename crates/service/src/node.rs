@@ -14,13 +14,19 @@ use sqlx::{ConnectOptions, Connection};
 
 use crate::config::{Config, KeyProviderKind};
 
-/// The database side of a running node.
+/// The database side of a running node: how each role connects. `serve` uses the owner for
+/// migrations and boot-time steps only, then serves as the runtime role with the background
+/// passes on their own roles; the CLI's operator commands use the owner.
 #[derive(Debug)]
 pub struct Database {
     pub runtime: PgConnectOptions,
     pub owner: PgConnectOptions,
     /// Signs each transaction's database context (T2); read through the owner at start.
     pub context_key: portcullis_crypto::context::ContextKey,
+    /// The audit checkpointer and its signing key (`portcullis_checkpointer`).
+    pub checkpointer: PgConnectOptions,
+    /// The key-rotation scheduler (`portcullis_scheduler`).
+    pub scheduler: PgConnectOptions,
     /// The private cluster, when Portcullis provisioned one.
     pub cluster: Option<LocalCluster>,
 }
@@ -67,6 +73,8 @@ pub async fn database(config: &Config, migrate: bool) -> anyhow::Result<Database
                 owner_url,
                 runtime_url: config.runtime_url()?,
                 runtime_password: config.runtime_password()?,
+                checkpointer_url: config.checkpointer_url()?,
+                scheduler_url: config.scheduler_url()?,
             };
             (target, None)
         }
@@ -100,6 +108,8 @@ pub async fn database(config: &Config, migrate: bool) -> anyhow::Result<Database
         runtime: prepared.runtime,
         owner: prepared.owner,
         context_key,
+        checkpointer: prepared.checkpointer,
+        scheduler: prepared.scheduler,
         cluster,
     })
 }

@@ -68,13 +68,13 @@ pub struct Signer {
 
 impl Signer {
     /// Loads the newest unretired signing key (its seed unwrapped by the key provider), or
-    /// creates the first one.
+    /// creates the first one. `pool` is the checkpointer role's (`serve`) or the owner's (CLI).
     pub async fn load_or_create(
-        owner: &PgPool,
+        pool: &PgPool,
         vault: &Vault,
         kek: &KekRef,
     ) -> Result<Signer, TrailError> {
-        let rows = operator::signing_keys(owner).await?;
+        let rows = operator::signing_keys(pool).await?;
         if let Some(active) = rows.iter().rev().find(|r| r.retired_at.is_none()) {
             let kek: KekRef = serde_json::from_value(active.kek.clone())
                 .map_err(|e| TrailError::Key(e.to_string()))?;
@@ -91,12 +91,12 @@ impl Signer {
                 .collect();
             return Ok(Signer { key, public });
         }
-        Self::create(owner, vault, kek).await
+        Self::create(pool, vault, kek).await
     }
 
     /// A new signing key; older keys are retired but stay published so their checkpoints
     /// keep verifying (rotation with overlap).
-    pub async fn create(owner: &PgPool, vault: &Vault, kek: &KekRef) -> Result<Signer, TrailError> {
+    pub async fn create(pool: &PgPool, vault: &Vault, kek: &KekRef) -> Result<Signer, TrailError> {
         let key = SigningKey::generate().map_err(|e| TrailError::Key(format!("{e:?}")))?;
         let seed = portcullis_crypto::envelope::DataKey::from_bytes(key.seed())
             .ok_or_else(|| TrailError::Key("bad seed".into()))?;
@@ -114,9 +114,9 @@ impl Signer {
             created_at: now,
             retired_at: None,
         };
-        operator::add_signing_key(owner, &row).await?;
-        operator::retire_other_keys(owner, &row.key_id, now).await?;
-        let public = operator::signing_keys(owner)
+        operator::add_signing_key(pool, &row).await?;
+        operator::retire_other_keys(pool, &row.key_id, now).await?;
+        let public = operator::signing_keys(pool)
             .await?
             .iter()
             .filter_map(|r| public_key(&r.public_key))
@@ -259,16 +259,18 @@ fn anchor_failed(
 /// every scope with enough new entries, or old enough ones, gets a checkpoint. Only one node
 /// at a time runs it: the pass holds the advisory lock
 /// [`AUDIT_CHECKPOINTER_LOCK`](portcullis_store::leader::AUDIT_CHECKPOINTER_LOCK) and is
-/// skipped when another node holds it. `owner` needs a free connection for the lock.
+/// skipped when another node holds it. `pool` is the checkpointer role's
+/// (`portcullis_checkpointer`, as `serve` opens it) or the owner's, and needs a free
+/// connection for the lock. Checkpoints are cut and anchors recorded through `store`.
 pub async fn checkpoint_pass(
     store: &Store,
-    owner: &PgPool,
+    pool: &PgPool,
     signer: &Signer,
     anchors: &Anchors,
     every_entries: i64,
     every: Duration,
 ) -> Result<CheckpointPass, TrailError> {
-    let Some(lock) = PassLock::try_acquire(owner, AUDIT_CHECKPOINTER_LOCK).await? else {
+    let Some(lock) = PassLock::try_acquire(pool, AUDIT_CHECKPOINTER_LOCK).await? else {
         tracing::debug!("audit checkpointer pass skipped: another node holds its lock");
         return Ok(CheckpointPass {
             skipped: true,
@@ -276,7 +278,7 @@ pub async fn checkpoint_pass(
         });
     };
     let mut report = CheckpointPass::default();
-    for (env, size, signed) in operator::unanchored_checkpoints(owner, REANCHOR_BATCH).await? {
+    for (env, size, signed) in operator::unanchored_checkpoints(pool, REANCHOR_BATCH).await? {
         match anchor(store, anchors, env, size, &signed).await {
             Ok(()) => report.reanchored += 1,
             Err(TrailError::Anchor(e)) => anchor_failed(&mut report, env, size, &e),
@@ -284,7 +286,7 @@ pub async fn checkpoint_pass(
         }
     }
     let now = OffsetDateTime::now_utc();
-    for (env, seq, last, last_at) in operator::uncheckpointed(owner).await? {
+    for (env, seq, last, last_at) in operator::uncheckpointed(pool).await? {
         let stale = last_at.is_none_or(|t| now - t >= every);
         if seq - last < every_entries && !stale {
             continue;
@@ -307,7 +309,7 @@ pub async fn checkpoint_pass(
 /// Runs the checkpointer until the process ends; failures are logged and retried.
 pub async fn checkpointer(
     store: Store,
-    owner: PgPool,
+    pool: PgPool,
     signer: Signer,
     anchors: Anchors,
     every_entries: i64,
@@ -318,7 +320,7 @@ pub async fn checkpointer(
         tokio::time::sleep(tick).await;
         if let Err(e) = checkpoint_pass(
             &store,
-            &owner,
+            &pool,
             &signer,
             &anchors,
             every_entries.max(1),

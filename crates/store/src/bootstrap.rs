@@ -1,5 +1,6 @@
-//! Getting from "a database URL, or nothing" to migrated schema plus two pools: the owner
-//! (migrations, catalog check) and the runtime role (every request).
+//! Getting from "a database URL, or nothing" to a migrated schema and connection options for
+//! each role: the owner (migrations and boot-time steps only), the runtime role (every
+//! request) and the background roles (the audit checkpointer, the key-rotation scheduler).
 
 use std::str::FromStr;
 use std::time::Duration;
@@ -13,6 +14,12 @@ pub const OWNER_ROLE: &str = "portcullis_owner";
 pub const RUNTIME_ROLE: &str = "portcullis_app";
 /// Owns the functions that check the signed context; holds nothing but the key's pads.
 pub const GUARD_ROLE: &str = "portcullis_guard";
+/// The audit checkpointer and its signing key (migration `20261202000009_background_roles`).
+pub const CHECKPOINTER_ROLE: &str = "portcullis_checkpointer";
+/// The key-rotation scheduler.
+pub const SCHEDULER_ROLE: &str = "portcullis_scheduler";
+/// Roles the serving process's background passes connect as, instead of the owner.
+pub const BACKGROUND_ROLES: &[&str] = &[CHECKPOINTER_ROLE, SCHEDULER_ROLE];
 
 pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 
@@ -21,12 +28,16 @@ pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 pub enum DatabaseTarget {
     /// A superuser connection to a cluster we manage: roles and the database are created.
     Superuser { admin_url: String, database: String },
-    /// An existing database; `owner_url` owns the schema. The runtime role is created if the
-    /// owner may create roles, otherwise it must already exist.
+    /// An existing database; `owner_url` owns the schema. The runtime and background roles
+    /// are created if the owner may create roles, otherwise they must already exist. A role
+    /// without a URL of its own connects like the owner URL with its user name and, when one
+    /// is given, `runtime_password` (which bootstrap then sets on it).
     Existing {
         owner_url: String,
         runtime_url: Option<String>,
         runtime_password: Option<String>,
+        checkpointer_url: Option<String>,
+        scheduler_url: Option<String>,
     },
 }
 
@@ -42,11 +53,13 @@ impl std::fmt::Debug for DatabaseTarget {
     }
 }
 
-/// The result of bootstrapping: connection options for both roles.
+/// The result of bootstrapping: connection options for every role.
 #[derive(Clone, Debug)]
 pub struct Bootstrap {
     pub owner: PgConnectOptions,
     pub runtime: PgConnectOptions,
+    pub checkpointer: PgConnectOptions,
+    pub scheduler: PgConnectOptions,
 }
 
 fn parse(url: &str, what: &str) -> Result<PgConnectOptions, StoreError> {
@@ -63,33 +76,59 @@ pub fn options(target: &DatabaseTarget) -> Result<Bootstrap, StoreError> {
             database,
         } => {
             let admin = parse(admin_url, "admin")?;
-            Ok(Bootstrap {
-                owner: admin.clone().username(OWNER_ROLE).database(database),
-                runtime: admin.username(RUNTIME_ROLE).database(database),
-            })
+            Ok(private_options(&admin, database))
         }
-        DatabaseTarget::Existing {
-            owner_url,
-            runtime_url,
-            runtime_password,
-        } => {
-            let owner = parse(owner_url, "owner")?;
-            let runtime =
-                runtime_options(&owner, runtime_url.as_deref(), runtime_password.as_deref())?;
-            Ok(Bootstrap { owner, runtime })
+        DatabaseTarget::Existing { owner_url, .. } => {
+            existing_options(target, parse(owner_url, "owner")?)
         }
     }
 }
 
-fn runtime_options(
+/// The private cluster: every role logs in over the socket the superuser uses.
+fn private_options(admin: &PgConnectOptions, database: &str) -> Bootstrap {
+    let role = |name: &str| admin.clone().username(name).database(database);
+    Bootstrap {
+        owner: role(OWNER_ROLE),
+        runtime: role(RUNTIME_ROLE),
+        checkpointer: role(CHECKPOINTER_ROLE),
+        scheduler: role(SCHEDULER_ROLE),
+    }
+}
+
+fn existing_options(
+    target: &DatabaseTarget,
+    owner: PgConnectOptions,
+) -> Result<Bootstrap, StoreError> {
+    let DatabaseTarget::Existing {
+        runtime_url,
+        runtime_password,
+        checkpointer_url,
+        scheduler_url,
+        ..
+    } = target
+    else {
+        return Err(StoreError::Bootstrap("not an existing database".into()));
+    };
+    let pw = runtime_password.as_deref();
+    Ok(Bootstrap {
+        runtime: role_options(&owner, RUNTIME_ROLE, runtime_url.as_deref(), pw)?,
+        checkpointer: role_options(&owner, CHECKPOINTER_ROLE, checkpointer_url.as_deref(), pw)?,
+        scheduler: role_options(&owner, SCHEDULER_ROLE, scheduler_url.as_deref(), pw)?,
+        owner,
+    })
+}
+
+/// `role`'s own URL, or the owner's with `role` as user and `password` when one is given.
+fn role_options(
     owner: &PgConnectOptions,
-    runtime_url: Option<&str>,
+    role: &str,
+    url: Option<&str>,
     password: Option<&str>,
 ) -> Result<PgConnectOptions, StoreError> {
-    match runtime_url {
-        Some(url) => parse(url, "runtime"),
+    match url {
+        Some(url) => parse(url, role),
         None => {
-            let o = owner.clone().username(RUNTIME_ROLE);
+            let o = owner.clone().username(role);
             Ok(match password {
                 Some(p) => o.password(p),
                 None => o,
@@ -108,28 +147,50 @@ pub async fn prepare(target: &DatabaseTarget) -> Result<Bootstrap, StoreError> {
         } => {
             let admin = parse(admin_url, "admin")?;
             let mut conn = admin.clone().database("postgres").connect().await?;
-            ensure_roles(&mut conn, true, None, OWNER_ROLE).await?;
+            ensure_roles(&mut conn, true, &[], OWNER_ROLE).await?;
             ensure_database(&mut conn, database).await?;
+            // A database created by an earlier version lets only the runtime role connect.
+            for role in BACKGROUND_ROLES {
+                ensure_connect(&mut conn, database, role).await?;
+            }
             conn.close().await?;
-            let owner = admin.clone().username(OWNER_ROLE).database(database);
-            let runtime = admin.username(RUNTIME_ROLE).database(database);
-            migrate(&owner).await?;
-            Ok(Bootstrap { owner, runtime })
+            let prepared = private_options(&admin, database);
+            migrate(&prepared.owner).await?;
+            Ok(prepared)
         }
         DatabaseTarget::Existing {
             owner_url,
-            runtime_url,
             runtime_password,
+            checkpointer_url,
+            scheduler_url,
+            ..
         } => {
             let owner = parse(owner_url, "owner")?;
+            // The password is set on each role that connects with it (no URL of its own).
+            let mut passwords = vec![];
+            if let Some(pw) = runtime_password.as_deref() {
+                passwords.push((RUNTIME_ROLE, pw));
+                for (role, url) in [
+                    (CHECKPOINTER_ROLE, checkpointer_url),
+                    (SCHEDULER_ROLE, scheduler_url),
+                ] {
+                    if url.is_none() {
+                        passwords.push((role, pw));
+                    }
+                }
+            }
             let mut conn = owner.connect().await?;
             let owner_role = owner.get_username().to_owned();
-            ensure_roles(&mut conn, false, runtime_password.as_deref(), &owner_role).await?;
+            ensure_roles(&mut conn, false, &passwords, &owner_role).await?;
+            let database: String = sqlx::query_scalar("SELECT current_database()::text")
+                .fetch_one(&mut conn)
+                .await?;
+            for role in BACKGROUND_ROLES {
+                ensure_connect(&mut conn, &database, role).await?;
+            }
             conn.close().await?;
             migrate(&owner).await?;
-            let runtime =
-                runtime_options(&owner, runtime_url.as_deref(), runtime_password.as_deref())?;
-            Ok(Bootstrap { owner, runtime })
+            existing_options(target, owner)
         }
     }
 }
@@ -156,10 +217,13 @@ async fn is_member(conn: &mut PgConnection, member: &str, role: &str) -> Result<
     .await?)
 }
 
+/// Creates the roles that are missing (the owner only on a cluster we manage), makes the owner
+/// a member of the guard role (so migrations can hand it the context checks) and sets the
+/// given passwords.
 async fn ensure_roles(
     conn: &mut PgConnection,
     create_owner: bool,
-    runtime_password: Option<&str>,
+    passwords: &[(&str, &str)],
     owner_role: &str,
 ) -> Result<(), StoreError> {
     // Concurrent bootstraps (parallel test processes) must not race on CREATE ROLE.
@@ -179,8 +243,18 @@ async fn ensure_roles(
         if !is_member(conn, owner_role, GUARD_ROLE).await? {
             ddl::grant_role(conn, GUARD_ROLE, owner_role).await?;
         }
-        if let Some(pw) = runtime_password {
-            ddl::set_password(conn, RUNTIME_ROLE, pw).await?;
+        for role in BACKGROUND_ROLES {
+            if !role_exists(conn, role).await? {
+                ddl::create_background_role(conn, role).await?;
+            }
+        }
+        for (role, pw) in passwords {
+            ddl::set_password(conn, role, pw).await.map_err(|e| {
+                StoreError::Bootstrap(format!(
+                    "cannot set the configured runtime password on {role} ({e}); let the owner \
+                     create the role, or give the role a URL of its own"
+                ))
+            })?;
         }
         Ok::<(), StoreError>(())
     }
@@ -199,7 +273,32 @@ async fn ensure_database(conn: &mut PgConnection, database: &str) -> Result<(), 
             .await?;
     if !exists {
         tracing::info!(database, "creating database");
-        ddl::create_database(conn, database, None, OWNER_ROLE, RUNTIME_ROLE).await?;
+        ddl::create_database(
+            conn,
+            database,
+            None,
+            OWNER_ROLE,
+            RUNTIME_ROLE,
+            BACKGROUND_ROLES,
+        )
+        .await?;
+    }
+    Ok(())
+}
+
+/// Makes sure `role` may connect to `database`, granting it when this connection may.
+async fn ensure_connect(
+    conn: &mut PgConnection,
+    database: &str,
+    role: &str,
+) -> Result<(), StoreError> {
+    let may: bool = sqlx::query_scalar("SELECT has_database_privilege($1, $2, 'CONNECT')")
+        .bind(role)
+        .bind(database)
+        .fetch_one(&mut *conn)
+        .await?;
+    if !may {
+        ddl::grant_connect(conn, database, role).await?;
     }
     Ok(())
 }
@@ -223,6 +322,39 @@ pub async fn context_key(
     key
 }
 
+/// Pool for a background role (`role` is one of [`BACKGROUND_ROLES`]): connects once to
+/// check that the options really log in as that role, so a wrong URL or a missing role stops
+/// the start with a message naming it. The passes hold one connection for their pass lock
+/// (`leader::PassLock`) and query on another: `max_connections` should be 2 or more.
+pub async fn background_pool(
+    options: &PgConnectOptions,
+    role: &str,
+    max_connections: u32,
+) -> Result<PgPool, StoreError> {
+    let pool = PgPoolOptions::new()
+        .max_connections(max_connections.max(2))
+        .min_connections(0)
+        .acquire_timeout(Duration::from_secs(5))
+        .connect_with(options.clone())
+        .await
+        .map_err(|e| {
+            StoreError::Bootstrap(format!(
+                "cannot connect as the background role {role} ({e}); see \"Database roles\" in \
+                 portcullis.example.toml"
+            ))
+        })?;
+    let user: String = sqlx::query_scalar("SELECT current_user::text")
+        .fetch_one(&pool)
+        .await?;
+    if user != role {
+        pool.close().await;
+        return Err(StoreError::Bootstrap(format!(
+            "the connection meant for {role} logs in as {user}; its URL must name {role}"
+        )));
+    }
+    Ok(pool)
+}
+
 /// Pool for the runtime role.
 pub async fn runtime_pool(
     options: &PgConnectOptions,
@@ -234,4 +366,35 @@ pub async fn runtime_pool(
         .acquire_timeout(Duration::from_secs(5))
         .connect_with(options.clone())
         .await?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Control T7: each background role connects as itself: its own URL when given, otherwise
+    /// the owner's host with the role's name and the runtime password.
+    #[test]
+    fn t7_background_roles_connect_as_themselves() {
+        let target = DatabaseTarget::Existing {
+            owner_url: "postgres://portcullis_owner:ownerpw@db.internal/pc".into(),
+            runtime_url: None,
+            runtime_password: Some("runtimepw".into()),
+            checkpointer_url: None,
+            scheduler_url: Some("postgres://portcullis_scheduler:own@other.internal/pc".into()),
+        };
+        let b = options(&target).unwrap();
+        assert_eq!(b.checkpointer.get_username(), CHECKPOINTER_ROLE);
+        assert_eq!(b.checkpointer.get_host(), "db.internal");
+        assert_eq!(b.scheduler.get_username(), SCHEDULER_ROLE);
+        assert_eq!(b.scheduler.get_host(), "other.internal");
+        assert_eq!(b.runtime.get_username(), RUNTIME_ROLE);
+        let private = options(&DatabaseTarget::Superuser {
+            admin_url: "postgres://postgres@localhost/postgres".into(),
+            database: "portcullis".into(),
+        })
+        .unwrap();
+        assert_eq!(private.checkpointer.get_username(), CHECKPOINTER_ROLE);
+        assert_eq!(private.scheduler.get_database(), Some("portcullis"));
+    }
 }

@@ -4,7 +4,7 @@
 
 use sqlx::PgConnection;
 
-use crate::bootstrap::{GUARD_ROLE, RUNTIME_ROLE};
+use crate::bootstrap::{CHECKPOINTER_ROLE, GUARD_ROLE, RUNTIME_ROLE, SCHEDULER_ROLE};
 use crate::StoreError;
 
 /// Tables whose rows belong to one environment; primary keys start with `environment_id`.
@@ -48,7 +48,8 @@ const INTERNAL_TABLES: &[&str] = &["_sqlx_migrations"];
 /// Every policy the schema should have: (table, policy, command, permissive). Commands use
 /// pg_policy.polcmd letters: r select, a insert, w update, d delete, * all. A policy that is
 /// not listed is a finding too: an extra permissive policy widens access. Policies apply to
-/// the runtime role only, except those in [`OWNER_POLICIES`].
+/// the runtime role only, except those in [`OWNER_POLICIES`]; the background roles' policies
+/// are listed with each role in [`BACKGROUND_ROLES`].
 pub const EXPECTED_POLICIES: &[(&str, &str, char, bool)] = &[
     ("installation", "installation_read", 'r', true),
     ("installation", "installation_setup", 'w', true),
@@ -161,7 +162,7 @@ pub const EXPECTED_POLICIES: &[(&str, &str, char, bool)] = &[
     ("sessions", "sessions_operator", 'r', true),
 ];
 
-/// Policies for the schema owner (scheduler and operator CLI): key metadata and wrapped keys,
+/// Policies for the schema owner (operator CLI, boot-time steps): key metadata and wrapped keys,
 /// never customer content; identities and invitations are readable (sealed) so that the
 /// operator can seal rows an earlier version wrote in clear, and `*_seal_legacy` lets it
 /// update only such rows, only to clear the plaintext. They must name the table's owner and
@@ -182,6 +183,81 @@ pub const OWNER_POLICIES: &[&str] = &[
     "subject_keys_operator",
     "subject_keys_reseal",
 ];
+
+/// What a role of the serving process's background passes may do, exactly (T7).
+#[derive(Clone, Copy, Debug)]
+pub struct BackgroundRole {
+    pub role: &'static str,
+    /// Every privilege it holds on a table, view or sequence, in any schema: `PRIVILEGE
+    /// schema.table` for the whole table, `PRIVILEGE schema.table(a, b)` for column grants
+    /// (columns in byte order). Anything else it holds is a finding.
+    pub privileges: &'static [&'static str],
+    /// Its policies: (table, policy, command, permissive), each naming this role only.
+    pub policies: &'static [(&'static str, &'static str, char, bool)],
+}
+
+/// The background roles and what each needs (migration `20261202000009_background_roles`).
+/// They find work across environments; the work itself runs as the runtime role inside each
+/// environment's transaction.
+pub const BACKGROUND_ROLES: &[BackgroundRole] = &[
+    BackgroundRole {
+        role: CHECKPOINTER_ROLE,
+        privileges: &[
+            "SELECT public.audit_heads(environment_id, seq)",
+            "SELECT public.audit_checkpoints(environment_id, issued_at, signed, tree_size)",
+            "SELECT public.audit_checkpoint_anchors(environment_id, tree_size)",
+            "SELECT public.audit_signing_keys(created_at, kek, key_id, public_key, retired_at, wrapped_seed)",
+            "INSERT public.audit_signing_keys(created_at, kek, key_id, public_key, wrapped_seed)",
+            "UPDATE public.audit_signing_keys(retired_at)",
+        ],
+        policies: &[
+            ("audit_heads", "audit_heads_checkpointer", 'r', true),
+            ("audit_checkpoints", "audit_checkpoints_checkpointer", 'r', true),
+            (
+                "audit_checkpoint_anchors",
+                "audit_checkpoint_anchors_checkpointer",
+                'r',
+                true,
+            ),
+            (
+                "audit_signing_keys",
+                "audit_signing_keys_checkpointer_read",
+                'r',
+                true,
+            ),
+            (
+                "audit_signing_keys",
+                "audit_signing_keys_checkpointer_add",
+                'a',
+                true,
+            ),
+            (
+                "audit_signing_keys",
+                "audit_signing_keys_checkpointer_retire",
+                'w',
+                true,
+            ),
+        ],
+    },
+    BackgroundRole {
+        role: SCHEDULER_ROLE,
+        privileges: &[
+            "SELECT public.key_rotation_jobs(environment_id, finished_at, job_id, started_at)",
+            "SELECT public.environment_keys(environment_id, rotate_after_days, rotated_at)",
+        ],
+        policies: &[
+            ("key_rotation_jobs", "key_rotation_jobs_scheduler", 'r', true),
+            ("environment_keys", "environment_keys_scheduler", 'r', true),
+        ],
+    },
+];
+
+fn background_policy(table: &str, name: &str) -> bool {
+    BACKGROUND_ROLES
+        .iter()
+        .flat_map(|r| r.policies)
+        .any(|(t, n, _, _)| *t == table && *n == name)
+}
 
 /// Tables the database itself keeps append-only (L2): refused UPDATE/DELETE/TRUNCATE by
 /// trigger, and the runtime role holds no such privilege.
@@ -427,6 +503,7 @@ pub async fn run(conn: &mut PgConnection) -> Result<Vec<Check>, StoreError> {
         if !EXPECTED_POLICIES
             .iter()
             .any(|(t, n, _, _)| *t == p.table && *n == p.name)
+            && !background_policy(&p.table, &p.name)
         {
             f.push(format!("{}: unexpected policy {}", p.table, p.name));
         }
@@ -644,7 +721,205 @@ pub async fn run(conn: &mut PgConnection) -> Result<Vec<Check>, StoreError> {
         },
     ));
 
+    background_roles(conn, &mut out).await?;
+
     Ok(out)
+}
+
+// Relations `c` (schema `n`) in every schema but the system's: what a role could reach.
+macro_rules! user_relations {
+    () => {
+        "FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+          WHERE n.nspname NOT IN ('pg_catalog', 'information_schema')
+            AND n.nspname NOT LIKE 'pg_toast%' AND n.nspname NOT LIKE 'pg_temp%'"
+    };
+}
+
+/// Everything `role` may do to tables, views and sequences, as [`BackgroundRole::privileges`]
+/// spells it, plus schemas it may create objects in and the database if it may create schemas.
+async fn held_privileges(conn: &mut PgConnection, role: &str) -> Result<Vec<String>, StoreError> {
+    let rows: Vec<(String, String, bool, Vec<String>)> = sqlx::query_as(concat!(
+        "SELECT rel, privilege, whole, columns FROM (
+           SELECT r.rel, p.privilege,
+                  has_table_privilege($1::name, r.oid, p.privilege) AS whole,
+                  ARRAY(SELECT a.attname::text FROM pg_attribute a
+                         WHERE a.attrelid = r.oid AND a.attnum > 0 AND NOT a.attisdropped
+                           AND p.privilege IN ('SELECT', 'INSERT', 'UPDATE', 'REFERENCES')
+                           AND has_column_privilege($1::name, r.oid, a.attnum, p.privilege)) AS columns
+             FROM (SELECT c.oid, n.nspname || '.' || c.relname AS rel ",
+        user_relations!(),
+        " AND c.relkind IN ('r', 'p', 'v', 'm', 'f')) r
+            CROSS JOIN unnest(ARRAY['SELECT', 'INSERT', 'UPDATE', 'DELETE', 'TRUNCATE',
+                                    'REFERENCES', 'TRIGGER']) AS p(privilege)) t
+          WHERE whole OR cardinality(columns) > 0
+         UNION ALL
+         SELECT n.nspname || '.' || c.relname, 'USAGE, SELECT or UPDATE', true, ARRAY[]::text[] ",
+        user_relations!(),
+        " AND c.relkind = 'S'
+            AND CASE WHEN c.relkind = 'S'
+                     THEN has_sequence_privilege($1::name, c.oid, 'USAGE, SELECT, UPDATE') END
+         UNION ALL
+         SELECT 'schema ' || nspname, 'CREATE', true, ARRAY[]::text[] FROM pg_namespace
+          WHERE nspname NOT LIKE 'pg_temp%' AND nspname NOT LIKE 'pg_toast%'
+            AND has_schema_privilege($1::name, oid, 'CREATE')
+         UNION ALL
+         SELECT 'database ' || current_database(), 'CREATE', true, ARRAY[]::text[]
+          WHERE has_database_privilege($1::name, current_database(), 'CREATE')"
+    ))
+    .bind(role)
+    .fetch_all(&mut *conn)
+    .await?;
+    let mut held: Vec<String> = rows
+        .into_iter()
+        .map(|(rel, privilege, whole, mut columns)| {
+            if whole {
+                format!("{privilege} {rel}")
+            } else {
+                columns.sort();
+                format!("{privilege} {rel}({})", columns.join(", "))
+            }
+        })
+        .collect();
+    held.sort();
+    Ok(held)
+}
+
+/// T7 for the background roles: each exists with no dangerous attribute, owns and inherits
+/// nothing, is not inherited by the runtime role, holds exactly its expected privileges and
+/// is named by exactly its expected policies.
+async fn background_roles(conn: &mut PgConnection, out: &mut Vec<Check>) -> Result<(), StoreError> {
+    let mut attributes = vec![];
+    let mut links = vec![];
+    let mut privileges = vec![];
+    let mut policies = vec![];
+    for expected in BACKGROUND_ROLES {
+        let role = expected.role;
+        let attrs: Option<(bool, bool, bool, bool, bool, bool)> = sqlx::query_as(
+            "SELECT rolsuper, rolbypassrls, rolcreaterole, rolcreatedb, rolreplication, rolinherit
+               FROM pg_roles WHERE rolname = $1",
+        )
+        .bind(role)
+        .fetch_optional(&mut *conn)
+        .await?;
+        let Some((superuser, bypass, createrole, createdb, replication, inherit)) = attrs else {
+            attributes.push(format!("{role} does not exist"));
+            continue;
+        };
+        for (bad, what) in [
+            (superuser, "is SUPERUSER"),
+            (bypass, "has BYPASSRLS"),
+            (createrole, "has CREATEROLE"),
+            (createdb, "has CREATEDB"),
+            (replication, "has REPLICATION"),
+            (inherit, "has INHERIT"),
+        ] {
+            if bad {
+                attributes.push(format!("{role} {what}"));
+            }
+        }
+
+        let found: Vec<String> = sqlx::query_scalar(concat!(
+            "SELECT 'is a member of ' || pg_get_userbyid(roleid) FROM pg_auth_members
+              WHERE member = (SELECT oid FROM pg_roles WHERE rolname = $1)
+             UNION ALL
+             SELECT 'is granted to ' || pg_get_userbyid(member) FROM pg_auth_members
+              WHERE roleid = (SELECT oid FROM pg_roles WHERE rolname = $1)
+                AND member = (SELECT oid FROM pg_roles WHERE rolname = $2)
+             UNION ALL
+             SELECT 'owns ' || n.nspname || '.' || c.relname ",
+            user_relations!(),
+            " AND c.relowner = (SELECT oid FROM pg_roles WHERE rolname = $1)
+             UNION ALL
+             SELECT 'owns function ' || p.proname FROM pg_proc p
+              WHERE p.proowner = (SELECT oid FROM pg_roles WHERE rolname = $1)
+             UNION ALL
+             SELECT 'owns schema ' || nspname FROM pg_namespace
+              WHERE nspowner = (SELECT oid FROM pg_roles WHERE rolname = $1)
+             ORDER BY 1"
+        ))
+        .bind(role)
+        .bind(RUNTIME_ROLE)
+        .fetch_all(&mut *conn)
+        .await?;
+        links.extend(found.into_iter().map(|f| format!("{role} {f}")));
+
+        let held = held_privileges(conn, role).await?;
+        for h in &held {
+            if !expected.privileges.contains(&h.as_str()) {
+                privileges.push(format!("{role} holds {h}"));
+            }
+        }
+        for e in expected.privileges {
+            if !held.iter().any(|h| h == e) {
+                privileges.push(format!("{role} lacks {e}"));
+            }
+        }
+
+        let rows: Vec<(String, String, String, bool, Vec<String>)> = sqlx::query_as(concat!(
+            "SELECT c.relname::text, p.polname::text, p.polcmd::text, p.polpermissive,
+                    ARRAY(SELECT CASE WHEN r = 0 THEN 'public' ELSE pg_get_userbyid(r)::text END
+                            FROM unnest(p.polroles) r ORDER BY 1)
+               FROM pg_policy p JOIN pg_class c ON c.oid = p.polrelid
+               JOIN pg_namespace n ON n.oid = c.relnamespace
+              WHERE n.nspname IN ",
+            schemas!(),
+            " AND (p.polroles @> ARRAY[(SELECT oid FROM pg_roles WHERE rolname = $1)]
+                   OR (c.relname::text, p.polname::text) IN (SELECT * FROM unnest($2::text[], $3::text[])))
+              ORDER BY 1, 2"
+        ))
+        .bind(role)
+        .bind(expected.policies.iter().map(|p| p.0).collect::<Vec<_>>())
+        .bind(expected.policies.iter().map(|p| p.1).collect::<Vec<_>>())
+        .fetch_all(&mut *conn)
+        .await?;
+        for (table, name, cmd, permissive) in expected.policies {
+            match rows.iter().find(|r| r.0 == *table && r.1 == *name) {
+                None => policies.push(format!("{table}: policy {name} is missing")),
+                Some((_, _, c, p, roles)) => {
+                    if *c != cmd.to_string() || p != permissive {
+                        policies.push(format!(
+                            "{table}: policy {name} has command {c} permissive {p}"
+                        ));
+                    }
+                    if roles != &[role] {
+                        policies.push(format!(
+                            "{table}: policy {name} applies to {roles:?}, expected only {role}"
+                        ));
+                    }
+                }
+            }
+        }
+        for (table, name, ..) in &rows {
+            if !expected
+                .policies
+                .iter()
+                .any(|(t, n, _, _)| t == table && n == name)
+            {
+                policies.push(format!("{table}: policy {name} names {role} unexpectedly"));
+            }
+        }
+    }
+    out.push(check(
+        "T7",
+        "background roles exist, are not superuser and cannot bypass RLS or create roles",
+        attributes,
+    ));
+    out.push(check(
+        "T7",
+        "background roles own and inherit nothing, and the runtime role inherits none of them",
+        links,
+    ));
+    out.push(check(
+        "T7",
+        "background roles hold exactly their expected privileges",
+        privileges,
+    ));
+    out.push(check(
+        "T7",
+        "background role policies are exactly the expected set",
+        policies,
+    ));
+    Ok(())
 }
 
 /// The failed checks, if any.

@@ -70,6 +70,48 @@ pub(crate) async fn create_runtime_role(
     })
 }
 
+/// A background role (checkpointer, scheduler): logs in, holds no privilege beyond what the
+/// migrations grant it, inherits nothing.
+pub(crate) async fn create_background_role(
+    conn: &mut PgConnection,
+    role: &str,
+) -> Result<(), StoreError> {
+    let sql = [
+        "CREATE ROLE ",
+        &ident(role)?,
+        " LOGIN NOSUPERUSER NOBYPASSRLS NOCREATEDB NOCREATEROLE NOINHERIT NOREPLICATION",
+    ]
+    .concat();
+    run(conn, sql).await.map_err(|e| {
+        StoreError::Bootstrap(format!(
+            "the background role {role} does not exist and could not be created ({e}); create \
+             it (CREATE ROLE {role} LOGIN NOSUPERUSER NOBYPASSRLS NOINHERIT, with a password or \
+             another way to log in) or grant CREATEROLE to the owner"
+        ))
+    })
+}
+
+/// Lets `role` connect to `database` (and nothing else on it).
+pub(crate) async fn grant_connect(
+    conn: &mut PgConnection,
+    database: &str,
+    role: &str,
+) -> Result<(), StoreError> {
+    let sql = [
+        "GRANT CONNECT ON DATABASE ",
+        &ident(database)?,
+        " TO ",
+        &ident(role)?,
+    ]
+    .concat();
+    run(conn, sql).await.map_err(|e| {
+        StoreError::Bootstrap(format!(
+            "{role} may not connect to database {database} and the owner cannot grant it ({e}); \
+             run GRANT CONNECT ON DATABASE {database} TO {role}"
+        ))
+    })
+}
+
 /// The role that owns the context-checking functions and may read the context key's pads, and
 /// nothing else (T2). It cannot log in; the owner is made a member so that migrations can hand
 /// it those functions.
@@ -119,14 +161,15 @@ pub(crate) async fn set_password(
     Ok(run(conn, sql).await?)
 }
 
-/// A database owned by `owner` (optionally cloned from `template`) that only `runtime` may
-/// connect to besides its owner.
+/// A database owned by `owner` (optionally cloned from `template`) that only `runtime` and
+/// the `background` roles may connect to besides its owner.
 pub(crate) async fn create_database(
     conn: &mut PgConnection,
     database: &str,
     template: Option<&str>,
     owner: &str,
     runtime: &str,
+    background: &[&str],
 ) -> Result<(), StoreError> {
     let db = ident(database)?;
     let create = match template {
@@ -159,6 +202,9 @@ pub(crate) async fn create_database(
         ["GRANT CONNECT ON DATABASE ", &db, " TO ", &ident(runtime)?].concat(),
     )
     .await?;
+    for role in background {
+        grant_connect(conn, database, role).await?;
+    }
     Ok(())
 }
 

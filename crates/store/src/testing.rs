@@ -10,7 +10,9 @@ use sqlx::postgres::PgConnectOptions;
 use sqlx::{ConnectOptions, Connection, PgConnection};
 use tokio::sync::OnceCell;
 
-use crate::bootstrap::{self, MIGRATOR, OWNER_ROLE, RUNTIME_ROLE};
+use crate::bootstrap::{
+    self, BACKGROUND_ROLES, CHECKPOINTER_ROLE, MIGRATOR, OWNER_ROLE, RUNTIME_ROLE, SCHEDULER_ROLE,
+};
 use crate::{ddl, Store};
 
 pub const TEST_DATABASE_URL_VAR: &str = "PORTCULLIS_TEST_DATABASE_URL";
@@ -23,7 +25,8 @@ struct Shared {
 static SHARED: OnceCell<Shared> = OnceCell::const_new();
 static COUNTER: AtomicU32 = AtomicU32::new(0);
 
-/// One test's database. Connection options for the superuser, the owner and the runtime role.
+/// One test's database. Connection options for the superuser, the owner, the runtime role
+/// and the background roles.
 #[derive(Clone, Debug)]
 pub struct TestDb {
     pub name: String,
@@ -34,6 +37,10 @@ pub struct TestDb {
     pub admin: PgConnectOptions,
     pub owner: PgConnectOptions,
     pub runtime: PgConnectOptions,
+    /// The audit checkpointer's role, as `serve` connects it.
+    pub checkpointer: PgConnectOptions,
+    /// The key-rotation scheduler's role, as `serve` connects it.
+    pub scheduler: PgConnectOptions,
 }
 
 /// A vault whose data keys are wrapped by a fresh local master key (one directory per call).
@@ -90,6 +97,7 @@ impl TestDb {
             Some(&shared.template),
             OWNER_ROLE,
             RUNTIME_ROLE,
+            BACKGROUND_ROLES,
         )
         .await
         .expect("create test database from template");
@@ -102,6 +110,8 @@ impl TestDb {
             },
             owner: admin.clone().username(OWNER_ROLE).database(&name),
             runtime: admin.clone().username(RUNTIME_ROLE).database(&name),
+            checkpointer: admin.clone().username(CHECKPOINTER_ROLE).database(&name),
+            scheduler: admin.clone().username(SCHEDULER_ROLE).database(&name),
             admin: admin.database(&name),
             name,
         }
@@ -122,6 +132,20 @@ impl TestDb {
         bootstrap::context_key(&self.owner)
             .await
             .expect("context key")
+    }
+
+    /// A pool of the checkpointer's role, as `serve` opens it.
+    pub async fn checkpointer_pool(&self) -> sqlx::PgPool {
+        bootstrap::background_pool(&self.checkpointer, CHECKPOINTER_ROLE, 2)
+            .await
+            .expect("checkpointer pool")
+    }
+
+    /// A pool of the scheduler's role, as `serve` opens it.
+    pub async fn scheduler_pool(&self) -> sqlx::PgPool {
+        bootstrap::background_pool(&self.scheduler, SCHEDULER_ROLE, 2)
+            .await
+            .expect("scheduler pool")
     }
 
     /// Drops this database now, disconnecting its sessions, for callers that load much more

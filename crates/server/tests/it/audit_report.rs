@@ -471,8 +471,9 @@ async fn l6_edited_reports_unknown_keys_and_forged_proofs_fail() {
         "{findings:?}"
     );
 
-    // After a key rotation the old report still verifies: retired keys stay published.
-    let owner = support::node_pool(&h.db).await;
+    // After a key rotation (`portcullis audit rotate-signing-key`, as the owner) the old report
+    // still verifies: retired keys stay published.
+    let owner = support::owner_pool(&h.db).await;
     let rotated = Signer::create(&owner, &h.vault, h.vault.default_kek())
         .await
         .unwrap();

@@ -9,7 +9,7 @@ use serde_json::json;
 use uuid::Uuid;
 
 use crate::support::chain::{self, AuditTable};
-use crate::support::{self, hash32, hashes, node_pool, TestApp};
+use crate::support::{self, hash32, hashes, TestApp};
 
 struct Trail {
     app: TestApp,
@@ -399,13 +399,13 @@ async fn l4_racing_checkpointers_agree_on_the_anchor() {
 async fn l4_unanchored_checkpoints_are_retried_by_later_passes() {
     let t = trail_with_entries(3).await;
     let store = t.app.db.store().await;
-    let owner_pool = node_pool(&t.app.db).await;
+    let pool = t.app.db.checkpointer_pool().await;
     // An anchor directory that cannot be created: a path below a regular file.
     let blocker = std::env::temp_dir().join(format!("pc-anchor-blocker-{}", Uuid::now_v7()));
     std::fs::write(&blocker, b"not a directory").unwrap();
     let down = Anchors::Local(LocalAnchors::new(blocker.join("anchors")));
     let zero = std::time::Duration::ZERO;
-    let pass = trail::checkpoint_pass(&store, &owner_pool, &t.signer, &down, 1, zero)
+    let pass = trail::checkpoint_pass(&store, &pool, &t.signer, &down, 1, zero)
         .await
         .unwrap();
     // The environment and the platform scope (the sign-up) each get a checkpoint.
@@ -413,7 +413,7 @@ async fn l4_unanchored_checkpoints_are_retried_by_later_passes() {
     assert!(scopes >= 1);
     assert_eq!((pass.reanchored, pass.anchor_failures), (0, scopes));
     // Still down, nothing new: the stored checkpoint is retried (and fails again).
-    let pass = trail::checkpoint_pass(&store, &owner_pool, &t.signer, &down, 1, zero)
+    let pass = trail::checkpoint_pass(&store, &pool, &t.signer, &down, 1, zero)
         .await
         .unwrap();
     assert_eq!(
@@ -422,7 +422,7 @@ async fn l4_unanchored_checkpoints_are_retried_by_later_passes() {
     );
     assert!(t.anchors.list(t.env_id).await.unwrap().is_empty());
     // Back up: the earlier checkpoint is anchored, exactly as the database holds it.
-    let pass = trail::checkpoint_pass(&store, &owner_pool, &t.signer, &t.anchors, 1, zero)
+    let pass = trail::checkpoint_pass(&store, &pool, &t.signer, &t.anchors, 1, zero)
         .await
         .unwrap();
     assert_eq!(
@@ -434,7 +434,7 @@ async fn l4_unanchored_checkpoints_are_retried_by_later_passes() {
     let latest = t.latest_checkpoint().await;
     assert_eq!(anchored[0].1, latest.body["signed"].as_str().unwrap());
     // Recorded: the next pass has nothing to re-anchor, only the new entries to checkpoint.
-    let pass = trail::checkpoint_pass(&store, &owner_pool, &t.signer, &t.anchors, 1, zero)
+    let pass = trail::checkpoint_pass(&store, &pool, &t.signer, &t.anchors, 1, zero)
         .await
         .unwrap();
     assert_eq!((pass.reanchored, pass.anchor_failures), (0, 0));
@@ -451,8 +451,8 @@ async fn l4_checkpointer_pass_is_skipped_while_another_node_holds_the_lock() {
     use portcullis_store::leader::{PassLock, AUDIT_CHECKPOINTER_LOCK};
     let t = trail_with_entries(2).await;
     let store = t.app.db.store().await;
-    let node_a = node_pool(&t.app.db).await;
-    let node_b = node_pool(&t.app.db).await;
+    let node_a = t.app.db.checkpointer_pool().await;
+    let node_b = t.app.db.checkpointer_pool().await;
     let zero = std::time::Duration::ZERO;
     let held = PassLock::try_acquire(&node_b, AUDIT_CHECKPOINTER_LOCK)
         .await

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use crate::support::{self, node_pool, TestApp};
+use crate::support::{self, TestApp};
 use axum::http::StatusCode;
 use portcullis_core::{EnvironmentId, PermissionSet};
 use portcullis_server::app::Limits;
@@ -550,8 +550,8 @@ async fn e5_rotation_scheduler_runs_on_one_node_at_a_time() {
         .execute(&mut admin)
         .await
         .unwrap();
-    let node_a = node_pool(&app.db).await;
-    let node_b = node_pool(&app.db).await;
+    let node_a = app.db.scheduler_pool().await;
+    let node_b = app.db.scheduler_pool().await;
     let held = PassLock::try_acquire(&node_b, KEY_ROTATION_SCHEDULER_LOCK)
         .await
         .unwrap()

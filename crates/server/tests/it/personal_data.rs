@@ -1,7 +1,7 @@
 //! Personal data at rest attacked end to end (control E2): identity emails and display names
 //! and invitation emails are sealed under the platform PII key and found by blind index.
 
-use crate::support::{self, node_pool, request, with_body, TestApp, PASSWORD};
+use crate::support::{self, owner_pool, request, with_body, TestApp, PASSWORD};
 use axum::http::{Method, StatusCode};
 use serde_json::json;
 
@@ -229,7 +229,7 @@ async fn e2_legacy_personal_data_is_sealed_at_start() {
         "the operator deleted an identity"
     );
 
-    let pool = node_pool(&app.db).await;
+    let pool = owner_pool(&app.db).await;
     let store = app.db.store().await;
     let sealed = portcullis_store::pii::seal_legacy(&pool, &store, &app.vault)
         .await
@@ -293,7 +293,7 @@ async fn e5_root_rotation_rewraps_platform_keys() {
     let p = app.create_project(&owner, &env, "p").await;
     app.create_document(&owner, &env, &p, "doc").await;
     let store = app.db.store().await;
-    let pool = node_pool(&app.db).await;
+    let pool = owner_pool(&app.db).await;
     let (name, envs) = portcullis_service::jobs::rotate_root(&store, &pool, &app.vault)
         .await
         .unwrap();
@@ -364,7 +364,7 @@ async fn e5_pii_key_rotation_reseals_everything() {
     assert_eq!(app.send(req).await.status, StatusCode::CREATED);
 
     let store = app.db.store().await;
-    let pool = node_pool(&app.db).await;
+    let pool = owner_pool(&app.db).await;
     // The rotation runs on "another node": a vault of its own over the same key provider, so
     // the server's cached platform keys go stale and must be refreshed on first need.
     let other_node = portcullis_store::vault::Vault::new(

@@ -469,7 +469,9 @@ pub async fn public_keys(tx: &mut crate::AuthTx) -> Result<Vec<PublicKeyRow>, St
         .await?)
 }
 
-/// Schema-owner queries for the checkpointer.
+/// Cross-environment queries of the checkpointer and its signer: run as
+/// `portcullis_checkpointer` while serving (its grants are exactly these queries' columns,
+/// migration `20261202000009_background_roles`) or as the schema owner from the CLI.
 pub mod operator {
     use sqlx::PgPool;
     use time::OffsetDateTime;

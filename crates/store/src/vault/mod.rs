@@ -226,9 +226,10 @@ impl Store {
     }
 }
 
-/// Operator queries: run as the schema owner (scheduler, CLI), they see key metadata of every
-/// environment and nothing else (control T4: each result names its environment, and the work
-/// itself then runs inside that environment's `TenantTx`).
+/// Operator queries: they see key metadata of every environment and nothing else (control T4:
+/// each result names its environment, and the work itself then runs inside that environment's
+/// `TenantTx`). The scheduler's two run as `portcullis_scheduler` while serving, which may read
+/// only their columns; the CLI runs them all as the schema owner.
 pub mod operator {
     use sqlx::PgPool;
     use uuid::Uuid;

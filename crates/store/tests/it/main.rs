@@ -8,5 +8,6 @@
 )]
 
 mod audit_proofs;
+mod background_roles;
 mod isolation;
 mod module_graph;

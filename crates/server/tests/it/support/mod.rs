@@ -6,7 +6,7 @@ pub mod chain;
 pub mod trail;
 
 pub use app::{request, with_body, Reply, TestApp, User, PASSWORD};
-pub use trail::node_pool;
+pub use trail::owner_pool;
 
 /// A 32-byte hash from the lowercase hex the API answers with.
 pub fn hash32(hex: &str) -> [u8; 32] {

@@ -1,5 +1,6 @@
-//! The audit trail's moving parts as a node sets them up: the owner-role pool, the checkpoint
-//! signer (its seed wrapped by the vault's KEK) and a local anchor directory of its own.
+//! The audit trail's moving parts as a node sets them up: the checkpointer-role and owner-role
+//! pools, the checkpoint signer (its seed wrapped by the vault's KEK) and a local anchor
+//! directory of its own.
 
 use portcullis_audit::checkpoint::SignedCheckpoint;
 use portcullis_audit::verify::Report;
@@ -11,16 +12,17 @@ use portcullis_store::Store;
 use sqlx::PgPool;
 use uuid::Uuid;
 
-/// The owner-role pool a node's background passes and boot steps use, as `serve` opens it.
-pub async fn node_pool(db: &TestDb) -> PgPool {
+/// The owner-role pool of boot-time steps (`serve`, before serving) and operator commands (CLI).
+pub async fn owner_pool(db: &TestDb) -> PgPool {
     portcullis_store::bootstrap::runtime_pool(&db.owner, 2)
         .await
         .unwrap()
 }
 
-/// The active checkpoint signer, created on first use.
+/// The active checkpoint signer, created on first use, through the checkpointer's role as
+/// `serve` loads it.
 pub async fn signer(db: &TestDb, vault: &Vault) -> Signer {
-    Signer::load_or_create(&node_pool(db).await, vault, vault.default_kek())
+    Signer::load_or_create(&db.checkpointer_pool().await, vault, vault.default_kek())
         .await
         .unwrap()
 }
