@@ -18,8 +18,7 @@ use crate::views::audit_log::AuditEntry;
 #[into_params(parameter_in = Query)]
 pub struct AuditQuery {
     pub after: Option<Uuid>,
-    /// Items per page, 1-200 (default 50).
-    #[param(minimum = 1, maximum = 200)]
+    /// Items per page, 1-200 (default 50); a value outside is taken as the nearer bound.
     pub limit: Option<i64>,
     /// Only this action, e.g. `member.role_changed`.
     #[param(schema_with = super::input::filter_text)]

@@ -29,6 +29,11 @@ fn string() -> ObjectBuilder {
     ObjectBuilder::new().schema_type(SchemaType::new(Type::String))
 }
 
+/// An optional field: serde reads `null` as absent.
+fn nullable(b: ObjectBuilder) -> ObjectBuilder {
+    b.schema_type(SchemaType::from_iter([Type::String, Type::Null]))
+}
+
 fn name(max: usize) -> ObjectBuilder {
     string()
         .min_length(Some(1))
@@ -58,11 +63,11 @@ pub fn title() -> ObjectBuilder {
 }
 
 pub fn optional_title() -> ObjectBuilder {
-    title().description(Some("Absent keeps the title"))
+    nullable(title()).description(Some("Absent or null keeps the title"))
 }
 
 pub fn display_name() -> ObjectBuilder {
-    name(200).description(Some("At most 200 characters; absent for none"))
+    nullable(name(200)).description(Some("At most 200 characters; absent or null for none"))
 }
 
 /// A custom role's description.
@@ -76,7 +81,7 @@ pub fn document_body() -> ObjectBuilder {
 }
 
 pub fn optional_document_body() -> ObjectBuilder {
-    document_body().description(Some("Absent keeps the body"))
+    nullable(document_body()).description(Some("Absent or null keeps the body"))
 }
 
 pub fn region() -> ObjectBuilder {
@@ -130,6 +135,23 @@ pub fn stored_secret() -> ObjectBuilder {
         ))
 }
 
+/// A role a project grant can confer (`BuiltinRole::GRANTABLE_ON_PROJECTS` or a custom role).
+pub fn project_role() -> ObjectBuilder {
+    let builtin: Vec<&str> = BuiltinRole::GRANTABLE_ON_PROJECTS
+        .iter()
+        .map(|r| r.name())
+        .collect();
+    string()
+        .pattern(Some(format!(
+            "^({}|custom:{UUID_PATTERN})$",
+            builtin.join("|")
+        )))
+        .description(Some(format!(
+            "A built-in role that can be granted on a project ({}) or `custom:<role id>`",
+            builtin.join(", ")
+        )))
+}
+
 /// A role that may be handed out: a built-in role other than the owner's, or `custom:<role id>`.
 pub fn assignable_role() -> ObjectBuilder {
     let builtin: Vec<&str> = BuiltinRole::ALL
@@ -171,10 +193,10 @@ pub fn key_reference() -> ObjectBuilder {
 
 /// RFC 3339 times of the audit filters.
 pub fn time() -> ObjectBuilder {
-    string().format(Some(SchemaFormat::KnownFormat(KnownFormat::DateTime)))
+    nullable(string().format(Some(SchemaFormat::KnownFormat(KnownFormat::DateTime))))
 }
 
 /// Filters of the audit log that are compared as text.
 pub fn filter_text() -> ObjectBuilder {
-    string().pattern(Some(NO_NUL_PATTERN))
+    nullable(string().pattern(Some(NO_NUL_PATTERN)))
 }

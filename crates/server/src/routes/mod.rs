@@ -80,8 +80,7 @@ impl utoipa::Modify for Security {
 pub struct PageQuery {
     /// The `next_cursor` of the previous page.
     pub after: Option<Uuid>,
-    /// Items per page, 1-200 (default 50).
-    #[param(minimum = 1, maximum = 200)]
+    /// Items per page, 1-200 (default 50); a value outside is taken as the nearer bound.
     pub limit: Option<i64>,
 }
 
