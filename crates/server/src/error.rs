@@ -38,6 +38,8 @@ pub enum ApiError {
     UnsupportedMediaType,
     #[error("request timed out")]
     Timeout,
+    #[error("the request body did not arrive in time")]
+    BodyTimeout,
     #[error("this environment's encryption key is unavailable: {0}")]
     KeyUnavailable(String),
     #[error("stored data failed an integrity check")]
@@ -68,6 +70,7 @@ impl ApiError {
             ApiError::Gone(_) => StatusCode::GONE,
             ApiError::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            ApiError::BodyTimeout => StatusCode::REQUEST_TIMEOUT,
             ApiError::Timeout | ApiError::Unavailable(_) | ApiError::KeyUnavailable(_) => {
                 StatusCode::SERVICE_UNAVAILABLE
             }
@@ -89,6 +92,7 @@ impl ApiError {
             ApiError::PayloadTooLarge => "payload_too_large",
             ApiError::UnsupportedMediaType => "unsupported_media_type",
             ApiError::Timeout => "timeout",
+            ApiError::BodyTimeout => "body_timeout",
             ApiError::KeyUnavailable(_) => "key_unavailable",
             ApiError::Integrity(_) => "integrity_error",
             ApiError::Unavailable(_) => "unavailable",

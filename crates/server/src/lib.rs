@@ -16,6 +16,7 @@ pub mod headers;
 pub mod middleware;
 pub mod routes;
 pub mod serve;
+pub mod spec;
 pub mod state;
 pub mod tls;
 pub mod views;

@@ -64,13 +64,40 @@ pub async fn timeout(limit: Duration, req: Request, next: Next) -> Response {
     }
 }
 
+/// Reads the whole request body within `limit` (`server.body_timeout_seconds`), before the
+/// handler runs, and answers 408 `body_timeout` when it has not arrived by then: a client that
+/// sends the headers and then trickles the body holds a connection and a task only that long,
+/// not for the whole-request timeout. A body larger than `max_bytes` is refused with 413 as it
+/// is read. Every request body is JSON of at most `max_bytes`, so holding it in memory costs no
+/// more than the handler's own read would.
+pub async fn body_timeout(limit: Duration, max_bytes: usize, req: Request, next: Next) -> Response {
+    use http_body_util::BodyExt;
+    let (parts, body) = req.into_parts();
+    let read = http_body_util::Limited::new(body, max_bytes).collect();
+    let bytes = match tokio::time::timeout(limit, read).await {
+        Ok(Ok(collected)) => collected.to_bytes(),
+        Ok(Err(e)) if e.is::<http_body_util::LengthLimitError>() => {
+            return ApiError::PayloadTooLarge.into_response()
+        }
+        Ok(Err(e)) => {
+            return ApiError::bad_request("unreadable_body", format!("cannot read the body: {e}"))
+                .into_response()
+        }
+        Err(_) => {
+            // The rest of the body is never read: the connection is not reused.
+            let mut r = ApiError::BodyTimeout.into_response();
+            r.headers_mut()
+                .insert(header::CONNECTION, HeaderValue::from_static("close"));
+            return r;
+        }
+    };
+    next.run(Request::from_parts(parts, axum::body::Body::from(bytes)))
+        .await
+}
+
 /// Answers 413 at once when the declared `Content-Length` exceeds `limit`, before any of the
-/// body is read (otherwise the server would wait for a body it will refuse anyway, until the
-/// request timeout). Bodies without a declared length are still capped by `DefaultBodyLimit`
-/// as they are read.
-///
-/// Not done: a separate, shorter timeout for slow bodies. A body that trickles in is bounded
-/// by the whole-request timeout (`server.request_timeout_seconds`) and the size cap.
+/// body is read (otherwise the server would wait for a body it will refuse anyway). Bodies
+/// without a declared length are capped as they are read ([`body_timeout`]).
 pub async fn declared_length(limit: usize, req: Request, next: Next) -> Response {
     let declared = req
         .headers()

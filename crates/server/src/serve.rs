@@ -133,6 +133,7 @@ async fn serve_with(config: &Config, db: &Database) -> anyhow::Result<()> {
         Limits {
             max_body_bytes: config.server.max_body_bytes,
             request_timeout: Duration::from_secs(config.server.request_timeout_seconds),
+            body_timeout: Duration::from_secs(config.server.body_timeout_seconds),
         },
     );
     let listener = tokio::net::TcpListener::bind(&listen)

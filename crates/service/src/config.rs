@@ -127,6 +127,9 @@ pub struct ServerConfig {
     pub key_file: Option<PathBuf>,
     pub max_body_bytes: usize,
     pub request_timeout_seconds: u64,
+    /// How long a request's body may take to arrive once its headers have (408 after that);
+    /// shorter than `request_timeout_seconds`, so a slow sender is cut off sooner.
+    pub body_timeout_seconds: u64,
     pub shutdown_grace_seconds: u64,
     /// The origins (`scheme://host[:port]`) browsers reach the server at. A state-changing
     /// request authenticated by the session cookie must carry one of them in `Origin` (control
@@ -183,6 +186,7 @@ impl Default for ServerConfig {
             key_file: None,
             max_body_bytes: 2 * 1024 * 1024,
             request_timeout_seconds: 30,
+            body_timeout_seconds: 10,
             shutdown_grace_seconds: 20,
             public_origins: None,
         }

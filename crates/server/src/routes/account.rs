@@ -19,9 +19,11 @@ use crate::views::invitations::Joined;
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SignupRequest {
+    #[schema(schema_with = super::input::email)]
     pub email: String,
-    #[schema(min_length = 12)]
+    #[schema(schema_with = super::input::new_password)]
     pub password: String,
+    #[schema(schema_with = super::input::display_name)]
     pub display_name: Option<String>,
 }
 
@@ -38,7 +40,9 @@ impl From<SignupRequest> for account::NewAccount {
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct LoginRequest {
+    #[schema(schema_with = super::input::presented_secret)]
     pub email: String,
+    #[schema(schema_with = super::input::presented_secret)]
     pub password: String,
 }
 
@@ -55,11 +59,17 @@ impl From<LoginRequest> for account::Credentials {
 #[serde(deny_unknown_fields)]
 pub struct SetupRequest {
     /// The one-time token printed by `portcullis serve` on first start.
+    #[schema(schema_with = super::input::presented_secret)]
     pub setup_token: String,
+    #[schema(schema_with = super::input::email)]
     pub email: String,
+    #[schema(schema_with = super::input::new_password)]
     pub password: String,
+    #[schema(schema_with = super::input::display_name)]
     pub display_name: Option<String>,
+    #[schema(schema_with = super::input::name_200)]
     pub environment_name: String,
+    #[schema(schema_with = super::input::region)]
     pub region: String,
 }
 
@@ -81,7 +91,9 @@ impl From<SetupRequest> for account::Setup {
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PasswordChange {
+    #[schema(schema_with = super::input::presented_secret)]
     pub current_password: String,
+    #[schema(schema_with = super::input::new_password)]
     pub new_password: String,
 }
 
@@ -98,6 +110,7 @@ impl From<PasswordChange> for account::PasswordChange {
 #[serde(deny_unknown_fields)]
 pub struct AcceptInvitation {
     /// The `pcs_inv_...` token from the invitation link.
+    #[schema(schema_with = super::input::presented_secret)]
     pub token: String,
 }
 

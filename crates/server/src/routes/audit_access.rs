@@ -44,8 +44,10 @@ impl From<ExportFormat> for trail::ExportFormat {
 pub struct ExportQuery {
     pub format: ExportFormat,
     /// RFC 3339; entries at or after this time (not for bundles).
+    #[param(schema_with = super::input::time)]
     pub from: Option<String>,
     /// RFC 3339; entries before this time (not for bundles).
+    #[param(schema_with = super::input::time)]
     pub to: Option<String>,
 }
 
@@ -69,7 +71,7 @@ pub struct ConsistencyQuery {
 
 /// Streams the environment's audit log in constant memory.
 #[utoipa::path(get, path = "/v1/environments/{environment_id}/audit/export", tag = "audit", params(("environment_id" = Uuid, Path), ExportQuery),
-    responses((status = 200, description = "text/csv, application/x-ndjson or a bundle", content_type = "application/x-ndjson"), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+    responses((status = 200, description = "CSV (`csv`), JSON lines (`jsonl`) or JSON lines with keys and checkpoints (`bundle`)", content((String = "text/csv"), (String = "application/x-ndjson"))), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub async fn export(
     State(state): State<AppState>,
     auth: Auth,

@@ -18,14 +18,19 @@ use crate::views::audit_log::AuditEntry;
 #[into_params(parameter_in = Query)]
 pub struct AuditQuery {
     pub after: Option<Uuid>,
+    /// Items per page, 1-200 (default 50); a value outside is taken as the nearer bound.
     pub limit: Option<i64>,
     /// Only this action, e.g. `member.role_changed`.
+    #[param(schema_with = super::input::filter_text)]
     pub action: Option<String>,
     pub actor_id: Option<Uuid>,
+    #[param(schema_with = super::input::filter_text)]
     pub target_id: Option<String>,
     /// RFC 3339; entries at or after this time.
+    #[param(schema_with = super::input::time)]
     pub from: Option<String>,
     /// RFC 3339; entries before this time.
+    #[param(schema_with = super::input::time)]
     pub to: Option<String>,
 }
 

@@ -18,8 +18,10 @@ use crate::views::documents::Document;
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewDocument {
+    #[schema(schema_with = super::input::title)]
     pub title: String,
     #[serde(default)]
+    #[schema(schema_with = super::input::document_body)]
     pub body: String,
 }
 
@@ -35,7 +37,9 @@ impl From<NewDocument> for documents::NewDocument {
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct DocumentUpdate {
+    #[schema(schema_with = super::input::optional_title)]
     pub title: Option<String>,
+    #[schema(schema_with = super::input::optional_document_body)]
     pub body: Option<String>,
 }
 

@@ -18,8 +18,10 @@ use crate::views::environments::{Environment, MyEnvironment};
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewEnvironment {
+    #[schema(schema_with = super::input::name_200)]
     pub name: String,
     /// Data-residency region, e.g. `eu-central` (D1).
+    #[schema(schema_with = super::input::region)]
     pub region: String,
 }
 
@@ -35,6 +37,7 @@ impl From<NewEnvironment> for environments::NewEnvironment {
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct EnvironmentUpdate {
+    #[schema(schema_with = super::input::name_200)]
     pub name: String,
 }
 

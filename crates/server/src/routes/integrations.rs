@@ -19,9 +19,12 @@ use crate::views::integrations::Integration;
 #[serde(deny_unknown_fields)]
 pub struct NewIntegration {
     /// e.g. `slack`, `github`.
+    #[schema(schema_with = super::input::integration_kind)]
     pub kind: String,
+    #[schema(schema_with = super::input::name_200)]
     pub name: String,
     /// Stored envelope-encrypted; never returned.
+    #[schema(schema_with = super::input::stored_secret)]
     pub credentials: String,
 }
 
@@ -38,6 +41,7 @@ impl From<NewIntegration> for integrations::NewIntegration {
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewCredentials {
+    #[schema(schema_with = super::input::stored_secret)]
     pub credentials: String,
 }
 

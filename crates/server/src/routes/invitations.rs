@@ -17,7 +17,9 @@ use crate::views::invitations::{Invitation, InvitationIssued};
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewInvitation {
+    #[schema(schema_with = super::input::email)]
     pub email: String,
+    #[schema(schema_with = super::input::assignable_role)]
     pub role: String,
 }
 

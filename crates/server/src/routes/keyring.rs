@@ -51,11 +51,34 @@ pub async fn retire_keys(
     Ok(axum::Json(status.into()))
 }
 
+/// A key-encryption key, as `PUT .../keys/kek` reads it (`portcullis_keys::KekRef`; this type
+/// only documents it).
+#[derive(Debug, utoipa::ToSchema)]
+#[serde(tag = "provider", rename_all = "snake_case")]
+#[allow(dead_code)]
+pub enum KekChoice {
+    /// A master key file of this installation, by name (`master-1`, `master-2`, ...).
+    Local {
+        #[schema(schema_with = super::input::key_reference)]
+        name: String,
+    },
+    /// An AES-256 secret-key object in the configured PKCS#11 token, by `CKA_LABEL`.
+    Pkcs11 {
+        #[schema(schema_with = super::input::key_reference)]
+        label: String,
+    },
+    /// An AWS KMS symmetric key: key id, key ARN or alias ARN.
+    AwsKms {
+        #[schema(schema_with = super::input::key_reference)]
+        key_id: String,
+    },
+}
+
 /// Switch the key-encryption key, e.g. to the customer's own KMS key or HSM key
 /// (`{"provider":"aws_kms","key_id":"arn:..."}`, `{"provider":"pkcs11","label":"..."}`). Data
 /// keys are rewrapped; ciphertexts are unchanged.
 #[utoipa::path(put, path = "/v1/environments/{environment_id}/keys/kek", tag = "keys", params(("environment_id" = Uuid, Path)),
-    request_body(content = Object, description = "A KEK reference: provider plus key_id, label or name"),
+    request_body = KekChoice,
     responses((status = 200, body = KeyStatus), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 503, body = ErrorBody)))]
 pub async fn set_kek(
     State(state): State<AppState>,

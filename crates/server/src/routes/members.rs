@@ -19,6 +19,7 @@ use crate::views::members::{Erasure, Member};
 #[serde(deny_unknown_fields)]
 pub struct RoleChange {
     /// A built-in role (`admin`, `contributor`, `reviewer`, `viewer`, `auditor`, `guest`) or `custom:<role id>`.
+    #[schema(schema_with = super::input::assignable_role)]
     pub role: String,
 }
 

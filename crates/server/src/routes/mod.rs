@@ -16,6 +16,7 @@ pub mod audit_log;
 pub mod documents;
 pub mod environments;
 pub mod grants;
+pub(crate) mod input;
 pub mod integrations;
 pub mod invitations;
 pub mod keyring;
@@ -32,7 +33,7 @@ pub mod tokens;
         description = "Multi-tenant security kernel: tenants (environments), members and roles, projects, documents, tokens and the audit log. Errors are `{\"error\":{\"code\",\"message\"}}`; resources of other tenants are 404, missing permissions are 403 `role_access_denied`.",
         license(name = "Apache-2.0")
     ),
-    components(schemas(crate::error::ErrorBody)),
+    components(schemas(crate::error::ErrorBody, audit_access::ExportFormat)),
     modifiers(&Security)
 )]
 pub struct ApiDoc;
@@ -79,7 +80,7 @@ impl utoipa::Modify for Security {
 pub struct PageQuery {
     /// The `next_cursor` of the previous page.
     pub after: Option<Uuid>,
-    /// Items per page, 1-200 (default 50).
+    /// Items per page, 1-200 (default 50); a value outside is taken as the nearer bound.
     pub limit: Option<i64>,
 }
 

@@ -17,8 +17,10 @@ use crate::views::integrations::ModelKey;
 #[serde(deny_unknown_fields)]
 pub struct ModelKeyInput {
     /// e.g. `anthropic`.
+    #[schema(schema_with = super::input::model_provider)]
     pub provider: String,
     /// Stored envelope-encrypted; never returned.
+    #[schema(schema_with = super::input::stored_secret)]
     pub api_key: String,
 }
 

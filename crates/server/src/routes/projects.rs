@@ -19,6 +19,7 @@ use crate::views::projects::Project;
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewProject {
+    #[schema(schema_with = super::input::name_200)]
     pub name: String,
 }
 

@@ -16,10 +16,13 @@ use crate::views::roles::{CustomRole, RoleCatalog};
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RoleDefinition {
+    #[schema(schema_with = super::input::role_name)]
     pub name: String,
     #[serde(default)]
+    #[schema(schema_with = super::input::description)]
     pub description: String,
     /// Permission names, e.g. `documents.read`.
+    #[schema(schema_with = super::input::role_permissions)]
     pub permissions: Vec<String>,
 }
 
@@ -61,7 +64,7 @@ pub async fn create_role(
 /// Redefine a custom role; members holding it get the new permissions at once (R5: audited).
 #[utoipa::path(patch, path = "/v1/environments/{environment_id}/roles/{role_id}", tag = "roles",
     params(("environment_id" = Uuid, Path), ("role_id" = Uuid, Path)), request_body = RoleDefinition,
-    responses((status = 200, body = CustomRole), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+    responses((status = 200, body = CustomRole), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody, description = "another custom role has this name")))]
 pub async fn update_role(
     State(state): State<AppState>,
     auth: Auth,

@@ -17,10 +17,13 @@ use crate::views::tokens::{ApiToken, TokenIssued};
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewToken {
+    #[schema(schema_with = super::input::name_200)]
     pub name: String,
     /// The token's role; never more than the creator holds.
+    #[schema(schema_with = super::input::assignable_role)]
     pub role: String,
     /// Lifetime in days (1-365); omit for a token that lives until revoked.
+    #[schema(minimum = 1, maximum = 365)]
     pub expires_in_days: Option<u32>,
 }
 
@@ -48,7 +51,7 @@ pub async fn list_tokens(
 
 /// Create an API token for this environment. Returned once; stored only as SHA-256 (E3).
 #[utoipa::path(post, path = "/v1/environments/{environment_id}/tokens", tag = "tokens", params(("environment_id" = Uuid, Path)), request_body = NewToken,
-    responses((status = 201, body = TokenIssued), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+    responses((status = 201, body = TokenIssued), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody, description = "the owner role cannot be given to a token")))]
 pub async fn create_token(
     State(state): State<AppState>,
     auth: Auth,

@@ -154,6 +154,7 @@ async fn e1_declared_oversized_bodies_are_refused_at_once() {
         Limits {
             max_body_bytes: 4096,
             request_timeout: Duration::from_secs(5),
+            ..Limits::default()
         },
     )
     .await;

@@ -16,6 +16,7 @@ mod api;
 mod audit_report;
 mod audit_trail;
 mod cmk;
+mod contract;
 mod csrf;
 mod encryption;
 mod erasure;
