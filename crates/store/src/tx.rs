@@ -511,6 +511,12 @@ impl AuthTx {
         (&mut self.tx, self.keys.as_ref())
     }
 
+    /// The raw connection, for tests that attack the database layer directly.
+    #[cfg(feature = "testing")]
+    pub fn conn_for_tests(&mut self) -> &mut PgConnection {
+        &mut self.tx
+    }
+
     pub(crate) async fn set(&mut self, name: &str, value: &str) -> Result<(), StoreError> {
         sqlx::query("SELECT set_config($1, $2, true)")
             .bind(name)

@@ -7,6 +7,8 @@
     clippy::disallowed_methods
 )]
 
+mod attacker;
 mod audit_proofs;
 mod isolation;
 mod module_graph;
+mod support;
