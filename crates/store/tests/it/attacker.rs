@@ -2123,3 +2123,115 @@ async fn t2_attacker_cannot_touch_the_installation_or_create_environments() {
     }
     f.finish();
 }
+
+// ------------------------------------------------------------------------------------------
+// Beyond the brief: what a request leaves on its pooled connection.
+
+/// Controls T2, L3, E5: session-level state outlives the transaction on a pooled connection.
+/// Settings the attacker makes with `set_config(..., false)` (a 1 ms statement timeout,
+/// read-only transactions, row security off, a search_path without `public`, a forged
+/// context) must not reach the next request served on that connection, here another tenant's
+/// owner, who must still read and write its own environment normally.
+#[tokio::test]
+async fn t2_attacker_session_settings_do_not_outlive_its_request() {
+    let mut f = Findings::default();
+    let db = TestDb::new().await;
+    let pool = bootstrap::runtime_pool(&db.runtime, 1).await.unwrap();
+    let store = Store::new(pool).with_subject_keys(vault().subject_keys());
+    let w = world_on(db, store).await;
+    let mut req = w.member(w.a.env, w.viewer).await;
+    let c = req.conn();
+    for (name, value) in [
+        ("portcullis.environment_id", w.a.env.to_string()),
+        ("portcullis.permissions", all_permissions()),
+        ("search_path", "pg_catalog".to_owned()),
+        ("row_security", "off".to_owned()),
+        ("default_transaction_read_only", "on".to_owned()),
+        ("statement_timeout", "1".to_owned()),
+    ] {
+        let _ = attempt(
+            c,
+            "SELECT set_config($1, $2, false)",
+            &args![name, value.clone()],
+        )
+        .await;
+    }
+    let _ = req.commit().await;
+    // The next request on the same (only) connection.
+    let victim = async {
+        let mut tx = w
+            .store
+            .tenant_as_identity(w.b.env, w.b.owner, meta())
+            .await?;
+        let titles: Vec<String> = sqlx::query_scalar("SELECT title FROM documents")
+            .fetch_all(tx.conn_for_tests())
+            .await
+            .map_err(StoreError::from)?;
+        tx.audit(AuditEvent::success(
+            "project.updated",
+            "project",
+            w.b.project,
+        ))
+        .await?;
+        tx.commit().await?;
+        Ok::<_, StoreError>(titles)
+    }
+    .await;
+    f.check(
+        matches!(&victim, Ok(t) if t == &vec!["beta secret".to_owned()]),
+        format!("the next request on the attacker's connection: {victim:?}"),
+    );
+    f.finish();
+}
+
+/// Controls L3, L4, E5, R1: advisory locks are open to every role, and a session-level one
+/// stays on the pooled connection after the request. The attacker must not be able to hold
+/// the cluster-wide pass locks (the checkpointer and the key-rotation scheduler would skip
+/// every pass: no checkpoints, anchors or rotations for any tenant) nor another tenant's
+/// ownership-transfer lock (its transfers would hang).
+#[tokio::test]
+async fn l3_attacker_cannot_hold_the_background_pass_or_ownership_locks() {
+    use portcullis_store::leader::{
+        PassLock, AUDIT_CHECKPOINTER_LOCK, KEY_ROTATION_SCHEDULER_LOCK,
+    };
+    let mut f = Findings::default();
+    let w = world().await;
+    let mut req = w.member(w.a.env, w.viewer).await;
+    let c = req.conn();
+    for key in [AUDIT_CHECKPOINTER_LOCK, KEY_ROTATION_SCHEDULER_LOCK] {
+        let _ = attempt(c, "SELECT pg_advisory_lock($1)", &args![key]).await;
+    }
+    let _ = attempt(
+        c,
+        "SELECT pg_advisory_lock(1885564019, hashtext($1::text))",
+        &args![w.b.env.to_string()],
+    )
+    .await;
+    let _ = req.commit().await;
+    // The background passes run on a pool of their own.
+    let owner = bootstrap::runtime_pool(&w.db.owner, 2).await.unwrap();
+    for (name, key) in [
+        ("audit checkpointer", AUDIT_CHECKPOINTER_LOCK),
+        ("key-rotation scheduler", KEY_ROTATION_SCHEDULER_LOCK),
+    ] {
+        let lock = PassLock::try_acquire(&owner, key).await.unwrap();
+        f.check(
+            lock.is_some(),
+            format!("the {name} pass lock is held by the attacker's pooled connection"),
+        );
+    }
+    let mut admin = w.admin().await;
+    let mut tx = admin.begin().await.unwrap();
+    let free: bool =
+        sqlx::query_scalar("SELECT pg_try_advisory_xact_lock(1885564019, hashtext($1::text))")
+            .bind(w.b.env.to_string())
+            .fetch_one(&mut *tx)
+            .await
+            .unwrap();
+    f.check(
+        free,
+        "B's ownership-transfer lock is held by the attacker's pooled connection".to_owned(),
+    );
+    tx.rollback().await.unwrap();
+    f.finish();
+}
