@@ -1,96 +1,13 @@
 //! Tenant isolation at the database layer, attacked directly (controls T1, T2, T3, T7, L2, R1, R8).
 
-use portcullis_core::{
-    BuiltinRole, DocumentId, EnvironmentId, IdentityId, Permission, PermissionSet, ProjectId,
-    RoleRef,
-};
-use portcullis_store::queries::{documents, environments, identities, members, projects};
+use portcullis_core::{BuiltinRole, DocumentId, Permission, PermissionSet, ProjectId, RoleRef};
+use portcullis_store::queries::{documents, members, projects};
 use portcullis_store::testing::TestDb;
-use portcullis_store::{catalog, RequestMeta, Store, StoreError};
+use portcullis_store::{catalog, RequestMeta, StoreError};
 use sqlx::Row;
 use time::OffsetDateTime;
 
-struct Tenant {
-    env: EnvironmentId,
-    owner: IdentityId,
-    project: ProjectId,
-    document: DocumentId,
-}
-
-/// One vault for the whole process: the platform keys of every test database are wrapped by
-/// its master key.
-fn vault() -> &'static portcullis_store::vault::Vault {
-    static VAULT: std::sync::OnceLock<portcullis_store::vault::Vault> = std::sync::OnceLock::new();
-    VAULT.get_or_init(portcullis_store::testing::test_vault)
-}
-
-async fn identity(store: &Store, email: &str) -> IdentityId {
-    let id = IdentityId::new();
-    let mut tx = store.auth(RequestMeta::default()).await.unwrap();
-    identities::create(
-        &mut tx,
-        vault(),
-        id,
-        email,
-        "Test",
-        "$argon2id$fake",
-        OffsetDateTime::now_utc(),
-    )
-    .await
-    .unwrap();
-    tx.commit().await.unwrap();
-    id
-}
-
-async fn tenant(store: &Store, name: &str) -> Tenant {
-    let owner = identity(store, &format!("owner@{name}.test")).await;
-    let env = EnvironmentId::new();
-    let now = OffsetDateTime::now_utc();
-    let mut tx = store
-        .new_environment(env, owner, RequestMeta::default())
-        .await
-        .unwrap();
-    environments::create(&mut tx, name, "eu-central", owner, now)
-        .await
-        .unwrap();
-    let project = ProjectId::new();
-    projects::create(&mut tx, project, "p", owner.as_uuid(), now)
-        .await
-        .unwrap();
-    let document = DocumentId::new();
-    tx.enter_project(project).await.unwrap();
-    let vault = portcullis_store::testing::test_vault();
-    let ring = vault.ring(&mut tx).await.unwrap();
-    let (ct, v) = vault
-        .seal(
-            &mut tx,
-            &ring,
-            documents::BODY,
-            &document.to_string(),
-            b"body",
-        )
-        .await
-        .unwrap();
-    documents::create(
-        &mut tx,
-        document,
-        project,
-        &format!("{name} secret"),
-        &ct,
-        v,
-        owner.as_uuid(),
-        now,
-    )
-    .await
-    .unwrap();
-    tx.commit().await.unwrap();
-    Tenant {
-        env,
-        owner,
-        project,
-        document,
-    }
-}
+use crate::support::{identity, tenant};
 
 /// Control T7: the freshly migrated schema passes every boot check.
 #[tokio::test]

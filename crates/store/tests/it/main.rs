@@ -7,7 +7,9 @@
     clippy::disallowed_methods
 )]
 
+mod attacker;
 mod audit_proofs;
 mod background_roles;
 mod isolation;
 mod module_graph;
+mod support;

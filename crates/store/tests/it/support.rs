@@ -1,0 +1,90 @@
+//! Shared fixtures: identities and tenants built through the store's own API, as the
+//! application builds them.
+
+use portcullis_core::{DocumentId, EnvironmentId, IdentityId, ProjectId};
+use portcullis_store::queries::{documents, environments, identities, projects};
+use portcullis_store::{RequestMeta, Store};
+use time::OffsetDateTime;
+
+/// An environment with its owner, one project and one document in it.
+pub struct Tenant {
+    pub env: EnvironmentId,
+    pub owner: IdentityId,
+    pub project: ProjectId,
+    pub document: DocumentId,
+}
+
+/// One vault for the whole process: the platform keys of every test database are wrapped by
+/// its master key.
+pub fn vault() -> &'static portcullis_store::vault::Vault {
+    static VAULT: std::sync::OnceLock<portcullis_store::vault::Vault> = std::sync::OnceLock::new();
+    VAULT.get_or_init(portcullis_store::testing::test_vault)
+}
+
+pub async fn identity(store: &Store, email: &str) -> IdentityId {
+    let id = IdentityId::new();
+    let mut tx = store.auth(RequestMeta::default()).await.unwrap();
+    identities::create(
+        &mut tx,
+        vault(),
+        id,
+        email,
+        "Test",
+        "$argon2id$fake",
+        OffsetDateTime::now_utc(),
+    )
+    .await
+    .unwrap();
+    tx.commit().await.unwrap();
+    id
+}
+
+pub async fn tenant(store: &Store, name: &str) -> Tenant {
+    let owner = identity(store, &format!("owner@{name}.test")).await;
+    let env = EnvironmentId::new();
+    let now = OffsetDateTime::now_utc();
+    let mut tx = store
+        .new_environment(env, owner, RequestMeta::default())
+        .await
+        .unwrap();
+    environments::create(&mut tx, name, "eu-central", owner, now)
+        .await
+        .unwrap();
+    let project = ProjectId::new();
+    projects::create(&mut tx, project, "p", owner.as_uuid(), now)
+        .await
+        .unwrap();
+    let document = DocumentId::new();
+    tx.enter_project(project).await.unwrap();
+    let vault = portcullis_store::testing::test_vault();
+    let ring = vault.ring(&mut tx).await.unwrap();
+    let (ct, v) = vault
+        .seal(
+            &mut tx,
+            &ring,
+            documents::BODY,
+            &document.to_string(),
+            b"body",
+        )
+        .await
+        .unwrap();
+    documents::create(
+        &mut tx,
+        document,
+        project,
+        &format!("{name} secret"),
+        &ct,
+        v,
+        owner.as_uuid(),
+        now,
+    )
+    .await
+    .unwrap();
+    tx.commit().await.unwrap();
+    Tenant {
+        env,
+        owner,
+        project,
+        document,
+    }
+}
