@@ -336,9 +336,15 @@ CREATE POLICY audit_checkpoint_anchors_read ON audit_checkpoint_anchors FOR SELE
 CREATE POLICY audit_checkpoint_anchors_record ON audit_checkpoint_anchors FOR INSERT TO portcullis_app
     WITH CHECK (environment_id = (SELECT portcullis.environment_id()) AND (SELECT portcullis.purpose()) = 'system');
 
--- Audit subject keys (D3) are created for the transaction's own data subject only.
+-- Audit subject keys (D3) are created for the transaction's own data subject only. In the
+-- platform scope, where every account has one, a request sees only its own (the ids would
+-- enumerate every account); system work sees them all.
 CREATE POLICY subject_keys_own_subject ON subject_keys AS RESTRICTIVE FOR INSERT TO portcullis_app
     WITH CHECK (subject_id = (SELECT portcullis.subject_id()));
+CREATE POLICY subject_keys_platform_own ON subject_keys AS RESTRICTIVE FOR SELECT TO portcullis_app
+    USING (environment_id <> '00000000-0000-0000-0000-000000000000'::uuid
+           OR subject_id = (SELECT portcullis.subject_id())
+           OR (SELECT portcullis.purpose()) = 'system');
 
 -- Keyrings (E4): any writer of sealed data may create the first version lazily; changing a
 -- keyring (rotation, re-encryption, KEK switch) needs keys.manage.

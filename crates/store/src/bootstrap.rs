@@ -364,9 +364,22 @@ pub async fn runtime_pool(
         .max_connections(max_connections)
         .min_connections(1.min(max_connections))
         .acquire_timeout(Duration::from_secs(5))
+        // A request's SQL must not outlive its request (T2): whatever session state one left on
+        // the connection (settings such as search_path, session advisory locks that would stall
+        // the background passes) is cleared before the connection serves anyone else. A
+        // connection that cannot be cleared is closed, never reused.
+        .after_release(|conn, _| {
+            Box::pin(async move {
+                sqlx::Executor::execute(&mut *conn, RELEASE_RESET).await?;
+                Ok(true)
+            })
+        })
         .connect_with(options.clone())
         .await?)
 }
+
+/// Run on every runtime connection as it returns to the pool.
+const RELEASE_RESET: &str = "RESET ALL; SELECT pg_advisory_unlock_all()";
 
 #[cfg(test)]
 mod tests {

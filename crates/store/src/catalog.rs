@@ -150,6 +150,7 @@ pub const EXPECTED_POLICIES: &[(&str, &str, char, bool)] = &[
     ("subject_keys", "subject_keys_scope", '*', true),
     ("subject_keys", "subject_keys_erase", 'd', false),
     ("subject_keys", "subject_keys_own_subject", 'a', false),
+    ("subject_keys", "subject_keys_platform_own", 'r', false),
     ("subject_keys", "subject_keys_operator", 'r', true),
     ("subject_keys", "subject_keys_reseal", 'w', true),
     ("platform_keys", "platform_keys_read", 'r', true),
