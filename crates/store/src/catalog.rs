@@ -82,6 +82,8 @@ pub const EXPECTED_POLICIES: &[(&str, &str, char, bool)] = &[
     ("audit_checkpoints", "audit_checkpoints_operator", 'r', true),
     ("audit_subtrees", "audit_subtrees_append", 'a', true),
     ("audit_subtrees", "audit_subtrees_read", 'r', true),
+    ("audit_log", "audit_log_guard", 'r', true),
+    ("audit_subtrees", "audit_subtrees_guard", 'r', true),
     (
         "audit_checkpoint_anchors",
         "audit_checkpoint_anchors_tenant",
@@ -137,6 +139,8 @@ pub const OWNER_POLICIES: &[&str] = &[
     "environment_keys_operator",
     "key_rotation_jobs_operator",
     "audit_heads_operator",
+    "audit_log_guard",
+    "audit_subtrees_guard",
     "audit_checkpoints_operator",
     "audit_checkpoint_anchors_operator",
     "audit_signing_keys_operator",
@@ -161,8 +165,13 @@ pub const APPEND_ONLY_TABLES: &[&str] = &[
     "kernel_trace",
 ];
 
-/// SECURITY DEFINER functions this build ships (none). Anything else is a finding.
-pub const ALLOWED_SECURITY_DEFINER: &[&str] = &[];
+/// SECURITY DEFINER functions this build ships: the audit append guards (trigger functions,
+/// which cannot be called directly; migration 20261202000008). Anything else is a finding.
+pub const ALLOWED_SECURITY_DEFINER: &[&str] = &[
+    "portcullis.audit_heads_guard_update",
+    "portcullis.audit_log_guard",
+    "portcullis.audit_subtrees_guard",
+];
 
 /// One line of the self-check.
 #[derive(Clone, Debug, serde::Serialize)]

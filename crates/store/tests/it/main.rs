@@ -7,6 +7,7 @@
     clippy::disallowed_methods
 )]
 
+mod audit_guard;
 mod audit_proofs;
 mod isolation;
 mod module_graph;
