@@ -67,7 +67,7 @@ pub(crate) async fn run(command: AuditCommand, config: Config) -> anyhow::Result
         let store = portcullis_store::Store::new(
             portcullis_store::bootstrap::runtime_pool(&db.runtime, 4)
                 .await
-                .context("runtime connection")?,
+                .context("runtime connection")?, db.context_key.clone(),
         );
         let owner = portcullis_store::bootstrap::runtime_pool(&db.owner, 2)
             .await
@@ -224,6 +224,7 @@ pub(crate) async fn run(command: AuditCommand, config: Config) -> anyhow::Result
                 let vault = node::vault(&config).await?;
                 let signer = trail::Signer::create(&owner, &vault, vault.default_kek()).await?;
                 let mut tx = store.auth(Default::default()).await?;
+                tx.as_system(Default::default()).await?;
                 tx.audit(
                     portcullis_store::Actor::System,
                     portcullis_store::AuditEvent::success(

@@ -15,7 +15,7 @@ pub(crate) async fn run(command: KeysCommand, config: Config) -> anyhow::Result<
     let db = node::database(&config, false).await?;
     let result = async {
         let store = portcullis_store::Store::new(
-            portcullis_store::bootstrap::runtime_pool(&db.runtime, 4).await.context("runtime connection")?,
+            portcullis_store::bootstrap::runtime_pool(&db.runtime, 4).await.context("runtime connection")?, db.context_key.clone(),
         );
         let owner = portcullis_store::bootstrap::runtime_pool(&db.owner, 2).await.context("owner connection")?;
         let vault = node::vault(&config).await?;
@@ -118,6 +118,7 @@ pub(crate) async fn run(command: KeysCommand, config: Config) -> anyhow::Result<
                 })
                 .await?;
                 let mut tx = store.auth(Default::default()).await?;
+                tx.as_system(Default::default()).await?;
                 tx.audit(
                     portcullis_store::Actor::System,
                     portcullis_store::AuditEvent::success("keys.pii_rotated", "platform_keys", "pii")

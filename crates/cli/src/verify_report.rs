@@ -88,6 +88,7 @@ pub(crate) async fn verify_report(
                 portcullis_store::bootstrap::runtime_pool(&db.runtime, 2)
                     .await
                     .context("runtime connection")?,
+                db.context_key.clone(),
             );
             let trusted = match pinned {
                 Some(k) => k,

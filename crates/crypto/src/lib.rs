@@ -5,6 +5,7 @@
 //! store, and a plaintext secret only leaves it inside a [`Secret`].
 
 pub mod blind;
+pub mod context;
 pub mod envelope;
 pub mod password;
 pub mod secret;

@@ -725,6 +725,7 @@ async fn run() {
         portcullis_store::bootstrap::runtime_pool(&db.runtime, writers as u32)
             .await
             .unwrap(),
+        db.context_key().await,
     );
     let mut admin = db.admin_conn().await;
     let settings: Vec<(String, String)> = sqlx::query_as(
@@ -931,6 +932,7 @@ async fn run() {
         portcullis_store::bootstrap::runtime_pool(&db.runtime, 1)
             .await
             .unwrap(),
+        db.context_key().await,
     );
     let pid = backend_pid(&verify_store, big).await;
     let mut verify_rows = Vec::new();

@@ -61,7 +61,7 @@ async fn serve_with(config: &Config, db: &Database) -> anyhow::Result<()> {
     let pool = bootstrap::runtime_pool(&db.runtime, config.database.max_connections)
         .await
         .context("cannot open the runtime connection pool")?;
-    let store = Store::new(pool);
+    let store = Store::new(pool, db.context_key.clone());
     let hasher = PasswordHasher::new(
         config.auth.password_memory_kib,
         config.auth.password_iterations,

@@ -198,6 +198,7 @@ pub async fn rotate_root(
     let platform = portcullis_store::pii::rewrap_platform_keys(owner, vault, &new_kek).await?;
     if platform > 0 {
         let mut tx = store.auth(system_meta()).await?;
+        tx.as_system(Default::default()).await?;
         tx.audit(
             portcullis_store::Actor::System,
             AuditEvent::success("keys.root_rotated", "platform_keys", "platform")

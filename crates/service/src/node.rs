@@ -19,6 +19,8 @@ use crate::config::{Config, KeyProviderKind};
 pub struct Database {
     pub runtime: PgConnectOptions,
     pub owner: PgConnectOptions,
+    /// Signs each transaction's database context (T2); read through the owner at start.
+    pub context_key: portcullis_crypto::context::ContextKey,
     /// The private cluster, when Portcullis provisioned one.
     pub cluster: Option<LocalCluster>,
 }
@@ -91,9 +93,13 @@ pub async fn database(config: &Config, migrate: bool) -> anyhow::Result<Database
     } else {
         bootstrap::options(&target)?
     };
+    let context_key = bootstrap::context_key(&prepared.owner)
+        .await
+        .context("cannot read the database context key (as the schema owner)")?;
     Ok(Database {
         runtime: prepared.runtime,
         owner: prepared.owner,
+        context_key,
         cluster,
     })
 }

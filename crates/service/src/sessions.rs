@@ -44,6 +44,9 @@ pub(crate) async fn issue_session(
         now + time::Duration::hours(i64::from(services.auth_config().session_ttl_hours));
     let (token, hash) = token::generate(TokenKind::Session);
     let id = IdentityId::from_uuid(identity.identity_id);
+    // Every caller has just verified this identity's password (or created it): only now may
+    // the transaction insert a session, and only for it.
+    tx.signed_in(id).await?;
     sessions::create(tx, SessionId::new(), id, &hash, now, expires_at).await?;
     Ok(SessionIssued {
         token,

@@ -32,11 +32,14 @@
 -- and the audit benchmark bulk-load and tamper with chains as the superuser. The runtime role
 -- and the owner are always checked.
 --
--- The checks read audit_log and audit_subtrees rows the caller may not see (audit.read), so the
--- row-reading trigger functions are SECURITY DEFINER (owner, fixed search_path, no dynamic
--- SQL; trigger functions cannot be called directly), and the owner may read those two tables
--- only from inside a trigger (pg_trigger_depth() > 0): the operator's own queries still see no
--- entries. Refusals raise SQLSTATE 42501 with a message starting "audit guard:".
+-- The checks read rows the caller may not see (audit_log and audit_subtrees need audit.read),
+-- so the three row-reading trigger functions are SECURITY DEFINER, owned by portcullis_guard
+-- (the NOLOGIN role of 20261202000007, created by the bootstrap), with a fixed search_path and
+-- no dynamic SQL; a trigger function cannot be called directly. portcullis_guard may read only
+-- the chain columns of audit_log (environment_id, seq, prev_hash, entry_hash, never the
+-- content), audit_heads and audit_subtrees, and only from inside a trigger
+-- (pg_trigger_depth() > 0). Refusals raise SQLSTATE 42501 with a message starting
+-- "audit guard:", which the store logs (StoreError::PolicyViolation, a 403).
 
 -- The frontier after appending leaf `leaf` to a tree of `size` leaves with frontier `frontier`
 -- (the roots of the perfect subtrees, one per set bit of size, largest first): like binary
@@ -148,11 +151,11 @@ BEGIN
             NEW.seq, NEW.environment_id
             USING ERRCODE = '42501';
     END IF;
-    -- HOOK (issue 9, "the actor must be the signed identity"): migration
-    -- 20261202000007_signed_context.sql defines portcullis.actor_type() and
-    -- portcullis.actor_id() from the verified transaction context, and its audit_log_append
-    -- policy compares NEW.actor_type / NEW.actor_id with them. That check belongs to the
-    -- policy (it runs before the row exists), not here; this trigger only keeps the chain.
+    -- HOOK (issue 9, "the actor must be the signed identity"): that check is the
+    -- audit_log_append policy of 20261202000007_signed_context.sql, which compares actor_type
+    -- and actor_id with portcullis.actor_type() / portcullis.actor_id() of the verified
+    -- context before the row exists. This trigger only keeps the chain; an actor check added
+    -- here would compare NEW.actor_type / NEW.actor_id the same way.
     RETURN NULL;
 END
 $$;
@@ -228,10 +231,24 @@ BEGIN
 END
 $$;
 
--- The guard functions read these rows as the owner, and only from inside a trigger.
-CREATE POLICY audit_log_guard ON audit_log FOR SELECT TO CURRENT_USER
+-- The definer functions run as portcullis_guard: it must own them (and may then lose CREATE).
+GRANT USAGE ON SCHEMA public, portcullis TO portcullis_guard;
+GRANT CREATE ON SCHEMA portcullis TO portcullis_guard;
+ALTER FUNCTION portcullis.audit_log_guard() OWNER TO portcullis_guard;
+ALTER FUNCTION portcullis.audit_heads_guard_update() OWNER TO portcullis_guard;
+ALTER FUNCTION portcullis.audit_subtrees_guard() OWNER TO portcullis_guard;
+REVOKE CREATE ON SCHEMA portcullis FROM portcullis_guard;
+GRANT EXECUTE ON FUNCTION portcullis.audit_frontier_push(bytea[], bigint, bytea),
+    portcullis.audit_expected_node(uuid, integer, bigint) TO portcullis_guard;
+
+-- What the guard functions read, as portcullis_guard, only from inside a trigger.
+GRANT SELECT (environment_id, seq, prev_hash, entry_hash) ON audit_log TO portcullis_guard;
+GRANT SELECT ON audit_heads, audit_subtrees TO portcullis_guard;
+CREATE POLICY audit_log_guard ON audit_log FOR SELECT TO portcullis_guard
     USING (pg_catalog.pg_trigger_depth() > 0);
-CREATE POLICY audit_subtrees_guard ON audit_subtrees FOR SELECT TO CURRENT_USER
+CREATE POLICY audit_heads_guard ON audit_heads FOR SELECT TO portcullis_guard
+    USING (pg_catalog.pg_trigger_depth() > 0);
+CREATE POLICY audit_subtrees_guard ON audit_subtrees FOR SELECT TO portcullis_guard
     USING (pg_catalog.pg_trigger_depth() > 0);
 
 CREATE TRIGGER audit_log_append_guard AFTER INSERT ON audit_log

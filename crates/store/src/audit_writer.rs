@@ -363,7 +363,16 @@ impl TenantTx {
 
 impl AuthTx {
     /// Records a platform-level event (sign-up, login) in the platform audit scope.
+    /// `actor` must be the actor this transaction's context was signed for (the database
+    /// refuses any other); a mismatch is a programming error, reported as such.
     pub async fn audit(&mut self, actor: Actor, event: AuditEvent) -> Result<AuditId, StoreError> {
+        if self.actor() != actor {
+            return Err(StoreError::Integrity(format!(
+                "audit entry as {} in a transaction signed for {}",
+                actor.kind(),
+                self.actor().kind()
+            )));
+        }
         let meta = self.meta().clone();
         let (conn, keys) = self.conn_and_keys();
         insert(conn, keys, PLATFORM_SCOPE, actor, &meta, event).await

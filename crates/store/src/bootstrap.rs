@@ -11,6 +11,8 @@ use crate::{ddl, StoreError};
 
 pub const OWNER_ROLE: &str = "portcullis_owner";
 pub const RUNTIME_ROLE: &str = "portcullis_app";
+/// Owns the functions that check the signed context; holds nothing but the key's pads.
+pub const GUARD_ROLE: &str = "portcullis_guard";
 
 pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 
@@ -106,7 +108,7 @@ pub async fn prepare(target: &DatabaseTarget) -> Result<Bootstrap, StoreError> {
         } => {
             let admin = parse(admin_url, "admin")?;
             let mut conn = admin.clone().database("postgres").connect().await?;
-            ensure_roles(&mut conn, true, None).await?;
+            ensure_roles(&mut conn, true, None, OWNER_ROLE).await?;
             ensure_database(&mut conn, database).await?;
             conn.close().await?;
             let owner = admin.clone().username(OWNER_ROLE).database(database);
@@ -121,7 +123,8 @@ pub async fn prepare(target: &DatabaseTarget) -> Result<Bootstrap, StoreError> {
         } => {
             let owner = parse(owner_url, "owner")?;
             let mut conn = owner.connect().await?;
-            ensure_roles(&mut conn, false, runtime_password.as_deref()).await?;
+            let owner_role = owner.get_username().to_owned();
+            ensure_roles(&mut conn, false, runtime_password.as_deref(), &owner_role).await?;
             conn.close().await?;
             migrate(&owner).await?;
             let runtime =
@@ -140,10 +143,24 @@ async fn role_exists(conn: &mut PgConnection, role: &str) -> Result<bool, StoreE
     )
 }
 
+async fn is_member(conn: &mut PgConnection, member: &str, role: &str) -> Result<bool, StoreError> {
+    Ok(sqlx::query_scalar(
+        "SELECT EXISTS (SELECT 1 FROM pg_auth_members a
+                          JOIN pg_roles r ON r.oid = a.roleid
+                          JOIN pg_roles m ON m.oid = a.member
+                         WHERE r.rolname = $1 AND m.rolname = $2)",
+    )
+    .bind(role)
+    .bind(member)
+    .fetch_one(conn)
+    .await?)
+}
+
 async fn ensure_roles(
     conn: &mut PgConnection,
     create_owner: bool,
     runtime_password: Option<&str>,
+    owner_role: &str,
 ) -> Result<(), StoreError> {
     // Concurrent bootstraps (parallel test processes) must not race on CREATE ROLE.
     sqlx::query("SELECT pg_advisory_lock(7355608)")
@@ -155,6 +172,12 @@ async fn ensure_roles(
         }
         if !role_exists(conn, RUNTIME_ROLE).await? {
             ddl::create_runtime_role(conn, RUNTIME_ROLE).await?;
+        }
+        if !role_exists(conn, GUARD_ROLE).await? {
+            ddl::create_guard_role(conn, GUARD_ROLE).await?;
+        }
+        if !is_member(conn, owner_role, GUARD_ROLE).await? {
+            ddl::grant_role(conn, GUARD_ROLE, owner_role).await?;
         }
         if let Some(pw) = runtime_password {
             ddl::set_password(conn, RUNTIME_ROLE, pw).await?;
@@ -187,6 +210,17 @@ pub async fn migrate(owner: &PgConnectOptions) -> Result<(), StoreError> {
     MIGRATOR.run(&mut conn).await?;
     conn.close().await?;
     Ok(())
+}
+
+/// The context key the database holds, installing one on first use (T2). Connects as the
+/// owner, the only role that can read it; done once at start, before serving.
+pub async fn context_key(
+    owner: &PgConnectOptions,
+) -> Result<portcullis_crypto::context::ContextKey, StoreError> {
+    let mut conn = owner.connect().await?;
+    let key = crate::context::load_or_install(&mut conn).await;
+    conn.close().await?;
+    key
 }
 
 /// Pool for the runtime role.

@@ -4,7 +4,7 @@
 
 use sqlx::PgConnection;
 
-use crate::bootstrap::RUNTIME_ROLE;
+use crate::bootstrap::{GUARD_ROLE, RUNTIME_ROLE};
 use crate::StoreError;
 
 /// Tables whose rows belong to one environment; primary keys start with `environment_id`.
@@ -48,46 +48,72 @@ const INTERNAL_TABLES: &[&str] = &["_sqlx_migrations"];
 /// Every policy the schema should have: (table, policy, command, permissive). Commands use
 /// pg_policy.polcmd letters: r select, a insert, w update, d delete, * all. A policy that is
 /// not listed is a finding too: an extra permissive policy widens access. Policies apply to
-/// the runtime role only, except those in [`OWNER_POLICIES`].
+/// the runtime role only, except those in [`OWNER_POLICIES`] and [`GUARD_POLICIES`].
 pub const EXPECTED_POLICIES: &[(&str, &str, char, bool)] = &[
     ("installation", "installation_read", 'r', true),
     ("installation", "installation_setup", 'w', true),
     ("identities", "identities_visible", 'r', true),
     ("identities", "identities_insert", 'a', true),
     ("identities", "identities_update", 'w', true),
-    ("sessions", "sessions_owner", '*', true),
+    ("sessions", "sessions_read", 'r', true),
+    ("sessions", "sessions_create", 'a', true),
+    ("sessions", "sessions_update", 'w', true),
     ("environments", "environments_member", 'r', true),
     ("environments", "environments_insert", 'a', true),
     ("environments", "environments_update", 'w', true),
     ("environments", "environments_delete", 'd', true),
-    ("memberships", "memberships_tenant", '*', true),
+    ("memberships", "memberships_read", 'r', true),
+    ("memberships", "memberships_create", 'a', true),
+    ("memberships", "memberships_change", 'w', true),
+    ("memberships", "memberships_remove", 'd', true),
     ("memberships", "memberships_own", 'r', true),
-    ("custom_roles", "custom_roles_tenant", '*', true),
-    ("projects", "projects_tenant", '*', true),
-    ("project_grants", "project_grants_tenant", '*', true),
+    ("custom_roles", "custom_roles_read", 'r', true),
+    ("custom_roles", "custom_roles_write", '*', true),
+    ("projects", "projects_read", 'r', true),
+    ("projects", "projects_write", '*', true),
+    ("project_grants", "project_grants_read", 'r', true),
+    ("project_grants", "project_grants_write", '*', true),
+    (
+        "project_grants",
+        "project_grants_environment_delete",
+        'd',
+        true,
+    ),
     ("documents", "documents_tenant", '*', true),
     ("documents", "documents_read_permission", 'r', false),
     ("documents", "documents_insert_permission", 'a', false),
     ("documents", "documents_update_permission", 'w', false),
     ("documents", "documents_delete_permission", 'd', false),
-    ("api_tokens", "api_tokens_tenant", '*', true),
+    ("api_tokens", "api_tokens_read", 'r', true),
+    ("api_tokens", "api_tokens_create", 'a', true),
+    ("api_tokens", "api_tokens_update", 'w', true),
     ("api_tokens", "api_tokens_presented", 'r', true),
-    ("invitations", "invitations_tenant", '*', true),
+    ("invitations", "invitations_read", 'r', true),
+    ("invitations", "invitations_create", 'a', true),
+    ("invitations", "invitations_update", 'w', true),
     ("invitations", "invitations_presented", 'r', true),
     ("audit_log", "audit_log_append", 'a', true),
     ("audit_log", "audit_log_read", 'r', true),
     ("audit_heads", "audit_heads_scope", '*', true),
     ("audit_heads", "audit_heads_operator", 'r', true),
-    ("audit_checkpoints", "audit_checkpoints_tenant", '*', true),
+    ("audit_checkpoints", "audit_checkpoints_read", 'r', true),
+    ("audit_checkpoints", "audit_checkpoints_cut", 'a', true),
     ("audit_checkpoints", "audit_checkpoints_operator", 'r', true),
     ("audit_subtrees", "audit_subtrees_append", 'a', true),
     ("audit_subtrees", "audit_subtrees_read", 'r', true),
     ("audit_log", "audit_log_guard", 'r', true),
+    ("audit_heads", "audit_heads_guard", 'r', true),
     ("audit_subtrees", "audit_subtrees_guard", 'r', true),
     (
         "audit_checkpoint_anchors",
-        "audit_checkpoint_anchors_tenant",
-        '*',
+        "audit_checkpoint_anchors_read",
+        'r',
+        true,
+    ),
+    (
+        "audit_checkpoint_anchors",
+        "audit_checkpoint_anchors_record",
+        'a',
         true,
     ),
     (
@@ -109,15 +135,23 @@ pub const EXPECTED_POLICIES: &[(&str, &str, char, bool)] = &[
     ),
     ("environment_keys", "environment_keys_tenant", '*', true),
     ("environment_keys", "environment_keys_operator", 'r', true),
+    ("environment_keys", "environment_keys_first", 'a', false),
+    ("environment_keys", "environment_keys_manage", 'w', false),
+    ("environment_keys", "environment_keys_remove", 'd', false),
     ("data_keys", "data_keys_tenant", '*', true),
+    ("data_keys", "data_keys_first", 'a', false),
+    ("data_keys", "data_keys_manage", 'w', false),
+    ("data_keys", "data_keys_remove", 'd', false),
     ("integrations", "integrations_tenant", '*', true),
     ("integrations", "integrations_permission", '*', false),
     ("model_keys", "model_keys_tenant", '*', true),
     ("model_keys", "model_keys_permission", '*', false),
     ("key_rotation_jobs", "key_rotation_jobs_tenant", '*', true),
     ("key_rotation_jobs", "key_rotation_jobs_operator", 'r', true),
+    ("key_rotation_jobs", "key_rotation_jobs_manage", '*', false),
     ("subject_keys", "subject_keys_scope", '*', true),
     ("subject_keys", "subject_keys_erase", 'd', false),
+    ("subject_keys", "subject_keys_own_subject", 'a', false),
     ("subject_keys", "subject_keys_operator", 'r', true),
     ("subject_keys", "subject_keys_reseal", 'w', true),
     ("platform_keys", "platform_keys_read", 'r', true),
@@ -139,8 +173,6 @@ pub const OWNER_POLICIES: &[&str] = &[
     "environment_keys_operator",
     "key_rotation_jobs_operator",
     "audit_heads_operator",
-    "audit_log_guard",
-    "audit_subtrees_guard",
     "audit_checkpoints_operator",
     "audit_checkpoint_anchors_operator",
     "audit_signing_keys_operator",
@@ -154,6 +186,14 @@ pub const OWNER_POLICIES: &[&str] = &[
     "subject_keys_reseal",
 ];
 
+/// Policies for the guard role: what the audit append guards (SECURITY DEFINER trigger
+/// functions owned by it) read, only from inside a trigger.
+pub const GUARD_POLICIES: &[&str] = &[
+    "audit_log_guard",
+    "audit_heads_guard",
+    "audit_subtrees_guard",
+];
+
 /// Tables the database itself keeps append-only (L2): refused UPDATE/DELETE/TRUNCATE by
 /// trigger, and the runtime role holds no such privilege.
 pub const APPEND_ONLY_TABLES: &[&str] = &[
@@ -165,13 +205,23 @@ pub const APPEND_ONLY_TABLES: &[&str] = &[
     "kernel_trace",
 ];
 
-/// SECURITY DEFINER functions this build ships: the audit append guards (trigger functions,
-/// which cannot be called directly; migration 20261202000008). Anything else is a finding.
+/// SECURITY DEFINER functions this build ships, all owned by the guard role: the two that check
+/// the signed context, and the audit append guards (trigger functions, which cannot be called
+/// directly; migration 20261202000008). Anything else is a finding.
 pub const ALLOWED_SECURITY_DEFINER: &[&str] = &[
     "portcullis.audit_heads_guard_update",
     "portcullis.audit_log_guard",
     "portcullis.audit_subtrees_guard",
+    "portcullis_guard.context",
+    "portcullis_guard.enter",
 ];
+
+/// Schemas whose functions must all carry a fixed `search_path`.
+macro_rules! function_schemas {
+    () => {
+        "('public', 'portcullis', 'portcullis_guard')"
+    };
+}
 
 /// One line of the self-check.
 #[derive(Clone, Debug, serde::Serialize)]
@@ -378,6 +428,8 @@ pub async fn run(conn: &mut PgConnection) -> Result<Vec<Check>, StoreError> {
                 }
                 let expected = if OWNER_POLICIES.contains(name) {
                     p.owner.as_str()
+                } else if GUARD_POLICIES.contains(name) {
+                    GUARD_ROLE
                 } else {
                     RUNTIME_ROLE
                 };
@@ -419,22 +471,112 @@ pub async fn run(conn: &mut PgConnection) -> Result<Vec<Check>, StoreError> {
             .collect(),
     ));
 
-    let definers: Vec<String> = sqlx::query_scalar(
-        "SELECT n.nspname || '.' || p.proname FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
+    let definers: Vec<(String, String)> = sqlx::query_as(
+        "SELECT n.nspname || '.' || p.proname, pg_get_userbyid(p.proowner)::text
+           FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
           WHERE p.prosecdef AND n.nspname NOT IN ('pg_catalog', 'information_schema')
             AND n.nspname NOT LIKE 'pg_toast%' AND n.nspname NOT LIKE 'pg_temp%'
           ORDER BY 1",
     )
     .fetch_all(&mut *conn)
     .await?;
+    let mut f = vec![];
+    for (name, owner) in &definers {
+        if !ALLOWED_SECURITY_DEFINER.contains(&name.as_str()) {
+            f.push(format!("{name} is SECURITY DEFINER"));
+        } else if owner != GUARD_ROLE {
+            f.push(format!("{name} runs as {owner}, expected {GUARD_ROLE}"));
+        }
+    }
+    for expected in ALLOWED_SECURITY_DEFINER {
+        if !definers.iter().any(|(n, _)| n == expected) {
+            f.push(format!("{expected} is missing"));
+        }
+    }
     out.push(check(
         "T7",
-        "no unexpected SECURITY DEFINER function",
-        definers
+        "no unexpected SECURITY DEFINER function; the context checks run as the guard role",
+        f,
+    ));
+
+    let unpinned: Vec<String> = sqlx::query_scalar(concat!(
+        "SELECT n.nspname || '.' || p.proname FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
+          WHERE n.nspname IN ",
+        function_schemas!(),
+        "
+            AND NOT EXISTS (SELECT 1 FROM unnest(p.proconfig) c WHERE c LIKE 'search\\_path=%')
+          ORDER BY 1"
+    ))
+    .fetch_all(&mut *conn)
+    .await?;
+    out.push(check(
+        "T7",
+        "every function has a fixed search_path",
+        unpinned
             .into_iter()
-            .filter(|d| !ALLOWED_SECURITY_DEFINER.contains(&d.as_str()))
-            .map(|d| format!("{d} is SECURITY DEFINER"))
+            .map(|p| format!("{p} resolves names through the caller's search_path"))
             .collect(),
+    ));
+
+    let (temp, create_public, create_portcullis, create_guard, key_readable): (
+        bool,
+        bool,
+        bool,
+        bool,
+        bool,
+    ) = sqlx::query_as(
+        "SELECT has_database_privilege(current_user, current_database(), 'TEMPORARY'),
+                has_schema_privilege(current_user, 'public', 'CREATE'),
+                has_schema_privilege(current_user, 'portcullis', 'CREATE'),
+                has_schema_privilege(current_user, 'portcullis_guard', 'CREATE'),
+                has_any_column_privilege(current_user, 'portcullis_guard.context_key', 'SELECT')",
+    )
+    .fetch_one(&mut *conn)
+    .await?;
+    let mut f = vec![];
+    if temp {
+        f.push("runtime role may create temporary tables (they can shadow real ones)".to_owned());
+    }
+    for (schema, can) in [
+        ("public", create_public),
+        ("portcullis", create_portcullis),
+        ("portcullis_guard", create_guard),
+    ] {
+        if can {
+            f.push(format!("runtime role may create objects in {schema}"));
+        }
+    }
+    if key_readable {
+        f.push("runtime role may read the context key".to_owned());
+    }
+    out.push(check(
+        "T2",
+        "runtime role can neither create objects nor read the context key",
+        f,
+    ));
+
+    let guard: Option<(bool, bool, bool, bool)> = sqlx::query_as(
+        "SELECT rolcanlogin, rolsuper, rolbypassrls, rolcreaterole FROM pg_roles WHERE rolname = $1",
+    )
+    .bind(GUARD_ROLE)
+    .fetch_optional(&mut *conn)
+    .await?;
+    out.push(check(
+        "T2",
+        "the guard role cannot log in and holds no power",
+        match guard {
+            None => vec![format!("{GUARD_ROLE} is missing")],
+            Some((login, superuser, bypass, createrole)) => [
+                (login, "can log in"),
+                (superuser, "is SUPERUSER"),
+                (bypass, "has BYPASSRLS"),
+                (createrole, "has CREATEROLE"),
+            ]
+            .into_iter()
+            .filter(|(bad, _)| *bad)
+            .map(|(_, what)| format!("{GUARD_ROLE} {what}"))
+            .collect(),
+        },
     ));
 
     let mut f = vec![];
@@ -471,6 +613,39 @@ pub async fn run(conn: &mut PgConnection) -> Result<Vec<Check>, StoreError> {
         "L2",
         "audit streams and checkpoints are append-only",
         f,
+    ));
+
+    // The context fails closed: a hand-written context (here one naming the platform scope
+    // with every permission) and a malformed seal both read as no context at all.
+    let forged = {
+        let mut tx = sqlx::Connection::begin(&mut *conn).await?;
+        sqlx::query(
+            "SELECT set_config('portcullis.context', $1, true),
+                    set_config('portcullis.context_seal', repeat('0', 64), true)",
+        )
+        .bind(format!(
+            "v1|request|{}||system|||audit.read|||||{}",
+            uuid::Uuid::nil(),
+            i64::MAX / 2
+        ))
+        .execute(&mut *tx)
+        .await?;
+        let seen: (Option<uuid::Uuid>, bool) = sqlx::query_as(
+            "SELECT portcullis.environment_id(), portcullis.has_permission('audit.read')",
+        )
+        .fetch_one(&mut *tx)
+        .await?;
+        tx.rollback().await?;
+        seen
+    };
+    out.push(check(
+        "T2",
+        "a context the application did not sign reads as no context",
+        if forged == (None, false) {
+            vec![]
+        } else {
+            vec![format!("a forged context was accepted: {forged:?}")]
+        },
     ));
 
     let migrations_access: bool = sqlx::query_scalar(

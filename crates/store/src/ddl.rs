@@ -70,6 +70,40 @@ pub(crate) async fn create_runtime_role(
     })
 }
 
+/// The role that owns the context-checking functions and may read the context key's pads, and
+/// nothing else (T2). It cannot log in; the owner is made a member so that migrations can hand
+/// it those functions.
+pub(crate) async fn create_guard_role(
+    conn: &mut PgConnection,
+    role: &str,
+) -> Result<(), StoreError> {
+    let sql = [
+        "CREATE ROLE ",
+        &ident(role)?,
+        " NOLOGIN NOSUPERUSER NOBYPASSRLS NOCREATEDB NOCREATEROLE NOINHERIT NOREPLICATION",
+    ]
+    .concat();
+    run(conn, sql).await.map_err(|e| {
+        StoreError::Bootstrap(format!(
+            "the guard role {role} does not exist and could not be created \
+             ({e}); create it (NOLOGIN NOSUPERUSER NOBYPASSRLS) and grant it to the schema owner, \
+             or grant CREATEROLE to the owner"
+        ))
+    })
+}
+
+/// Makes `member` a member of `role` (idempotent).
+pub(crate) async fn grant_role(
+    conn: &mut PgConnection,
+    role: &str,
+    member: &str,
+) -> Result<(), StoreError> {
+    let sql = ["GRANT ", &ident(role)?, " TO ", &ident(member)?].concat();
+    run(conn, sql)
+        .await
+        .map_err(|e| StoreError::Bootstrap(format!("could not grant {role} to {member}: {e}")))
+}
+
 pub(crate) async fn set_password(
     conn: &mut PgConnection,
     role: &str,
@@ -122,13 +156,7 @@ pub(crate) async fn create_database(
     .await?;
     run(
         conn,
-        [
-            "GRANT CONNECT, TEMPORARY ON DATABASE ",
-            &db,
-            " TO ",
-            &ident(runtime)?,
-        ]
-        .concat(),
+        ["GRANT CONNECT ON DATABASE ", &db, " TO ", &ident(runtime)?].concat(),
     )
     .await?;
     Ok(())

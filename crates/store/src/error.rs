@@ -46,43 +46,24 @@ impl From<sqlx::Error> for StoreError {
             sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_) => {
                 StoreError::Unavailable(e)
             }
-            sqlx::Error::Database(db) => {
-                log_refusal(db.as_ref());
-                match db.code().as_deref() {
-                    Some("23505") => StoreError::Conflict(conflict_message(db.constraint())),
-                    Some("23503") => StoreError::Conflict(conflict_message(db.constraint())),
-                    Some("23514") => StoreError::Conflict(conflict_message(db.constraint())),
-                    Some("42501") => StoreError::PolicyViolation,
-                    Some("57P01" | "57P02" | "57P03" | "53300") => StoreError::Unavailable(e),
-                    _ => StoreError::Database(e),
+            sqlx::Error::Database(db) => match db.code().as_deref() {
+                Some("23505") => StoreError::Conflict(conflict_message(db.constraint())),
+                Some("23503") => StoreError::Conflict(conflict_message(db.constraint())),
+                Some("23514") => StoreError::Conflict(conflict_message(db.constraint())),
+                Some("42501") => {
+                    // The application never sends a statement the database should refuse: one
+                    // that is refused is a bug or someone else's SQL, and is worth a look.
+                    tracing::warn!(
+                        database_message = db.message(),
+                        "the database refused a statement (row-level security or privileges)"
+                    );
+                    StoreError::PolicyViolation
                 }
-            }
+                Some("57P01" | "57P02" | "57P03" | "53300") => StoreError::Unavailable(e),
+                _ => StoreError::Database(e),
+            },
             _ => StoreError::Database(e),
         }
-    }
-}
-
-/// A statement the database refused for a reason the application should have prevented: an
-/// RLS policy or a guard trigger (42501, e.g. the audit append guard, "audit guard: ...") or
-/// a check constraint (23514). The client gets a generic answer; the server log gets what the
-/// database said, so that a refused forgery (issue 9) is seen.
-fn log_refusal(db: &dyn sqlx::error::DatabaseError) {
-    let code = db.code();
-    match code.as_deref() {
-        Some("42501") => tracing::warn!(
-            code = "42501",
-            table = db.table(),
-            message = db.message(),
-            "the database refused a statement (insufficient privilege or policy)"
-        ),
-        Some("23514") => tracing::warn!(
-            code = "23514",
-            table = db.table(),
-            constraint = db.constraint(),
-            message = db.message(),
-            "the database refused a statement (check violation)"
-        ),
-        _ => {}
     }
 }
 

@@ -15,6 +15,7 @@
 pub mod audit_writer;
 pub mod bootstrap;
 pub mod catalog;
+pub mod context;
 mod custody;
 mod ddl;
 mod error;

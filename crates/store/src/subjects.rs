@@ -211,11 +211,8 @@ impl crate::AuthTx {
     ) -> Result<bool, StoreError> {
         let manage =
             portcullis_core::PermissionSet::of(&[portcullis_core::Permission::MembersManage]);
-        self.set("portcullis.permissions", &manage.to_setting())
-            .await?;
+        self.as_system(manage).await?;
         let (conn, keys) = self.conn_and_keys();
-        let erased = erase(conn, keys, crate::PLATFORM_SCOPE, identity.as_uuid()).await;
-        self.set("portcullis.permissions", "").await?;
-        erased
+        erase(conn, keys, crate::PLATFORM_SCOPE, identity.as_uuid()).await
     }
 }

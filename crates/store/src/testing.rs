@@ -113,7 +113,15 @@ impl TestDb {
             bootstrap::runtime_pool(&self.runtime, 4)
                 .await
                 .expect("runtime pool"),
+            self.context_key().await,
         )
+    }
+
+    /// The database's context key (installed on first use), as a node loads it at start.
+    pub async fn context_key(&self) -> portcullis_crypto::context::ContextKey {
+        bootstrap::context_key(&self.owner)
+            .await
+            .expect("context key")
     }
 
     /// Drops this database now, disconnecting its sessions, for callers that load much more

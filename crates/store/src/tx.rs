@@ -1,6 +1,7 @@
 //! Transaction types. [`TenantTx`] is the one way into tenant data: it exists only after the
 //! caller's membership (or API token) in the environment has been verified inside the same
-//! transaction, and it sets the database context that row-level security reads (T1, T2, R8).
+//! transaction, and it enters the signed database context that row-level security reads
+//! (T1, T2, R8; see [`crate::context`]).
 
 use portcullis_core::{
     ApiTokenId, BuiltinRole, EnvironmentId, IdentityId, Permission, PermissionSet, ProjectId,
@@ -11,46 +12,10 @@ use sqlx::{PgConnection, PgPool, Postgres, Transaction};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
+pub use crate::context::Actor;
+use crate::context::{Context, ContextSigner, Purpose};
 use crate::custody::SubjectKeys;
 use crate::StoreError;
-
-/// Who is acting. Recorded on every audit entry.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Actor {
-    Identity(IdentityId),
-    ApiToken {
-        token_id: ApiTokenId,
-        created_by: IdentityId,
-    },
-    System,
-    Anonymous,
-}
-
-impl Actor {
-    pub fn kind(&self) -> &'static str {
-        match self {
-            Actor::Identity(_) => "identity",
-            Actor::ApiToken { .. } => "api_token",
-            Actor::System => "system",
-            Actor::Anonymous => "anonymous",
-        }
-    }
-
-    pub fn id(&self) -> Option<Uuid> {
-        match self {
-            Actor::Identity(id) => Some(id.as_uuid()),
-            Actor::ApiToken { token_id, .. } => Some(token_id.as_uuid()),
-            Actor::System | Actor::Anonymous => None,
-        }
-    }
-
-    pub fn identity(&self) -> Option<IdentityId> {
-        match self {
-            Actor::Identity(id) => Some(*id),
-            _ => None,
-        }
-    }
-}
 
 /// Request metadata copied onto audit entries.
 #[derive(Clone, Debug, Default)]
@@ -86,6 +51,8 @@ pub struct Caller {
 #[derive(Clone, Debug)]
 pub struct Store {
     pool: PgPool,
+    /// Signs each transaction's database context.
+    signer: ContextSigner,
     /// Seals personal data in audit entries (D3). Without them, an entry that carries personal
     /// data is refused rather than stored in clear.
     keys: Option<SubjectKeys>,
@@ -136,8 +103,14 @@ pub(crate) fn encode_role(role: RoleRef) -> (&'static str, Option<Uuid>) {
 }
 
 impl Store {
-    pub fn new(pool: PgPool) -> Self {
-        Store { pool, keys: None }
+    /// A store over the runtime pool, signing contexts with `key` (the one the database holds:
+    /// [`crate::context::load_or_install`]).
+    pub fn new(pool: PgPool, key: portcullis_crypto::context::ContextKey) -> Self {
+        Store {
+            pool,
+            signer: ContextSigner::new(key),
+            keys: None,
+        }
     }
 
     /// This store with the subject keys its transactions use to seal personal data in audit
@@ -163,6 +136,8 @@ impl Store {
             tx: self.begin().await?,
             meta,
             keys: self.keys.clone(),
+            signer: self.signer.clone(),
+            context: Context::default(),
         })
     }
 
@@ -175,14 +150,18 @@ impl Store {
         meta: RequestMeta,
     ) -> Result<TenantTx, StoreError> {
         let mut tx = self.begin().await?;
-        set_context(
-            &mut tx,
-            Some(environment),
-            Some(identity),
-            PermissionSet::EMPTY,
-            None,
-        )
-        .await?;
+        // Enough context to read the membership, and nothing else.
+        self.signer
+            .enter(
+                &mut tx,
+                &Context::acting(
+                    Purpose::Request,
+                    Some(environment),
+                    Actor::Identity(identity),
+                    PermissionSet::EMPTY,
+                ),
+            )
+            .await?;
         let row = membership_role(&mut tx, environment, identity)
             .await?
             .ok_or(StoreError::NotFound)?;
@@ -193,7 +172,7 @@ impl Store {
             role,
             permissions,
         };
-        TenantTx::start(tx, caller, meta, self.keys.clone()).await
+        self.start(tx, caller, meta).await
     }
 
     /// Enter the environment an API token belongs to. `NotFound` for unknown, revoked or
@@ -216,10 +195,12 @@ impl Store {
             last_used_at: Option<OffsetDateTime>,
         }
         let mut tx = self.begin().await?;
-        sqlx::query("SELECT set_config('portcullis.token_hash', $1, true)")
-            .bind(hash.to_hex())
-            .execute(&mut *tx)
-            .await?;
+        let lookup = Context {
+            purpose: Purpose::TokenLookup,
+            token_hash: Some(*hash),
+            ..Context::default()
+        };
+        self.signer.enter(&mut tx, &lookup).await?;
         let row: Option<Row> = sqlx::query_as(
             "SELECT environment_id, token_id, token_hash, created_by, role, custom_role_id,
                     expires_at, revoked_at, last_used_at
@@ -235,11 +216,24 @@ impl Store {
             return Err(StoreError::NotFound);
         }
         let environment = EnvironmentId::from_uuid(row.environment_id);
-        // Forget the hash before entering the tenant so nothing else can be found by it.
-        sqlx::query("SELECT set_config('portcullis.token_hash', '', true)")
-            .execute(&mut *tx)
+        let creator = IdentityId::from_uuid(row.created_by);
+        let actor = Actor::ApiToken {
+            token_id: ApiTokenId::from_uuid(row.token_id),
+            created_by: creator,
+        };
+        // The token is verified: enter its environment (the hash is no longer in the context, so
+        // nothing else can be found by it) with no permission yet, to resolve its role.
+        self.signer
+            .enter(
+                &mut tx,
+                &Context::acting(
+                    Purpose::Request,
+                    Some(environment),
+                    actor,
+                    PermissionSet::EMPTY,
+                ),
+            )
             .await?;
-        set_context(&mut tx, Some(environment), None, PermissionSet::EMPTY, None).await?;
         let custom: Option<Vec<String>> = match row.custom_role_id {
             Some(id) => Some(
                 sqlx::query_scalar("SELECT permissions FROM custom_roles WHERE environment_id = $1 AND role_id = $2")
@@ -252,7 +246,6 @@ impl Store {
         };
         let (role, permissions) = decode_role(&row.role, row.custom_role_id, custom.as_deref())?;
         // A token cannot do more than its creator can today: if the creator lost access, so does the token.
-        let creator = IdentityId::from_uuid(row.created_by);
         let creator_row = membership_role(&mut tx, environment, creator).await?;
         let Some(creator_row) = creator_row else {
             return Err(StoreError::NotFound);
@@ -271,14 +264,11 @@ impl Store {
         }
         let caller = Caller {
             environment_id: environment,
-            actor: Actor::ApiToken {
-                token_id: ApiTokenId::from_uuid(row.token_id),
-                created_by: creator,
-            },
+            actor,
             role,
             permissions: permissions.intersection(creator_perms),
         };
-        TenantTx::start(tx, caller, meta, self.keys.clone()).await
+        self.start(tx, caller, meta).await
     }
 
     /// Context for creating a new environment: the creator becomes its owner in this
@@ -296,7 +286,8 @@ impl Store {
             role: RoleRef::Builtin(BuiltinRole::Owner),
             permissions: BuiltinRole::Owner.permissions(),
         };
-        TenantTx::start(tx, caller, meta, self.keys.clone()).await
+        self.start_as(tx, Purpose::EnvironmentCreate, caller, meta)
+            .await
     }
 
     /// Background and operator work inside one environment (CLI, jobs): acts as `System`
@@ -314,7 +305,34 @@ impl Store {
             role: RoleRef::Builtin(BuiltinRole::Admin),
             permissions,
         };
-        TenantTx::start(tx, caller, meta, self.keys.clone()).await
+        self.start_as(tx, Purpose::System, caller, meta).await
+    }
+
+    async fn start(
+        &self,
+        tx: Transaction<'static, Postgres>,
+        caller: Caller,
+        meta: RequestMeta,
+    ) -> Result<TenantTx, StoreError> {
+        self.start_as(tx, Purpose::Request, caller, meta).await
+    }
+
+    async fn start_as(
+        &self,
+        tx: Transaction<'static, Postgres>,
+        purpose: Purpose,
+        caller: Caller,
+        meta: RequestMeta,
+    ) -> Result<TenantTx, StoreError> {
+        TenantTx::start(
+            tx,
+            self.signer.clone(),
+            purpose,
+            caller,
+            meta,
+            self.keys.clone(),
+        )
+        .await
     }
 }
 
@@ -338,32 +356,13 @@ async fn membership_role(
     .await?)
 }
 
-async fn set_context(
-    tx: &mut PgConnection,
-    environment: Option<EnvironmentId>,
-    identity: Option<IdentityId>,
-    permissions: PermissionSet,
-    project: Option<ProjectId>,
-) -> Result<(), StoreError> {
-    sqlx::query(
-        "SELECT set_config('portcullis.environment_id', $1, true),
-                set_config('portcullis.identity_id', $2, true),
-                set_config('portcullis.permissions', $3, true),
-                set_config('portcullis.project_id', $4, true)",
-    )
-    .bind(environment.map(|e| e.to_string()).unwrap_or_default())
-    .bind(identity.map(|i| i.to_string()).unwrap_or_default())
-    .bind(permissions.to_setting())
-    .bind(project.map(|p| p.to_string()).unwrap_or_default())
-    .execute(tx)
-    .await?;
-    Ok(())
-}
-
 /// A transaction bound to one environment and one verified caller.
 #[derive(Debug)]
 pub struct TenantTx {
     tx: Transaction<'static, Postgres>,
+    signer: ContextSigner,
+    /// The context entered last (the caller's, narrowed to a project after `enter_project`).
+    context: Context,
     caller: Caller,
     meta: RequestMeta,
     /// Only what the audit writer needs: the subject keys, not the tenant keyrings.
@@ -374,20 +373,23 @@ pub struct TenantTx {
 impl TenantTx {
     async fn start(
         mut tx: Transaction<'static, Postgres>,
+        signer: ContextSigner,
+        purpose: Purpose,
         caller: Caller,
         meta: RequestMeta,
         keys: Option<SubjectKeys>,
     ) -> Result<TenantTx, StoreError> {
-        set_context(
-            &mut tx,
+        let context = Context::acting(
+            purpose,
             Some(caller.environment_id),
-            caller.actor.identity(),
+            caller.actor,
             caller.permissions,
-            None,
-        )
-        .await?;
+        );
+        signer.enter(&mut tx, &context).await?;
         Ok(TenantTx {
             tx,
+            signer,
+            context,
             caller,
             meta,
             keys,
@@ -455,14 +457,11 @@ impl TenantTx {
             None => PermissionSet::EMPTY,
         };
         let effective = self.caller.permissions.union(granted.project_scoped());
-        set_context(
-            &mut self.tx,
-            Some(self.caller.environment_id),
-            self.caller.actor.identity(),
-            effective,
-            Some(project),
-        )
-        .await?;
+        let mut context = self.context.clone();
+        context.permissions = effective;
+        context.project = Some(project);
+        self.signer.enter(&mut self.tx, &context).await?;
+        self.context = context;
         self.project = Some((project, effective));
         Ok(effective)
     }
@@ -495,6 +494,9 @@ pub struct AuthTx {
     tx: Transaction<'static, Postgres>,
     meta: RequestMeta,
     keys: Option<SubjectKeys>,
+    signer: ContextSigner,
+    /// The context entered last; none until a step needs one.
+    context: Context,
 }
 
 impl AuthTx {
@@ -511,19 +513,70 @@ impl AuthTx {
         (&mut self.tx, self.keys.as_ref())
     }
 
-    pub(crate) async fn set(&mut self, name: &str, value: &str) -> Result<(), StoreError> {
-        sqlx::query("SELECT set_config($1, $2, true)")
-            .bind(name)
-            .bind(value)
-            .execute(&mut *self.tx)
-            .await?;
-        Ok(())
+    /// Changes this transaction's context and enters it.
+    pub(crate) async fn update(
+        &mut self,
+        change: impl FnOnce(&mut Context),
+    ) -> Result<(), StoreError> {
+        change(&mut self.context);
+        self.signer.enter(&mut self.tx, &self.context).await
     }
 
-    /// Act as `identity` (after its credentials were verified).
+    /// The actor this transaction's context is signed for (anonymous when none is).
+    pub(crate) fn actor(&self) -> Actor {
+        self.context.actor.unwrap_or(Actor::Anonymous)
+    }
+
+    /// Act as `identity` (signed in by a session the caller verified, or the account a login
+    /// attempt names): its own account, sessions and memberships.
     pub async fn act_as(&mut self, identity: IdentityId) -> Result<(), StoreError> {
-        self.set("portcullis.identity_id", &identity.to_string())
+        self.update(|c| {
+            *c = Context::acting(
+                Purpose::Account,
+                None,
+                Actor::Identity(identity),
+                PermissionSet::EMPTY,
+            )
+        })
+        .await
+    }
+
+    /// `identity`'s password (or setup token) was just verified: the transaction may issue it
+    /// a session.
+    pub async fn signed_in(&mut self, identity: IdentityId) -> Result<(), StoreError> {
+        self.update(|c| {
+            *c = Context::acting(
+                Purpose::SessionCreate,
+                None,
+                Actor::Identity(identity),
+                PermissionSet::EMPTY,
+            )
+        })
+        .await
+    }
+
+    /// Set or spend the one-time setup token.
+    pub async fn setup(&mut self) -> Result<(), StoreError> {
+        self.update(|c| {
+            *c = Context {
+                purpose: Purpose::Setup,
+                ..Context::default()
+            }
+        })
+        .await
+    }
+
+    /// Platform-level work of the node itself or an operator command, as `System`, with
+    /// `permissions` in the platform scope.
+    pub async fn as_system(&mut self, permissions: PermissionSet) -> Result<(), StoreError> {
+        self.update(|c| *c = Context::acting(Purpose::System, None, Actor::System, permissions))
             .await
+    }
+
+    /// The raw connection, for tests that attack the database layer directly.
+    #[cfg(feature = "testing")]
+    pub fn conn_for_tests(&mut self) -> &mut PgConnection {
+        &mut self.tx
     }
 
     pub async fn commit(self) -> Result<(), StoreError> {
@@ -533,10 +586,26 @@ impl AuthTx {
 
     /// Turns this transaction into a tenant transaction for `environment`, for flows that
     /// verify membership themselves in the same transaction (invitation acceptance).
-    pub(crate) async fn into_tenant(mut self, caller: Caller) -> Result<TenantTx, StoreError> {
-        self.set("portcullis.token_hash", "").await?;
-        self.set("portcullis.login_email", "").await?;
-        self.set("portcullis.login_email_index", "").await?;
-        TenantTx::start(self.tx, caller, self.meta, self.keys).await
+    /// The context is signed for accepting `invitation` only: the database lets it create the
+    /// membership that invitation grants, for the caller's identity, and nothing else.
+    pub(crate) async fn into_tenant_accepting(
+        self,
+        caller: Caller,
+        invitation: Uuid,
+    ) -> Result<TenantTx, StoreError> {
+        let mut tx = TenantTx::start(
+            self.tx,
+            self.signer,
+            Purpose::InvitationAccept,
+            caller,
+            self.meta,
+            self.keys,
+        )
+        .await?;
+        let mut context = tx.context.clone();
+        context.invitation = Some(invitation);
+        tx.signer.enter(&mut tx.tx, &context).await?;
+        tx.context = context;
+        Ok(tx)
     }
 }

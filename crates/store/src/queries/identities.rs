@@ -75,7 +75,15 @@ pub async fn create(
     password_hash: &str,
     now: OffsetDateTime,
 ) -> Result<Identity, StoreError> {
-    tx.act_as(id).await?;
+    tx.update(|c| {
+        *c = crate::context::Context::acting(
+            crate::context::Purpose::Signup,
+            None,
+            crate::Actor::Identity(id),
+            portcullis_core::PermissionSet::EMPTY,
+        )
+    })
+    .await?;
     let keys = vault.platform_keys(tx.conn()).await?;
     let row = id.as_uuid().to_string();
     let sealed = keys.seal_email(&pii::identity_place("email", &row), email);
@@ -112,10 +120,12 @@ pub async fn login_record(
 ) -> Result<Option<LoginRecord>, StoreError> {
     let keys = vault.platform_keys(tx.conn()).await?;
     let index = keys.email_index(email);
-    tx.set(
-        "portcullis.login_email_index",
-        &portcullis_audit::hex::encode(&index),
-    )
+    tx.update(|c| {
+        if c.purpose == crate::context::Purpose::None {
+            c.purpose = crate::context::Purpose::Login;
+        }
+        c.login_email_index = Some(index);
+    })
     .await?;
     Ok(sqlx::query_as(
         "SELECT identity_id, password_hash, failed_logins, locked_until FROM identities WHERE email_index = $1",

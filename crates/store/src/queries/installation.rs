@@ -15,6 +15,7 @@ pub async fn setup_completed(tx: &mut AuthTx) -> Result<bool, StoreError> {
 
 /// Replaces the setup token (each start before setup prints a fresh one).
 pub async fn set_setup_token(tx: &mut AuthTx, hash: &TokenHash) -> Result<(), StoreError> {
+    tx.setup().await?;
     sqlx::query("UPDATE installation SET setup_token_hash = $1 WHERE setup_completed_at IS NULL")
         .bind(hash.as_bytes().as_slice())
         .execute(tx.conn())
@@ -28,6 +29,7 @@ pub async fn complete_setup(
     hash: &TokenHash,
     now: OffsetDateTime,
 ) -> Result<bool, StoreError> {
+    tx.setup().await?;
     let done = sqlx::query(
         "UPDATE installation SET setup_completed_at = $2, setup_token_hash = NULL
           WHERE setup_completed_at IS NULL AND setup_token_hash = $1",

@@ -186,7 +186,11 @@ pub async fn accept(
     }
     let keys = vault.platform_keys(auth.conn()).await?;
     let identity_index = super::identities::email_index(&mut auth, identity).await?;
-    auth.set("portcullis.token_hash", &hash.to_hex()).await?;
+    auth.update(|c| {
+        c.purpose = crate::context::Purpose::InvitationLookup;
+        c.token_hash = Some(*hash);
+    })
+    .await?;
     let row: Option<Row> = sqlx::query_as(concat!(
         "SELECT token_hash, custom_role_id, role AS raw_role, email_index, ",
         columns!(),
@@ -234,7 +238,9 @@ pub async fn accept(
         role,
         permissions: portcullis_core::PermissionSet::EMPTY,
     };
-    let mut tx = auth.into_tenant(caller).await?;
+    let mut tx = auth
+        .into_tenant_accepting(caller, inv.invitation_id)
+        .await?;
     let already: bool = sqlx::query_scalar(
         "SELECT EXISTS (SELECT 1 FROM memberships WHERE environment_id = $1 AND identity_id = $2)",
     )

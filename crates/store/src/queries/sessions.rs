@@ -85,7 +85,14 @@ pub async fn authenticate(
         token_hash: Vec<u8>,
         revoked_at: Option<OffsetDateTime>,
     }
-    tx.set("portcullis.token_hash", &hash.to_hex()).await?;
+    tx.update(|c| {
+        *c = crate::context::Context {
+            purpose: crate::context::Purpose::SessionLookup,
+            token_hash: Some(*hash),
+            ..Default::default()
+        }
+    })
+    .await?;
     let row: Option<Row> = sqlx::query_as(concat!(
         "SELECT ",
         columns!(),
@@ -94,7 +101,6 @@ pub async fn authenticate(
     .bind(hash.as_bytes().as_slice())
     .fetch_optional(tx.conn())
     .await?;
-    tx.set("portcullis.token_hash", "").await?;
     let Some(row) = row else { return Ok(None) };
     let stored_matches = TokenHash::from_bytes(&row.token_hash).is_some_and(|h| h == *hash);
     if !stored_matches || row.revoked_at.is_some() || row.session.expires_at <= now {

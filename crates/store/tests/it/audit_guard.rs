@@ -438,6 +438,36 @@ async fn l2_l3_forged_appends_and_head_moves_are_refused() {
         }
     );
 
+    // An entry in someone else's name is refused by the audit_log_append policy (the signed
+    // actor, 20261202000007), before the guard looks at it.
+    {
+        let mut tx = request(&store, s).await;
+        let c = tx.conn_for_tests();
+        let (seq, hash, f) = head(c, s).await;
+        let err = sqlx::query(
+            "WITH e AS (
+                 INSERT INTO audit_log (environment_id, seq, audit_id, occurred_at, actor_type, actor_id, action,
+                                        target_type, outcome, prev_hash, entry_hash)
+                 VALUES ($1, $2, gen_random_uuid(), now(), 'system', NULL, 'project.created', 'project', 'success', $3, $4)
+             )
+             UPDATE audit_heads SET seq = $2, head_hash = $4, frontier = $5 WHERE environment_id = $1",
+        )
+            .bind(s.env.as_uuid())
+            .bind(seq + 1)
+            .bind(hash.as_slice())
+            .bind(junk.as_slice())
+            .bind(pushed(seq, &f, &junk))
+            .execute(c)
+            .await
+            .unwrap_err();
+        assert_eq!(
+            err.as_database_error().and_then(|d| d.code()).as_deref(),
+            Some("42501"),
+            "{err}"
+        );
+    }
+    audited_writes(&store, s, 1).await;
+
     // The scope took every refused forgery without a trace: 5 + one write per attempt, plus
     // what creating the environment recorded.
     let n = verify_scope(&store, &db, s).await;

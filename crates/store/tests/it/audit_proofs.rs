@@ -251,6 +251,7 @@ async fn l3_nodes_are_written_by_every_appender() {
     tx.commit().await.unwrap();
     assert_eq!(stored_nodes(&db, env).await, 1);
     let mut tx = store.auth(RequestMeta::default()).await.unwrap();
+    tx.as_system(Default::default()).await.unwrap();
     for i in 0..512 {
         tx.audit(
             portcullis_store::Actor::System,

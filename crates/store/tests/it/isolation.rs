@@ -1,10 +1,13 @@
 //! Tenant isolation at the database layer, attacked directly (controls T1, T2, T3, T7, L2, R1, R8).
 
-use portcullis_core::{BuiltinRole, DocumentId, EnvironmentId, IdentityId, ProjectId, RoleRef};
+use portcullis_core::{
+    BuiltinRole, DocumentId, EnvironmentId, IdentityId, Permission, PermissionSet, ProjectId,
+    RoleRef,
+};
 use portcullis_store::queries::{documents, environments, identities, members, projects};
 use portcullis_store::testing::TestDb;
 use portcullis_store::{catalog, RequestMeta, Store, StoreError};
-use sqlx::{Connection, Row};
+use sqlx::Row;
 use time::OffsetDateTime;
 
 struct Tenant {
@@ -138,6 +141,29 @@ async fn t7_catalog_check_reports_a_weakened_schema() {
             "ALTER TABLE audit_log DISABLE TRIGGER audit_log_no_truncate",
             "1 of 2 append-only triggers",
         ),
+        // The signed context's invariants (T2): nothing to shadow tables with, nothing that
+        // resolves names through the caller's search_path, the key out of reach, the checks
+        // run as the guard role.
+        (
+            "DO $$ BEGIN EXECUTE format('GRANT TEMPORARY ON DATABASE %I TO portcullis_app', current_database()); END $$",
+            "may create temporary tables",
+        ),
+        (
+            "GRANT CREATE ON SCHEMA portcullis TO portcullis_app",
+            "may create objects in portcullis",
+        ),
+        (
+            "CREATE FUNCTION portcullis.loose() RETURNS int LANGUAGE sql AS 'SELECT 1'",
+            "portcullis.loose resolves names through the caller's search_path",
+        ),
+        (
+            "GRANT SELECT (secret) ON portcullis_guard.context_key TO portcullis_app",
+            "may read the context key",
+        ),
+        (
+            "ALTER FUNCTION portcullis_guard.context() OWNER TO portcullis_owner",
+            "portcullis_guard.context runs as portcullis_owner",
+        ),
     ];
     for (sql, expected) in cases {
         let db = TestDb::new().await;
@@ -170,13 +196,15 @@ async fn t2_query_without_tenant_filter_sees_only_current_tenant() {
     let a = tenant(&store, "alpha").await;
     let b = tenant(&store, "beta").await;
 
-    let mut conn = db.runtime_conn().await;
-    let mut tx = conn.begin().await.unwrap();
-    sqlx::query("SELECT set_config('portcullis.environment_id', $1, true), set_config('portcullis.permissions', 'documents.read', true)")
-        .bind(a.env.to_string())
-        .execute(&mut *tx)
+    let mut t = store
+        .tenant_as_system(
+            a.env,
+            PermissionSet::of(&[Permission::DocumentsRead]),
+            RequestMeta::default(),
+        )
         .await
         .unwrap();
+    let tx = t.conn_for_tests();
     // The "bug": no WHERE environment_id = ... at all.
     let titles: Vec<String> = sqlx::query_scalar("SELECT title FROM documents")
         .fetch_all(&mut *tx)
@@ -332,11 +360,25 @@ async fn r1_exactly_one_owner_is_enforced_by_the_database() {
         .tenant_as_identity(a.env, a.owner, RequestMeta::default())
         .await
         .unwrap();
+    // Through the runtime role a membership is only ever created by accepting an invitation
+    // (or creating an environment), so the database refuses this before the owner index does.
     let err = members::add(&mut tx, second, RoleRef::Builtin(BuiltinRole::Owner), now)
         .await
         .unwrap_err();
-    assert!(matches!(err, StoreError::Conflict(_)), "{err:?}");
+    assert!(matches!(err, StoreError::PolicyViolation), "{err:?}");
     drop(tx);
+    // And even where no policy applies (the superuser), the index keeps the seat single.
+    let mut admin = db.admin_conn().await;
+    let err = sqlx::query(
+        "INSERT INTO memberships (environment_id, identity_id, role, created_at, updated_at)
+         VALUES ($1, $2, 'owner', now(), now())",
+    )
+    .bind(a.env.as_uuid())
+    .bind(second.as_uuid())
+    .execute(&mut admin)
+    .await
+    .unwrap_err();
+    assert!(err.to_string().contains("memberships_one_owner"), "{err}");
 
     // No owner at all (demotion without transfer): refused at commit.
     let mut tx = store
@@ -349,15 +391,17 @@ async fn r1_exactly_one_owner_is_enforced_by_the_database() {
     let err = tx.commit().await.unwrap_err();
     assert!(matches!(err, StoreError::Conflict(_)), "{err:?}");
 
-    // Transfer: demote then promote in one transaction commits.
-    let mut tx = store
-        .tenant_as_identity(a.env, a.owner, RequestMeta::default())
-        .await
-        .unwrap();
-    members::add(&mut tx, second, RoleRef::Builtin(BuiltinRole::Viewer), now)
-        .await
-        .unwrap();
-    tx.commit().await.unwrap();
+    // Transfer: demote then promote in one transaction commits. (The second member is set up
+    // directly: the runtime role creates memberships only through invitations.)
+    sqlx::query(
+        "INSERT INTO memberships (environment_id, identity_id, role, created_at, updated_at)
+         VALUES ($1, $2, 'viewer', now(), now())",
+    )
+    .bind(a.env.as_uuid())
+    .bind(second.as_uuid())
+    .execute(&mut admin)
+    .await
+    .unwrap();
     let mut tx = store
         .tenant_as_identity(a.env, a.owner, RequestMeta::default())
         .await
@@ -369,7 +413,6 @@ async fn r1_exactly_one_owner_is_enforced_by_the_database() {
         .await
         .unwrap();
     tx.commit().await.unwrap();
-    let mut admin = db.admin_conn().await;
     let owners: Vec<uuid::Uuid> = sqlx::query(
         "SELECT identity_id FROM memberships WHERE environment_id = $1 AND role = 'owner'",
     )
@@ -390,15 +433,17 @@ async fn r8_document_policies_check_permissions() {
     let db = TestDb::new().await;
     let store = db.store().await;
     let a = tenant(&store, "alpha").await;
-    let mut conn = db.runtime_conn().await;
     let insert = "INSERT INTO documents (environment_id, document_id, project_id, title, body, created_by, created_at, updated_at)
                   VALUES ($1, $2, $3, 't', 'b', $4, now(), now())";
-    let mut tx = conn.begin().await.unwrap();
-    sqlx::query("SELECT set_config('portcullis.environment_id', $1, true), set_config('portcullis.permissions', 'documents.read', true)")
-        .bind(a.env.to_string())
-        .execute(&mut *tx)
+    let mut t = store
+        .tenant_as_system(
+            a.env,
+            PermissionSet::of(&[Permission::DocumentsRead]),
+            RequestMeta::default(),
+        )
         .await
         .unwrap();
+    let tx = t.conn_for_tests();
     let err = sqlx::query(insert)
         .bind(a.env.as_uuid())
         .bind(DocumentId::new().as_uuid())
@@ -408,16 +453,38 @@ async fn r8_document_policies_check_permissions() {
         .await
         .unwrap_err();
     assert!(err.to_string().contains("row-level security"), "{err}");
-    tx.rollback().await.unwrap();
+    drop(t);
 
     // Narrowed to another project: the document in `a.project` is invisible and untouchable.
-    let mut tx = conn.begin().await.unwrap();
-    sqlx::query("SELECT set_config('portcullis.environment_id', $1, true), set_config('portcullis.permissions', 'documents.read,documents.write,documents.delete', true), set_config('portcullis.project_id', $2, true)")
-        .bind(a.env.to_string())
-        .bind(ProjectId::new().to_string())
-        .execute(&mut *tx)
+    let other_project = ProjectId::new();
+    let mut t = store
+        .tenant_as_identity(a.env, a.owner, RequestMeta::default())
         .await
         .unwrap();
+    projects::create(
+        &mut t,
+        other_project,
+        "other",
+        a.owner.as_uuid(),
+        OffsetDateTime::now_utc(),
+    )
+    .await
+    .unwrap();
+    t.commit().await.unwrap();
+    let mut t = store
+        .tenant_as_system(
+            a.env,
+            PermissionSet::of(&[
+                Permission::DocumentsRead,
+                Permission::DocumentsWrite,
+                Permission::DocumentsDelete,
+            ]),
+            RequestMeta::default(),
+        )
+        .await
+        .unwrap();
+    t.enter_project(other_project).await.unwrap();
+    let tx = t.conn_for_tests();
     let deleted = sqlx::query("DELETE FROM documents")
         .execute(&mut *tx)
         .await
@@ -533,15 +600,16 @@ async fn l1_intelligence_log_and_kernel_trace() {
         .unwrap();
     assert_eq!(n, 0);
     drop(other);
-    let mut rt = db.runtime_conn().await;
-    let mut t = rt.begin().await.unwrap();
-    sqlx::query("SELECT set_config('portcullis.environment_id', $1, true), set_config('portcullis.permissions', 'documents.read', true)")
-        .bind(a.env.to_string())
-        .execute(&mut *t)
+    let mut t = store
+        .tenant_as_system(
+            a.env,
+            PermissionSet::of(&[Permission::DocumentsRead]),
+            RequestMeta::default(),
+        )
         .await
         .unwrap();
     let n: i64 = sqlx::query_scalar("SELECT count(*) FROM kernel_trace")
-        .fetch_one(&mut *t)
+        .fetch_one(t.conn_for_tests())
         .await
         .unwrap();
     assert_eq!(n, 0, "kernel trace needs audit.read");
