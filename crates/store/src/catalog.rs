@@ -49,7 +49,7 @@ const INTERNAL_TABLES: &[&str] = &["_sqlx_migrations"];
 /// pg_policy.polcmd letters: r select, a insert, w update, d delete, * all. A policy that is
 /// not listed is a finding too: an extra permissive policy widens access. Policies apply to
 /// the runtime role only, except those in [`OWNER_POLICIES`]; the background roles' policies
-/// are listed with each role in [`BACKGROUND_ROLES`].
+/// are listed with each role in [`BACKGROUND_ROLES`], the guard's in [`GUARD_POLICIES`].
 pub const EXPECTED_POLICIES: &[(&str, &str, char, bool)] = &[
     ("installation", "installation_read", 'r', true),
     ("installation", "installation_setup", 'w', true),
@@ -102,6 +102,9 @@ pub const EXPECTED_POLICIES: &[(&str, &str, char, bool)] = &[
     ("audit_checkpoints", "audit_checkpoints_operator", 'r', true),
     ("audit_subtrees", "audit_subtrees_append", 'a', true),
     ("audit_subtrees", "audit_subtrees_read", 'r', true),
+    ("audit_log", "audit_log_guard", 'r', true),
+    ("audit_heads", "audit_heads_guard", 'r', true),
+    ("audit_subtrees", "audit_subtrees_guard", 'r', true),
     (
         "audit_checkpoint_anchors",
         "audit_checkpoint_anchors_read",
@@ -260,6 +263,14 @@ fn background_policy(table: &str, name: &str) -> bool {
         .any(|(t, n, _, _)| *t == table && *n == name)
 }
 
+/// Policies for the guard role: what the audit append guards (SECURITY DEFINER trigger
+/// functions owned by it) read, only from inside a trigger.
+pub const GUARD_POLICIES: &[&str] = &[
+    "audit_log_guard",
+    "audit_heads_guard",
+    "audit_subtrees_guard",
+];
+
 /// Tables the database itself keeps append-only (L2): refused UPDATE/DELETE/TRUNCATE by
 /// trigger, and the runtime role holds no such privilege.
 pub const APPEND_ONLY_TABLES: &[&str] = &[
@@ -271,10 +282,16 @@ pub const APPEND_ONLY_TABLES: &[&str] = &[
     "kernel_trace",
 ];
 
-/// SECURITY DEFINER functions this build ships: the two that check the signed context, owned
-/// by the guard role. Anything else is a finding.
-pub const ALLOWED_SECURITY_DEFINER: &[&str] =
-    &["portcullis_guard.context", "portcullis_guard.enter"];
+/// SECURITY DEFINER functions this build ships, all owned by the guard role: the two that check
+/// the signed context, and the audit append guards (trigger functions, which cannot be called
+/// directly; migration 20261202000008). Anything else is a finding.
+pub const ALLOWED_SECURITY_DEFINER: &[&str] = &[
+    "portcullis.audit_heads_guard_update",
+    "portcullis.audit_log_guard",
+    "portcullis.audit_subtrees_guard",
+    "portcullis_guard.context",
+    "portcullis_guard.enter",
+];
 
 /// Schemas whose functions must all carry a fixed `search_path`.
 macro_rules! function_schemas {
@@ -488,6 +505,8 @@ pub async fn run(conn: &mut PgConnection) -> Result<Vec<Check>, StoreError> {
                 }
                 let expected = if OWNER_POLICIES.contains(name) {
                     p.owner.as_str()
+                } else if GUARD_POLICIES.contains(name) {
+                    GUARD_ROLE
                 } else {
                     RUNTIME_ROLE
                 };

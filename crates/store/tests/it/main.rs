@@ -8,6 +8,7 @@
 )]
 
 mod attacker;
+mod audit_guard;
 mod audit_proofs;
 mod background_roles;
 mod isolation;
