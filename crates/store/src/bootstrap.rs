@@ -235,17 +235,19 @@ async fn ensure_roles(
             ddl::create_owner_role(conn, OWNER_ROLE).await?;
         }
         if !role_exists(conn, RUNTIME_ROLE).await? {
-            ddl::create_runtime_role(conn, RUNTIME_ROLE).await?;
+            ddl::create_unprivileged_role(conn, RUNTIME_ROLE, ddl::UnprivilegedRole::Runtime)
+                .await?;
         }
         if !role_exists(conn, GUARD_ROLE).await? {
-            ddl::create_guard_role(conn, GUARD_ROLE).await?;
+            ddl::create_unprivileged_role(conn, GUARD_ROLE, ddl::UnprivilegedRole::Guard).await?;
         }
         if !is_member(conn, owner_role, GUARD_ROLE).await? {
             ddl::grant_role(conn, GUARD_ROLE, owner_role).await?;
         }
         for role in BACKGROUND_ROLES {
             if !role_exists(conn, role).await? {
-                ddl::create_background_role(conn, role).await?;
+                ddl::create_unprivileged_role(conn, role, ddl::UnprivilegedRole::Background)
+                    .await?;
             }
         }
         for (role, pw) in passwords {

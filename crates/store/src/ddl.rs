@@ -51,42 +51,49 @@ pub(crate) async fn create_owner_role(
     Ok(run(conn, sql).await?)
 }
 
-/// The runtime role: no privilege beyond what the migrations grant it.
-pub(crate) async fn create_runtime_role(
-    conn: &mut PgConnection,
-    role: &str,
-) -> Result<(), StoreError> {
-    let sql = [
-        "CREATE ROLE ",
-        &ident(role)?,
-        " LOGIN NOSUPERUSER NOBYPASSRLS NOCREATEDB NOCREATEROLE NOINHERIT NOREPLICATION",
-    ]
-    .concat();
-    run(conn, sql).await.map_err(|e| {
-        StoreError::Bootstrap(format!(
-            "the runtime role {role} does not exist and could not be created \
-             ({e}); create it (LOGIN NOSUPERUSER NOBYPASSRLS) or grant CREATEROLE to the owner"
-        ))
-    })
+/// The roles the migrations grant everything they may do: none is superuser, bypasses RLS,
+/// creates roles or databases, replicates or inherits.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum UnprivilegedRole {
+    /// Serves every request.
+    Runtime,
+    /// A background pass (checkpointer, scheduler).
+    Background,
+    /// Owns the context checks and may read only the context key's pads (T2). Cannot log
+    /// in; the owner is made a member so that migrations can hand it those functions.
+    Guard,
 }
 
-/// A background role (checkpointer, scheduler): logs in, holds no privilege beyond what the
-/// migrations grant it, inherits nothing.
-pub(crate) async fn create_background_role(
+pub(crate) async fn create_unprivileged_role(
     conn: &mut PgConnection,
     role: &str,
+    kind: UnprivilegedRole,
 ) -> Result<(), StoreError> {
+    let (login, what, how) = match kind {
+        UnprivilegedRole::Runtime => ("LOGIN", "runtime", "LOGIN NOSUPERUSER NOBYPASSRLS"),
+        UnprivilegedRole::Background => (
+            "LOGIN",
+            "background",
+            "LOGIN NOSUPERUSER NOBYPASSRLS NOINHERIT, with a password or another way to log in",
+        ),
+        UnprivilegedRole::Guard => (
+            "NOLOGIN",
+            "guard",
+            "NOLOGIN NOSUPERUSER NOBYPASSRLS, and grant it to the schema owner",
+        ),
+    };
     let sql = [
         "CREATE ROLE ",
         &ident(role)?,
-        " LOGIN NOSUPERUSER NOBYPASSRLS NOCREATEDB NOCREATEROLE NOINHERIT NOREPLICATION",
+        " ",
+        login,
+        " NOSUPERUSER NOBYPASSRLS NOCREATEDB NOCREATEROLE NOINHERIT NOREPLICATION",
     ]
     .concat();
     run(conn, sql).await.map_err(|e| {
         StoreError::Bootstrap(format!(
-            "the background role {role} does not exist and could not be created ({e}); create \
-             it (CREATE ROLE {role} LOGIN NOSUPERUSER NOBYPASSRLS NOINHERIT, with a password or \
-             another way to log in) or grant CREATEROLE to the owner"
+            "the {what} role {role} does not exist and could not be created ({e}); create it \
+             (CREATE ROLE {role} {how}) or grant CREATEROLE to the owner"
         ))
     })
 }
@@ -108,28 +115,6 @@ pub(crate) async fn grant_connect(
         StoreError::Bootstrap(format!(
             "{role} may not connect to database {database} and the owner cannot grant it ({e}); \
              run GRANT CONNECT ON DATABASE {database} TO {role}"
-        ))
-    })
-}
-
-/// The role that owns the context-checking functions and may read the context key's pads, and
-/// nothing else (T2). It cannot log in; the owner is made a member so that migrations can hand
-/// it those functions.
-pub(crate) async fn create_guard_role(
-    conn: &mut PgConnection,
-    role: &str,
-) -> Result<(), StoreError> {
-    let sql = [
-        "CREATE ROLE ",
-        &ident(role)?,
-        " NOLOGIN NOSUPERUSER NOBYPASSRLS NOCREATEDB NOCREATEROLE NOINHERIT NOREPLICATION",
-    ]
-    .concat();
-    run(conn, sql).await.map_err(|e| {
-        StoreError::Bootstrap(format!(
-            "the guard role {role} does not exist and could not be created \
-             ({e}); create it (NOLOGIN NOSUPERUSER NOBYPASSRLS) and grant it to the schema owner, \
-             or grant CREATEROLE to the owner"
         ))
     })
 }
