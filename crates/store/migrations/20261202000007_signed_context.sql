@@ -39,34 +39,30 @@ CREATE TABLE portcullis_guard.context_key (
 REVOKE ALL ON portcullis_guard.context_key FROM PUBLIC;
 GRANT SELECT (key_id, inner_pad, outer_pad) ON portcullis_guard.context_key TO portcullis_guard;
 
--- HMAC-SHA-256 (RFC 2104) of `message` under the installed key; NULL when none is installed.
-CREATE FUNCTION portcullis_guard.mac(message text) RETURNS bytea
-    LANGUAGE sql STABLE STRICT PARALLEL SAFE
-    SET search_path = pg_catalog, pg_temp
-    AS $$ SELECT sha256(k.outer_pad || sha256(k.inner_pad || convert_to(message, 'UTF8')))
-            FROM portcullis_guard.context_key k WHERE k.key_id = 1 $$;
-
--- What the seal covers besides the payload: this backend and this transaction's start, so a
--- sealed context copied into another transaction (or another connection) no longer verifies.
-CREATE FUNCTION portcullis_guard.binding() RETURNS text
-    LANGUAGE sql STABLE PARALLEL RESTRICTED
-    SET search_path = pg_catalog, pg_temp
-    AS $$ SELECT pg_backend_pid()::text || '|' || (extract(epoch FROM transaction_timestamp()) * 1000000)::bigint::text $$;
+-- HMAC-SHA-256 (RFC 2104) is sha256(outer_pad || sha256(inner_pad || message)). Both checks
+-- are written out inside the two functions (no helper function call: a non-inlined SQL
+-- function would be planned again in every statement that reaches a policy). The seal covers
+-- this backend and this transaction's start besides the payload, so a sealed context copied
+-- into another transaction (or another connection) no longer verifies.
 
 CREATE FUNCTION portcullis_guard.enter(payload text, signature bytea) RETURNS void
     LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE SECURITY DEFINER
     SET search_path = pg_catalog, pg_temp
     AS $$
 DECLARE
+    ipad bytea;
+    opad bytea;
     fields text[];
 BEGIN
-    IF NOT EXISTS (SELECT 1 FROM portcullis_guard.context_key WHERE key_id = 1) THEN
+    SELECT k.inner_pad, k.outer_pad INTO ipad, opad FROM portcullis_guard.context_key k WHERE k.key_id = 1;
+    IF ipad IS NULL THEN
         RAISE EXCEPTION 'portcullis: no context key is installed' USING ERRCODE = '42501';
     END IF;
     -- Compared through a second hash, so the time taken says nothing about how many bytes of
     -- a guessed signature were right.
     IF payload IS NULL OR signature IS NULL
-       OR sha256(portcullis_guard.mac('ctx|' || payload)) IS DISTINCT FROM sha256(signature) THEN
+       OR sha256(sha256(opad || sha256(ipad || convert_to('ctx|' || payload, 'UTF8'))))
+          IS DISTINCT FROM sha256(signature) THEN
         RAISE EXCEPTION 'portcullis: context signature refused' USING ERRCODE = '42501';
     END IF;
     fields := string_to_array(payload, '|');
@@ -77,7 +73,10 @@ BEGIN
     END IF;
     PERFORM set_config('portcullis.context', payload, true),
             set_config('portcullis.context_seal',
-                       encode(portcullis_guard.mac('seal|' || portcullis_guard.binding() || '|' || payload), 'hex'),
+                       encode(sha256(opad || sha256(ipad || convert_to(
+                           'seal|' || pg_backend_pid() || '|'
+                           || (extract(epoch FROM transaction_timestamp()) * 1000000)::bigint
+                           || '|' || payload, 'UTF8'))), 'hex'),
                        true);
 END $$;
 
@@ -88,12 +87,18 @@ CREATE FUNCTION portcullis_guard.context() RETURNS text[]
 DECLARE
     payload text := current_setting('portcullis.context', true);
     seal text := current_setting('portcullis.context_seal', true);
+    ipad bytea;
+    opad bytea;
 BEGIN
-    IF payload IS NULL OR payload = '' OR seal IS NULL OR seal !~ '^[0-9a-f]{64}$' THEN
+    IF payload IS NULL OR payload = '' OR seal IS NULL OR length(seal) <> 64 OR seal !~ '^[0-9a-f]+$' THEN
         RETURN NULL;
     END IF;
-    IF sha256(portcullis_guard.mac('seal|' || portcullis_guard.binding() || '|' || payload))
-          IS DISTINCT FROM sha256(decode(seal, 'hex')) THEN
+    SELECT k.inner_pad, k.outer_pad INTO ipad, opad FROM portcullis_guard.context_key k WHERE k.key_id = 1;
+    IF sha256(sha256(opad || sha256(ipad || convert_to(
+           'seal|' || pg_backend_pid() || '|'
+           || (extract(epoch FROM transaction_timestamp()) * 1000000)::bigint
+           || '|' || payload, 'UTF8'))))
+       IS DISTINCT FROM sha256(decode(seal, 'hex')) THEN
         RETURN NULL;
     END IF;
     RETURN string_to_array(payload, '|');
@@ -104,69 +109,70 @@ GRANT CREATE ON SCHEMA portcullis_guard TO portcullis_guard;
 ALTER FUNCTION portcullis_guard.enter(text, bytea) OWNER TO portcullis_guard;
 ALTER FUNCTION portcullis_guard.context() OWNER TO portcullis_guard;
 REVOKE CREATE ON SCHEMA portcullis_guard FROM portcullis_guard;
-REVOKE ALL ON FUNCTION portcullis_guard.enter(text, bytea), portcullis_guard.context(),
-    portcullis_guard.mac(text), portcullis_guard.binding() FROM PUBLIC;
+REVOKE ALL ON FUNCTION portcullis_guard.enter(text, bytea), portcullis_guard.context() FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION portcullis_guard.enter(text, bytea), portcullis_guard.context() TO portcullis_app;
-GRANT EXECUTE ON FUNCTION portcullis_guard.mac(text), portcullis_guard.binding()
-    TO portcullis_guard;
 
 ------------------------------------------------------------------------------------------
 -- The accessors the policies call, now views of the verified context. Same names and
--- signatures as before, so the policies that only compare environments keep working.
+-- signatures as before, so the policies that only compare environments keep working. They are
+-- plain SQL without a SET clause so that PostgreSQL inlines them into each policy's InitPlan
+-- (one call of portcullis_guard.context() per use, no function planning per statement); their
+-- bodies name nothing a caller's search_path could redirect (the runtime role can create no
+-- object anywhere), and T7 checks that each body is exactly this one.
 
 CREATE OR REPLACE FUNCTION portcullis.environment_id() RETURNS uuid
-    LANGUAGE sql STABLE PARALLEL RESTRICTED SET search_path = pg_catalog, pg_temp
-    AS $$ SELECT NULLIF((portcullis_guard.context())[3], '')::uuid $$;
+    LANGUAGE sql STABLE PARALLEL RESTRICTED
+    AS $$ SELECT NULLIF((portcullis_guard.context())[3], '')::pg_catalog.uuid $$;
 
 CREATE OR REPLACE FUNCTION portcullis.identity_id() RETURNS uuid
-    LANGUAGE sql STABLE PARALLEL RESTRICTED SET search_path = pg_catalog, pg_temp
-    AS $$ SELECT NULLIF((portcullis_guard.context())[4], '')::uuid $$;
+    LANGUAGE sql STABLE PARALLEL RESTRICTED
+    AS $$ SELECT NULLIF((portcullis_guard.context())[4], '')::pg_catalog.uuid $$;
 
 CREATE OR REPLACE FUNCTION portcullis.project_id() RETURNS uuid
-    LANGUAGE sql STABLE PARALLEL RESTRICTED SET search_path = pg_catalog, pg_temp
-    AS $$ SELECT NULLIF((portcullis_guard.context())[9], '')::uuid $$;
+    LANGUAGE sql STABLE PARALLEL RESTRICTED
+    AS $$ SELECT NULLIF((portcullis_guard.context())[9], '')::pg_catalog.uuid $$;
 
 CREATE OR REPLACE FUNCTION portcullis.token_hash() RETURNS bytea
-    LANGUAGE sql STABLE PARALLEL RESTRICTED SET search_path = pg_catalog, pg_temp
-    AS $$ SELECT decode(NULLIF((portcullis_guard.context())[10], ''), 'hex') $$;
+    LANGUAGE sql STABLE PARALLEL RESTRICTED
+    AS $$ SELECT pg_catalog.decode(NULLIF((portcullis_guard.context())[10], ''), 'hex') $$;
 
 CREATE OR REPLACE FUNCTION portcullis.login_email_index() RETURNS bytea
-    LANGUAGE sql STABLE PARALLEL RESTRICTED SET search_path = pg_catalog, pg_temp
-    AS $$ SELECT decode(NULLIF((portcullis_guard.context())[11], ''), 'hex') $$;
+    LANGUAGE sql STABLE PARALLEL RESTRICTED
+    AS $$ SELECT pg_catalog.decode(NULLIF((portcullis_guard.context())[11], ''), 'hex') $$;
 
 CREATE OR REPLACE FUNCTION portcullis.login_email() RETURNS text
-    LANGUAGE sql STABLE PARALLEL RESTRICTED SET search_path = pg_catalog, pg_temp
-    AS $$ SELECT convert_from(decode(NULLIF((portcullis_guard.context())[12], ''), 'hex'), 'UTF8') $$;
+    LANGUAGE sql STABLE PARALLEL RESTRICTED
+    AS $$ SELECT pg_catalog.convert_from(pg_catalog.decode(NULLIF((portcullis_guard.context())[12], ''), 'hex'), 'UTF8') $$;
 
 CREATE OR REPLACE FUNCTION portcullis.has_permission(wanted text) RETURNS boolean
-    LANGUAGE sql STABLE PARALLEL RESTRICTED SET search_path = pg_catalog, pg_temp
-    AS $$ SELECT COALESCE(wanted = ANY (string_to_array(NULLIF((portcullis_guard.context())[8], ''), ',')), false) $$;
+    LANGUAGE sql STABLE PARALLEL RESTRICTED
+    AS $$ SELECT COALESCE(wanted = ANY (pg_catalog.string_to_array(NULLIF((portcullis_guard.context())[8], ''), ',')), false) $$;
 
 CREATE OR REPLACE FUNCTION portcullis.in_project_scope(p uuid) RETURNS boolean
     LANGUAGE sql STABLE PARALLEL RESTRICTED SET search_path = pg_catalog, portcullis, pg_temp
     AS $$ SELECT portcullis.project_id() IS NULL OR p = portcullis.project_id() $$;
 
 CREATE FUNCTION portcullis.purpose() RETURNS text
-    LANGUAGE sql STABLE PARALLEL RESTRICTED SET search_path = pg_catalog, pg_temp
+    LANGUAGE sql STABLE PARALLEL RESTRICTED
     AS $$ SELECT NULLIF((portcullis_guard.context())[2], '') $$;
 
 CREATE FUNCTION portcullis.actor_type() RETURNS text
-    LANGUAGE sql STABLE PARALLEL RESTRICTED SET search_path = pg_catalog, pg_temp
+    LANGUAGE sql STABLE PARALLEL RESTRICTED
     AS $$ SELECT NULLIF((portcullis_guard.context())[5], '') $$;
 
 CREATE FUNCTION portcullis.actor_id() RETURNS uuid
-    LANGUAGE sql STABLE PARALLEL RESTRICTED SET search_path = pg_catalog, pg_temp
-    AS $$ SELECT NULLIF((portcullis_guard.context())[6], '')::uuid $$;
+    LANGUAGE sql STABLE PARALLEL RESTRICTED
+    AS $$ SELECT NULLIF((portcullis_guard.context())[6], '')::pg_catalog.uuid $$;
 
 -- The person whose personal data this transaction's metadata is (the identity acting, or the
 -- creator of the API token acting): the only subject it may create an audit subject key for.
 CREATE FUNCTION portcullis.subject_id() RETURNS uuid
-    LANGUAGE sql STABLE PARALLEL RESTRICTED SET search_path = pg_catalog, pg_temp
-    AS $$ SELECT NULLIF((portcullis_guard.context())[7], '')::uuid $$;
+    LANGUAGE sql STABLE PARALLEL RESTRICTED
+    AS $$ SELECT NULLIF((portcullis_guard.context())[7], '')::pg_catalog.uuid $$;
 
 CREATE FUNCTION portcullis.invitation_id() RETURNS uuid
-    LANGUAGE sql STABLE PARALLEL RESTRICTED SET search_path = pg_catalog, pg_temp
-    AS $$ SELECT NULLIF((portcullis_guard.context())[13], '')::uuid $$;
+    LANGUAGE sql STABLE PARALLEL RESTRICTED
+    AS $$ SELECT NULLIF((portcullis_guard.context())[13], '')::pg_catalog.uuid $$;
 
 GRANT EXECUTE ON FUNCTION portcullis.purpose(), portcullis.actor_type(), portcullis.actor_id(),
     portcullis.subject_id(), portcullis.invitation_id() TO portcullis_app;
