@@ -106,9 +106,12 @@ pub async fn authenticate(
     if !stored_matches || row.revoked_at.is_some() || row.session.expires_at <= now {
         return Ok(None);
     }
-    let identity = IdentityId::from_uuid(row.session.identity_id);
-    tx.act_as(identity).await?;
+    // The context stays the lookup (which finds only this row) unless the session's last use
+    // must be recorded: then the transaction acts as its identity. Callers that go on to act
+    // as the identity call `act_as` themselves.
     if now - row.session.last_seen_at > time::Duration::minutes(1) {
+        tx.act_as(IdentityId::from_uuid(row.session.identity_id))
+            .await?;
         sqlx::query("UPDATE sessions SET last_seen_at = $2 WHERE session_id = $1")
             .bind(row.session.session_id)
             .bind(now)

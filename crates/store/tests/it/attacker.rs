@@ -551,6 +551,7 @@ impl World {
         .await
         .unwrap()
         .expect("a live session");
+        auth.act_as(who).await.unwrap();
         Request::Account(auth)
     }
 
