@@ -64,7 +64,7 @@ async fn serve_with(config: &Config, db: &Database) -> anyhow::Result<()> {
     // the owner (issue 9); a step that needs the owner (a key only the owner may read, a
     // one-time rewrite) belongs in this section and nowhere later.
     let owner_pool = sqlx::postgres::PgPoolOptions::new()
-        .max_connections(2)
+        .max_connections(1)
         .connect_lazy_with(db.owner.clone());
 
     let pool = bootstrap::runtime_pool(&db.runtime, config.database.max_connections)
@@ -90,6 +90,13 @@ async fn serve_with(config: &Config, db: &Database) -> anyhow::Result<()> {
             sessions = sealed.sessions,
             "sealed personal data stored in clear by an earlier version"
         );
+    }
+    // The pool's one connection is taken out and closed here, not left to the pool: a
+    // connection still on its way back when the pool closes could otherwise stay open.
+    if let Ok(Ok(conn)) =
+        tokio::time::timeout(std::time::Duration::from_secs(5), owner_pool.acquire()).await
+    {
+        sqlx::Connection::close(conn.detach()).await.ok();
     }
     owner_pool.close().await;
     tracing::info!("boot steps done; no connection as the schema owner is kept");
