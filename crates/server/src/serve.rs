@@ -91,14 +91,7 @@ async fn serve_with(config: &Config, db: &Database) -> anyhow::Result<()> {
             "sealed personal data stored in clear by an earlier version"
         );
     }
-    // The pool's one connection is taken out and closed here, not left to the pool: a
-    // connection still on its way back when the pool closes could otherwise stay open.
-    if let Ok(Ok(conn)) =
-        tokio::time::timeout(std::time::Duration::from_secs(5), owner_pool.acquire()).await
-    {
-        sqlx::Connection::close(conn.detach()).await.ok();
-    }
-    owner_pool.close().await;
+    bootstrap::close_pool(owner_pool).await;
     tracing::info!("boot steps done; no connection as the schema owner is kept");
 
     // The background passes connect as roles of their own, each holding one connection for

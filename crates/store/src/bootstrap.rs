@@ -357,6 +357,21 @@ pub async fn background_pool(
     Ok(pool)
 }
 
+/// Closes `pool` so that no connection of it stays open: its connections are taken out and
+/// closed one by one before the pool is closed (a connection still on its way back when a pool
+/// closes could otherwise linger). `serve` closes its boot-time owner pool this way.
+pub async fn close_pool(pool: PgPool) {
+    while pool.size() > 0 {
+        match tokio::time::timeout(Duration::from_secs(5), pool.acquire()).await {
+            Ok(Ok(conn)) => {
+                sqlx::Connection::close(conn.detach()).await.ok();
+            }
+            _ => break,
+        }
+    }
+    pool.close().await;
+}
+
 /// Pool for the runtime role.
 pub async fn runtime_pool(
     options: &PgConnectOptions,
