@@ -74,6 +74,10 @@ enum AuditCommand {
         /// Without it, a bundle's own keys are used, which proves integrity only relative to them.
         #[arg(long = "public-key")]
         public_keys: Vec<String>,
+        /// Accept a chain that no signed checkpoint covers at all (by default that fails:
+        /// without a checkpoint nothing vouches for the entries).
+        #[arg(long)]
+        accept_uncheckpointed: bool,
     },
     /// Export an environment's audit log.
     Export {

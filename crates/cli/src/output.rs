@@ -16,18 +16,17 @@ pub(crate) fn parse_public_keys(
         .collect()
 }
 
-pub(crate) fn print_report(report: &portcullis_audit::verify::Report) -> ExitCode {
-    match &report.first_problem {
-        None => {
-            println!(
-                "OK: {} entries verified, {} checkpoints consistent",
-                report.entries, report.checkpoints_checked
-            );
-            ExitCode::SUCCESS
-        }
-        Some(p) => {
-            println!("FAILED after {} good entries: {p}", report.entries);
-            ExitCode::FAILURE
-        }
+pub(crate) fn print_report(
+    report: &portcullis_audit::verify::Report,
+    accept_uncheckpointed: bool,
+) -> ExitCode {
+    let verdict = report.verdict(accept_uncheckpointed);
+    for line in &verdict.lines {
+        println!("{line}");
+    }
+    if verdict.ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
     }
 }
