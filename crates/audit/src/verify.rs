@@ -139,6 +139,16 @@ impl Report {
     /// uncovered tail. A non-empty log that no checkpoint covers at all fails unless
     /// `accept_uncheckpointed`.
     pub fn verdict(&self, accept_uncheckpointed: bool) -> Verdict {
+        self.verdict_within(accept_uncheckpointed, None)
+    }
+
+    /// [`verdict`](Self::verdict), and an uncovered tail longer than `max_uncovered` entries
+    /// (the checkpoint interval) fails too, unless `accept_uncheckpointed`.
+    pub fn verdict_within(
+        &self,
+        accept_uncheckpointed: bool,
+        max_uncovered: Option<u64>,
+    ) -> Verdict {
         let coverage = match (self.entries, self.covered) {
             (0, _) => "the log is empty".to_owned(),
             (n, 0) => format!("no signed checkpoint covers any of the {n} entries"),
@@ -163,6 +173,18 @@ impl Report {
                     "FAILED: {} entries verified, but {coverage}: nothing vouches for the chain \
                      (pass --accept-uncheckpointed to accept it)",
                     self.entries
+                ));
+                false
+            }
+            None if self.covered > 0
+                && max_uncovered.is_some_and(|max| self.uncovered() > max)
+                && !accept_uncheckpointed =>
+            {
+                lines.push(format!(
+                    "FAILED: {} entries verified, but {coverage}, more than the checkpoint interval of {} entries \
+                     (pass --accept-uncheckpointed to accept it)",
+                    self.entries,
+                    max_uncovered.unwrap_or_default()
                 ));
                 false
             }

@@ -14,6 +14,8 @@ use crate::AuditCommand;
 pub(crate) async fn run(command: AuditCommand, config: Config) -> anyhow::Result<ExitCode> {
     use portcullis_core::EnvironmentId;
     use portcullis_service::trail;
+    // A tail of more entries than the checkpoint interval no checkpoint covers fails `verify`.
+    let interval = u64::try_from(config.audit.checkpoint_every_entries).ok();
     if let AuditCommand::Verify {
         bundle: Some(path),
         public_keys,
@@ -45,7 +47,7 @@ pub(crate) async fn run(command: AuditCommand, config: Config) -> anyhow::Result
         ));
         let report =
             portcullis_audit::bundle::verify_bundle(std::io::BufReader::new(file), options)?;
-        return Ok(print_report(&report, *accept_uncheckpointed));
+        return Ok(print_report(&report, *accept_uncheckpointed, interval));
     }
     if let AuditCommand::VerifyReport {
         report,
@@ -93,7 +95,7 @@ pub(crate) async fn run(command: AuditCommand, config: Config) -> anyhow::Result
                         eprintln!("  {n} entries verified")
                     })
                     .await?;
-                let chain = print_report(&report, accept_uncheckpointed);
+                let chain = print_report(&report, accept_uncheckpointed, interval);
                 // The other two streams are checked against their commitments in the chain.
                 let mut tx = store
                     .tenant_as_system(

@@ -74,8 +74,9 @@ enum AuditCommand {
         /// Without it, a bundle's own keys are used, which proves integrity only relative to them.
         #[arg(long = "public-key")]
         public_keys: Vec<String>,
-        /// Accept a chain that no signed checkpoint covers at all (by default that fails:
-        /// without a checkpoint nothing vouches for the entries).
+        /// Accept a chain that no signed checkpoint covers at all, or whose uncovered tail is
+        /// longer than the checkpoint interval (`audit.checkpoint_every_entries`); by default
+        /// either fails: nothing but the chain itself vouches for those entries.
         #[arg(long)]
         accept_uncheckpointed: bool,
     },

@@ -16,11 +16,13 @@ pub(crate) fn parse_public_keys(
         .collect()
 }
 
+/// Prints the verdict; `max_uncovered` is the configured checkpoint interval (entries).
 pub(crate) fn print_report(
     report: &portcullis_audit::verify::Report,
     accept_uncheckpointed: bool,
+    max_uncovered: Option<u64>,
 ) -> ExitCode {
-    let verdict = report.verdict(accept_uncheckpointed);
+    let verdict = report.verdict_within(accept_uncheckpointed, max_uncovered);
     for line in &verdict.lines {
         println!("{line}");
     }

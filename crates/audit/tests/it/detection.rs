@@ -402,4 +402,15 @@ fn l3_verdict_states_coverage_and_fails_without_a_checkpoint() {
     );
     assert_eq!((full.covered, full.uncovered()), (10, 0));
     assert!(full.verdict(false).lines[0].contains("cover all 10 entries"));
+
+    // A tail longer than the checkpoint interval fails, unless accepted.
+    assert!(partial.verdict_within(false, Some(3)).ok);
+    let long = partial.verdict_within(false, Some(2));
+    assert!(!long.ok, "{:?}", long.lines);
+    assert!(
+        long.lines[0].contains("checkpoint interval of 2"),
+        "{:?}",
+        long.lines
+    );
+    assert!(partial.verdict_within(true, Some(2)).ok);
 }
