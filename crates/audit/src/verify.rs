@@ -111,15 +111,102 @@ pub struct Report {
     pub entries: u64,
     /// Checkpoints whose signature verified and whose root and head matched the entries.
     pub checkpoints_checked: usize,
+    /// The highest tree size a checkpoint that verified and matched covers (0: none). Entries
+    /// after it are protected by the hash chain alone: removing or rewriting them is
+    /// undetectable without a later checkpoint.
+    pub covered: u64,
     /// Merkle root over the entries that passed.
     pub root_hash: Hash,
     pub first_problem: Option<Problem>,
+    /// Problems noted while verification went on ([`Verifier::note`]: an anchored checkpoint
+    /// that does not parse, a head row that disagrees with the log), in the order noted. When
+    /// the entries and checkpoints showed nothing, the first of them is also `first_problem`.
+    pub findings: Vec<Problem>,
 }
 
 impl Report {
     pub fn is_clean(&self) -> bool {
         self.first_problem.is_none()
     }
+
+    /// Entries after the highest size a verified checkpoint covers.
+    pub fn uncovered(&self) -> u64 {
+        self.entries.saturating_sub(self.covered)
+    }
+
+    /// The verdict for a person (issue 11, item 3): the first problem and further findings,
+    /// or OK with the coverage stated: the highest size a signed checkpoint covers and the
+    /// uncovered tail. A non-empty log that no checkpoint covers at all fails unless
+    /// `accept_uncheckpointed`.
+    pub fn verdict(&self, accept_uncheckpointed: bool) -> Verdict {
+        self.verdict_within(accept_uncheckpointed, None)
+    }
+
+    /// [`verdict`](Self::verdict), and an uncovered tail longer than `max_uncovered` entries
+    /// (the checkpoint interval) fails too, unless `accept_uncheckpointed`.
+    pub fn verdict_within(
+        &self,
+        accept_uncheckpointed: bool,
+        max_uncovered: Option<u64>,
+    ) -> Verdict {
+        let coverage = match (self.entries, self.covered) {
+            (0, _) => "the log is empty".to_owned(),
+            (n, 0) => format!("no signed checkpoint covers any of the {n} entries"),
+            (n, c) if c >= n => format!("signed checkpoints cover all {n} entries"),
+            (_, c) => format!(
+                "signed checkpoints cover entries 1-{c}; the {} entries after entry {c} are covered by none",
+                self.uncovered()
+            ),
+        };
+        let mut lines = vec![];
+        let ok = match &self.first_problem {
+            Some(p) => {
+                lines.push(format!("FAILED after {} good entries: {p}", self.entries));
+                for f in self.findings.iter().filter(|f| *f != p) {
+                    lines.push(format!("  also: {f}"));
+                }
+                lines.push(format!("  coverage: {coverage}"));
+                false
+            }
+            None if self.entries > 0 && self.covered == 0 && !accept_uncheckpointed => {
+                lines.push(format!(
+                    "FAILED: {} entries verified, but {coverage}: nothing vouches for the chain \
+                     (pass --accept-uncheckpointed to accept it)",
+                    self.entries
+                ));
+                false
+            }
+            None if self.covered > 0
+                && max_uncovered.is_some_and(|max| self.uncovered() > max)
+                && !accept_uncheckpointed =>
+            {
+                lines.push(format!(
+                    "FAILED: {} entries verified, but {coverage}, more than the checkpoint interval of {} entries \
+                     (pass --accept-uncheckpointed to accept it)",
+                    self.entries,
+                    max_uncovered.unwrap_or_default()
+                ));
+                false
+            }
+            None => {
+                lines.push(format!(
+                    "OK: {} entries verified, {} checkpoints consistent; {coverage}",
+                    self.entries, self.checkpoints_checked
+                ));
+                true
+            }
+        };
+        Verdict { ok, lines }
+    }
+}
+
+/// A report as a person reads it: [`Report::verdict`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Verdict {
+    /// Whether verification passed.
+    pub ok: bool,
+    /// The lines to print, the verdict first.
+    pub lines: Vec<String>,
 }
 
 /// A checkpoint whose size the stream has not reached yet.
@@ -133,8 +220,16 @@ struct Due {
 /// A failure seen at one entry, classified once the next entry (or the end) is seen.
 #[derive(Clone, Copy, Debug)]
 enum Pending {
-    Gap { missing: u64, seen: u64 },
-    Suspect { seq: u64, hash: Hash, self_ok: bool },
+    Gap {
+        missing: u64,
+        seen: u64,
+    },
+    Suspect {
+        seq: u64,
+        hash: Hash,
+        prev: Hash,
+        self_ok: bool,
+    },
 }
 
 /// Streaming verifier: [`add_checkpoint`](Self::add_checkpoint) for every checkpoint (before
@@ -151,6 +246,7 @@ pub struct Verifier<'a> {
     pending: Option<Pending>,
     deferred: Option<Problem>,
     problem: Option<Problem>,
+    findings: Vec<Problem>,
     checkpoints_checked: usize,
     last_consistent_size: u64,
     body_buf: Vec<u8>,
@@ -186,6 +282,7 @@ impl<'a> Verifier<'a> {
             pending: None,
             deferred: None,
             problem: None,
+            findings: vec![],
             checkpoints_checked: 0,
             last_consistent_size: 0,
             body_buf: Vec::with_capacity(1024),
@@ -277,7 +374,7 @@ impl<'a> Verifier<'a> {
             return;
         }
         if let Some(pending) = self.pending.take() {
-            let problem = self.classify(pending, Some((seq, prev_hash)));
+            let problem = self.classify(pending, Some((seq, prev_hash, entry_hash)));
             return self.record(problem);
         }
         let expected = self.count + 1;
@@ -311,6 +408,7 @@ impl<'a> Verifier<'a> {
             self.pending = Some(Pending::Suspect {
                 seq,
                 hash: entry_hash,
+                prev: prev_hash,
                 self_ok,
             });
         }
@@ -335,12 +433,37 @@ impl<'a> Verifier<'a> {
             };
             self.record(problem);
         }
+        let first_problem = self.problem.or_else(|| self.findings.first().cloned());
         Report {
             entries: self.count,
             checkpoints_checked: self.checkpoints_checked,
+            covered: self.last_consistent_size,
             root_hash: self.tree.root(),
-            first_problem: self.problem,
+            first_problem,
+            findings: self.findings,
         }
+    }
+
+    /// Notes a problem that does not stop verification (a malformed anchored checkpoint is
+    /// skipped and the rest still checked): it is reported in [`Report::findings`] and makes
+    /// the report unclean.
+    pub fn note(&mut self, problem: Problem) {
+        self.findings.push(problem);
+    }
+
+    /// Entries that passed so far.
+    pub fn entries(&self) -> u64 {
+        self.count
+    }
+
+    /// The Merkle root over the entries that passed so far.
+    pub fn root(&self) -> Hash {
+        self.tree.root()
+    }
+
+    /// The entry hash of the last entry that passed (zeros before the first).
+    pub fn last_entry_hash(&self) -> Hash {
+        self.last_hash
     }
 
     /// Records a problem found outside the entry checks (a checkpoint, a bundle line that
@@ -485,11 +608,11 @@ impl<'a> Verifier<'a> {
         }
     }
 
-    /// Decides what a pending failure was, given the next entry's seq and link, if any.
-    fn classify(&self, pending: Pending, next: Option<(u64, Hash)>) -> Problem {
+    /// Decides what a pending failure was, given the next entry's seq, link and hash, if any.
+    fn classify(&self, pending: Pending, next: Option<(u64, Hash, Hash)>) -> Problem {
         match pending {
             Pending::Gap { missing, seen } => match next {
-                Some((next_seq, _)) if next_seq < seen => Problem {
+                Some((next_seq, _, _)) if next_seq < seen => Problem {
                     seq: Some(missing),
                     kind: ProblemKind::Reordered,
                     detail: format!("entry {seen} is stored before entry {next_seq}"),
@@ -507,10 +630,29 @@ impl<'a> Verifier<'a> {
                     },
                 },
             },
-            Pending::Suspect { seq, hash, self_ok } => {
-                let skipped = next.is_some_and(|(_, prev)| prev == self.last_hash);
-                let vouched = next.is_some_and(|(_, prev)| prev == hash);
-                if skipped {
+            Pending::Suspect {
+                seq,
+                hash,
+                prev,
+                self_ok,
+            } => {
+                let skipped = next.is_some_and(|(_, p, _)| p == self.last_hash);
+                let vouched = next.is_some_and(|(_, p, _)| p == hash);
+                // Entries `seq` and `seq + 1` traded places with their seqs kept in order: the
+                // second links back to the predecessor, the first links to the second.
+                let swapped = skipped && next.is_some_and(|(_, _, h)| h == prev);
+                if swapped {
+                    Problem {
+                        seq: Some(seq),
+                        kind: ProblemKind::Reordered,
+                        detail: format!(
+                            "entries {seq} and {} are swapped: entry {} links back to entry {} and entry {seq} links to it",
+                            seq + 1,
+                            seq + 1,
+                            self.count
+                        ),
+                    }
+                } else if skipped {
                     Problem {
                         seq: Some(seq),
                         kind: ProblemKind::Inserted,

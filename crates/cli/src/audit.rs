@@ -14,9 +14,12 @@ use crate::AuditCommand;
 pub(crate) async fn run(command: AuditCommand, config: Config) -> anyhow::Result<ExitCode> {
     use portcullis_core::EnvironmentId;
     use portcullis_service::trail;
+    // A tail of more entries than the checkpoint interval no checkpoint covers fails `verify`.
+    let interval = u64::try_from(config.audit.checkpoint_every_entries).ok();
     if let AuditCommand::Verify {
         bundle: Some(path),
         public_keys,
+        accept_uncheckpointed,
         ..
     } = &command
     {
@@ -44,7 +47,7 @@ pub(crate) async fn run(command: AuditCommand, config: Config) -> anyhow::Result
         ));
         let report =
             portcullis_audit::bundle::verify_bundle(std::io::BufReader::new(file), options)?;
-        return Ok(print_report(&report));
+        return Ok(print_report(&report, *accept_uncheckpointed, interval));
     }
     if let AuditCommand::VerifyReport {
         report,
@@ -77,6 +80,7 @@ pub(crate) async fn run(command: AuditCommand, config: Config) -> anyhow::Result
             AuditCommand::Verify {
                 environment,
                 public_keys,
+                accept_uncheckpointed,
                 ..
             } => {
                 let env = EnvironmentId::parse(environment.as_deref().unwrap_or_default())
@@ -91,7 +95,7 @@ pub(crate) async fn run(command: AuditCommand, config: Config) -> anyhow::Result
                         eprintln!("  {n} entries verified")
                     })
                     .await?;
-                let chain = print_report(&report);
+                let chain = print_report(&report, accept_uncheckpointed, interval);
                 // The other two streams are checked against their commitments in the chain.
                 let mut tx = store
                     .tenant_as_system(

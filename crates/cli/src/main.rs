@@ -74,6 +74,11 @@ enum AuditCommand {
         /// Without it, a bundle's own keys are used, which proves integrity only relative to them.
         #[arg(long = "public-key")]
         public_keys: Vec<String>,
+        /// Accept a chain that no signed checkpoint covers at all, or whose uncovered tail is
+        /// longer than the checkpoint interval (`audit.checkpoint_every_entries`); by default
+        /// either fails: nothing but the chain itself vouches for those entries.
+        #[arg(long)]
+        accept_uncheckpointed: bool,
     },
     /// Export an environment's audit log.
     Export {

@@ -16,18 +16,19 @@ pub(crate) fn parse_public_keys(
         .collect()
 }
 
-pub(crate) fn print_report(report: &portcullis_audit::verify::Report) -> ExitCode {
-    match &report.first_problem {
-        None => {
-            println!(
-                "OK: {} entries verified, {} checkpoints consistent",
-                report.entries, report.checkpoints_checked
-            );
-            ExitCode::SUCCESS
-        }
-        Some(p) => {
-            println!("FAILED after {} good entries: {p}", report.entries);
-            ExitCode::FAILURE
-        }
+/// Prints the verdict; `max_uncovered` is the configured checkpoint interval (entries).
+pub(crate) fn print_report(
+    report: &portcullis_audit::verify::Report,
+    accept_uncheckpointed: bool,
+    max_uncovered: Option<u64>,
+) -> ExitCode {
+    let verdict = report.verdict_within(accept_uncheckpointed, max_uncovered);
+    for line in &verdict.lines {
+        println!("{line}");
+    }
+    if verdict.ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
     }
 }

@@ -589,6 +589,35 @@ async fn l3_kill_during_write_storm_loses_no_acknowledged_entry() {
         .arg(&bundle)
         .output()
         .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}");
+    // The verdict states its coverage (issue 11, item 3) ...
+    assert!(stdout.contains("signed checkpoints cover"), "{stdout}");
+    // ... and a bundle with every checkpoint line removed fails unless that is accepted.
+    let stripped = data.join("audit.stripped.jsonl");
+    let text = std::fs::read_to_string(&bundle).unwrap();
+    let kept: String = text
+        .lines()
+        .filter(|l| !l.starts_with("{\"checkpoint\""))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    assert!(kept.len() < text.len(), "the export had checkpoint lines");
+    std::fs::write(&stripped, kept).unwrap();
+    let out = command(&db, &data, port)
+        .args(["audit", "verify", "--bundle"])
+        .arg(&stripped)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        !out.status.success() && stdout.contains("no signed checkpoint covers"),
+        "{stdout}"
+    );
+    let out = command(&db, &data, port)
+        .args(["audit", "verify", "--accept-uncheckpointed", "--bundle"])
+        .arg(&stripped)
+        .output()
+        .unwrap();
     assert!(
         out.status.success(),
         "{}",

@@ -133,7 +133,12 @@ impl LocalAnchors {
                 continue;
             };
             let path = entry.path();
-            out.push((size, fs::read_to_string(&path).map_err(io(&path))?));
+            // Bytes that are not UTF-8 are kept (lossily) rather than failing the listing:
+            // verification reports such a file as malformed and goes on with the others.
+            let bytes = fs::read(&path).map_err(io(&path))?;
+            let text = String::from_utf8(bytes)
+                .unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned());
+            out.push((size, text));
         }
         out.sort_by_key(|(s, _)| *s);
         Ok(out)

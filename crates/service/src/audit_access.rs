@@ -296,7 +296,8 @@ pub async fn consistency_proof(
 }
 
 /// The checkpoint-signing public keys, current and retired: what an auditor pins to verify
-/// checkpoints. Public, so no caller is needed.
+/// checkpoints. Public, so no caller is needed. A row whose key id is not its key's own is
+/// not published (L4).
 pub async fn published_keys(
     services: &Services,
     meta: RequestMeta,
@@ -304,5 +305,5 @@ pub async fn published_keys(
     let mut tx = services.store().auth(meta).await?;
     let keys = audit_log::public_keys(&mut tx).await?;
     tx.commit().await?;
-    Ok(keys)
+    Ok(trail::publishable(keys))
 }

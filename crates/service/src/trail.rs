@@ -6,6 +6,7 @@ use std::num::NonZeroU64;
 use std::time::Duration;
 
 use portcullis_audit::checkpoint::{Checkpoint, PublicKey, SignedCheckpoint, SigningKey};
+use portcullis_audit::merkle::stored::Plan;
 use portcullis_audit::merkle::MerkleTree;
 use portcullis_audit::verify::{Body, Report, StoredEntry, Verifier};
 use portcullis_core::{EnvironmentId, Permission, PermissionSet};
@@ -14,7 +15,7 @@ use portcullis_store::audit_writer::entry_body;
 use portcullis_store::leader::{PassLock, AUDIT_CHECKPOINTER_LOCK};
 use portcullis_store::queries::audit_log::{self, operator};
 use portcullis_store::vault::Vault;
-use portcullis_store::{RequestMeta, Store, StoreError};
+use portcullis_store::{RequestMeta, Store, StoreError, TenantTx};
 use sqlx::PgPool;
 use time::OffsetDateTime;
 use uuid::Uuid;
@@ -31,6 +32,16 @@ pub enum TrailError {
     Anchor(#[from] crate::anchor::AnchorError),
     #[error("stored audit data is malformed: {0}")]
     Malformed(String),
+    /// A stored checkpoint that this node did not sign or that is not the tree it computes at
+    /// that size: never anchored (L4).
+    #[error("checkpoint of size {size} refused for anchoring: {reason}")]
+    Refused {
+        size: i64,
+        reason: String,
+        /// The refused row is at the log's current size, so no checkpoint of this node's can
+        /// be stored there: the checkpointer cuts and anchors its own at that size instead.
+        at_head: bool,
+    },
 }
 
 pub(crate) fn meta() -> RequestMeta {
@@ -43,9 +54,30 @@ const SEED_CONTEXT: WrapContext<'static> = WrapContext {
     version: 1,
 };
 
-/// A stored Ed25519 public key; anything not 32 bytes long is not one.
-fn public_key(bytes: &[u8]) -> Option<PublicKey> {
-    <[u8; 32]>::try_from(bytes).ok().map(PublicKey::from_bytes)
+/// A stored Ed25519 public key under its stored id: `None` unless it is 32 bytes long and the
+/// id is the key's own (FORMAT.md; migration 0010 checks it on insert, this checks rows
+/// written with the trigger off). Such a row is never published or trusted (L4).
+pub(crate) fn public_key(key_id: &str, bytes: &[u8]) -> Option<PublicKey> {
+    let key = <[u8; 32]>::try_from(bytes)
+        .ok()
+        .map(PublicKey::from_bytes)?;
+    if key.key_id().to_string() == key_id {
+        Some(key)
+    } else {
+        tracing::error!(
+            control = "L4",
+            key_id,
+            "audit signing key row whose id is not its key's; ignored"
+        );
+        None
+    }
+}
+
+/// The published key rows whose id matches their key: what `/.well-known` serves.
+pub fn publishable(rows: Vec<audit_log::PublicKeyRow>) -> Vec<audit_log::PublicKeyRow> {
+    rows.into_iter()
+        .filter(|r| public_key(&r.key_id, &r.public_key).is_some())
+        .collect()
 }
 
 /// Every published checkpoint key, current and retired: what verification trusts by default.
@@ -55,15 +87,52 @@ pub async fn published_keys(store: &Store) -> Result<Vec<PublicKey>, TrailError>
     tx.commit().await?;
     Ok(rows
         .iter()
-        .filter_map(|r| public_key(&r.public_key))
+        .filter_map(|r| public_key(&r.key_id, &r.public_key))
         .collect())
 }
 
-/// The active checkpoint signing key and every published public key.
+/// The active checkpoint signing key and the public keys of every signing key this node holds
+/// (current and retired): those whose wrapped seed the node's key providers unwrap into the
+/// very key the row names. A row someone added to `audit_signing_keys` without the KEK is
+/// never among them, so the checkpointer anchors nothing it signed (L4).
 #[derive(Debug)]
 pub struct Signer {
     key: SigningKey,
     public: Vec<PublicKey>,
+}
+
+/// The public keys of `rows` whose seeds unwrap (with the node's key providers) into the key
+/// the row names; `active` is trusted in any case.
+async fn held_keys(
+    rows: &[operator::SigningKeyRow],
+    vault: &Vault,
+    active: &SigningKey,
+) -> Vec<PublicKey> {
+    let mut held = vec![active.public_key()];
+    for row in rows {
+        let Some(public) = public_key(&row.key_id, &row.public_key) else {
+            continue;
+        };
+        if held.contains(&public) {
+            continue;
+        }
+        let seed = match serde_json::from_value::<KekRef>(row.kek.clone()) {
+            Ok(kek) => vault
+                .providers()
+                .unwrap(&kek, &row.wrapped_seed, &SEED_CONTEXT)
+                .await
+                .map_err(|e| e.to_string()),
+            Err(e) => Err(e.to_string()),
+        };
+        match seed.and_then(|s| SigningKey::from_seed(s.expose()).map_err(|e| format!("{e:?}"))) {
+            Ok(key) if key.public_key() == public => held.push(public),
+            Ok(_) => tracing::error!(control = "L4", key_id = %row.key_id,
+                "audit signing key row whose seed is another key's; not trusted"),
+            Err(e) => tracing::warn!(control = "L4", key_id = %row.key_id, error = %e,
+                "audit signing key this node cannot unwrap; not trusted for anchoring"),
+        }
+    }
+    held
 }
 
 impl Signer {
@@ -85,10 +154,13 @@ impl Signer {
                 .map_err(|e| TrailError::Key(e.to_string()))?;
             let key = SigningKey::from_seed(seed.expose())
                 .map_err(|e| TrailError::Key(format!("{e:?}")))?;
-            let public = rows
-                .iter()
-                .filter_map(|r| public_key(&r.public_key))
-                .collect();
+            if key.public_key_bytes().as_slice() != active.public_key.as_slice() {
+                return Err(TrailError::Key(format!(
+                    "signing key {} does not match its wrapped seed",
+                    active.key_id
+                )));
+            }
+            let public = held_keys(&rows, vault, &key).await;
             return Ok(Signer { key, public });
         }
         Self::create(pool, vault, kek).await
@@ -116,11 +188,7 @@ impl Signer {
         };
         operator::add_signing_key(pool, &row).await?;
         operator::retire_other_keys(pool, &row.key_id, now).await?;
-        let public = operator::signing_keys(pool)
-            .await?
-            .iter()
-            .filter_map(|r| public_key(&r.public_key))
-            .collect();
+        let public = held_keys(&operator::signing_keys(pool).await?, vault, &key).await;
         tracing::info!(key_id = %row.key_id, "new audit checkpoint signing key");
         Ok(Signer { key, public })
     }
@@ -129,6 +197,7 @@ impl Signer {
         self.key.key_id().to_string()
     }
 
+    /// The public keys of the signing keys this node holds (current and retired).
     pub fn public_keys(&self) -> &[PublicKey] {
         &self.public
     }
@@ -190,35 +259,118 @@ pub async fn checkpoint(
     )
     .await?;
     // Another node (or the CLI) may have checkpointed this size first, signed at another
-    // moment: anchor whatever the database holds, so the anchor never disagrees with it.
+    // moment: anchor what the database holds, so the anchor agrees with it, if it verifies.
+    // A row someone else put there (a size inserted ahead of the log, a key of their own) is
+    // refused, and this node's own checkpoint of the size is anchored instead (L4).
     let stored = audit_log::checkpoint_at(&mut tx, seq).await?;
     tx.commit().await?;
-    if stored.signed != text {
+    let mut anchored = stored.signed;
+    if anchored != text {
         tracing::debug!(environment = %env, size, "checkpoint already cut by another process");
+        match anchor(store, signer, anchors, env, seq, &anchored).await {
+            Err(TrailError::Refused { .. }) => {
+                anchored = text;
+                anchor(store, signer, anchors, env, seq, &anchored).await?;
+            }
+            other => other?,
+        }
+    } else {
+        anchor(store, signer, anchors, env, seq, &anchored).await?;
     }
-    anchor(store, anchors, env, seq, &stored.signed).await?;
-    let stored: SignedCheckpoint = stored
-        .signed
+    let anchored: SignedCheckpoint = anchored
         .parse()
-        .map_err(|e| TrailError::Malformed(format!("stored checkpoint {size}: {e:?}")))?;
-    Ok(Some(stored))
+        .map_err(|e| TrailError::Malformed(format!("checkpoint {size}: {e:?}")))?;
+    Ok(Some(anchored))
+}
+
+/// A stored checkpoint fit to anchor, or why not and whether it sits at the log's head.
+type AnchorCheck = Result<(), (String, bool)>;
+
+/// Checks a stored checkpoint before it is anchored (L4): it must parse, be signed by a key
+/// this node holds ([`Signer::public_keys`], never merely a row of `audit_signing_keys`), name
+/// this environment and `tree_size`, lie within the log, and match the tree the node computes
+/// at that size from the stored entry hashes and subtree nodes: the root, and the entry hash of
+/// entry `tree_size`. The head row's frontier is not trusted here, so a checkpoint this node
+/// signed from a tampered head is refused too. `Ok(Err((reason, at_head)))` is a refusal;
+/// `at_head` says the row is at the log's current size.
+async fn check_for_anchor(
+    tx: &mut TenantTx,
+    signer: &Signer,
+    env: Uuid,
+    tree_size: i64,
+    signed: &str,
+) -> Result<AnchorCheck, TrailError> {
+    let seq = audit_log::head(tx).await?.map_or(0, |(seq, _, _)| seq);
+    let at_head = tree_size == seq;
+    let refuse = |reason: String| -> Result<AnchorCheck, TrailError> { Ok(Err((reason, at_head))) };
+    let cp: SignedCheckpoint = match signed.parse() {
+        Ok(cp) => cp,
+        Err(e) => return refuse(format!("not a signed checkpoint: {e:?}")),
+    };
+    if let Err(e) = cp.verify(&signer.public) {
+        return refuse(format!("not signed by a key this node holds: {e:?}"));
+    }
+    let c = &cp.checkpoint;
+    if c.environment_id != env {
+        return refuse(format!("names environment {}", c.environment_id));
+    }
+    let size = match u64::try_from(tree_size) {
+        Ok(size) if size > 0 && size == c.tree_size => size,
+        _ => return refuse(format!("names size {} in row {tree_size}", c.tree_size)),
+    };
+    if tree_size > seq {
+        return refuse(format!("beyond the log's head ({seq} entries)"));
+    }
+    let plan = Plan::for_ranges([(0, size), (size - 1, size)]);
+    let source = match audit_log::proof_source(tx, &plan).await {
+        Ok(source) => source,
+        Err(StoreError::Integrity(e)) => return refuse(format!("tree: {e}")),
+        Err(e) => return Err(e.into()),
+    };
+    let (root, last) = match (source.hash(0, size), source.leaf_data(size - 1)) {
+        (Ok(root), Some(last)) => (root, *last),
+        (Err(e), _) => return refuse(format!("tree: {e}")),
+        (_, None) => return refuse(format!("entry {size} is missing")),
+    };
+    if root != c.root_hash {
+        return refuse("its root is not the log's root at that size".into());
+    }
+    if last != c.last_entry_hash {
+        return refuse("its head is not the log's entry at that size".into());
+    }
+    Ok(Ok(()))
 }
 
 /// Writes a stored checkpoint to the anchor store and records that it is there, so later
 /// passes do not anchor it again. Idempotent: the anchor stores accept identical content again
 /// (the local store never overwrites; S3 answers "exists" and the content is compared).
+///
+/// Only a checkpoint that passes [`check_for_anchor`] is written; anything else is logged
+/// (control L4) and returned as [`TrailError::Refused`], never anchored.
 async fn anchor(
     store: &Store,
+    signer: &Signer,
     anchors: &Anchors,
     env: Uuid,
     tree_size: i64,
     signed: &str,
 ) -> Result<(), TrailError> {
     let size = u64::try_from(tree_size).map_err(|_| TrailError::Malformed("tree size".into()))?;
-    anchors.put(env, size, signed).await?;
     let mut tx = store
         .tenant_as_system(EnvironmentId::from_uuid(env), PermissionSet::all(), meta())
         .await?;
+    if let Err((reason, at_head)) =
+        check_for_anchor(&mut tx, signer, env, tree_size, signed).await?
+    {
+        tracing::error!(control = "L4", environment = %env, size = tree_size, reason = %reason,
+            "refusing to anchor a stored checkpoint this node cannot verify");
+        return Err(TrailError::Refused {
+            size: tree_size,
+            reason,
+            at_head,
+        });
+    }
+    anchors.put(env, size, signed).await?;
     audit_log::record_anchored(&mut tx, tree_size, OffsetDateTime::now_utc()).await?;
     tx.commit().await?;
     Ok(())
@@ -239,7 +391,14 @@ pub struct CheckpointPass {
     pub reanchored: usize,
     /// Checkpoints whose anchoring failed in this pass; the next pass retries them.
     pub anchor_failures: usize,
+    /// Stored checkpoints refused for anchoring: not signed by a key this node holds, or not
+    /// the tree at their size (L4). Logged, never anchored.
+    pub refused: usize,
 }
+
+/// Unanchored checkpoints read per pass at most, anchored or refused: refused rows stay
+/// unanchored, so the scan goes past them rather than stopping at the first batch.
+const REANCHOR_SCAN: usize = 20 * REANCHOR_BATCH as usize;
 
 fn anchor_failed(
     report: &mut CheckpointPass,
@@ -278,15 +437,37 @@ pub async fn checkpoint_pass(
         });
     };
     let mut report = CheckpointPass::default();
-    for (env, size, signed) in operator::unanchored_checkpoints(pool, REANCHOR_BATCH).await? {
-        match anchor(store, anchors, env, size, &signed).await {
-            Ok(()) => report.reanchored += 1,
-            Err(TrailError::Anchor(e)) => anchor_failed(&mut report, env, size, &e),
-            Err(e) => return Err(e),
+    let mut after = None;
+    let mut scanned = 0usize;
+    // Scopes whose current size holds a refused row: nothing of this node's can be stored at
+    // that size, so it cuts (and anchors) its own checkpoint there below.
+    let mut poisoned_heads = vec![];
+    while report.reanchored < REANCHOR_BATCH as usize && scanned < REANCHOR_SCAN {
+        let page = operator::unanchored_checkpoints(pool, after, REANCHOR_BATCH).await?;
+        let Some((env, size, _)) = page.last() else {
+            break;
+        };
+        after = Some((*env, *size));
+        scanned += page.len();
+        for (env, size, signed) in page {
+            match anchor(store, signer, anchors, env, size, &signed).await {
+                Ok(()) => report.reanchored += 1,
+                Err(TrailError::Anchor(e)) => anchor_failed(&mut report, env, size, &e),
+                Err(TrailError::Refused { at_head, .. }) => {
+                    report.refused += 1;
+                    if at_head {
+                        poisoned_heads.push(env);
+                    }
+                }
+                Err(e) => return Err(e),
+            }
         }
     }
     let now = OffsetDateTime::now_utc();
-    for (env, seq, last, last_at) in operator::uncheckpointed(pool).await? {
+    let due = operator::uncheckpointed(pool).await?;
+    poisoned_heads.retain(|env| !due.iter().any(|(e, ..)| e == env));
+    let forced = poisoned_heads.into_iter().map(|env| (env, 0, 0, None));
+    for (env, seq, last, last_at) in due.into_iter().chain(forced) {
         let stale = last_at.is_none_or(|t| now - t >= every);
         if seq - last < every_entries && !stale {
             continue;
@@ -299,6 +480,7 @@ pub async fn checkpoint_pass(
                 report.cut += 1;
                 anchor_failed(&mut report, env, seq, &e);
             }
+            Err(TrailError::Refused { .. }) => report.refused += 1,
             Err(e) => return Err(e),
         }
     }
@@ -338,7 +520,10 @@ const VERIFY_PAGE: i64 = 10_000;
 
 /// Verifies an environment's stored chain against every checkpoint in the database and every
 /// anchored checkpoint, streaming entries in batches. Anchors catch a chain that was rewritten
-/// consistently inside the database.
+/// consistently inside the database. The head row (`audit_heads`: size, head hash, Merkle
+/// frontier) is compared too, so deleting the newest entries, past the last checkpoint, is
+/// reported (L3). A checkpoint that does not parse (in the database or the anchor store) is
+/// a finding and verification goes on without it (L4).
 pub async fn verify_environment(
     store: &Store,
     env: Uuid,
@@ -346,26 +531,50 @@ pub async fn verify_environment(
     anchors: &Anchors,
     mut progress: impl FnMut(u64),
 ) -> Result<Report, TrailError> {
+    use portcullis_audit::verify::{Problem, ProblemKind};
     let env_id = EnvironmentId::from_uuid(env);
     let perms = PermissionSet::of(&[Permission::AuditRead]);
     let mut tx = store.tenant_as_system(env_id, perms, meta()).await?;
     let mut verifier = Verifier::new(env, trusted)
         .with_progress(NonZeroU64::MIN.saturating_add(99_999), &mut progress);
+    let malformed = |detail: String| Problem {
+        seq: None,
+        kind: ProblemKind::Malformed,
+        detail,
+    };
     let mut checkpoints: Vec<SignedCheckpoint> = vec![];
+    let mut notes = vec![];
     for row in audit_log::checkpoints(&mut tx).await? {
-        checkpoints.push(row.signed.parse().map_err(|e| {
-            TrailError::Malformed(format!("stored checkpoint {}: {e:?}", row.tree_size))
-        })?);
+        match row.signed.parse() {
+            Ok(cp) => checkpoints.push(cp),
+            Err(e) => notes.push(malformed(format!(
+                "stored checkpoint for size {} does not parse: {e:?}",
+                row.tree_size
+            ))),
+        }
     }
     for (size, text) in anchors.list(env).await? {
-        checkpoints
-            .push(text.parse().map_err(|e| {
-                TrailError::Malformed(format!("anchored checkpoint {size}: {e:?}"))
-            })?);
+        match text.parse() {
+            Ok(cp) => checkpoints.push(cp),
+            Err(e) => notes.push(malformed(format!(
+                "anchored checkpoint file for size {size} does not parse: {e:?}"
+            ))),
+        }
+    }
+    for note in notes {
+        tracing::error!(control = "L4", environment = %env, finding = %note, "audit verification finding");
+        verifier.note(note);
     }
     for cp in &checkpoints {
         verifier.add_checkpoint(cp);
     }
+    // The head is read before the entries and again after them. Every entry up to the first
+    // reading must be in the log (deleting the newest entries leaves the head ahead of it), and
+    // at that size the log must have the head's hash and frontier; an entry beyond the second
+    // reading was not appended through the head (entries appended while verification runs
+    // advance the head in their own transaction, before the second reading).
+    let head = audit_log::head(&mut tx).await?;
+    let head_seq = head.as_ref().map_or(0, |(seq, _, _)| *seq);
     // Fetching and hashing overlap: one task pages through the log on the transaction's
     // connection while this one rebuilds and hashes the previous page.
     let (pages, mut received) = tokio::sync::mpsc::channel::<Vec<audit_log::StoredEntry>>(2);
@@ -379,8 +588,11 @@ pub async fn verify_environment(
                 break; // the verifier has seen enough
             }
         }
-        Ok::<_, StoreError>(tx)
+        let head_after = audit_log::head(&mut tx).await?;
+        Ok::<_, StoreError>((tx, head_after))
     });
+    let mut last_seq = 0i64;
+    let mut at_head = None;
     while let Some(page) = received.recv().await {
         for row in &page {
             let body = entry_body(row);
@@ -391,17 +603,91 @@ pub async fn verify_environment(
                 body: Body::Json(&body),
             };
             verifier.push(&entry);
+            last_seq = row.seq;
+            if row.seq == head_seq && verifier.entries() == entry.seq {
+                at_head = Some((verifier.root(), verifier.last_entry_hash()));
+            }
         }
         if verifier.is_done() {
             break;
         }
     }
     drop(received);
-    let tx = fetcher
+    let (tx, head_after) = fetcher
         .await
         .map_err(|e| TrailError::Malformed(format!("audit fetch task: {e}")))??;
     tx.commit().await?;
+    // Only a chain that verified to its end is compared (a failure still being classified is
+    // reported by `finish`).
+    if !verifier.is_done() && i64::try_from(verifier.entries()).is_ok_and(|n| n == last_seq) {
+        let head_after = head_after.map_or(0, |(seq, _, _)| seq);
+        if let Some(problem) = head_mismatch(head, at_head, last_seq, head_after) {
+            tracing::error!(control = "L3", environment = %env, finding = %problem, "audit verification finding");
+            verifier.note(problem);
+        }
+    }
     Ok(verifier.finish())
+}
+
+/// Compares the verified chain with the head row: its size (entries deleted at the end leave
+/// the head ahead of the log; entries added around the writer leave it behind), and its hash
+/// and Merkle frontier at that size (`at_head`: the verified root and last entry hash once
+/// the chain reached it). `None` when they agree.
+fn head_mismatch(
+    head: Option<(i64, Vec<u8>, Vec<Vec<u8>>)>,
+    at_head: Option<([u8; 32], [u8; 32])>,
+    last_seq: i64,
+    head_after: i64,
+) -> Option<portcullis_audit::verify::Problem> {
+    use portcullis_audit::verify::{Problem, ProblemKind};
+    let Some((seq, hash, frontier)) = head else {
+        return (last_seq > head_after).then(|| Problem {
+            seq: Some(1),
+            kind: ProblemKind::Inserted,
+            detail: format!("the log holds {last_seq} entries but has no head row"),
+        });
+    };
+    if last_seq < seq {
+        return Some(Problem {
+            seq: Some(u64::try_from(last_seq).unwrap_or(0) + 1),
+            kind: ProblemKind::Missing,
+            detail: format!(
+                "the head row records {seq} entries but the log ends after {last_seq}: the newest entries were deleted"
+            ),
+        });
+    }
+    if last_seq > head_after {
+        return Some(Problem {
+            seq: Some(u64::try_from(head_after).unwrap_or(0) + 1),
+            kind: ProblemKind::Inserted,
+            detail: format!(
+                "the log holds {last_seq} entries but the head row only {head_after}: entries were added around the writer"
+            ),
+        });
+    }
+    let size = u64::try_from(seq).unwrap_or(0);
+    let frontier: Option<Vec<[u8; 32]>> = frontier
+        .iter()
+        .map(|h| <[u8; 32]>::try_from(h.as_slice()).ok())
+        .collect();
+    let root = frontier
+        .and_then(|f| MerkleTree::from_frontier(size, f))
+        .map(|t| t.root());
+    match (root, at_head) {
+        (Some(root), Some((log_root, log_head)))
+            if root == log_root && hash.as_slice() == log_head.as_slice() =>
+        {
+            None
+        }
+        _ if size == 0 => None,
+        _ => Some(Problem {
+            seq: Some(size),
+            kind: ProblemKind::InconsistentWithCheckpoint,
+            detail: format!(
+                "the head row's hash or Merkle frontier at {size} entries is not the log's: the head row was edited"
+            ),
+        }),
+    }
 }
 
 /// Export formats of the audit log.

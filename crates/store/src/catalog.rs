@@ -272,9 +272,11 @@ pub const GUARD_POLICIES: &[&str] = &[
 ];
 
 /// Tables the database itself keeps append-only (L2): refused UPDATE/DELETE/TRUNCATE by
-/// trigger, and the runtime role holds no such privilege.
+/// trigger, and the runtime role holds no such privilege. `audit_signing_keys`' trigger lets
+/// one change through, retiring a key, and checks a new key's id (migration 0010).
 pub const APPEND_ONLY_TABLES: &[&str] = &[
     "audit_log",
+    "audit_signing_keys",
     "audit_checkpoints",
     "audit_subtrees",
     "audit_checkpoint_anchors",

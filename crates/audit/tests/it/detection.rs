@@ -317,3 +317,100 @@ fn l3_key_rotation_overlap_in_one_log() {
     let report = verify_bytes(&bundle(&only_new, &cps, &rows), &only_new);
     assert_eq!(problem(&report), Some((None, ProblemKind::UnknownKey)));
 }
+
+/// Control L3 (issue 11, item 6): two adjacent entries that trade places while their seqs
+/// stay in order (a swap of two rows' seq labels, or of two lines' bodies and hashes) are
+/// reported as Reordered at the first of them, not as an insertion, with or without
+/// checkpoints, through the bundle and in memory alike.
+#[test]
+fn l3_adjacent_swap_with_seqs_in_order_is_reordered() {
+    let signer = key(1);
+    let trusted = [signer.public_key()];
+    let n = 8;
+    for i in 0..n - 1 {
+        for with_checkpoint in [false, true] {
+            let mut rows = chain((1..=n as u64).map(|k| body(k, "alice")).collect());
+            let checkpoints = if with_checkpoint {
+                vec![checkpoint(&rows, n, &signer)]
+            } else {
+                vec![]
+            };
+            rows.swap(i, i + 1);
+            rows[i].seq = i as u64 + 1;
+            rows[i + 1].seq = i as u64 + 2;
+            let want = Some((Some(i as u64 + 1), ProblemKind::Reordered));
+            let from_bundle = verify_bytes(&bundle(&trusted, &checkpoints, &rows), &trusted);
+            assert_eq!(
+                problem(&from_bundle),
+                want,
+                "{:?}",
+                from_bundle.first_problem
+            );
+            let in_memory =
+                verify_entries(crate::support::ENV, &trusted, &checkpoints, stored(&rows));
+            assert_eq!(problem(&in_memory), want, "{:?}", in_memory.first_problem);
+        }
+    }
+}
+
+/// Issue 11, item 3: the verdict states coverage. A bundle with every checkpoint line
+/// removed no longer passes with "0 checkpoints consistent": it fails unless the reader
+/// accepts an uncheckpointed chain; a bundle whose tail no checkpoint covers says how long
+/// that tail is.
+#[test]
+fn l3_verdict_states_coverage_and_fails_without_a_checkpoint() {
+    let signer = key(1);
+    let trusted = [signer.public_key()];
+    let rows = chain((1..=10).map(|i| body(i, "alice")).collect());
+
+    let none = verify_bytes(&bundle(&trusted, &[], &rows), &trusted);
+    assert!(none.is_clean());
+    assert_eq!((none.covered, none.uncovered()), (0, 10));
+    let verdict = none.verdict(false);
+    assert!(!verdict.ok, "{:?}", verdict.lines);
+    assert!(
+        verdict.lines[0].starts_with("FAILED"),
+        "{:?}",
+        verdict.lines
+    );
+    assert!(
+        verdict.lines[0].contains("no signed checkpoint"),
+        "{:?}",
+        verdict.lines
+    );
+    let accepted = none.verdict(true);
+    assert!(accepted.ok, "{:?}", accepted.lines);
+    assert!(accepted.lines[0].contains("no signed checkpoint covers any of the 10 entries"));
+
+    let partial = verify_bytes(
+        &bundle(&trusted, &[checkpoint(&rows, 7, &signer)], &rows),
+        &trusted,
+    );
+    assert_eq!((partial.covered, partial.uncovered()), (7, 3));
+    let verdict = partial.verdict(false);
+    assert!(verdict.ok, "{:?}", verdict.lines);
+    assert!(
+        verdict.lines[0]
+            .contains("cover entries 1-7; the 3 entries after entry 7 are covered by none"),
+        "{:?}",
+        verdict.lines
+    );
+
+    let full = verify_bytes(
+        &bundle(&trusted, &[checkpoint(&rows, 10, &signer)], &rows),
+        &trusted,
+    );
+    assert_eq!((full.covered, full.uncovered()), (10, 0));
+    assert!(full.verdict(false).lines[0].contains("cover all 10 entries"));
+
+    // A tail longer than the checkpoint interval fails, unless accepted.
+    assert!(partial.verdict_within(false, Some(3)).ok);
+    let long = partial.verdict_within(false, Some(2));
+    assert!(!long.ok, "{:?}", long.lines);
+    assert!(
+        long.lines[0].contains("checkpoint interval of 2"),
+        "{:?}",
+        long.lines
+    );
+    assert!(partial.verdict_within(true, Some(2)).ok);
+}

@@ -158,8 +158,8 @@ async fn l3_awkward_values_still_verify() {
 /// Control L3: a superuser's edit, deletion or reordering is detected and pinpointed.
 #[tokio::test]
 async fn l3_edits_deletions_and_reorderings_are_detected_and_localized() {
-    // Rows are read in seq order, so a swap of two seq labels surfaces as a broken link at the
-    // first swapped position (true stream reordering is covered in the audit crate's tests).
+    // Rows are read in seq order, so a swap of two seq labels is two entries trading places
+    // with their seqs in order: Reordered at the first (FORMAT.md §6; issue 11, item 6).
     let cases: &[(&str, &[ProblemKind], u64)] = &[
         ("UPDATE audit_log SET after = '{\"name\":\"forged\"}' WHERE environment_id = $1 AND seq = 3", &[ProblemKind::Changed], 3),
         ("DELETE FROM audit_log WHERE environment_id = $1 AND seq = 4", &[ProblemKind::Missing], 4),
@@ -167,7 +167,7 @@ async fn l3_edits_deletions_and_reorderings_are_detected_and_localized() {
             "UPDATE audit_log SET seq = 1000000 WHERE environment_id = $1 AND seq = 3;\
              UPDATE audit_log SET seq = 3 WHERE environment_id = $1 AND seq = 4;\
              UPDATE audit_log SET seq = 4 WHERE environment_id = $1 AND seq = 1000000",
-            &[ProblemKind::Reordered, ProblemKind::Inserted, ProblemKind::Changed],
+            &[ProblemKind::Reordered],
             3,
         ),
     ];
@@ -601,4 +601,334 @@ async fn l3_api_proofs_at_a_large_size_verify() {
         ))
         .await;
     assert_eq!(too_big.status, StatusCode::BAD_REQUEST);
+}
+
+/// Every hash of `$1`'s head frontier replaced by `$2`.
+const EDIT_FRONTIER: &str =
+    "UPDATE audit_heads SET frontier = array(SELECT $2::bytea FROM unnest(frontier))
+  WHERE environment_id = $1";
+
+/// Runs `sql` as the superuser with every trigger off (`session_replication_role = replica`,
+/// which only a superuser may set), `$1` bound to the environment and `$2` to `bytes`.
+async fn as_replica(t: &Trail, sql: &str, bytes: &[u8]) {
+    let mut admin = t.app.db.admin_conn().await;
+    sqlx::query("SET session_replication_role = replica")
+        .execute(&mut admin)
+        .await
+        .unwrap();
+    sqlx::query(sql)
+        .bind(t.env_id)
+        .bind(bytes)
+        .execute(&mut admin)
+        .await
+        .unwrap();
+    sqlx::query("SET session_replication_role = origin")
+        .execute(&mut admin)
+        .await
+        .unwrap();
+}
+
+/// One entry in `env`'s chain, straight through the writer.
+async fn append_one(store: &portcullis_store::Store, env: Uuid) {
+    let mut tx = store
+        .tenant_as_system(
+            portcullis_core::EnvironmentId::from_uuid(env),
+            portcullis_core::PermissionSet::all(),
+            Default::default(),
+        )
+        .await
+        .unwrap();
+    tx.audit(portcullis_store::AuditEvent::success(
+        "note.recorded",
+        "note",
+        "n",
+    ))
+    .await
+    .unwrap();
+    tx.commit().await.unwrap();
+}
+
+async fn head_seq(t: &Trail) -> i64 {
+    let mut admin = t.app.db.admin_conn().await;
+    sqlx::query_scalar("SELECT seq FROM audit_heads WHERE environment_id = $1")
+        .bind(t.env_id)
+        .fetch_one(&mut admin)
+        .await
+        .unwrap()
+}
+
+/// An attacker's checkpoint row for `size`: signed by `key`, of a tree that does not exist.
+async fn forge_checkpoint(
+    t: &Trail,
+    key: &portcullis_audit::checkpoint::SigningKey,
+    size: i64,
+) -> String {
+    let cp = portcullis_audit::checkpoint::Checkpoint {
+        environment_id: t.env_id,
+        tree_size: size as u64,
+        root_hash: [9; 32],
+        last_entry_hash: [9; 32],
+        issued_at: time::OffsetDateTime::now_utc().unix_timestamp(),
+    };
+    let signed = key.sign(&cp).to_string();
+    let mut admin = t.app.db.admin_conn().await;
+    sqlx::query(
+        "INSERT INTO audit_checkpoints (environment_id, tree_size, root_hash, head_hash, issued_at, key_id, signed)
+         VALUES ($1, $2, $3, $3, now(), $4, $5)",
+    )
+    .bind(t.env_id)
+    .bind(size)
+    .bind([9u8; 32].as_slice())
+    .bind(key.key_id().to_string())
+    .bind(&signed)
+    .execute(&mut admin)
+    .await
+    .unwrap();
+    signed
+}
+
+/// Control L4 (issue 11, anchor poisoning): with database access only, an attacker publishes a
+/// key of their own and inserts checkpoints signed by it, one for a size the log has not
+/// reached yet and one for a size it has. The checkpointer refuses both (they are not signed
+/// by a key it holds, nor the tree it computes), anchors neither, and once the log reaches the
+/// forged size it anchors its own checkpoint of that size.
+#[tokio::test]
+async fn l4_forged_checkpoints_are_never_anchored_and_the_real_one_is() {
+    let t = trail_with_entries(2).await;
+    let store = t.app.db.store().await;
+    let pool = t.app.db.checkpointer_pool().await;
+    let zero = std::time::Duration::ZERO;
+    let evil = portcullis_audit::checkpoint::SigningKey::generate().unwrap();
+    let mut admin = t.app.db.admin_conn().await;
+    // The attacker's key, published under its own (correct) id.
+    sqlx::query(
+        "INSERT INTO audit_signing_keys (key_id, public_key, wrapped_seed, kek, created_at, retired_at)
+         VALUES ($1, $2, '\\x00', '{}', now(), now())",
+    )
+    .bind(evil.key_id().to_string())
+    .bind(evil.public_key_bytes().as_slice())
+    .execute(&mut admin)
+    .await
+    .unwrap();
+    let seq = head_seq(&t).await;
+    let past = forge_checkpoint(&t, &evil, 1).await;
+    let future = forge_checkpoint(&t, &evil, seq + 1).await;
+    append_one(&store, t.env_id).await;
+    assert_eq!(
+        head_seq(&t).await,
+        seq + 1,
+        "the log reached the forged size"
+    );
+
+    let pass = trail::checkpoint_pass(&store, &pool, &t.signer, &t.anchors, 1, zero)
+        .await
+        .unwrap();
+    assert_eq!(pass.refused, 2, "{pass:?}");
+    assert_eq!(pass.anchor_failures, 0, "{pass:?}");
+    let anchored = t.anchors.list(t.env_id).await.unwrap();
+    assert_eq!(anchored.len(), 1, "{anchored:?}");
+    let (size, text) = &anchored[0];
+    assert_eq!(*size, (seq + 1) as u64);
+    assert_ne!(text, &future);
+    assert_ne!(text, &past);
+    let real: portcullis_audit::checkpoint::SignedCheckpoint = text.parse().unwrap();
+    real.verify(t.signer.public_keys()).unwrap();
+    // The attacker's key is not one the node trusts, published or not.
+    assert!(!t.signer.public_keys().contains(&evil.public_key()));
+
+    // Later passes keep refusing the past forgery and keep checkpointing real entries.
+    append_one(&store, t.env_id).await;
+    let pass = trail::checkpoint_pass(&store, &pool, &t.signer, &t.anchors, 1, zero)
+        .await
+        .unwrap();
+    assert_eq!((pass.refused, pass.anchor_failures), (1, 0), "{pass:?}");
+    let anchored = t.anchors.list(t.env_id).await.unwrap();
+    assert_eq!(anchored.len(), 2, "{anchored:?}");
+    assert!(anchored.iter().all(|(_, s)| s != &past && s != &future));
+    // Verification reports the forged rows still in the database, not the anchors.
+    let report = t.verify(&t.anchors).await;
+    assert!(!report.is_clean());
+}
+
+/// Control L4: a checkpoint the node itself signed from a tampered head row (the frontier
+/// edited by a superuser with triggers off) is not the tree the stored entries make, and is
+/// not anchored.
+#[tokio::test]
+async fn l4_checkpoint_of_a_tampered_head_is_not_anchored() {
+    let t = trail_with_entries(3).await;
+    let store = t.app.db.store().await;
+    as_replica(&t, EDIT_FRONTIER, &[9; 32]).await;
+    let err = trail::checkpoint(&store, &t.signer, &t.anchors, t.env_id)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, trail::TrailError::Refused { .. }), "{err:?}");
+    assert!(t.anchors.list(t.env_id).await.unwrap().is_empty());
+}
+
+/// Controls L2, L4: the signing-key table is append-only even for the superuser (a key can
+/// only be retired), a new row's key id must be its key's, and a row written with the
+/// triggers off under a wrong id is neither published at /.well-known nor trusted.
+#[tokio::test]
+async fn l4_signing_keys_are_append_only_and_published_only_under_their_own_id() {
+    let t = trail_with_entries(0).await;
+    let mut admin = t.app.db.admin_conn().await;
+    let evil = portcullis_audit::checkpoint::SigningKey::generate().unwrap();
+    let real = t.signer.key_id();
+    for (sql, refusal) in [
+        (
+            "UPDATE audit_signing_keys SET public_key = $2 WHERE key_id = $1",
+            "append-only",
+        ),
+        (
+            "UPDATE audit_signing_keys SET created_at = now(), retired_at = now()
+              WHERE key_id = $1 AND $2::bytea IS NOT NULL",
+            "append-only",
+        ),
+        (
+            "DELETE FROM audit_signing_keys WHERE key_id = $1 AND $2::bytea IS NOT NULL",
+            "append-only",
+        ),
+        (
+            "INSERT INTO audit_signing_keys (key_id, public_key, wrapped_seed, kek, created_at)
+             VALUES ($1, $2, '\\x00', '{}', now())",
+            "is not the id of its public key",
+        ),
+    ] {
+        let err = sqlx::query(sql)
+            .bind(&real)
+            .bind(evil.public_key_bytes().as_slice())
+            .execute(&mut admin)
+            .await
+            .expect_err(sql);
+        assert!(err.to_string().contains(refusal), "{sql}: {err}");
+    }
+    let err = sqlx::query("TRUNCATE audit_signing_keys")
+        .execute(&mut admin)
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("append-only"), "{err}");
+    // With triggers off: the attacker's key under another key's id.
+    as_replica(
+        &t,
+        "INSERT INTO audit_signing_keys (key_id, public_key, wrapped_seed, kek, created_at)
+         SELECT '0000000000000000', $2, '\\x00', '{}', now() WHERE $1::uuid IS NOT NULL",
+        &evil.public_key_bytes(),
+    )
+    .await;
+    let keys = t
+        .app
+        .call(
+            axum::http::Method::GET,
+            "/.well-known/portcullis/audit-keys.json",
+            None,
+            None,
+        )
+        .await;
+    assert_eq!(keys.status, StatusCode::OK);
+    let published: Vec<&str> = keys.body["keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|k| k["key_id"].as_str().unwrap())
+        .collect();
+    assert_eq!(published, [real.as_str()]);
+    let store = t.app.db.store().await;
+    let trusted = trail::published_keys(&store).await.unwrap();
+    assert!(!trusted.contains(&evil.public_key()));
+    // Rotation still retires the old key (the one change the table accepts).
+    let owner = support::trail::owner_pool(&t.app.db).await;
+    let rotated = Signer::create(&owner, &t.app.vault, t.app.vault.default_kek())
+        .await
+        .unwrap();
+    assert_eq!(rotated.public_keys().len(), 2);
+    let retired: bool = sqlx::query_scalar(
+        "SELECT retired_at IS NOT NULL FROM audit_signing_keys WHERE key_id = $1",
+    )
+    .bind(&real)
+    .fetch_one(&mut admin)
+    .await
+    .unwrap();
+    assert!(retired);
+    // ... and once retired, a key stays retired.
+    let err = sqlx::query("UPDATE audit_signing_keys SET retired_at = NULL WHERE key_id = $1")
+        .bind(&real)
+        .execute(&mut admin)
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("append-only"), "{err}");
+}
+
+/// Control L3 (issue 11, item 4): deleting the newest entries, after the last checkpoint,
+/// leaves no gap and no checkpoint covers them, but the head row still records their number,
+/// hash and frontier: verification reports them missing. An edited head row is reported too.
+#[tokio::test]
+async fn l3_deleting_the_newest_entries_is_caught_by_the_head_row() {
+    let t = trail_with_entries(3).await;
+    let store = t.app.db.store().await;
+    t.checkpoint().await;
+    let checkpointed = head_seq(&t).await;
+    append_one(&store, t.env_id).await;
+    append_one(&store, t.env_id).await;
+    assert!(t.verify(&t.anchors).await.is_clean());
+    t.superuser(
+        AuditTable::Log,
+        "DELETE FROM audit_log WHERE environment_id = $1
+            AND seq > (SELECT max(tree_size) FROM audit_checkpoints WHERE environment_id = $1)",
+    )
+    .await;
+    let report = t.verify(&t.anchors).await;
+    let problem = report.first_problem.expect("the deletion must be reported");
+    assert_eq!(problem.kind, ProblemKind::Missing, "{problem}");
+    assert_eq!(problem.seq, Some(checkpointed as u64 + 1), "{problem}");
+    assert_eq!(report.entries, checkpointed as u64);
+
+    // A head row whose frontier was edited (its size and hash left alone).
+    let t = trail_with_entries(2).await;
+    as_replica(&t, EDIT_FRONTIER, &[7; 32]).await;
+    let report = t.verify(&t.anchors).await;
+    let problem = report
+        .first_problem
+        .expect("the edited head must be reported");
+    assert_eq!(
+        problem.kind,
+        ProblemKind::InconsistentWithCheckpoint,
+        "{problem}"
+    );
+}
+
+/// Control L4 (issue 11, item 6): an anchor file that is not a signed checkpoint (garbage,
+/// or bytes that are not UTF-8) is reported as a finding; the other anchors and the chain are
+/// still verified.
+#[tokio::test]
+async fn l4_a_malformed_anchor_file_is_a_finding_and_verification_goes_on() {
+    let t = trail_with_entries(3).await;
+    t.checkpoint().await;
+    let Anchors::Local(local) = &t.anchors else {
+        panic!("local anchors")
+    };
+    let dir = local.dir().join(t.env_id.to_string());
+    std::fs::write(
+        dir.join(format!("{:020}.checkpoint", 2)),
+        b"not a checkpoint",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join(format!("{:020}.checkpoint", 3)),
+        [0xff, 0xfe, 0x00],
+    )
+    .unwrap();
+    let report = t.verify(&t.anchors).await;
+    assert_eq!(report.findings.len(), 2, "{:?}", report.findings);
+    assert!(report
+        .findings
+        .iter()
+        .all(|f| f.kind == ProblemKind::Malformed));
+    let problem = report.first_problem.expect("a finding");
+    assert_eq!(problem.kind, ProblemKind::Malformed, "{problem}");
+    assert!(problem.detail.contains("size 2"), "{problem}");
+    assert_eq!(
+        report.checkpoints_checked, 2,
+        "database and good anchored checkpoint"
+    );
+    assert_eq!(report.entries, head_seq(&t).await as u64);
 }

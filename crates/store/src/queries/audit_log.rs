@@ -480,16 +480,18 @@ pub mod operator {
     use crate::StoreError;
 
     /// Scopes with entries beyond their last checkpoint: (scope, head seq, last checkpoint
-    /// size, last checkpoint time).
+    /// size, last checkpoint time). Only checkpoints within the log count: a row for a size
+    /// the log has not reached (inserted by someone else) does not stop the checkpointer.
     pub async fn uncheckpointed(
         pool: &PgPool,
     ) -> Result<Vec<(Uuid, i64, i64, Option<OffsetDateTime>)>, StoreError> {
         Ok(sqlx::query_as(
             "SELECT h.environment_id, h.seq, COALESCE(c.size, 0), c.at
                FROM audit_heads h
-               LEFT JOIN (SELECT environment_id, max(tree_size) AS size, max(issued_at) AS at
-                            FROM audit_checkpoints GROUP BY environment_id) c
-                 ON c.environment_id = h.environment_id
+               LEFT JOIN LATERAL (SELECT max(tree_size) AS size, max(issued_at) AS at
+                                    FROM audit_checkpoints
+                                   WHERE environment_id = h.environment_id AND tree_size <= h.seq) c
+                 ON true
               WHERE h.seq > COALESCE(c.size, 0)
               ORDER BY h.environment_id",
         )
@@ -498,9 +500,11 @@ pub mod operator {
     }
 
     /// Checkpoints never recorded as anchored (the anchor store failed when they were cut, or
-    /// they predate the record), oldest sizes first: (scope, tree size, signed text).
+    /// they predate the record, or the checkpointer refused them), by scope and size, after
+    /// `after` (scope, size) when given: (scope, tree size, signed text).
     pub async fn unanchored_checkpoints(
         pool: &PgPool,
+        after: Option<(Uuid, i64)>,
         limit: i64,
     ) -> Result<Vec<(Uuid, i64, String)>, StoreError> {
         Ok(sqlx::query_as(
@@ -508,10 +512,13 @@ pub mod operator {
                FROM audit_checkpoints c
               WHERE NOT EXISTS (SELECT 1 FROM audit_checkpoint_anchors a
                                  WHERE a.environment_id = c.environment_id AND a.tree_size = c.tree_size)
+                AND ($2::uuid IS NULL OR (c.environment_id, c.tree_size) > ($2, $3::bigint))
               ORDER BY c.environment_id, c.tree_size
               LIMIT $1",
         )
         .bind(limit)
+        .bind(after.map(|a| a.0))
+        .bind(after.map(|a| a.1))
         .fetch_all(pool)
         .await?)
     }

@@ -87,19 +87,21 @@ async fn t4_background_roles_run_their_cross_environment_queries() {
         .iter()
         .any(|(e, seq, last, _)| *e == env.as_uuid() && *seq >= 1 && *last == 0));
     assert!(
-        audit_log::operator::unanchored_checkpoints(&checkpointer, 10)
+        audit_log::operator::unanchored_checkpoints(&checkpointer, None, 10)
             .await
             .unwrap()
             .is_empty()
     );
     // The signer: add a key, add a second, retire the first.
     let now = OffsetDateTime::now_utc();
-    for (key_id, age) in [("k1", 60), ("k2", 0)] {
+    // Key ids are the keys' own (migration 0010): SHA-256 of [7; 32] and [8; 32], 8 bytes.
+    let (k1, k2) = ("4bb06f8e4e3a7715", "2578ccf8645b2d1d");
+    for (key_id, byte, age) in [(k1, 7, 60), (k2, 8, 0)] {
         audit_log::operator::add_signing_key(
             &checkpointer,
             &audit_log::operator::SigningKeyRow {
                 key_id: key_id.into(),
-                public_key: vec![7; 32],
+                public_key: vec![byte; 32],
                 wrapped_seed: vec![1, 2, 3],
                 kek: serde_json::json!({ "provider": "local", "name": "test" }),
                 created_at: now - time::Duration::seconds(age),
@@ -109,7 +111,7 @@ async fn t4_background_roles_run_their_cross_environment_queries() {
         .await
         .unwrap();
     }
-    audit_log::operator::retire_other_keys(&checkpointer, "k2", now)
+    audit_log::operator::retire_other_keys(&checkpointer, k2, now)
         .await
         .unwrap();
     let keys = audit_log::operator::signing_keys(&checkpointer)
@@ -119,7 +121,7 @@ async fn t4_background_roles_run_their_cross_environment_queries() {
         .iter()
         .map(|k| (k.key_id.as_str(), k.retired_at.is_some()))
         .collect();
-    assert_eq!(state, [("k1", true), ("k2", false)]);
+    assert_eq!(state, [(k1, true), (k2, false)]);
 
     let scheduler = db.scheduler_pool().await;
     assert!(keys_operator::unfinished_jobs(&scheduler)
@@ -186,23 +188,25 @@ async fn t7_l4_checkpointer_role_is_refused_outside_its_grants() {
     ] {
         refused(&mut conn, sql, e).await;
     }
-    // A retired key cannot be revived: the retiring policy sees only active keys.
+    // A retired key cannot be revived: the retiring policy sees only active keys. (The key id
+    // is the all-zero key's own, as migration 0010 requires.)
     sqlx::raw_sql(
         "INSERT INTO audit_signing_keys (key_id, public_key, wrapped_seed, kek, created_at)
-         VALUES ('k0', '\\x0000000000000000000000000000000000000000000000000000000000000000', '\\x00', '{}', now());
-         UPDATE audit_signing_keys SET retired_at = now() WHERE key_id = 'k0'",
+         VALUES ('66687aadf862bd77', '\\x0000000000000000000000000000000000000000000000000000000000000000', '\\x00', '{}', now());
+         UPDATE audit_signing_keys SET retired_at = now() WHERE key_id = '66687aadf862bd77'",
     )
     .execute(&mut conn)
     .await
     .unwrap();
-    let revived =
-        sqlx::query("UPDATE audit_signing_keys SET retired_at = NULL WHERE key_id = 'k0'")
-            .execute(&mut conn)
-            .await
-            .unwrap();
+    let revived = sqlx::query(
+        "UPDATE audit_signing_keys SET retired_at = NULL WHERE key_id = '66687aadf862bd77'",
+    )
+    .execute(&mut conn)
+    .await
+    .unwrap();
     assert_eq!(revived.rows_affected(), 0);
     let retired: bool = sqlx::query_scalar(
-        "SELECT retired_at IS NOT NULL FROM audit_signing_keys WHERE key_id = 'k0'",
+        "SELECT retired_at IS NOT NULL FROM audit_signing_keys WHERE key_id = '66687aadf862bd77'",
     )
     .fetch_one(&mut conn)
     .await
