@@ -24,7 +24,29 @@ pub struct NewToken {
     pub role: String,
     /// Lifetime in days (1-365); omit for a token that lives until revoked.
     #[schema(minimum = 1, maximum = 365)]
+    #[serde(default, deserialize_with = "whole_days")]
     pub expires_in_days: Option<u32>,
+}
+
+/// A JSON integer, also when written with a zero fraction (`190.0`): JSON Schema counts that
+/// as an integer, so a client generated from the document may send it. Anything else (a real
+/// fraction, a negative number, text) is refused as before.
+fn whole_days<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<u32>, D::Error> {
+    use serde::de::Error;
+    let Some(n) = Option::<serde_json::Number>::deserialize(d)? else {
+        return Ok(None);
+    };
+    if let Some(v) = n.as_u64() {
+        return u32::try_from(v).map(Some).map_err(D::Error::custom);
+    }
+    match n.as_f64() {
+        Some(f) if f.fract() == 0.0 && (0.0..=f64::from(u32::MAX)).contains(&f) => {
+            Ok(Some(f as u32))
+        }
+        _ => Err(D::Error::custom(format!(
+            "expected a whole number of days, got {n}"
+        ))),
+    }
 }
 
 impl From<NewToken> for tokens::NewToken {

@@ -256,3 +256,32 @@ async fn e1_slow_bodies_are_cut_off_with_408_before_the_request_timeout() {
     let config = portcullis_service::config::ServerConfig::default();
     assert!(config.body_timeout_seconds < config.request_timeout_seconds);
 }
+
+/// Control E1 (issue 13, item 10): a request the document calls valid is accepted. JSON Schema
+/// counts `30.0` as an integer, so a token lifetime written that way is taken; a real
+/// fraction or a negative number is still refused.
+#[tokio::test]
+async fn e1_a_whole_number_written_with_a_fraction_is_an_integer() {
+    let app = TestApp::spawn().await;
+    let owner = app.signup("owner@example.com").await;
+    let env = app.create_environment(&owner, "Acme").await;
+    let tokens = format!("/v1/environments/{env}/tokens");
+    let r = app
+        .post(
+            &tokens,
+            &owner.token,
+            json!({ "name": "ci", "role": "viewer", "expires_in_days": 30.0 }),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.body);
+    for bad in [json!(30.5), json!(-1), json!("30")] {
+        let r = app
+            .post(
+                &tokens,
+                &owner.token,
+                json!({ "name": "ci2", "role": "viewer", "expires_in_days": bad }),
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::BAD_REQUEST, "{bad}: {:?}", r.body);
+    }
+}
