@@ -47,6 +47,18 @@ pub struct Caller {
     pub permissions: PermissionSet,
 }
 
+impl Caller {
+    /// This caller's database context inside its environment, for `purpose`.
+    fn context(&self, purpose: Purpose) -> Context {
+        Context::acting(
+            purpose,
+            Some(self.environment_id),
+            self.actor,
+            self.permissions,
+        )
+    }
+}
+
 /// Handle on the runtime pool. Cloning is cheap.
 #[derive(Clone, Debug)]
 pub struct Store {
@@ -327,7 +339,7 @@ impl Store {
         TenantTx::start(
             tx,
             self.signer.clone(),
-            purpose,
+            caller.context(purpose),
             caller,
             meta,
             self.keys.clone(),
@@ -371,20 +383,15 @@ pub struct TenantTx {
 }
 
 impl TenantTx {
+    /// Enters `context` (the caller's, see [`Caller::context`]) and wraps the transaction.
     async fn start(
         mut tx: Transaction<'static, Postgres>,
         signer: ContextSigner,
-        purpose: Purpose,
+        context: Context,
         caller: Caller,
         meta: RequestMeta,
         keys: Option<SubjectKeys>,
     ) -> Result<TenantTx, StoreError> {
-        let context = Context::acting(
-            purpose,
-            Some(caller.environment_id),
-            caller.actor,
-            caller.permissions,
-        );
         signer.enter(&mut tx, &context).await?;
         Ok(TenantTx {
             tx,
@@ -593,19 +600,10 @@ impl AuthTx {
         caller: Caller,
         invitation: Uuid,
     ) -> Result<TenantTx, StoreError> {
-        let mut tx = TenantTx::start(
-            self.tx,
-            self.signer,
-            Purpose::InvitationAccept,
-            caller,
-            self.meta,
-            self.keys,
-        )
-        .await?;
-        let mut context = tx.context.clone();
-        context.invitation = Some(invitation);
-        tx.signer.enter(&mut tx.tx, &context).await?;
-        tx.context = context;
-        Ok(tx)
+        let context = Context {
+            invitation: Some(invitation),
+            ..caller.context(Purpose::InvitationAccept)
+        };
+        TenantTx::start(self.tx, self.signer, context, caller, self.meta, self.keys).await
     }
 }
