@@ -296,15 +296,7 @@ async fn t7_catalog_check_reports_a_background_role_beyond_its_grants() {
         ),
     ];
     for (sql, expected) in cases {
-        let db = TestDb::new().await;
-        let mut admin = db.admin_conn().await;
-        sqlx::raw_sql(sql).execute(&mut admin).await.unwrap();
-        let mut conn = db.runtime_conn().await;
-        let checks = catalog::run(&mut conn).await.unwrap();
-        let details: Vec<String> = catalog::failures(&checks)
-            .iter()
-            .map(|c| c.detail.clone())
-            .collect();
+        let details = crate::support::catalog_findings_after(sql, None).await;
         assert!(
             details.iter().any(|d| d.contains(expected)),
             "{sql}: expected {expected:?} in {details:#?}"

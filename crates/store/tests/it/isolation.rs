@@ -83,20 +83,12 @@ async fn t7_catalog_check_reports_a_weakened_schema() {
         ),
     ];
     for (sql, expected) in cases {
-        let db = TestDb::new().await;
-        let mut admin = db.admin_conn().await;
-        sqlx::query(sql).execute(&mut admin).await.unwrap();
-        let mut conn = db.runtime_conn().await;
-        let checks = catalog::run(&mut conn).await.unwrap();
-        let details: Vec<String> = catalog::failures(&checks)
-            .iter()
-            .map(|c| c.detail.clone())
-            .collect();
-        // Roles are cluster-wide: undo before asserting so other tests are unaffected.
-        sqlx::query("ALTER ROLE portcullis_app NOBYPASSRLS")
-            .execute(&mut admin)
-            .await
-            .unwrap();
+        // Roles are cluster-wide: undone before asserting so other tests are unaffected.
+        let details = crate::support::catalog_findings_after(
+            sql,
+            Some("ALTER ROLE portcullis_app NOBYPASSRLS"),
+        )
+        .await;
         assert!(
             details.iter().any(|d| d.contains(expected)),
             "{sql}: expected {expected:?} in {details:#?}"

@@ -88,3 +88,21 @@ pub async fn tenant(store: &Store, name: &str) -> Tenant {
         document,
     }
 }
+
+/// The boot self-check's findings (T7) on a fresh database after the superuser ran `sql` (one
+/// or more statements) to weaken it. `undo` runs before returning: roles are cluster-wide, so
+/// a change to one must not reach other tests.
+pub async fn catalog_findings_after(sql: &str, undo: Option<&str>) -> Vec<String> {
+    let db = portcullis_store::testing::TestDb::new().await;
+    let mut admin = db.admin_conn().await;
+    sqlx::raw_sql(sql).execute(&mut admin).await.unwrap();
+    let mut conn = db.runtime_conn().await;
+    let checks = portcullis_store::catalog::run(&mut conn).await.unwrap();
+    if let Some(undo) = undo {
+        sqlx::raw_sql(undo).execute(&mut admin).await.unwrap();
+    }
+    portcullis_store::catalog::failures(&checks)
+        .iter()
+        .map(|c| c.detail.clone())
+        .collect()
+}
