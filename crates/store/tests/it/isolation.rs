@@ -12,6 +12,7 @@ use crate::support::{identity, tenant};
 /// Control T7: the freshly migrated schema passes every boot check.
 #[tokio::test]
 async fn t7_catalog_checks_pass_on_a_fresh_schema() {
+    let _roles = crate::support::role_attributes_lock().await;
     let db = TestDb::new().await;
     let mut conn = db.runtime_conn().await;
     let checks = catalog::run(&mut conn).await.unwrap();

@@ -93,6 +93,7 @@ pub async fn tenant(store: &Store, name: &str) -> Tenant {
 /// or more statements) to weaken it. `undo` runs before returning: roles are cluster-wide, so
 /// a change to one must not reach other tests.
 pub async fn catalog_findings_after(sql: &str, undo: Option<&str>) -> Vec<String> {
+    let _roles = role_attributes_lock().await;
     let db = portcullis_store::testing::TestDb::new().await;
     let mut admin = db.admin_conn().await;
     sqlx::raw_sql(sql).execute(&mut admin).await.unwrap();
@@ -105,4 +106,12 @@ pub async fn catalog_findings_after(sql: &str, undo: Option<&str>) -> Vec<String
         .iter()
         .map(|c| c.detail.clone())
         .collect()
+}
+
+/// Held by every test that runs the self-check while another may change a cluster-wide role
+/// attribute (`ALTER ROLE portcullis_app BYPASSRLS` is undone right after its check): the
+/// checks would otherwise see each other's weakening.
+pub async fn role_attributes_lock() -> tokio::sync::MutexGuard<'static, ()> {
+    static LOCK: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+    LOCK.lock().await
 }
