@@ -70,7 +70,13 @@ async fn serve_with(config: &Config, db: &Database) -> anyhow::Result<()> {
     let pool = bootstrap::runtime_pool(&db.runtime, config.database.max_connections)
         .await
         .context("cannot open the runtime connection pool")?;
-    let store = Store::new(pool, db.context_key.clone());
+    let store = Store::new(pool, db.context_key.clone()).with_auth_cache(
+        portcullis_store::auth_cache::AuthCache::new(config.auth.cache()),
+    );
+    if config.auth.cache_ttl_seconds > 0 {
+        // Holds one runtime connection for as long as the node runs.
+        tokio::spawn(store.listen_for_changes());
+    }
     let hasher = PasswordHasher::new(
         config.auth.password_memory_kib,
         config.auth.password_iterations,

@@ -2,11 +2,10 @@
 //! audit trail records. Session tokens are resolved by [`authenticate`]; API tokens are
 //! resolved when entering their environment, which is the only place they are valid.
 
-use portcullis_core::{EnvironmentId, IdentityId, SessionId};
+use portcullis_core::IdentityId;
+use portcullis_core::{EnvironmentId, ProjectId, SessionId};
 use portcullis_crypto::{TokenHash, TokenKind};
-use portcullis_store::queries::sessions;
 use portcullis_store::{RequestMeta, StoreError, TenantTx};
-use time::OffsetDateTime;
 
 use crate::{ServiceError, ServiceResult, Services};
 
@@ -36,14 +35,14 @@ pub async fn authenticate(
     let hash = TokenHash::of(token);
     match TokenKind::of(token) {
         Some(TokenKind::Session) => {
-            let mut tx = services.store().auth(meta.clone()).await?;
-            let session = sessions::authenticate(&mut tx, &hash, OffsetDateTime::now_utc())
+            let session = services
+                .store()
+                .session(&hash, meta.clone())
                 .await?
                 .ok_or(ServiceError::Unauthenticated)?;
-            tx.commit().await?;
             Ok(Principal {
                 credential: Credential::Session {
-                    identity: IdentityId::from_uuid(session.identity_id),
+                    identity: session.identity,
                     session_id: SessionId::from_uuid(session.session_id),
                 },
                 meta,
@@ -67,7 +66,7 @@ impl Principal {
             Credential::ApiToken(hash) => {
                 match services
                     .store()
-                    .tenant_as_api_token(hash, self.meta.clone())
+                    .tenant_as_api_token(hash, None, self.meta.clone())
                     .await
                 {
                     Ok(_) => Err(ServiceError::ForbiddenReason(
@@ -96,15 +95,35 @@ impl Principal {
         services: &Services,
         environment: EnvironmentId,
     ) -> ServiceResult<TenantTx> {
+        self.open(services, environment, None).await
+    }
+
+    /// [`Principal::enter`], narrowed to `project` (see `TenantTx::enter_project`): a project
+    /// that does not exist in the environment is `NotFound`.
+    pub async fn enter_project(
+        &self,
+        services: &Services,
+        environment: EnvironmentId,
+        project: ProjectId,
+    ) -> ServiceResult<TenantTx> {
+        self.open(services, environment, Some(project)).await
+    }
+
+    async fn open(
+        &self,
+        services: &Services,
+        environment: EnvironmentId,
+        project: Option<ProjectId>,
+    ) -> ServiceResult<TenantTx> {
         match &self.credential {
             Credential::Session { identity, .. } => Ok(services
                 .store()
-                .tenant_as_identity(environment, *identity, self.meta.clone())
+                .tenant_as_identity(environment, *identity, project, self.meta.clone())
                 .await?),
             Credential::ApiToken(hash) => {
                 let tx = match services
                     .store()
-                    .tenant_as_api_token(hash, self.meta.clone())
+                    .tenant_as_api_token(hash, project.map(|p| (environment, p)), self.meta.clone())
                     .await
                 {
                     Ok(tx) => tx,

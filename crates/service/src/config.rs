@@ -269,6 +269,25 @@ pub struct AuthConfig {
     pub lockout_threshold: u32,
     pub password_memory_kib: u32,
     pub password_iterations: u32,
+    /// How long a node may answer a session, API token, membership or project grant from
+    /// memory (0 turns the cache off). Changes reach every node's cache at once through
+    /// PostgreSQL notifications; this bounds how long an entry can outlive a lost one. At most
+    /// [`AuthConfig::MAX_CACHE_TTL_SECONDS`].
+    pub cache_ttl_seconds: u32,
+    /// Entries of each kind the cache holds at most.
+    pub cache_entries: u32,
+}
+
+impl AuthConfig {
+    pub const MAX_CACHE_TTL_SECONDS: u32 = 10;
+
+    /// The credential cache's settings.
+    pub fn cache(&self) -> portcullis_store::auth_cache::CacheConfig {
+        portcullis_store::auth_cache::CacheConfig {
+            ttl: std::time::Duration::from_secs(u64::from(self.cache_ttl_seconds)),
+            max_entries: self.cache_entries as usize,
+        }
+    }
 }
 
 impl Default for AuthConfig {
@@ -280,6 +299,8 @@ impl Default for AuthConfig {
             lockout_threshold: 5,
             password_memory_kib: portcullis_crypto::PasswordHasher::DEFAULT_MEMORY_KIB,
             password_iterations: portcullis_crypto::PasswordHasher::DEFAULT_ITERATIONS,
+            cache_ttl_seconds: 5,
+            cache_entries: 10_000,
         }
     }
 }
@@ -368,10 +389,22 @@ impl Config {
                 }
             })?;
         }
-        Config::deserialize(toml::Value::Table(table)).map_err(|e| ConfigError::Invalid {
-            origin,
-            message: e.to_string(),
-        })
+        let config =
+            Config::deserialize(toml::Value::Table(table)).map_err(|e| ConfigError::Invalid {
+                origin: origin.clone(),
+                message: e.to_string(),
+            })?;
+        if config.auth.cache_ttl_seconds > AuthConfig::MAX_CACHE_TTL_SECONDS {
+            return Err(ConfigError::Invalid {
+                origin,
+                message: format!(
+                    "auth.cache_ttl_seconds is {}, at most {} is allowed: a cached credential may outlive its revocation by this long if a change notification is lost",
+                    config.auth.cache_ttl_seconds,
+                    AuthConfig::MAX_CACHE_TTL_SECONDS
+                ),
+            });
+        }
+        Ok(config)
     }
 
     pub fn data_dir(&self) -> PathBuf {

@@ -115,8 +115,7 @@ pub async fn list_documents(
     project: ProjectId,
     page: Page,
 ) -> ServiceResult<Paged<Document>> {
-    let mut tx = caller.enter(services, env).await?;
-    tx.enter_project(project).await?;
+    let mut tx = caller.enter_project(services, env, project).await?;
     tx.require(Permission::DocumentsRead)?;
     let page = documents::list(&mut tx, project, page).await?;
     let ring = ring(services, &mut tx).await?;
@@ -138,8 +137,7 @@ pub async fn create_document(
     project: ProjectId,
     input: NewDocument,
 ) -> ServiceResult<Document> {
-    let mut tx = caller.enter(services, env).await?;
-    tx.enter_project(project).await?;
+    let mut tx = caller.enter_project(services, env, project).await?;
     tx.require(Permission::DocumentsWrite)?;
     let title = validate::name("title", &input.title, 500)?;
     let id = DocumentId::new();
@@ -175,8 +173,7 @@ pub async fn get_document(
     project: ProjectId,
     id: DocumentId,
 ) -> ServiceResult<Document> {
-    let mut tx = caller.enter(services, env).await?;
-    tx.enter_project(project).await?;
+    let mut tx = caller.enter_project(services, env, project).await?;
     tx.require(Permission::DocumentsRead)?;
     let row = documents::get(&mut tx, project, id).await?;
     let ring = ring(services, &mut tx).await?;
@@ -193,8 +190,7 @@ pub async fn update_document(
     id: DocumentId,
     input: DocumentUpdate,
 ) -> ServiceResult<Document> {
-    let mut tx = caller.enter(services, env).await?;
-    tx.enter_project(project).await?;
+    let mut tx = caller.enter_project(services, env, project).await?;
     tx.require(Permission::DocumentsWrite)?;
     let current = documents::get(&mut tx, project, id).await?;
     if input.title.is_none() && input.body.is_none() {
@@ -238,8 +234,7 @@ pub async fn delete_document(
     project: ProjectId,
     id: DocumentId,
 ) -> ServiceResult<()> {
-    let mut tx = caller.enter(services, env).await?;
-    tx.enter_project(project).await?;
+    let mut tx = caller.enter_project(services, env, project).await?;
     tx.require(Permission::DocumentsDelete)?;
     documents::delete(&mut tx, project, id).await?;
     tx.audit(

@@ -16,8 +16,7 @@ pub async fn list_grants(
     env: EnvironmentId,
     project: ProjectId,
 ) -> ServiceResult<Vec<Grant>> {
-    let mut tx = caller.enter(services, env).await?;
-    tx.enter_project(project).await?;
+    let mut tx = caller.enter_project(services, env, project).await?;
     tx.require(Permission::ProjectsRead)?;
     let list = projects::list_grants(&mut tx, project).await?;
     tx.commit().await?;

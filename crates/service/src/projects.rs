@@ -63,8 +63,7 @@ pub async fn get_project(
     env: EnvironmentId,
     project: ProjectId,
 ) -> ServiceResult<Project> {
-    let mut tx = caller.enter(services, env).await?;
-    tx.enter_project(project).await?;
+    let mut tx = caller.enter_project(services, env, project).await?;
     tx.require(Permission::ProjectsRead)?;
     let p = projects::get(&mut tx, project).await?;
     tx.commit().await?;

@@ -225,6 +225,37 @@ impl ContextSigner {
     }
 }
 
+/// The characters a payload is made of: ids, hex, digits, permission and purpose names and
+/// the separators. Nothing that could end a SQL string literal.
+fn payload_is_literal_safe(payload: &str) -> bool {
+    payload
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'|' | b'-' | b'_' | b'.' | b',' | b':'))
+}
+
+impl ContextSigner {
+    /// The statement that opens a transaction already inside `context`: `BEGIN` and the
+    /// `enter` call in one simple query, so entering costs no round trip of its own. The
+    /// simple-query protocol has no bind parameters, so the signed payload and signature are
+    /// written as literals; a payload holds only [`payload_is_literal_safe`] characters (ids,
+    /// hex, names), which is checked here, and the signature is hex. `None` if the payload
+    /// has any other character: the caller then begins and enters in two steps, with bind
+    /// parameters.
+    pub(crate) fn begin_statement(&self, context: &Context) -> Option<String> {
+        let (payload, signature) = self.sign(context);
+        if !payload_is_literal_safe(&payload) {
+            return None;
+        }
+        let mut sql = String::with_capacity(payload.len() + 150);
+        sql.push_str("BEGIN; SELECT portcullis_guard.enter('");
+        sql.push_str(&payload);
+        sql.push_str("', decode('");
+        sql.push_str(&portcullis_audit::hex::encode(&signature));
+        sql.push_str("', 'hex'))");
+        Some(sql)
+    }
+}
+
 /// Installs the context key if the database has none and returns the one it holds. Runs as the
 /// schema owner (the only role that can read the key), at start, before serving.
 pub async fn load_or_install(owner: &mut PgConnection) -> Result<ContextKey, StoreError> {
@@ -251,6 +282,28 @@ pub async fn load_or_install(owner: &mut PgConnection) -> Result<ContextKey, Sto
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn t2_begin_statement_carries_only_literal_safe_text() {
+        let signer = ContextSigner::new(ContextKey::generate());
+        let ctx = Context {
+            purpose: Purpose::Request,
+            environment: Some(EnvironmentId::new()),
+            permissions: PermissionSet::all(),
+            project: Some(ProjectId::new()),
+            token_hash: Some(TokenHash::of("x")),
+            login_email_index: Some([7; 32]),
+            ..Context::default()
+        };
+        let sql = signer
+            .begin_statement(&ctx)
+            .expect("a payload of ids and names");
+        assert!(sql.starts_with("BEGIN; SELECT portcullis_guard.enter('v1|request|"));
+        // Exactly the four quotes of the two literals: nothing in the payload can close one.
+        assert_eq!(sql.matches('\'').count(), 6, "{sql}");
+        assert!(!payload_is_literal_safe("v1|x'; DROP TABLE documents; --"));
+        assert!(!payload_is_literal_safe("v1|\\"));
+    }
 
     #[test]
     fn t2_payload_has_fourteen_fields_and_no_stray_separator() {

@@ -13,6 +13,7 @@
 #![allow(clippy::disallowed_methods, clippy::disallowed_types)]
 
 pub mod audit_writer;
+pub mod auth_cache;
 pub mod bootstrap;
 pub mod catalog;
 pub mod context;

@@ -120,7 +120,7 @@ impl TestDb {
     /// A runtime-role store with a small pool.
     pub async fn store(&self) -> Store {
         Store::new(
-            bootstrap::runtime_pool(&self.runtime, 4)
+            bootstrap::runtime_pool(&self.runtime, 6)
                 .await
                 .expect("runtime pool"),
             self.context_key().await,

@@ -12,6 +12,7 @@ use sqlx::{PgConnection, PgPool, Postgres, Transaction};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
+use crate::auth_cache::{AuthCache, CachedMember, CachedToken, Scope};
 pub use crate::context::Actor;
 use crate::context::{Context, ContextSigner, Purpose};
 use crate::custody::SubjectKeys;
@@ -68,7 +69,15 @@ pub struct Store {
     /// Seals personal data in audit entries (D3). Without them, an entry that carries personal
     /// data is refused rather than stored in clear.
     keys: Option<SubjectKeys>,
+    /// Sessions, tokens, memberships and project grants read recently (see
+    /// [`crate::auth_cache`]); off unless a listener runs.
+    cache: AuthCache,
 }
+
+/// How often the last use of a session or an API token is recorded: a credential whose
+/// recorded use is older than this is looked up in the database (which records it) even when
+/// cached.
+pub(crate) const LAST_USE_GRANULARITY: time::Duration = time::Duration::minutes(1);
 
 #[derive(sqlx::FromRow)]
 struct RoleRow {
@@ -122,7 +131,25 @@ impl Store {
             pool,
             signer: ContextSigner::new(key),
             keys: None,
+            cache: AuthCache::disabled(),
         }
+    }
+
+    /// This store with a credential cache. It answers only while [`Store::listen_for_changes`]
+    /// runs (one listener per cache).
+    pub fn with_auth_cache(mut self, cache: AuthCache) -> Self {
+        self.cache = cache;
+        self
+    }
+
+    pub fn auth_cache(&self) -> &AuthCache {
+        &self.cache
+    }
+
+    /// Listens for credential changes made anywhere (this node, other nodes, the CLI) and
+    /// applies them to the cache, for as long as the process runs. Spawn it once.
+    pub fn listen_for_changes(&self) -> impl std::future::Future<Output = ()> + Send + 'static {
+        crate::auth_cache::listen(self.pool.clone(), self.cache.clone())
     }
 
     /// This store with the subject keys its transactions use to seal personal data in audit
@@ -142,6 +169,23 @@ impl Store {
         Ok(self.pool.begin().await?)
     }
 
+    /// A transaction already inside `context`: `BEGIN` and entering in one round trip.
+    async fn begin_in(
+        &self,
+        context: &Context,
+    ) -> Result<Transaction<'static, Postgres>, StoreError> {
+        let Some(statement) = self.signer.begin_statement(context) else {
+            let mut tx = self.begin().await?;
+            self.signer.enter(&mut tx, context).await?;
+            return Ok(tx);
+        };
+        self.pool.begin_with(statement).await.map_err(|e| {
+            tracing::error!(error = %e, purpose = context.purpose.as_str(),
+                "the database refused a signed context: is the context key the one this database holds?");
+            StoreError::from(e)
+        })
+    }
+
     /// A transaction with no tenant context, for authentication flows.
     pub async fn auth(&self, meta: RequestMeta) -> Result<AuthTx, StoreError> {
         Ok(AuthTx {
@@ -150,50 +194,157 @@ impl Store {
             keys: self.keys.clone(),
             signer: self.signer.clone(),
             context: Context::default(),
+            cache: self.cache.clone(),
+            invalidated: Vec::new(),
         })
     }
 
     /// Enter `environment` as `identity`. Fails with `NotFound` when the identity is not a
     /// member, so a non-member cannot tell an environment exists.
+    ///
+    /// With `project`, the transaction is narrowed to that project as
+    /// [`TenantTx::enter_project`] does (`NotFound` if it does not exist). When the membership
+    /// and grant are cached, the transaction begins inside its final context: one round trip
+    /// before the request's own statements.
     pub async fn tenant_as_identity(
         &self,
         environment: EnvironmentId,
         identity: IdentityId,
+        project: Option<ProjectId>,
         meta: RequestMeta,
     ) -> Result<TenantTx, StoreError> {
-        let mut tx = self.begin().await?;
+        let actor = Actor::Identity(identity);
+        if let Some(member) = self.cache.member(environment, identity) {
+            let caller = Caller {
+                environment_id: environment,
+                actor,
+                role: member.role,
+                permissions: member.permissions,
+            };
+            if let Some(tx) = self.start_cached(caller, project, &meta).await? {
+                return Ok(tx);
+            }
+        }
+        let ticket = self.cache.ticket();
         // Enough context to read the membership, and nothing else.
-        self.signer
-            .enter(
-                &mut tx,
-                &Context::acting(
-                    Purpose::Request,
-                    Some(environment),
-                    Actor::Identity(identity),
-                    PermissionSet::EMPTY,
-                ),
-            )
+        let mut tx = self
+            .begin_in(&Context::acting(
+                Purpose::Request,
+                Some(environment),
+                actor,
+                PermissionSet::EMPTY,
+            ))
             .await?;
         let row = membership_role(&mut tx, environment, identity)
             .await?
             .ok_or(StoreError::NotFound)?;
         let (role, permissions) = row.resolve()?;
+        self.cache.store_member(
+            ticket,
+            environment,
+            identity,
+            CachedMember { role, permissions },
+        );
         let caller = Caller {
             environment_id: environment,
-            actor: Actor::Identity(identity),
+            actor,
             role,
             permissions,
         };
-        self.start(tx, caller, meta).await
+        let mut tx = self.start(tx, caller, meta).await?;
+        if let Some(project) = project {
+            tx.enter_project(project).await?;
+        }
+        Ok(tx)
+    }
+
+    /// Begins `caller`'s transaction inside its final context when everything it needs is
+    /// cached (the project's existence and the caller's grant on it, when `project` is
+    /// given); `None` when something is not.
+    async fn start_cached(
+        &self,
+        caller: Caller,
+        project: Option<ProjectId>,
+        meta: &RequestMeta,
+    ) -> Result<Option<TenantTx>, StoreError> {
+        let mut context = caller.context(Purpose::Request);
+        let scope = match project {
+            None => None,
+            Some(p) => {
+                let identity = caller.actor.identity();
+                let Some(granted) = self.cache.project(caller.environment_id, p, identity) else {
+                    return Ok(None);
+                };
+                let effective = caller.permissions.union(granted.project_scoped());
+                context.permissions = effective;
+                context.project = Some(p);
+                Some((p, effective))
+            }
+        };
+        let tx = self.begin_in(&context).await?;
+        Ok(Some(TenantTx {
+            tx,
+            signer: self.signer.clone(),
+            context,
+            caller,
+            meta: meta.clone(),
+            keys: self.keys.clone(),
+            project: scope,
+            cache: self.cache.clone(),
+            invalidated: Vec::new(),
+        }))
     }
 
     /// Enter the environment an API token belongs to. `NotFound` for unknown, revoked or
-    /// expired tokens.
+    /// expired tokens. With `project` (and `environment` naming the token's environment), the
+    /// transaction is narrowed to that project as [`TenantTx::enter_project`] does; for a
+    /// token of another environment it is not, and the caller sees the environment differ.
     pub async fn tenant_as_api_token(
         &self,
         hash: &TokenHash,
+        project: Option<(EnvironmentId, ProjectId)>,
         meta: RequestMeta,
     ) -> Result<TenantTx, StoreError> {
+        let now = OffsetDateTime::now_utc();
+        if let Some(token) = self.cache.token(hash) {
+            let live = token.expires_at.is_none_or(|e| e > now)
+                && token
+                    .last_used_at
+                    .is_some_and(|t| now - t <= LAST_USE_GRANULARITY);
+            let creator = self.cache.member(token.environment, token.created_by);
+            if let (true, Some(creator)) = (live, creator) {
+                let caller = token_caller(&token, creator.permissions);
+                let project = project
+                    .filter(|(env, _)| *env == token.environment)
+                    .map(|(_, p)| p);
+                if let Some(tx) = self.start_cached(caller, project, &meta).await? {
+                    return Ok(tx);
+                }
+            }
+        }
+        let ticket = self.cache.ticket();
+        let (tx, token, creator) = self.look_up_token(hash, now).await?;
+        self.cache.store_token(ticket, hash, token);
+        self.cache
+            .store_member(ticket, token.environment, token.created_by, creator);
+        let caller = token_caller(&token, creator.permissions);
+        let mut tx = self.start(tx, caller, meta).await?;
+        if let Some((env, p)) = project {
+            if env == token.environment {
+                tx.enter_project(p).await?;
+            }
+        }
+        Ok(tx)
+    }
+
+    /// Finds a live API token by its hash, its role and its creator's membership, recording
+    /// its use when the recorded one is older than a minute. Leaves the transaction inside the
+    /// token's environment with no permission.
+    async fn look_up_token(
+        &self,
+        hash: &TokenHash,
+        now: OffsetDateTime,
+    ) -> Result<(Transaction<'static, Postgres>, CachedToken, CachedMember), StoreError> {
         #[derive(sqlx::FromRow)]
         struct Row {
             environment_id: Uuid,
@@ -206,13 +357,12 @@ impl Store {
             revoked_at: Option<OffsetDateTime>,
             last_used_at: Option<OffsetDateTime>,
         }
-        let mut tx = self.begin().await?;
         let lookup = Context {
             purpose: Purpose::TokenLookup,
             token_hash: Some(*hash),
             ..Context::default()
         };
-        self.signer.enter(&mut tx, &lookup).await?;
+        let mut tx = self.begin_in(&lookup).await?;
         let row: Option<Row> = sqlx::query_as(
             "SELECT environment_id, token_id, token_hash, created_by, role, custom_role_id,
                     expires_at, revoked_at, last_used_at
@@ -222,7 +372,6 @@ impl Store {
         .fetch_optional(&mut *tx)
         .await?;
         let row = row.ok_or(StoreError::NotFound)?;
-        let now = OffsetDateTime::now_utc();
         let stored = TokenHash::from_bytes(&row.token_hash).ok_or(StoreError::NotFound)?;
         if stored != *hash || row.revoked_at.is_some() || row.expires_at.is_some_and(|e| e <= now) {
             return Err(StoreError::NotFound);
@@ -262,10 +411,11 @@ impl Store {
         let Some(creator_row) = creator_row else {
             return Err(StoreError::NotFound);
         };
-        let (_, creator_perms) = creator_row.resolve()?;
+        let (creator_role, creator_perms) = creator_row.resolve()?;
+        let mut last_used_at = row.last_used_at;
         if row
             .last_used_at
-            .is_none_or(|t| now - t > time::Duration::minutes(1))
+            .is_none_or(|t| now - t > LAST_USE_GRANULARITY)
         {
             sqlx::query("UPDATE api_tokens SET last_used_at = $3 WHERE environment_id = $1 AND token_id = $2")
                 .bind(row.environment_id)
@@ -273,14 +423,22 @@ impl Store {
                 .bind(now)
                 .execute(&mut *tx)
                 .await?;
+            last_used_at = Some(now);
         }
-        let caller = Caller {
-            environment_id: environment,
-            actor,
+        let token = CachedToken {
+            environment,
+            token_id: ApiTokenId::from_uuid(row.token_id),
+            created_by: creator,
             role,
-            permissions: permissions.intersection(creator_perms),
+            permissions,
+            expires_at: row.expires_at,
+            last_used_at,
         };
-        self.start(tx, caller, meta).await
+        let member = CachedMember {
+            role: creator_role,
+            permissions: creator_perms,
+        };
+        Ok((tx, token, member))
     }
 
     /// Context for creating a new environment: the creator becomes its owner in this
@@ -343,6 +501,7 @@ impl Store {
             caller,
             meta,
             self.keys.clone(),
+            self.cache.clone(),
         )
         .await
     }
@@ -368,6 +527,19 @@ async fn membership_role(
     .await?)
 }
 
+/// The caller an API token is: its role's permissions, capped by what its creator may do.
+fn token_caller(token: &CachedToken, creator_permissions: PermissionSet) -> Caller {
+    Caller {
+        environment_id: token.environment,
+        actor: Actor::ApiToken {
+            token_id: token.token_id,
+            created_by: token.created_by,
+        },
+        role: token.role,
+        permissions: token.permissions.intersection(creator_permissions),
+    }
+}
+
 /// A transaction bound to one environment and one verified caller.
 #[derive(Debug)]
 pub struct TenantTx {
@@ -380,6 +552,10 @@ pub struct TenantTx {
     /// Only what the audit writer needs: the subject keys, not the tenant keyrings.
     keys: Option<SubjectKeys>,
     project: Option<(ProjectId, PermissionSet)>,
+    cache: AuthCache,
+    /// What this transaction changed in the credential cache's scope, dropped from it at
+    /// commit.
+    invalidated: Vec<Scope>,
 }
 
 impl TenantTx {
@@ -391,6 +567,7 @@ impl TenantTx {
         caller: Caller,
         meta: RequestMeta,
         keys: Option<SubjectKeys>,
+        cache: AuthCache,
     ) -> Result<TenantTx, StoreError> {
         signer.enter(&mut tx, &context).await?;
         Ok(TenantTx {
@@ -401,6 +578,8 @@ impl TenantTx {
             meta,
             keys,
             project: None,
+            cache,
+            invalidated: Vec::new(),
         })
     }
 
@@ -441,7 +620,13 @@ impl TenantTx {
             custom_role_id: Option<Uuid>,
             custom_permissions: Option<Vec<String>>,
         }
-        let identity = self.caller.actor.identity().map(|i| i.as_uuid());
+        let env = self.caller.environment_id;
+        let who = self.caller.actor.identity();
+        if let Some(granted) = self.cache.project(env, project, who) {
+            return self.narrow_to(project, granted).await;
+        }
+        let ticket = self.cache.ticket();
+        let identity = who.map(|i| i.as_uuid());
         let row: Option<Row> = sqlx::query_as(
             "SELECT g.role, g.custom_role_id, r.permissions AS custom_permissions
                FROM projects p
@@ -463,6 +648,16 @@ impl TenantTx {
             }
             None => PermissionSet::EMPTY,
         };
+        self.cache.store_project(ticket, env, project, who, granted);
+        self.narrow_to(project, granted).await
+    }
+
+    /// Enters the project context with the caller's `granted` project role.
+    async fn narrow_to(
+        &mut self,
+        project: ProjectId,
+        granted: PermissionSet,
+    ) -> Result<PermissionSet, StoreError> {
         let effective = self.caller.permissions.union(granted.project_scoped());
         let mut context = self.context.clone();
         context.permissions = effective;
@@ -488,8 +683,17 @@ impl TenantTx {
         &mut self.tx
     }
 
+    /// Queues `scope` to be dropped from the credential cache when this transaction commits
+    /// (the change triggers tell the other nodes).
+    pub(crate) fn invalidate(&mut self, scope: Scope) {
+        self.invalidated.push(scope);
+    }
+
     pub async fn commit(self) -> Result<(), StoreError> {
         self.tx.commit().await?;
+        for scope in self.invalidated {
+            self.cache.invalidate(scope);
+        }
         Ok(())
     }
 }
@@ -504,6 +708,9 @@ pub struct AuthTx {
     signer: ContextSigner,
     /// The context entered last; none until a step needs one.
     context: Context,
+    cache: AuthCache,
+    /// See [`TenantTx::invalidate`].
+    invalidated: Vec<Scope>,
 }
 
 impl AuthTx {
@@ -586,8 +793,16 @@ impl AuthTx {
         &mut self.tx
     }
 
+    /// See [`TenantTx::invalidate`].
+    pub(crate) fn invalidate(&mut self, scope: Scope) {
+        self.invalidated.push(scope);
+    }
+
     pub async fn commit(self) -> Result<(), StoreError> {
         self.tx.commit().await?;
+        for scope in self.invalidated {
+            self.cache.invalidate(scope);
+        }
         Ok(())
     }
 
@@ -604,6 +819,17 @@ impl AuthTx {
             invitation: Some(invitation),
             ..caller.context(Purpose::InvitationAccept)
         };
-        TenantTx::start(self.tx, self.signer, context, caller, self.meta, self.keys).await
+        let mut tx = TenantTx::start(
+            self.tx,
+            self.signer,
+            context,
+            caller,
+            self.meta,
+            self.keys,
+            self.cache,
+        )
+        .await?;
+        tx.invalidated = self.invalidated;
+        Ok(tx)
     }
 }

@@ -81,6 +81,9 @@ pub async fn rename(tx: &mut TenantTx, name: &str) -> Result<Environment, StoreE
 
 /// Deletes the environment and, by cascade, everything it owns (audit entries survive).
 pub async fn delete(tx: &mut TenantTx) -> Result<(), StoreError> {
+    tx.invalidate(crate::auth_cache::Scope::Environment(
+        tx.environment_id().as_uuid(),
+    ));
     let id = tx.environment_id().as_uuid();
     // Project grants reach the environment two cascades deep (through projects and
     // memberships) but reference its custom roles directly; PostgreSQL may check that

@@ -208,6 +208,7 @@ pub async fn set_password(
     password_hash: &str,
     now: OffsetDateTime,
 ) -> Result<(), StoreError> {
+    tx.invalidate(crate::auth_cache::Scope::Identity(id.as_uuid()));
     sqlx::query(
         "UPDATE identities SET password_hash = $2, password_changed_at = $3 WHERE identity_id = $1",
     )

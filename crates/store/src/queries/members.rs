@@ -163,6 +163,9 @@ pub async fn set_role(
     role: RoleRef,
     now: OffsetDateTime,
 ) -> Result<(), StoreError> {
+    tx.invalidate(crate::auth_cache::Scope::Environment(
+        tx.environment_id().as_uuid(),
+    ));
     let env = tx.environment_id().as_uuid();
     let (role, custom) = encode_role(role);
     let done = sqlx::query(
@@ -184,6 +187,9 @@ pub async fn set_role(
 }
 
 pub async fn remove(tx: &mut TenantTx, identity: IdentityId) -> Result<(), StoreError> {
+    tx.invalidate(crate::auth_cache::Scope::Environment(
+        tx.environment_id().as_uuid(),
+    ));
     let env = tx.environment_id().as_uuid();
     let done =
         sqlx::query("DELETE FROM memberships WHERE environment_id = $1 AND identity_id = $2")

@@ -91,6 +91,9 @@ pub async fn get(tx: &mut TenantTx, id: ProjectId) -> Result<Project, StoreError
 }
 
 pub async fn delete(tx: &mut TenantTx, id: ProjectId) -> Result<(), StoreError> {
+    tx.invalidate(crate::auth_cache::Scope::Environment(
+        tx.environment_id().as_uuid(),
+    ));
     let env = tx.environment_id().as_uuid();
     let done = sqlx::query("DELETE FROM projects WHERE environment_id = $1 AND project_id = $2")
         .bind(env)
@@ -145,6 +148,9 @@ pub async fn put_grant(
     role: RoleRef,
     now: OffsetDateTime,
 ) -> Result<Grant, StoreError> {
+    tx.invalidate(crate::auth_cache::Scope::Environment(
+        tx.environment_id().as_uuid(),
+    ));
     let env = tx.environment_id().as_uuid();
     let (role, custom) = encode_role(role);
     Ok(sqlx::query_as(
@@ -171,6 +177,9 @@ pub async fn remove_grant(
     project: ProjectId,
     identity: IdentityId,
 ) -> Result<(), StoreError> {
+    tx.invalidate(crate::auth_cache::Scope::Environment(
+        tx.environment_id().as_uuid(),
+    ));
     let env = tx.environment_id().as_uuid();
     let done = sqlx::query("DELETE FROM project_grants WHERE environment_id = $1 AND project_id = $2 AND identity_id = $3")
         .bind(env)

@@ -92,6 +92,9 @@ pub async fn update(
     permissions: PermissionSet,
     now: OffsetDateTime,
 ) -> Result<CustomRole, StoreError> {
+    tx.invalidate(crate::auth_cache::Scope::Environment(
+        tx.environment_id().as_uuid(),
+    ));
     let env = tx.environment_id().as_uuid();
     Ok(sqlx::query_as(concat!(
         "UPDATE custom_roles SET name = $3, description = $4, permissions = $5, updated_at = $6
@@ -110,6 +113,9 @@ pub async fn update(
 
 /// Deletes a role no one holds; a role in use is a conflict (foreign keys refuse).
 pub async fn delete(tx: &mut TenantTx, id: RoleId) -> Result<(), StoreError> {
+    tx.invalidate(crate::auth_cache::Scope::Environment(
+        tx.environment_id().as_uuid(),
+    ));
     let env = tx.environment_id().as_uuid();
     let done = sqlx::query("DELETE FROM custom_roles WHERE environment_id = $1 AND role_id = $2")
         .bind(env)

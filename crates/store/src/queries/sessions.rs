@@ -4,7 +4,7 @@ use time::OffsetDateTime;
 use uuid::Uuid;
 
 use crate::subjects;
-use crate::{AuthTx, StoreError, PLATFORM_SCOPE};
+use crate::{AuthTx, RequestMeta, StoreError, PLATFORM_SCOPE};
 
 #[derive(Clone, Debug, sqlx::FromRow)]
 pub struct Session {
@@ -154,6 +154,7 @@ pub async fn revoke(
     session: SessionId,
     now: OffsetDateTime,
 ) -> Result<bool, StoreError> {
+    tx.invalidate(crate::auth_cache::Scope::Identity(identity.as_uuid()));
     let done = sqlx::query(
         "UPDATE sessions SET revoked_at = $3 WHERE identity_id = $1 AND session_id = $2 AND revoked_at IS NULL",
     )
@@ -171,6 +172,7 @@ pub async fn revoke_all(
     identity: IdentityId,
     now: OffsetDateTime,
 ) -> Result<u64, StoreError> {
+    tx.invalidate(crate::auth_cache::Scope::Identity(identity.as_uuid()));
     let done = sqlx::query(
         "UPDATE sessions SET revoked_at = $2 WHERE identity_id = $1 AND revoked_at IS NULL",
     )
@@ -179,4 +181,41 @@ pub async fn revoke_all(
     .execute(tx.conn())
     .await?;
     Ok(done.rows_affected())
+}
+
+impl crate::Store {
+    /// The live session a presented session token names, if any: from the cache, or looked
+    /// up (and its last use recorded when older than a minute) in a transaction of its own.
+    pub async fn session(
+        &self,
+        hash: &TokenHash,
+        meta: RequestMeta,
+    ) -> Result<Option<crate::auth_cache::CachedSession>, StoreError> {
+        let now = OffsetDateTime::now_utc();
+        if let Some(s) = self.auth_cache().session(hash) {
+            if s.expires_at > now && now - s.last_seen_at <= crate::tx::LAST_USE_GRANULARITY {
+                return Ok(Some(s));
+            }
+        }
+        let ticket = self.auth_cache().ticket();
+        let mut tx = self.auth(meta).await?;
+        let found = authenticate(&mut tx, hash, now).await?;
+        tx.commit().await?;
+        let Some(session) = found else {
+            return Ok(None);
+        };
+        let cached = crate::auth_cache::CachedSession {
+            identity: IdentityId::from_uuid(session.identity_id),
+            session_id: session.session_id,
+            expires_at: session.expires_at,
+            // `authenticate` records the use when the stored one is older than a minute.
+            last_seen_at: if now - session.last_seen_at > crate::tx::LAST_USE_GRANULARITY {
+                now
+            } else {
+                session.last_seen_at
+            },
+        };
+        self.auth_cache().store_session(ticket, hash, cached);
+        Ok(Some(cached))
+    }
 }

@@ -90,6 +90,9 @@ pub async fn revoke(
     id: ApiTokenId,
     now: OffsetDateTime,
 ) -> Result<ApiToken, StoreError> {
+    tx.invalidate(crate::auth_cache::Scope::Environment(
+        tx.environment_id().as_uuid(),
+    ));
     let env = tx.environment_id().as_uuid();
     Ok(sqlx::query_as(concat!(
         "UPDATE api_tokens SET revoked_at = COALESCE(revoked_at, $3)

@@ -362,7 +362,7 @@ async fn world_on(db: TestDb, store: Store) -> World {
     }
     drop(su);
     let mut tx = store
-        .tenant_as_identity(a.env, a.owner, meta())
+        .tenant_as_identity(a.env, a.owner, None, meta())
         .await
         .unwrap();
     roles::create(
@@ -397,7 +397,7 @@ async fn world_on(db: TestDb, store: Store) -> World {
     let b_invitation = (InvitationId::new(), new_token_hash());
     let b_integration = IntegrationId::new();
     let mut tx = store
-        .tenant_as_identity(b.env, b.owner, meta())
+        .tenant_as_identity(b.env, b.owner, None, meta())
         .await
         .unwrap();
     roles::create(
@@ -491,7 +491,7 @@ async fn world_on(db: TestDb, store: Store) -> World {
     // refreshed at most once a minute).
     for hash in [&a_token.1, &b_token.1] {
         store
-            .tenant_as_api_token(hash, RequestMeta::default())
+            .tenant_as_api_token(hash, None, RequestMeta::default())
             .await
             .unwrap()
             .commit()
@@ -529,7 +529,7 @@ impl World {
     async fn member(&self, env: EnvironmentId, who: IdentityId) -> Request {
         Request::Tenant(
             self.store
-                .tenant_as_identity(env, who, meta())
+                .tenant_as_identity(env, who, None, meta())
                 .await
                 .unwrap(),
         )
@@ -537,7 +537,12 @@ impl World {
 
     /// A request through an API token.
     async fn token(&self, hash: &TokenHash) -> Request {
-        Request::Tenant(self.store.tenant_as_api_token(hash, meta()).await.unwrap())
+        Request::Tenant(
+            self.store
+                .tenant_as_api_token(hash, None, meta())
+                .await
+                .unwrap(),
+        )
     }
 
     /// An account-level request (no environment): the session cookie of `who` verified.
@@ -718,7 +723,10 @@ impl World {
 
     /// An audited write of `env` through the store, as its owner: must still work after any attack.
     async fn audited_write(&self, env: EnvironmentId, owner: IdentityId) -> Result<(), StoreError> {
-        let mut tx = self.store.tenant_as_identity(env, owner, meta()).await?;
+        let mut tx = self
+            .store
+            .tenant_as_identity(env, owner, None, meta())
+            .await?;
         tx.audit(AuditEvent::success(
             "project.updated",
             "project",
@@ -1709,7 +1717,7 @@ async fn t1_attacker_temp_table_cannot_fake_a_membership_for_later_requests() {
     // The next request on the same (only) connection.
     let entered = w
         .store
-        .tenant_as_identity(w.b.env, w.viewer, RequestMeta::default())
+        .tenant_as_identity(w.b.env, w.viewer, None, RequestMeta::default())
         .await;
     match entered {
         Err(StoreError::NotFound) => {}
@@ -2173,7 +2181,7 @@ async fn t2_attacker_session_settings_do_not_outlive_its_request() {
     let victim = async {
         let mut tx = w
             .store
-            .tenant_as_identity(w.b.env, w.b.owner, meta())
+            .tenant_as_identity(w.b.env, w.b.owner, None, meta())
             .await?;
         let titles: Vec<String> = sqlx::query_scalar("SELECT title FROM documents")
             .fetch_all(tx.conn_for_tests())

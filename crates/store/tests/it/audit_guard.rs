@@ -69,7 +69,7 @@ async fn scope(store: &Store, name: &str) -> Scope {
 /// A request transaction of the scope's owner: the attacker's foothold.
 async fn request(store: &Store, s: Scope) -> TenantTx {
     store
-        .tenant_as_identity(s.env, s.owner, RequestMeta::default())
+        .tenant_as_identity(s.env, s.owner, None, RequestMeta::default())
         .await
         .unwrap()
 }

@@ -231,7 +231,7 @@ async fn l2_audit_log_is_append_only() {
     let store = db.store().await;
     let a = tenant(&store, "alpha").await;
     let mut tx = store
-        .tenant_as_identity(a.env, a.owner, RequestMeta::default())
+        .tenant_as_identity(a.env, a.owner, None, RequestMeta::default())
         .await
         .unwrap();
     tx.audit(portcullis_store::AuditEvent::success(
@@ -270,7 +270,7 @@ async fn r1_exactly_one_owner_is_enforced_by_the_database() {
 
     // A second owner.
     let mut tx = store
-        .tenant_as_identity(a.env, a.owner, RequestMeta::default())
+        .tenant_as_identity(a.env, a.owner, None, RequestMeta::default())
         .await
         .unwrap();
     // Through the runtime role a membership is only ever created by accepting an invitation
@@ -295,7 +295,7 @@ async fn r1_exactly_one_owner_is_enforced_by_the_database() {
 
     // No owner at all (demotion without transfer): refused at commit.
     let mut tx = store
-        .tenant_as_identity(a.env, a.owner, RequestMeta::default())
+        .tenant_as_identity(a.env, a.owner, None, RequestMeta::default())
         .await
         .unwrap();
     members::set_role(&mut tx, a.owner, RoleRef::Builtin(BuiltinRole::Admin), now)
@@ -316,7 +316,7 @@ async fn r1_exactly_one_owner_is_enforced_by_the_database() {
     .await
     .unwrap();
     let mut tx = store
-        .tenant_as_identity(a.env, a.owner, RequestMeta::default())
+        .tenant_as_identity(a.env, a.owner, None, RequestMeta::default())
         .await
         .unwrap();
     members::set_role(&mut tx, a.owner, RoleRef::Builtin(BuiltinRole::Admin), now)
@@ -371,7 +371,7 @@ async fn r8_document_policies_check_permissions() {
     // Narrowed to another project: the document in `a.project` is invisible and untouchable.
     let other_project = ProjectId::new();
     let mut t = store
-        .tenant_as_identity(a.env, a.owner, RequestMeta::default())
+        .tenant_as_identity(a.env, a.owner, None, RequestMeta::default())
         .await
         .unwrap();
     projects::create(
@@ -419,13 +419,13 @@ async fn t1_tenant_tx_requires_membership() {
     let a = tenant(&store, "alpha").await;
     let b = tenant(&store, "beta").await;
     let err = store
-        .tenant_as_identity(b.env, a.owner, RequestMeta::default())
+        .tenant_as_identity(b.env, a.owner, None, RequestMeta::default())
         .await
         .unwrap_err();
     assert!(matches!(err, StoreError::NotFound), "{err:?}");
     // And inside A, B's project is not found.
     let mut tx = store
-        .tenant_as_identity(a.env, a.owner, RequestMeta::default())
+        .tenant_as_identity(a.env, a.owner, None, RequestMeta::default())
         .await
         .unwrap();
     let err = tx.enter_project(b.project).await.unwrap_err();
@@ -446,7 +446,7 @@ async fn l1_intelligence_log_and_kernel_trace() {
     let a = tenant(&store, "alpha").await;
     let b = tenant(&store, "beta").await;
     let mut tx = store
-        .tenant_as_identity(a.env, a.owner, RequestMeta::default())
+        .tenant_as_identity(a.env, a.owner, None, RequestMeta::default())
         .await
         .unwrap();
     let call = tx
@@ -504,7 +504,7 @@ async fn l1_intelligence_log_and_kernel_trace() {
     }
     // Another tenant, and a member without audit.read, see nothing.
     let mut other = store
-        .tenant_as_identity(b.env, b.owner, RequestMeta::default())
+        .tenant_as_identity(b.env, b.owner, None, RequestMeta::default())
         .await
         .unwrap();
     let n: i64 = sqlx::query_scalar("SELECT count(*) FROM intelligence_log")
@@ -538,7 +538,7 @@ async fn l3_stream_rows_are_committed_in_the_audit_chain() {
     let store = db.store().await;
     let a = tenant(&store, "alpha").await;
     let mut tx = store
-        .tenant_as_identity(a.env, a.owner, RequestMeta::default())
+        .tenant_as_identity(a.env, a.owner, None, RequestMeta::default())
         .await
         .unwrap();
     let mut calls = vec![];
@@ -607,7 +607,7 @@ async fn l3_stream_rows_are_committed_in_the_audit_chain() {
     .await
     .unwrap();
     let mut tx = store
-        .tenant_as_identity(a.env, a.owner, RequestMeta::default())
+        .tenant_as_identity(a.env, a.owner, None, RequestMeta::default())
         .await
         .unwrap();
     let report = streams::check(&mut tx).await.unwrap();

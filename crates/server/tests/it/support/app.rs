@@ -68,7 +68,15 @@ impl TestApp {
         vault: portcullis_store::vault::Vault,
     ) -> TestApp {
         let db = TestDb::new().await;
-        let store = db.store().await;
+        // The credential cache on, as `serve` runs it, so every test also checks that what it
+        // changes is never answered stale.
+        let store = db
+            .store()
+            .await
+            .with_auth_cache(portcullis_store::auth_cache::AuthCache::new(auth.cache()));
+        if auth.cache_ttl_seconds > 0 {
+            tokio::spawn(store.listen_for_changes());
+        }
         // Cheap hashing keeps the suite fast; production parameters are tested in the crypto crate.
         auth.password_memory_kib = 1024;
         auth.password_iterations = 1;
