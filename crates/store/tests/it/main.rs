@@ -10,6 +10,7 @@
 mod attacker;
 mod audit_guard;
 mod audit_proofs;
+mod auth_cache;
 mod background_roles;
 mod isolation;
 mod module_graph;
