@@ -767,8 +767,46 @@ pub async fn run(conn: &mut PgConnection) -> Result<Vec<Check>, StoreError> {
     ));
 
     background_roles(conn, &mut out).await?;
+    out.push(credential_announcements(conn).await?);
 
     Ok(out)
+}
+
+/// Tables whose changes decide who may do what: each must announce its changes to the nodes'
+/// credential caches (migration 0013, `crate::auth_cache`).
+pub const ANNOUNCED_TABLES: &[&str] = &[
+    "sessions",
+    "identities",
+    "memberships",
+    "custom_roles",
+    "api_tokens",
+    "project_grants",
+    "projects",
+    "environments",
+];
+
+/// T2: every credential table still has its enabled announcing trigger. Without it, a change
+/// made on one node would reach another node's cache only when the entry expires.
+async fn credential_announcements(conn: &mut PgConnection) -> Result<Check, StoreError> {
+    let present: Vec<String> = sqlx::query_scalar(
+        "SELECT c.relname::text FROM pg_trigger t
+           JOIN pg_class c ON c.oid = t.tgrelid
+           JOIN pg_namespace n ON n.oid = c.relnamespace AND n.nspname = 'public'
+          WHERE t.tgname = c.relname || '_announce' AND t.tgenabled IN ('O', 'A')
+            AND t.tgfoid = 'portcullis.announce_credential_change()'::regprocedure",
+    )
+    .fetch_all(&mut *conn)
+    .await?;
+    let missing = ANNOUNCED_TABLES
+        .iter()
+        .filter(|t| !present.iter().any(|p| p == *t))
+        .map(|t| format!("{t}: no enabled {t}_announce trigger"))
+        .collect();
+    Ok(check(
+        "T2",
+        "credential changes are announced to every node's cache",
+        missing,
+    ))
 }
 
 // Relations `c` (schema `n`) in every schema but the system's: what a role could reach.

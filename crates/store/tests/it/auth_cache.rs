@@ -381,3 +381,26 @@ async fn t2_a_forged_notification_only_makes_a_node_forget() {
         .unwrap();
     assert_eq!(again.identity, identity);
 }
+
+/// Control T2, in the boot self-check: a node refuses to start when a credential table no
+/// longer announces its changes (a dropped or disabled trigger would leave other nodes'
+/// caches stale until their entries expire).
+#[tokio::test]
+async fn t2_the_self_check_fails_when_a_credential_table_stops_announcing() {
+    for (sql, expected) in [
+        (
+            "DROP TRIGGER sessions_announce ON sessions",
+            "sessions: no enabled sessions_announce trigger",
+        ),
+        (
+            "ALTER TABLE memberships DISABLE TRIGGER memberships_announce",
+            "memberships: no enabled memberships_announce trigger",
+        ),
+    ] {
+        let details = crate::support::catalog_findings_after(sql, None).await;
+        assert!(
+            details.iter().any(|d| d.contains(expected)),
+            "{sql}: expected {expected:?} in {details:#?}"
+        );
+    }
+}
