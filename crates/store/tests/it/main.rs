@@ -13,4 +13,5 @@ mod audit_proofs;
 mod background_roles;
 mod isolation;
 mod module_graph;
+mod read_policies;
 mod support;
