@@ -10,6 +10,7 @@
 use std::collections::BTreeMap;
 
 use portcullis_store::catalog::{GLOBAL_TABLES, TENANT_TABLES};
+use portcullis_store::queries::{documents, Page};
 use portcullis_store::testing::TestDb;
 use portcullis_store::RequestMeta;
 use sqlx::PgConnection;
@@ -225,4 +226,63 @@ async fn t1_r8_a_select_evaluates_only_select_policies() {
     }
     eprintln!("read path statements above: {total} context lookups");
     assert!(wrong.is_empty(), "{}", wrong.join("\n\n"));
+}
+
+/// Calls of the guard's functions so far in this transaction (`track_functions` is on).
+async fn guard_calls(conn: &mut PgConnection) -> (i64, i64) {
+    sqlx::query_as(
+        "SELECT COALESCE(sum(calls) FILTER (WHERE funcname = 'context'), 0)::bigint,
+                COALESCE(sum(calls) FILTER (WHERE funcname = 'enter'), 0)::bigint
+           FROM pg_stat_xact_user_functions WHERE schemaname = 'portcullis_guard'",
+    )
+    .fetch_one(&mut *conn)
+    .await
+    .unwrap()
+}
+
+/// Control T1/R8, measured rather than planned: PostgreSQL runs an InitPlan only when its
+/// value is first needed, so a request verifies the context at most as often as its plans
+/// say. Counts (printed) the context verifications and entries a document GET's tenant
+/// transaction executes: membership, project, document, then a 50-item list in the same
+/// transaction. Each read returns what it should.
+#[tokio::test]
+async fn t1_r8_read_path_context_verifications_executed() {
+    let db = TestDb::new().await;
+    sqlx::raw_sql(
+        "DO $$ BEGIN EXECUTE format('ALTER DATABASE %I SET track_functions = ''pl''', current_database()); END $$",
+    )
+    .execute(&mut db.admin_conn().await)
+    .await
+    .unwrap();
+    let store = db.store().await;
+    let t = tenant(&store, "counted").await;
+
+    let mut tx = store
+        .tenant_as_identity(t.env, t.owner, RequestMeta::default())
+        .await
+        .unwrap();
+    let member = guard_calls(tx.conn_for_tests()).await;
+    tx.enter_project(t.project).await.unwrap();
+    let project = guard_calls(tx.conn_for_tests()).await;
+    let doc = documents::get(&mut tx, t.project, t.document)
+        .await
+        .unwrap();
+    assert_eq!(doc.document_id, t.document.as_uuid());
+    let got = guard_calls(tx.conn_for_tests()).await;
+    let page = documents::list(&mut tx, t.project, Page::new(None, Some(50)))
+        .await
+        .unwrap();
+    assert_eq!(page.items.len(), 1);
+    let listed = guard_calls(tx.conn_for_tests()).await;
+    eprintln!(
+        "executed (context checks, enters): membership {member:?}, project entry {:?}, document GET {:?}, 50-item list {:?}",
+        (project.0 - member.0, project.1 - member.1),
+        (got.0 - project.0, got.1 - project.1),
+        (listed.0 - got.0, listed.1 - got.1),
+    );
+    // Nothing runs more often than planned (see t1_r8_a_select_evaluates_only_select_policies).
+    assert!(
+        got.0 - project.0 <= 3 && listed.0 - got.0 <= 3,
+        "{got:?} {listed:?}"
+    );
 }
