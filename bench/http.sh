@@ -1,15 +1,22 @@
 #!/usr/bin/env bash
-# HTTP API benchmark for Portcullis: row-level security on vs. off, side by side.
+# HTTP API benchmark for Portcullis: row-level security on vs. off, and a baseline server on
+# the same stack with no security work, side by side.
 #
 #   bash bench/http.sh                 # Markdown results on stdout, progress on stderr
 #   bash bench/http.sh > results.md
 #
 # What it does (see docs/BENCHMARKS.md, section "HTTP API"):
-#   1. cargo build --release; installs the load tool `oha` if missing (apt, else cargo install).
+#   1. cargo build --release, and the baseline server (cargo build --release -p portcullis-server
+#      --example baseline, crates/server/examples/baseline.rs); installs the load tool `oha` if
+#      missing (apt, else cargo install).
 #   2. Drops and creates two databases, portcullis_bench_rls_on and portcullis_bench_rls_off,
 #      and starts two `portcullis serve` instances on 127.0.0.1:9443 (on) and :9444 (off),
 #      each with its own data dir under a temp dir, log level warn.
 #   3. Runs first-run setup on each, creates one project with 50 documents (~1 KiB bodies).
+#   3b. Starts the baseline arm on 127.0.0.1:9445 against the RLS-on arm's database and TLS
+#      certificate: the same rustls/hyper/axum listener and sqlx pool, answering the document
+#      GET with one SELECT by primary key as the connecting superuser (no authentication, no
+#      context, no transaction, no decryption). It is the limit of this machine and stack.
 #   4. On the "off" database only, as superuser, disables row-level security on every table in
 #      schema public (NO FORCE + DISABLE). The server's boot self-check already passed, so it
 #      keeps serving: that is the "RLS off" arm; everything else (queries, transactions,
@@ -17,14 +24,15 @@
 #   5. Warm-up, then ROUNDS rounds; in each round every test runs on both arms back to back
 #      (order alternates per round: on/off, off/on, ... so drift hits both arms alike):
 #        a. single-document GET at a fixed rate (500 req/s, 20 s, latency-corrected)
-#        b. single-document GET at max throughput (32 connections, 15 s)
+#        b. single-document GET at max throughput (32 connections, 15 s), also on the baseline
 #        c. 50-item list GET at max throughput (32 connections, 15 s)
 #      Each run also records CPU per request (server process + the PostgreSQL backends of its
-#      database, from /proc/PID/stat), which is far less sensitive to a busy machine than
-#      throughput. Ratios (off/on throughput, on/off p99 and CPU) are computed per round;
-#      medians over rounds are reported.
+#      database, from /proc/PID/stat; the baseline's backends are told apart by their
+#      application_name), which is far less sensitive to a busy machine than throughput.
+#      Ratios (off/on and on/baseline throughput, on/off p99 and CPU) are computed per round;
+#      medians over rounds are reported, with the targets of the lean-request-path issue.
 #   6. One indicative pair with an API token (viewer) instead of a session token.
-#   7. SIGTERM to both servers, drops both databases, removes the temp dir.
+#   7. SIGTERM to the three servers, drops both databases, removes the temp dir.
 #
 # Only 127.0.0.1 is targeted. Measurement phase is bounded (~10 min with defaults; a hard
 # deadline skips remaining rounds). Knobs (environment): BENCH_ROUNDS (5), BENCH_RATE (500),
@@ -32,7 +40,8 @@
 # counted from the end of the build), BENCH_PGHOST/BENCH_PGPORT/BENCH_PGUSER
 # (127.0.0.1/5432/postgres, trust auth or PGPASSWORD), BENCH_KEEP_DB=1 (keep the databases),
 # BENCH_RESULTS_DIR (copy raw oha JSON, per-run TSV, server logs and the table there),
-# BENCH_SKIP_BUILD=1, BENCH_BIN (binary to run instead of target/release/portcullis).
+# BENCH_SKIP_BUILD=1, BENCH_BIN (binary to run instead of target/release/portcullis),
+# BENCH_BASELINE_BIN (instead of target/release/examples/baseline); CARGO_TARGET_DIR is honoured.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -46,8 +55,10 @@ PGH="${BENCH_PGHOST:-127.0.0.1}"
 PGP="${BENCH_PGPORT:-5432}"
 PGU="${BENCH_PGUSER:-postgres}"
 DOCS=50
-ARMS=(on off)
-declare -A PORT=([on]=9443 [off]=9444)
+ARMS=(on off)        # the two Portcullis servers
+ALL=(on off base)     # ... and the baseline
+declare -A PORT=([on]=9443 [off]=9444 [base]=9445)
+BASE_APP=portcullis-baseline   # the baseline's application_name (examples/baseline.rs)
 declare -A DB=([on]=portcullis_bench_rls_on [off]=portcullis_bench_rls_off)
 declare -A PID=() BASE=() SESSION=() APITOKEN=() ENVID=() PROJECT=() DOC=()
 
@@ -87,9 +98,13 @@ if oha --help 2>/dev/null | grep -q -- '--output-format'; then OHA_JSON=(--outpu
 if [[ "${BENCH_SKIP_BUILD:-0}" != 1 ]]; then
   log "cargo build --release"
   (cd "$ROOT" && cargo build --release >&2)
+  log "cargo build --release -p portcullis-server --example baseline"
+  (cd "$ROOT" && cargo build --release -p portcullis-server --example baseline >&2)
 fi
 BIN="${BENCH_BIN:-${CARGO_TARGET_DIR:-$ROOT/target}/release/portcullis}"
+BASELINE_BIN="${BENCH_BASELINE_BIN:-${CARGO_TARGET_DIR:-$ROOT/target}/release/examples/baseline}"
 [[ -x "$BIN" ]] || die "no binary at $BIN"
+[[ -x "$BASELINE_BIN" ]] || die "no baseline binary at $BASELINE_BIN"
 SECONDS=0   # the deadline counts from here
 
 # ---------------------------------------------------------------- temp dir and cleanup
@@ -112,7 +127,7 @@ stop_server() {
 cleanup() {
   local rc=$?
   set +e
-  for arm in "${ARMS[@]}"; do stop_server "$arm"; done
+  for arm in "${ALL[@]}"; do stop_server "$arm"; done
   if [[ "${BENCH_KEEP_DB:-0}" != 1 ]]; then
     for arm in "${ARMS[@]}"; do dropdb --if-exists -h "$PGH" -p "$PGP" -U "$PGU" "${DB[$arm]}" 2>/dev/null; done
   fi
@@ -126,7 +141,7 @@ trap cleanup EXIT
 trap 'exit 130' INT TERM
 
 port_busy() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
-for arm in "${ARMS[@]}"; do
+for arm in "${ALL[@]}"; do
   if port_busy "${PORT[$arm]}"; then die "127.0.0.1:${PORT[$arm]} is already in use"; fi
 done
 
@@ -185,6 +200,22 @@ for arm in "${ARMS[@]}"; do
   log "server $arm: environment ${ENVID[$arm]}, project ${PROJECT[$arm]}, $DOCS documents"
 done
 
+# The baseline serves the "on" arm's database (its superuser bypasses row-level security
+# there) with the "on" server's certificate, and answers the same document.
+ENVID[base]=${ENVID[on]}; PROJECT[base]=${PROJECT[on]}; DOC[base]=${DOC[on]}; SESSION[base]=${SESSION[on]}
+BASE[base]="https://127.0.0.1:${PORT[base]}"
+"$BASELINE_BIN" "postgres://$PGU@$PGH:$PGP/${DB[on]}" "127.0.0.1:${PORT[base]}" \
+  "$TMP/data-on/tls/cert.pem" "$TMP/data-on/tls/key.pem" \
+  >"$TMP/server-base.stdout.log" 2>"$TMP/server-base.stderr.log" </dev/null &
+PID[base]=$!
+log "started baseline (pid ${PID[base]}) on ${BASE[base]}, database ${DB[on]}"
+for i in $(seq 1 60); do
+  kill -0 "${PID[base]}" 2>/dev/null || { cat "$TMP/server-base".*.log >&2; die "baseline exited during start"; }
+  port_busy "${PORT[base]}" && break
+  [[ $i -lt 60 ]] || die "baseline not listening after 30 s"
+  sleep 0.5
+done
+
 doc_path() { echo "/v1/environments/${ENVID[$1]}/projects/${PROJECT[$1]}/documents/${DOC[$1]}"; }
 list_path() { echo "/v1/environments/${ENVID[$1]}/projects/${PROJECT[$1]}/documents?limit=50"; }
 
@@ -214,7 +245,10 @@ for arm in "${ARMS[@]}"; do
   n=$(api "$arm" GET "$(list_path "$arm")" | jq '.items | length')
   [[ "$n" == "$DOCS" ]] || die "list on $arm returned $n items, expected $DOCS"
 done
-log "both arms answer identically (document body, $DOCS-item list)"
+base_doc=$(api base GET "$(doc_path base)")
+jq -e --arg d "${DOC[on]}" '.document_id == $d' >/dev/null <<<"$base_doc" || die "baseline returned another document"
+BODY_BYTES_ON=$(api on GET "$(doc_path on)" | wc -c); BODY_BYTES_BASE=$(wc -c <<<"$base_doc")
+log "both arms answer identically (document body, $DOCS-item list); baseline answers the same document ($BODY_BYTES_BASE bytes of JSON, Portcullis $BODY_BYTES_ON)"
 
 # ---------------------------------------------------------------- measurement
 compiles() { pgrep -c -x rustc 2>/dev/null || true; }
@@ -224,9 +258,13 @@ compiles() { pgrep -c -x rustc 2>/dev/null || true; }
 CLK_TCK=$(getconf CLK_TCK)
 ticks() { awk '{print $14 + $15}' "/proc/$1/stat" 2>/dev/null || true; }
 cpu_snapshot() { # cpu_snapshot ARM -> "pid kind ticks" lines
-  local arm=$1 p t
+  local arm=$1 p t filter
+  case "$arm" in
+    base) filter="datname = '${DB[on]}' AND application_name = '$BASE_APP'" ;;
+    *) filter="datname = '${DB[$arm]}' AND application_name <> '$BASE_APP'" ;;
+  esac
   echo "${PID[$arm]} srv $(ticks "${PID[$arm]}")"
-  for p in $("${PSQL[@]}" -d postgres -Atc "SELECT pid FROM pg_stat_activity WHERE datname = '${DB[$arm]}'"); do
+  for p in $("${PSQL[@]}" -d postgres -Atc "SELECT pid FROM pg_stat_activity WHERE $filter"); do
     t=$(ticks "$p")
     if [[ -n "$t" ]]; then echo "$p pg $t"; fi
   done
@@ -272,17 +310,19 @@ for arm in "${ARMS[@]}"; do
   run_oha warmdoc w0 "$arm" "${SESSION[$arm]}" "$(doc_path "$arm")" -z 5s -c "$CONNS"
   run_oha warmlist w0 "$arm" "${SESSION[$arm]}" "$(list_path "$arm")" -z 5s -c "$CONNS"
 done
+run_oha warmdoc w0 base "${SESSION[base]}" "$(doc_path base)" -z 5s -c "$CONNS"
 
-round_secs=$(( 2 * (FIXED_SECS + 2 * MAX_SECS) + 10 ))
+round_secs=$(( 2 * (FIXED_SECS + 2 * MAX_SECS) + MAX_SECS + 10 ))
 done_rounds=0
 for round in $(seq 1 "$ROUNDS"); do
   if (( SECONDS + round_secs > DEADLINE_SECS )); then
     log "deadline: skipping rounds $round..$ROUNDS"; break
   fi
-  if (( round % 2 )); then order=(on off); else order=(off on); fi
-  log "round $round/$ROUNDS (order ${order[*]}; load $(cut -d' ' -f1-3 /proc/loadavg))"
+  # The baseline takes part in the max-throughput document GET, first or last in turn.
+  if (( round % 2 )); then order=(on off); order3=(on off base); else order=(off on); order3=(base off on); fi
+  log "round $round/$ROUNDS (order ${order3[*]}; load $(cut -d' ' -f1-3 /proc/loadavg))"
   for arm in "${order[@]}"; do run_oha fixed "$round" "$arm" "${SESSION[$arm]}" "$(doc_path "$arm")" "${FIXED[@]}"; done
-  for arm in "${order[@]}"; do run_oha doc "$round" "$arm" "${SESSION[$arm]}" "$(doc_path "$arm")" "${MAXT[@]}"; done
+  for arm in "${order3[@]}"; do run_oha doc "$round" "$arm" "${SESSION[$arm]}" "$(doc_path "$arm")" "${MAXT[@]}"; done
   for arm in "${order[@]}"; do run_oha list "$round" "$arm" "${SESSION[$arm]}" "$(list_path "$arm")" "${MAXT[@]}"; done
   done_rounds=$round
 done
@@ -291,10 +331,10 @@ log "API-token pair (indicative, 10 s each)"
 for arm in "${ARMS[@]}"; do run_oha apidoc 1 "$arm" "${APITOKEN[$arm]}" "$(doc_path "$arm")" -z 10s -c "$CONNS"; done
 LOAD_END=$(cut -d' ' -f1-3 /proc/loadavg)
 
-for arm in "${ARMS[@]}"; do
+for arm in "${ALL[@]}"; do
   kill -0 "${PID[$arm]}" 2>/dev/null || die "server $arm died during the benchmark"
 done
-for arm in "${ARMS[@]}"; do stop_server "$arm"; done
+for arm in "${ALL[@]}"; do stop_server "$arm"; done
 
 # ---------------------------------------------------------------- report
 # median of the numbers on stdin
@@ -312,34 +352,52 @@ ratio() { # ratio TEST FIELD NUM_ARM DEN_ARM -> median over rounds of NUM/DEN
 f0() { printf '%.0f' "$1"; }
 f2() { printf '%.2f' "$1"; }
 verdict() { awk -v x="$1" -v lim="$2" 'BEGIN {print (x <= lim) ? "met" : "**missed**"}'; }
+verdict_lt() { awk -v x="$1" -v lim="$2" 'BEGIN {print (x < lim) ? "met" : "**missed**"}'; }
+verdict_ge() { awk -v x="$1" -v lim="$2" 'BEGIN {print (x >= lim) ? "met" : "**missed**"}'; }
 
 R_DOC=$(ratio doc 4 off on); R_LIST=$(ratio list 4 off on)
 R_FIXED_P99=$(ratio fixed 6 on off); R_FIXED_P50=$(ratio fixed 5 on off)
 R_CPU_DOC=$(ratio doc 13 on off); R_CPU_LIST=$(ratio list 13 on off); R_CPU_FIXED=$(ratio fixed 13 on off)
 P99_ON=$(med fixed on 6)
+R_BASE=$(ratio doc 4 on base); R_BASE_OFF=$(ratio doc 4 off base); R_CPU_BASE=$(ratio doc 13 on base)
+CPU_DOC_ON=$(med doc on 13)
+cpu3() { echo "$(f2 "$(med "$1" "$2" 11)") + $(f2 "$(med "$1" "$2" 12)") = $(f2 "$(med "$1" "$2" 13)")"; }
 {
   echo "### Results ($(date -u '+%Y-%m-%d %H:%M UTC'))"
   echo
   echo "Machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//'); load average (1/5/15 min) at start of measurement $LOAD_START, at end $LOAD_END. Load tool: $OHA_VERSION. Code: working tree at $(git -C "$ROOT" describe --always --dirty 2>/dev/null || echo unknown), binary built $(date -u -r "$BIN" '+%H:%M UTC'). Rounds: $done_rounds (medians over rounds)."
   echo
-  echo "| Test | Metric | RLS on | RLS off | Ratio (median per round) |"
-  echo "|---|---|---:|---:|---:|"
-  echo "| Document GET, fixed $RATE req/s, ${FIXED_SECS} s | p50 ms | $(f2 "$(med fixed on 5)") | $(f2 "$(med fixed off 5)") | on/off $(f2 "$R_FIXED_P50") |"
-  echo "| | p99 ms | $(f2 "$P99_ON") | $(f2 "$(med fixed off 6)") | on/off $(f2 "$R_FIXED_P99") |"
-  echo "| | achieved req/s | $(f0 "$(med fixed on 4)") | $(f0 "$(med fixed off 4)") | |"
-  echo "| | errors / non-2xx (all rounds) | $(sum fixed on 7) / $(sum fixed on 8) | $(sum fixed off 7) / $(sum fixed off 8) | |"
-  echo "| | CPU ms/request (server + PostgreSQL) | $(f2 "$(med fixed on 13)") | $(f2 "$(med fixed off 13)") | on/off $(f2 "$R_CPU_FIXED") |"
-  echo "| Document GET, max, c=$CONNS, ${MAX_SECS} s | req/s | $(f0 "$(med doc on 4)") | $(f0 "$(med doc off 4)") | off/on **$(f2 "$R_DOC")** |"
-  echo "| | p50 / p99 ms | $(f2 "$(med doc on 5)") / $(f2 "$(med doc on 6)") | $(f2 "$(med doc off 5)") / $(f2 "$(med doc off 6)") | |"
-  echo "| | errors / non-2xx (all rounds) | $(sum doc on 7) / $(sum doc on 8) | $(sum doc off 7) / $(sum doc off 8) | |"
-  echo "| | CPU ms/request: server + PostgreSQL = total | $(f2 "$(med doc on 11)") + $(f2 "$(med doc on 12)") = $(f2 "$(med doc on 13)") | $(f2 "$(med doc off 11)") + $(f2 "$(med doc off 12)") = $(f2 "$(med doc off 13)") | on/off **$(f2 "$R_CPU_DOC")** |"
-  echo "| List GET (50 items), max, c=$CONNS, ${MAX_SECS} s | req/s | $(f0 "$(med list on 4)") | $(f0 "$(med list off 4)") | off/on **$(f2 "$R_LIST")** |"
-  echo "| | p50 / p99 ms | $(f2 "$(med list on 5)") / $(f2 "$(med list on 6)") | $(f2 "$(med list off 5)") / $(f2 "$(med list off 6)") | |"
-  echo "| | errors / non-2xx (all rounds) | $(sum list on 7) / $(sum list on 8) | $(sum list off 7) / $(sum list off 8) | |"
-  echo "| | CPU ms/request: server + PostgreSQL = total | $(f2 "$(med list on 11)") + $(f2 "$(med list on 12)") = $(f2 "$(med list on 13)") | $(f2 "$(med list off 11)") + $(f2 "$(med list off 12)") = $(f2 "$(med list off 13)") | on/off **$(f2 "$R_CPU_LIST")** |"
-  echo "| Document GET with API token, max, 10 s, 1 pair | req/s | $(f0 "$(med apidoc on 4)") | $(f0 "$(med apidoc off 4)") | off/on $(f2 "$(ratio apidoc 4 off on)") |"
+  echo "| Test | Metric | RLS on | RLS off | Baseline | Ratio (median per round) |"
+  echo "|---|---|---:|---:|---:|---:|"
+  echo "| Document GET, fixed $RATE req/s, ${FIXED_SECS} s | p50 ms | $(f2 "$(med fixed on 5)") | $(f2 "$(med fixed off 5)") | | on/off $(f2 "$R_FIXED_P50") |"
+  echo "| | p99 ms | $(f2 "$P99_ON") | $(f2 "$(med fixed off 6)") | | on/off $(f2 "$R_FIXED_P99") |"
+  echo "| | achieved req/s | $(f0 "$(med fixed on 4)") | $(f0 "$(med fixed off 4)") | | |"
+  echo "| | errors / non-2xx (all rounds) | $(sum fixed on 7) / $(sum fixed on 8) | $(sum fixed off 7) / $(sum fixed off 8) | | |"
+  echo "| | CPU ms/request: server + PostgreSQL = total | $(cpu3 fixed on) | $(cpu3 fixed off) | | on/off $(f2 "$R_CPU_FIXED") |"
+  echo "| Document GET, max, c=$CONNS, ${MAX_SECS} s | req/s | $(f0 "$(med doc on 4)") | $(f0 "$(med doc off 4)") | $(f0 "$(med doc base 4)") | off/on **$(f2 "$R_DOC")**; on/baseline **$(f2 "$R_BASE")**; off/baseline $(f2 "$R_BASE_OFF") |"
+  echo "| | p50 / p99 ms | $(f2 "$(med doc on 5)") / $(f2 "$(med doc on 6)") | $(f2 "$(med doc off 5)") / $(f2 "$(med doc off 6)") | $(f2 "$(med doc base 5)") / $(f2 "$(med doc base 6)") | |"
+  echo "| | errors / non-2xx (all rounds) | $(sum doc on 7) / $(sum doc on 8) | $(sum doc off 7) / $(sum doc off 8) | $(sum doc base 7) / $(sum doc base 8) | |"
+  echo "| | CPU ms/request: server + PostgreSQL = total | $(cpu3 doc on) | $(cpu3 doc off) | $(cpu3 doc base) | on/off **$(f2 "$R_CPU_DOC")**; on/baseline $(f2 "$R_CPU_BASE") |"
+  echo "| List GET (50 items), max, c=$CONNS, ${MAX_SECS} s | req/s | $(f0 "$(med list on 4)") | $(f0 "$(med list off 4)") | | off/on **$(f2 "$R_LIST")** |"
+  echo "| | p50 / p99 ms | $(f2 "$(med list on 5)") / $(f2 "$(med list on 6)") | $(f2 "$(med list off 5)") / $(f2 "$(med list off 6)") | | |"
+  echo "| | errors / non-2xx (all rounds) | $(sum list on 7) / $(sum list on 8) | $(sum list off 7) / $(sum list off 8) | | |"
+  echo "| | CPU ms/request: server + PostgreSQL = total | $(cpu3 list on) | $(cpu3 list off) | | on/off **$(f2 "$R_CPU_LIST")** |"
+  echo "| Document GET with API token, max, 10 s, 1 pair | req/s | $(f0 "$(med apidoc on 4)") | $(f0 "$(med apidoc off 4)") | | off/on $(f2 "$(ratio apidoc 4 off on)") |"
+  echo "| | CPU ms/request: server + PostgreSQL = total | $(cpu3 apidoc on) | $(cpu3 apidoc off) | | |"
   echo
-  echo "Targets: RLS overhead ratio <= 1.10 — document GET $(f2 "$R_DOC") ($(verdict "$R_DOC" 1.10)), list GET $(f2 "$R_LIST") ($(verdict "$R_LIST" 1.10)); by CPU per request (on/off; less sensitive to other load) document GET $(f2 "$R_CPU_DOC") ($(verdict "$R_CPU_DOC" 1.10)), list GET $(f2 "$R_CPU_LIST") ($(verdict "$R_CPU_LIST" 1.10)); document GET p99 at $RATE req/s < 5 ms with RLS on — $(f2 "$P99_ON") ms ($(verdict "$P99_ON" 5))."
+  echo "Targets (lean-request-path issue, section 1), RLS on unless stated:"
+  echo
+  echo "| Target | Measured | Verdict |"
+  echo "|---|---:|---|"
+  echo "| Document GET throughput, full stack / baseline >= 0.5 | $(f2 "$R_BASE") | $(verdict_ge "$R_BASE" 0.5) |"
+  echo "| CPU per authorized document GET (max, server + PostgreSQL) < 0.8 ms | $(f2 "$CPU_DOC_ON") ms | $(verdict_lt "$CPU_DOC_ON" 0.8) |"
+  echo "| RLS on/off <= 1.10, document GET, by CPU per request | $(f2 "$R_CPU_DOC") | $(verdict "$R_CPU_DOC" 1.10) |"
+  echo "| RLS on/off <= 1.10, list GET (50 items), by CPU per request | $(f2 "$R_CPU_LIST") | $(verdict "$R_CPU_LIST" 1.10) |"
+  echo "| RLS off/on <= 1.10, document GET, by throughput | $(f2 "$R_DOC") | $(verdict "$R_DOC" 1.10) |"
+  echo "| RLS off/on <= 1.10, list GET (50 items), by throughput | $(f2 "$R_LIST") | $(verdict "$R_LIST" 1.10) |"
+  echo "| Document GET p99 at $RATE req/s < 10 ms | $(f2 "$P99_ON") ms | $(verdict_lt "$P99_ON" 10) |"
+  echo
+  echo "CPU per request is the steadier figure on a shared machine; throughput and p99 move with other load. The baseline (crates/server/examples/baseline.rs) answers the document GET with one SELECT by primary key on the RLS-on database as superuser, on the same TLS/HTTP stack, without authentication, context, transaction or decryption; its JSON is $BODY_BYTES_BASE bytes against Portcullis's $BODY_BYTES_ON."
   echo
   echo "RLS state after the switch: on arm ${RLS_STATE[on]}; off arm ${RLS_STATE[off]}."
   echo
@@ -353,7 +411,7 @@ P99_ON=$(med fixed on 6)
 } | tee "$RES/table.md"
 
 # Server log lines at warn level or above (log level is warn, so any line is news).
-for arm in "${ARMS[@]}"; do
+for arm in "${ALL[@]}"; do
   n=$(sed 's/\x1b\[[0-9;]*m//g' "$TMP/server-$arm.stderr.log" | grep -c . || true)
   if [[ "$n" -gt 0 ]]; then
     log "server $arm wrote $n log line(s) at warn or above; first ones:"

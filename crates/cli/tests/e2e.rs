@@ -129,7 +129,7 @@ fn curl(args: &[&str]) -> (u16, Value, String) {
 async fn t7_serve_refuses_a_weakened_schema() {
     let db = TestDb::new().await;
     let mut admin = db.admin_conn().await;
-    sqlx::query("DROP POLICY documents_tenant ON documents")
+    sqlx::query("DROP POLICY documents_tenant_read ON documents")
         .execute(&mut admin)
         .await
         .unwrap();
@@ -141,13 +141,16 @@ async fn t7_serve_refuses_a_weakened_schema() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success());
     assert!(stderr.contains("refusing to start"), "{stderr}");
-    assert!(stderr.contains("documents_tenant is missing"), "{stderr}");
+    assert!(
+        stderr.contains("documents_tenant_read is missing"),
+        "{stderr}"
+    );
     // `portcullis controls` reports the same finding and exits non-zero.
     let out = command(&db, &data, 0).arg("controls").output().unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(!out.status.success());
     assert!(
-        stdout.contains("FAIL") && stdout.contains("documents_tenant is missing"),
+        stdout.contains("FAIL") && stdout.contains("documents_tenant_read is missing"),
         "{stdout}"
     );
 }

@@ -14,4 +14,5 @@ mod auth_cache;
 mod background_roles;
 mod isolation;
 mod module_graph;
+mod read_policies;
 mod support;
