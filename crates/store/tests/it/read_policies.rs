@@ -150,7 +150,7 @@ async fn t1_r8_a_select_evaluates_only_select_policies() {
     let quals = select_quals(&mut db.admin_conn().await).await;
 
     let mut tx = store
-        .tenant_as_identity(t.env, t.owner, RequestMeta::default())
+        .tenant_as_identity(t.env, t.owner, None, RequestMeta::default())
         .await
         .unwrap();
     tx.enter_project(t.project).await.unwrap();
@@ -258,7 +258,7 @@ async fn t1_r8_read_path_context_verifications_executed() {
     let t = tenant(&store, "counted").await;
 
     let mut tx = store
-        .tenant_as_identity(t.env, t.owner, RequestMeta::default())
+        .tenant_as_identity(t.env, t.owner, None, RequestMeta::default())
         .await
         .unwrap();
     let member = guard_calls(tx.conn_for_tests()).await;
