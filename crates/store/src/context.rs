@@ -216,12 +216,26 @@ impl ContextSigner {
             .bind(signature.as_slice())
             .execute(conn)
             .await
-            .map_err(|e| {
-                tracing::error!(error = %e, purpose = context.purpose.as_str(),
-                    "the database refused a signed context: is the context key the one this database holds?");
-                StoreError::from(e)
-            })?;
+            .map_err(|e| refused(e, context))?;
         Ok(())
+    }
+
+    /// Begins a transaction on `pool` already inside `context`: `BEGIN` and entering in one
+    /// round trip ([`ContextSigner::begin_statement`]), or in two with bind parameters when the
+    /// payload cannot be a literal.
+    pub(crate) async fn begin(
+        &self,
+        pool: &sqlx::PgPool,
+        context: &Context,
+    ) -> Result<sqlx::Transaction<'static, sqlx::Postgres>, StoreError> {
+        let Some(statement) = self.begin_statement(context) else {
+            let mut tx = pool.begin().await?;
+            self.enter(&mut tx, context).await?;
+            return Ok(tx);
+        };
+        pool.begin_with(statement)
+            .await
+            .map_err(|e| refused(e, context))
     }
 }
 
@@ -233,6 +247,13 @@ fn payload_is_literal_safe(payload: &str) -> bool {
         .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'|' | b'-' | b'_' | b'.' | b',' | b':'))
 }
 
+/// A context the database refused: logged, because the application never sends one.
+fn refused(e: sqlx::Error, context: &Context) -> StoreError {
+    tracing::error!(error = %e, purpose = context.purpose.as_str(),
+        "the database refused a signed context: is the context key the one this database holds?");
+    StoreError::from(e)
+}
+
 impl ContextSigner {
     /// The statement that opens a transaction already inside `context`: `BEGIN` and the
     /// `enter` call in one simple query, so entering costs no round trip of its own. The
@@ -241,7 +262,7 @@ impl ContextSigner {
     /// hex, names), which is checked here, and the signature is hex. `None` if the payload
     /// has any other character: the caller then begins and enters in two steps, with bind
     /// parameters.
-    pub(crate) fn begin_statement(&self, context: &Context) -> Option<String> {
+    fn begin_statement(&self, context: &Context) -> Option<String> {
         let (payload, signature) = self.sign(context);
         if !payload_is_literal_safe(&payload) {
             return None;

@@ -169,21 +169,12 @@ impl Store {
         Ok(self.pool.begin().await?)
     }
 
-    /// A transaction already inside `context`: `BEGIN` and entering in one round trip.
+    /// A transaction already inside `context` ([`ContextSigner::begin`]).
     async fn begin_in(
         &self,
         context: &Context,
     ) -> Result<Transaction<'static, Postgres>, StoreError> {
-        let Some(statement) = self.signer.begin_statement(context) else {
-            let mut tx = self.begin().await?;
-            self.signer.enter(&mut tx, context).await?;
-            return Ok(tx);
-        };
-        self.pool.begin_with(statement).await.map_err(|e| {
-            tracing::error!(error = %e, purpose = context.purpose.as_str(),
-                "the database refused a signed context: is the context key the one this database holds?");
-            StoreError::from(e)
-        })
+        self.signer.begin(&self.pool, context).await
     }
 
     /// A transaction with no tenant context, for authentication flows.
@@ -268,31 +259,24 @@ impl Store {
         meta: &RequestMeta,
     ) -> Result<Option<TenantTx>, StoreError> {
         let mut context = caller.context(Purpose::Request);
-        let scope = match project {
-            None => None,
-            Some(p) => {
-                let identity = caller.actor.identity();
-                let Some(granted) = self.cache.project(caller.environment_id, p, identity) else {
-                    return Ok(None);
-                };
-                let effective = caller.permissions.union(granted.project_scoped());
-                context.permissions = effective;
-                context.project = Some(p);
-                Some((p, effective))
-            }
-        };
+        if let Some(p) = project {
+            let identity = caller.actor.identity();
+            let Some(granted) = self.cache.project(caller.environment_id, p, identity) else {
+                return Ok(None);
+            };
+            context.permissions = caller.permissions.union(granted.project_scoped());
+            context.project = Some(p);
+        }
         let tx = self.begin_in(&context).await?;
-        Ok(Some(TenantTx {
+        Ok(Some(TenantTx::entered(
             tx,
-            signer: self.signer.clone(),
+            self.signer.clone(),
             context,
             caller,
-            meta: meta.clone(),
-            keys: self.keys.clone(),
-            project: scope,
-            cache: self.cache.clone(),
-            invalidated: Vec::new(),
-        }))
+            meta.clone(),
+            self.keys.clone(),
+            self.cache.clone(),
+        )))
     }
 
     /// Enter the environment an API token belongs to. `NotFound` for unknown, revoked or
@@ -314,9 +298,7 @@ impl Store {
             let creator = self.cache.member(token.environment, token.created_by);
             if let (true, Some(creator)) = (live, creator) {
                 let caller = token_caller(&token, creator.permissions);
-                let project = project
-                    .filter(|(env, _)| *env == token.environment)
-                    .map(|(_, p)| p);
+                let project = project_in(project, token.environment);
                 if let Some(tx) = self.start_cached(caller, project, &meta).await? {
                     return Ok(tx);
                 }
@@ -329,10 +311,8 @@ impl Store {
             .store_member(ticket, token.environment, token.created_by, creator);
         let caller = token_caller(&token, creator.permissions);
         let mut tx = self.start(tx, caller, meta).await?;
-        if let Some((env, p)) = project {
-            if env == token.environment {
-                tx.enter_project(p).await?;
-            }
+        if let Some(p) = project_in(project, token.environment) {
+            tx.enter_project(p).await?;
         }
         Ok(tx)
     }
@@ -527,6 +507,17 @@ async fn membership_role(
     .await?)
 }
 
+/// The project of `project` when it is in the token's `environment`: a token is never
+/// narrowed to a project of another environment.
+fn project_in(
+    project: Option<(EnvironmentId, ProjectId)>,
+    environment: EnvironmentId,
+) -> Option<ProjectId> {
+    project
+        .filter(|(env, _)| *env == environment)
+        .map(|(_, p)| p)
+}
+
 /// The caller an API token is: its role's permissions, capped by what its creator may do.
 fn token_caller(token: &CachedToken, creator_permissions: PermissionSet) -> Caller {
     Caller {
@@ -570,17 +561,34 @@ impl TenantTx {
         cache: AuthCache,
     ) -> Result<TenantTx, StoreError> {
         signer.enter(&mut tx, &context).await?;
-        Ok(TenantTx {
+        Ok(TenantTx::entered(
+            tx, signer, context, caller, meta, keys, cache,
+        ))
+    }
+
+    /// Wraps a transaction already inside `context` (the caller's, narrowed to a project when
+    /// `context.project` is set, with the permissions in force).
+    fn entered(
+        tx: Transaction<'static, Postgres>,
+        signer: ContextSigner,
+        context: Context,
+        caller: Caller,
+        meta: RequestMeta,
+        keys: Option<SubjectKeys>,
+        cache: AuthCache,
+    ) -> TenantTx {
+        let project = context.project.map(|p| (p, context.permissions));
+        TenantTx {
             tx,
             signer,
             context,
             caller,
             meta,
             keys,
-            project: None,
+            project,
             cache,
             invalidated: Vec::new(),
-        })
+        }
     }
 
     pub fn caller(&self) -> &Caller {
