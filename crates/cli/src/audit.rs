@@ -67,11 +67,7 @@ pub(crate) async fn run(command: AuditCommand, config: Config) -> anyhow::Result
     }
     let db = node::database(&config, false).await?;
     let result = async {
-        let store = portcullis_store::Store::new(
-            portcullis_store::bootstrap::runtime_pool(&db.runtime, 4)
-                .await
-                .context("runtime connection")?, db.context_key.clone(),
-        );
+        let store = db.store(4).await?;
         let owner = portcullis_store::bootstrap::runtime_pool(&db.owner, 2)
             .await
             .context("owner connection")?;

@@ -14,9 +14,7 @@ pub(crate) async fn run(command: KeysCommand, config: Config) -> anyhow::Result<
     use portcullis_service::jobs;
     let db = node::database(&config, false).await?;
     let result = async {
-        let store = portcullis_store::Store::new(
-            portcullis_store::bootstrap::runtime_pool(&db.runtime, 4).await.context("runtime connection")?, db.context_key.clone(),
-        );
+        let store = db.store(4).await?;
         let owner = portcullis_store::bootstrap::runtime_pool(&db.owner, 2).await.context("owner connection")?;
         let vault = node::vault(&config).await?;
         let parse = |s: &str| EnvironmentId::parse(s).map_err(|e| anyhow::anyhow!("{e}"));
@@ -135,6 +133,11 @@ pub(crate) async fn run(command: KeysCommand, config: Config) -> anyhow::Result<
                 let (name, envs) = jobs::rotate_root(&store, &owner, &vault).await?;
                 println!("new local master key {name}; rewrapped the data keys of {} environments", envs.len());
             }
+        }
+        // Chain the audit entries this command submitted now rather than at a node's next
+        // sweep, so the log is complete when the command returns.
+        if let Some(sequencer) = store.sequencer() {
+            sequencer.sweep().await.context("sequencing the audit entries written")?;
         }
         Ok::<_, anyhow::Error>(ExitCode::SUCCESS)
     }

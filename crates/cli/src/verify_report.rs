@@ -3,7 +3,6 @@
 
 use std::process::ExitCode;
 
-use anyhow::Context;
 use portcullis_service::config::Config;
 use portcullis_service::node;
 
@@ -84,12 +83,7 @@ pub(crate) async fn verify_report(
     } else {
         let db = node::database(config, false).await?;
         let result = async {
-            let store = portcullis_store::Store::new(
-                portcullis_store::bootstrap::runtime_pool(&db.runtime, 2)
-                    .await
-                    .context("runtime connection")?,
-                db.context_key.clone(),
-            );
+            let store = db.store(2).await?;
             let trusted = match pinned {
                 Some(k) => k,
                 None => trail::published_keys(&store).await?,

@@ -70,9 +70,17 @@ async fn serve_with(config: &Config, db: &Database) -> anyhow::Result<()> {
     let pool = bootstrap::runtime_pool(&db.runtime, config.database.max_connections)
         .await
         .context("cannot open the runtime connection pool")?;
-    let store = Store::new(pool, db.context_key.clone()).with_auth_cache(
-        portcullis_store::auth_cache::AuthCache::new(config.auth.cache()),
+    // The audit sequencer chains what requests submit (issue 10): its own role, a few
+    // connections (readers of the audit log wait on it too).
+    let sequencer = portcullis_store::sequencer::Sequencer::new(
+        bootstrap::background_pool(&db.sequencer, bootstrap::SEQUENCER_ROLE, 4).await?,
     );
+    let store = Store::new(pool, db.context_key.clone())
+        .with_auth_cache(portcullis_store::auth_cache::AuthCache::new(
+            config.auth.cache(),
+        ))
+        .with_sequencer(sequencer.clone());
+    tokio::spawn(sequencer.run(portcullis_store::sequencer::SWEEP_EVERY));
     if config.auth.cache_ttl_seconds > 0 {
         // Holds one runtime connection for as long as the node runs.
         tokio::spawn(store.listen_for_changes());

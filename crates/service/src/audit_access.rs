@@ -88,6 +88,7 @@ pub async fn export(
     }
     let mut tx = caller.enter(services, env).await?;
     tx.require(Permission::AuditRead)?;
+    services.store().sequence(env.as_uuid()).await?;
     let checkpoints = audit_log::checkpoints(&mut tx).await?;
     tx.audit(AuditEvent::success("audit.exported", "audit_log", env).after(serde_json::json!({ "format": format_name(format), "from": request.from, "to": request.to }))).await?;
     tx.commit().await?;
@@ -160,6 +161,7 @@ pub async fn latest_checkpoint(
 ) -> ServiceResult<CheckpointRow> {
     let mut tx = caller.enter(services, env).await?;
     tx.require(Permission::AuditRead)?;
+    services.store().sequence(env.as_uuid()).await?;
     let latest = audit_log::checkpoints(&mut tx)
         .await?
         .pop()
@@ -193,6 +195,7 @@ pub async fn inclusion_proof(
 ) -> ServiceResult<InclusionProof> {
     let mut tx = caller.enter(services, env).await?;
     tx.require(Permission::AuditRead)?;
+    services.store().sequence(env.as_uuid()).await?;
     let checkpoints = audit_log::checkpoints(&mut tx).await?;
     let size = match tree_size {
         Some(s) => s,
@@ -256,6 +259,7 @@ pub async fn consistency_proof(
 ) -> ServiceResult<ConsistencyProof> {
     let mut tx = caller.enter(services, env).await?;
     tx.require(Permission::AuditRead)?;
+    services.store().sequence(env.as_uuid()).await?;
     if from == 0 || from > to {
         return Err(ServiceError::bad_request(
             "invalid_query",

@@ -50,6 +50,7 @@ pub async fn list_audit(
 ) -> ServiceResult<Paged<AuditEntry>> {
     let mut tx = caller.enter(services, env).await?;
     tx.require(Permission::AuditRead)?;
+    services.store().sequence(env.as_uuid()).await?;
     let filter = audit_log::Filter {
         action: query.action.clone(),
         actor_id: query.actor_id,

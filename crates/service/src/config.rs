@@ -213,6 +213,9 @@ pub struct DatabaseConfig {
     /// URL of the key-rotation scheduler's role `portcullis_scheduler`; derived likewise.
     pub scheduler_url: Option<String>,
     pub scheduler_url_file: Option<PathBuf>,
+    /// URL of the audit sequencer's role `portcullis_sequencer`; derived likewise.
+    pub sequencer_url: Option<String>,
+    pub sequencer_url_file: Option<PathBuf>,
     pub max_connections: u32,
     /// Directory with `initdb`/`pg_ctl` for the provisioned cluster; discovered when unset.
     pub postgres_bin_dir: Option<PathBuf>,
@@ -235,6 +238,10 @@ impl std::fmt::Debug for DatabaseConfig {
                 "scheduler_url",
                 &self.scheduler_url.as_ref().map(|_| "[redacted]"),
             )
+            .field(
+                "sequencer_url",
+                &self.sequencer_url.as_ref().map(|_| "[redacted]"),
+            )
             .field("max_connections", &self.max_connections)
             .finish_non_exhaustive()
     }
@@ -252,6 +259,8 @@ impl Default for DatabaseConfig {
             checkpointer_url_file: None,
             scheduler_url: None,
             scheduler_url_file: None,
+            sequencer_url: None,
+            sequencer_url_file: None,
             max_connections: 16,
             postgres_bin_dir: None,
         }
@@ -443,6 +452,14 @@ impl Config {
             self.database.scheduler_url_file.as_deref(),
             self.database.scheduler_url.as_deref(),
             "database.scheduler_url_file",
+        )
+    }
+
+    pub fn sequencer_url(&self) -> Result<Option<String>, ConfigError> {
+        secret(
+            self.database.sequencer_url_file.as_deref(),
+            self.database.sequencer_url.as_deref(),
+            "database.sequencer_url_file",
         )
     }
 

@@ -27,6 +27,8 @@ pub struct Database {
     pub checkpointer: PgConnectOptions,
     /// The key-rotation scheduler (`portcullis_scheduler`).
     pub scheduler: PgConnectOptions,
+    /// The audit sequencer (`portcullis_sequencer`), the only writer of the chain.
+    pub sequencer: PgConnectOptions,
     /// The private cluster, when Portcullis provisioned one.
     pub cluster: Option<LocalCluster>,
 }
@@ -75,6 +77,7 @@ pub async fn database(config: &Config, migrate: bool) -> anyhow::Result<Database
                 runtime_password: config.runtime_password()?,
                 checkpointer_url: config.checkpointer_url()?,
                 scheduler_url: config.scheduler_url()?,
+                sequencer_url: config.sequencer_url()?,
             };
             (target, None)
         }
@@ -110,8 +113,24 @@ pub async fn database(config: &Config, migrate: bool) -> anyhow::Result<Database
         context_key,
         checkpointer: prepared.checkpointer,
         scheduler: prepared.scheduler,
+        sequencer: prepared.sequencer,
         cluster,
     })
+}
+
+impl Database {
+    /// A runtime-role store with `connections` connections and the audit sequencer on its
+    /// own role, for the CLI's commands (which read the audit log or write audited changes).
+    pub async fn store(&self, connections: u32) -> anyhow::Result<portcullis_store::Store> {
+        let pool = bootstrap::runtime_pool(&self.runtime, connections)
+            .await
+            .context("runtime connection")?;
+        let sequencer = bootstrap::background_pool(&self.sequencer, bootstrap::SEQUENCER_ROLE, 2)
+            .await
+            .context("audit sequencer connection")?;
+        Ok(portcullis_store::Store::new(pool, self.context_key.clone())
+            .with_sequencer(portcullis_store::sequencer::Sequencer::new(sequencer)))
+    }
 }
 
 fn read_secret(path: &Path, key: &'static str) -> anyhow::Result<portcullis_crypto::Secret> {

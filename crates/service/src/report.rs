@@ -78,6 +78,7 @@ pub async fn tally_from_db(
     watch: &[u64],
 ) -> Result<TallyResult, ReportError> {
     let perms = PermissionSet::of(&[Permission::AuditRead]);
+    store.sequence(env).await?;
     let mut tx = store
         .tenant_as_system(EnvironmentId::from_uuid(env), perms, trail::meta())
         .await?;

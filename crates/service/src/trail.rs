@@ -220,6 +220,8 @@ pub async fn checkpoint(
     anchors: &Anchors,
     env: Uuid,
 ) -> Result<Option<SignedCheckpoint>, TrailError> {
+    // A checkpoint covers everything committed before it is cut.
+    store.sequence(env).await?;
     let mut tx = store
         .tenant_as_system(EnvironmentId::from_uuid(env), PermissionSet::all(), meta())
         .await?;
@@ -534,6 +536,7 @@ pub async fn verify_environment(
     use portcullis_audit::verify::{Problem, ProblemKind};
     let env_id = EnvironmentId::from_uuid(env);
     let perms = PermissionSet::of(&[Permission::AuditRead]);
+    store.sequence(env).await?;
     let mut tx = store.tenant_as_system(env_id, perms, meta()).await?;
     let mut verifier = Verifier::new(env, trusted)
         .with_progress(NonZeroU64::MIN.saturating_add(99_999), &mut progress);
@@ -911,6 +914,7 @@ pub async fn export_to_file(
 ) -> Result<u64, TrailError> {
     use std::io::Write;
     let format: ExportFormat = format.parse().map_err(TrailError::Malformed)?;
+    store.sequence(env).await?;
     let mut tx = store
         .tenant_as_system(EnvironmentId::from_uuid(env), PermissionSet::all(), meta())
         .await?;

@@ -1,16 +1,14 @@
-//! The audit writer. An entry is inserted in the same transaction as the mutation it
-//! describes, so the two commit together or not at all (L7). The table refuses UPDATE,
-//! DELETE and TRUNCATE (L2). Entries are hash-chained and form an RFC 6962 Merkle tree whose
-//! frontier lives in `audit_heads` and whose subtree nodes of 256 leaves or more are stored in
-//! `audit_subtrees` (L3).
+//! The audit writer. An entry is submitted (`audit_pending`) in the same transaction as the
+//! mutation it describes, so the two commit together or not at all (L7); [`crate::sequencer`]
+//! then chains it. The log refuses UPDATE, DELETE and TRUNCATE (L2). Entries are hash-chained
+//! and form an RFC 6962 Merkle tree whose frontier lives in `audit_heads` and whose subtree
+//! nodes of 256 leaves or more are stored in `audit_subtrees` (L3).
 
 use portcullis_core::AuditId;
 use serde::Serialize;
 use serde_json::Value;
 use time::OffsetDateTime;
 use uuid::Uuid;
-
-use portcullis_audit::merkle::stored::STORED_LEVEL;
 
 use crate::custody::SubjectKeys;
 use crate::subjects;
@@ -137,11 +135,10 @@ fn truncate_micros(t: OffsetDateTime) -> OffsetDateTime {
     t.replace_nanosecond(t.microsecond() * 1000).unwrap_or(t)
 }
 
-/// Appends one entry to `environment`'s chain: locks the chain head (so concurrent writers
-/// queue and the sequence stays gapless and unforked), hashes the entry onto the chain and
-/// into the Merkle frontier, and inserts it, all in the caller's transaction. Two round trips:
-/// the locking read, then one statement that inserts the entry (and any subtree nodes it
-/// completes) and advances the head.
+/// Submits one entry for `environment`'s chain: inserts it into `audit_pending` in the caller's
+/// transaction, so it commits or rolls back with the mutation it describes (L7). No shared
+/// lock is taken; [`crate::sequencer`] gives it its sequence number and hashes after commit.
+/// One round trip (two when the actor's subject key is created first).
 async fn insert(
     conn: &mut sqlx::PgConnection,
     keys: Option<&SubjectKeys>,
@@ -153,8 +150,8 @@ async fn insert(
     insert_at(conn, keys, environment, actor, meta, event, None).await
 }
 
-/// [`insert`] with the entry's time given (`None`: now, read after the head is locked). Only
-/// the test support backdates entries, to build months of history (L6).
+/// [`insert`] with the entry's time given (`None`: now). Only the test support backdates
+/// entries, to build months of history (L6).
 pub(crate) async fn insert_at(
     conn: &mut sqlx::PgConnection,
     keys: Option<&SubjectKeys>,
@@ -166,102 +163,29 @@ pub(crate) async fn insert_at(
 ) -> Result<AuditId, StoreError> {
     let id = AuditId::new();
     let (ip, user_agent) = personal_metadata(conn, keys, environment, actor, meta, id).await?;
-    let head = lock_head(conn, environment).await?;
-    let row = crate::queries::audit_log::StoredEntry {
-        environment_id: environment,
-        seq: head.seq + 1,
-        audit_id: id.as_uuid(),
-        occurred_at: truncate_micros(occurred_at.unwrap_or_else(OffsetDateTime::now_utc)),
-        actor_type: actor.kind().to_owned(),
-        actor_id: actor.id(),
-        action: event.action.to_owned(),
-        action_version: 1,
-        target_type: event.target_type.to_owned(),
-        target_id: event.target_id,
-        outcome: event.outcome.as_str().to_owned(),
-        before: event.before.map(jsonb_exact),
-        after: event.after.map(jsonb_exact),
-        request_id: meta.request_id.clone(),
-        ip,
-        user_agent,
-        prev_hash: head.head_hash.to_vec(),
-        entry_hash: Vec::new(),
-    };
-    let seq = u64::try_from(row.seq).map_err(|_| StoreError::Integrity("bad sequence".into()))?;
-    let body = entry_body(&row);
-    let entry_hash =
-        portcullis_audit::entry::entry_hash(&portcullis_audit::entry::EntryHashInput {
-            environment_id: environment,
-            seq,
-            prev_hash: head.head_hash,
-            body: &body,
-        });
-    let mut tree =
-        portcullis_audit::merkle::MerkleTree::from_frontier(head.seq as u64, head.frontier)
-            .ok_or_else(|| {
-                StoreError::Integrity(format!("audit frontier of {environment} is corrupt"))
-            })?;
-    // The perfect subtrees of 256 leaves or more that this entry completes (only when the new
-    // size is a multiple of 256): stored so proofs need O(log n) rows, not every entry hash.
-    let (mut levels, mut indexes, mut hashes) = (Vec::new(), Vec::new(), Vec::new());
-    tree.push_reporting(
-        portcullis_audit::merkle::leaf_hash(&entry_hash),
-        |level, index, hash| {
-            if level >= STORED_LEVEL {
-                levels.push(level as i16);
-                indexes.push(index as i64);
-                hashes.push(hash.to_vec());
-            }
-        },
-    );
-    let frontier: Vec<Vec<u8>> = tree.frontier().iter().map(|h| h.to_vec()).collect();
-    // One statement, one round trip: the entry, its completed subtree nodes and the new head.
-    // The head row is still locked by `lock_head`, so `seq = $20` always holds; checking it
-    // anyway turns any surprise into an error instead of a fork.
-    let advanced = sqlx::query(
-        "WITH entry AS (
-             INSERT INTO audit_log (environment_id, seq, audit_id, occurred_at, actor_type, actor_id, action, action_version,
-                                    target_type, target_id, outcome, before, after, request_id, ip, user_agent, prev_hash, entry_hash)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18)
-         ), nodes AS (
-             INSERT INTO audit_subtrees (environment_id, level, node_index, hash)
-             SELECT $1, n.level, n.node_index, n.hash
-               FROM unnest($21::smallint[], $22::bigint[], $23::bytea[]) AS n(level, node_index, hash)
-             ON CONFLICT DO NOTHING
-         )
-         UPDATE audit_heads SET seq = $2, head_hash = $18, frontier = $19
-          WHERE environment_id = $1 AND seq = $20",
+    let occurred_at = truncate_micros(occurred_at.unwrap_or_else(OffsetDateTime::now_utc));
+    sqlx::query(
+        "INSERT INTO audit_pending (environment_id, audit_id, occurred_at, actor_type, actor_id, action,
+                                    action_version, target_type, target_id, outcome, before, after,
+                                    request_id, ip, user_agent)
+         VALUES ($1, $2, $3, $4, $5, $6, 1, $7, $8, $9, $10, $11, $12, $13, $14)",
     )
     .bind(environment)
-    .bind(row.seq)
-    .bind(row.audit_id)
-    .bind(row.occurred_at)
-    .bind(&row.actor_type)
-    .bind(row.actor_id)
-    .bind(&row.action)
-    .bind(row.action_version)
-    .bind(&row.target_type)
-    .bind(&row.target_id)
-    .bind(&row.outcome)
-    .bind(&row.before)
-    .bind(&row.after)
-    .bind(&row.request_id)
-    .bind(&row.ip)
-    .bind(&row.user_agent)
-    .bind(&row.prev_hash)
-    .bind(entry_hash.as_slice())
-    .bind(frontier)
-    .bind(head.seq)
-    .bind(levels)
-    .bind(indexes)
-    .bind(hashes)
+    .bind(id.as_uuid())
+    .bind(occurred_at)
+    .bind(actor.kind())
+    .bind(actor.id())
+    .bind(event.action)
+    .bind(event.target_type)
+    .bind(&event.target_id)
+    .bind(event.outcome.as_str())
+    .bind(event.before.map(jsonb_exact))
+    .bind(event.after.map(jsonb_exact))
+    .bind(&meta.request_id)
+    .bind(&ip)
+    .bind(&user_agent)
     .execute(&mut *conn)
     .await?;
-    if advanced.rows_affected() != 1 {
-        return Err(StoreError::Integrity(format!(
-            "audit head of {environment} moved under its lock"
-        )));
-    }
     Ok(id)
 }
 
@@ -306,50 +230,6 @@ async fn personal_metadata(
         .await
 }
 
-/// The locked head of a chain.
-pub(crate) struct Head {
-    pub seq: i64,
-    pub head_hash: [u8; 32],
-    pub frontier: Vec<[u8; 32]>,
-}
-
-async fn lock_head(conn: &mut sqlx::PgConnection, environment: Uuid) -> Result<Head, StoreError> {
-    for _ in 0..2 {
-        let row: Option<(i64, Vec<u8>, Vec<Vec<u8>>)> = sqlx::query_as(
-            "SELECT seq, head_hash, frontier FROM audit_heads WHERE environment_id = $1 FOR UPDATE",
-        )
-        .bind(environment)
-        .fetch_optional(&mut *conn)
-        .await?;
-        if let Some((seq, head, frontier)) = row {
-            let head_hash = <[u8; 32]>::try_from(head.as_slice())
-                .map_err(|_| StoreError::Integrity("bad chain head".into()))?;
-            let frontier = frontier
-                .iter()
-                .map(|h| <[u8; 32]>::try_from(h.as_slice()))
-                .collect::<Result<Vec<_>, _>>()
-                .map_err(|_| StoreError::Integrity("bad audit frontier".into()))?;
-            return Ok(Head {
-                seq,
-                head_hash,
-                frontier,
-            });
-        }
-        // First entry of this scope: create the head (a concurrent creator wins harmlessly).
-        sqlx::query(
-            "INSERT INTO audit_heads (environment_id, seq, head_hash, frontier) VALUES ($1, 0, $2, '{}')
-             ON CONFLICT (environment_id) DO NOTHING",
-        )
-        .bind(environment)
-        .bind([0u8; 32].as_slice())
-        .execute(&mut *conn)
-        .await?;
-    }
-    Err(StoreError::Integrity(format!(
-        "audit head of {environment} could not be created"
-    )))
-}
-
 impl TenantTx {
     /// Records `event` in this environment's audit log, as the transaction's caller.
     pub async fn audit(&mut self, event: AuditEvent) -> Result<AuditId, StoreError> {
@@ -357,7 +237,9 @@ impl TenantTx {
         let actor = self.caller().actor;
         let meta = self.meta().clone();
         let (conn, keys) = self.conn_and_keys();
-        insert(conn, keys, environment, actor, &meta, event).await
+        let id = insert(conn, keys, environment, actor, &meta, event).await?;
+        self.submitted();
+        Ok(id)
     }
 }
 
@@ -375,7 +257,9 @@ impl AuthTx {
         }
         let meta = self.meta().clone();
         let (conn, keys) = self.conn_and_keys();
-        insert(conn, keys, PLATFORM_SCOPE, actor, &meta, event).await
+        let id = insert(conn, keys, PLATFORM_SCOPE, actor, &meta, event).await?;
+        self.submitted();
+        Ok(id)
     }
 }
 

@@ -18,8 +18,11 @@ pub const GUARD_ROLE: &str = "portcullis_guard";
 pub const CHECKPOINTER_ROLE: &str = "portcullis_checkpointer";
 /// The key-rotation scheduler.
 pub const SCHEDULER_ROLE: &str = "portcullis_scheduler";
+/// The audit sequencer: the only role that chains pending entries into the audit log
+/// (migration `20261202000014_audit_sequencer`).
+pub const SEQUENCER_ROLE: &str = "portcullis_sequencer";
 /// Roles the serving process's background passes connect as, instead of the owner.
-pub const BACKGROUND_ROLES: &[&str] = &[CHECKPOINTER_ROLE, SCHEDULER_ROLE];
+pub const BACKGROUND_ROLES: &[&str] = &[CHECKPOINTER_ROLE, SCHEDULER_ROLE, SEQUENCER_ROLE];
 
 pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 
@@ -38,6 +41,7 @@ pub enum DatabaseTarget {
         runtime_password: Option<String>,
         checkpointer_url: Option<String>,
         scheduler_url: Option<String>,
+        sequencer_url: Option<String>,
     },
 }
 
@@ -60,6 +64,7 @@ pub struct Bootstrap {
     pub runtime: PgConnectOptions,
     pub checkpointer: PgConnectOptions,
     pub scheduler: PgConnectOptions,
+    pub sequencer: PgConnectOptions,
 }
 
 fn parse(url: &str, what: &str) -> Result<PgConnectOptions, StoreError> {
@@ -92,6 +97,7 @@ fn private_options(admin: &PgConnectOptions, database: &str) -> Bootstrap {
         runtime: role(RUNTIME_ROLE),
         checkpointer: role(CHECKPOINTER_ROLE),
         scheduler: role(SCHEDULER_ROLE),
+        sequencer: role(SEQUENCER_ROLE),
     }
 }
 
@@ -104,6 +110,7 @@ fn existing_options(
         runtime_password,
         checkpointer_url,
         scheduler_url,
+        sequencer_url,
         ..
     } = target
     else {
@@ -114,6 +121,7 @@ fn existing_options(
         runtime: role_options(&owner, RUNTIME_ROLE, runtime_url.as_deref(), pw)?,
         checkpointer: role_options(&owner, CHECKPOINTER_ROLE, checkpointer_url.as_deref(), pw)?,
         scheduler: role_options(&owner, SCHEDULER_ROLE, scheduler_url.as_deref(), pw)?,
+        sequencer: role_options(&owner, SEQUENCER_ROLE, sequencer_url.as_deref(), pw)?,
         owner,
     })
 }
@@ -163,6 +171,7 @@ pub async fn prepare(target: &DatabaseTarget) -> Result<Bootstrap, StoreError> {
             runtime_password,
             checkpointer_url,
             scheduler_url,
+            sequencer_url,
             ..
         } => {
             let owner = parse(owner_url, "owner")?;
@@ -173,6 +182,7 @@ pub async fn prepare(target: &DatabaseTarget) -> Result<Bootstrap, StoreError> {
                 for (role, url) in [
                     (CHECKPOINTER_ROLE, checkpointer_url),
                     (SCHEDULER_ROLE, scheduler_url),
+                    (SEQUENCER_ROLE, sequencer_url),
                 ] {
                     if url.is_none() {
                         passwords.push((role, pw));
@@ -412,6 +422,7 @@ mod tests {
             runtime_password: Some("runtimepw".into()),
             checkpointer_url: None,
             scheduler_url: Some("postgres://portcullis_scheduler:own@other.internal/pc".into()),
+            sequencer_url: None,
         };
         let b = options(&target).unwrap();
         assert_eq!(b.checkpointer.get_username(), CHECKPOINTER_ROLE);

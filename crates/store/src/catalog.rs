@@ -4,7 +4,9 @@
 
 use sqlx::PgConnection;
 
-use crate::bootstrap::{CHECKPOINTER_ROLE, GUARD_ROLE, RUNTIME_ROLE, SCHEDULER_ROLE};
+use crate::bootstrap::{
+    CHECKPOINTER_ROLE, GUARD_ROLE, RUNTIME_ROLE, SCHEDULER_ROLE, SEQUENCER_ROLE,
+};
 use crate::StoreError;
 
 /// Tables whose rows belong to one environment; primary keys start with `environment_id`.
@@ -18,6 +20,7 @@ pub const TENANT_TABLES: &[&str] = &[
     "api_tokens",
     "invitations",
     "audit_log",
+    "audit_pending",
     "audit_heads",
     "audit_checkpoints",
     "audit_subtrees",
@@ -102,9 +105,10 @@ pub const EXPECTED_POLICIES: &[(&str, &str, char, bool)] = &[
     ("invitations", "invitations_create", 'a', true),
     ("invitations", "invitations_update", 'w', true),
     ("invitations", "invitations_presented", 'r', true),
-    ("audit_log", "audit_log_append", 'a', true),
+    ("audit_pending", "audit_pending_submit", 'a', true),
+    ("audit_pending", "audit_pending_guard", 'r', true),
     ("audit_log", "audit_log_read", 'r', true),
-    ("audit_heads", "audit_heads_scope", '*', true),
+    ("audit_heads", "audit_heads_read", 'r', true),
     ("audit_heads", "audit_heads_operator", 'r', true),
     ("audit_checkpoints", "audit_checkpoints_read", 'r', true),
     ("audit_checkpoints", "audit_checkpoints_cut", 'a', true),
@@ -355,6 +359,28 @@ pub const BACKGROUND_ROLES: &[BackgroundRole] = &[
             ("environment_keys", "environment_keys_scheduler", 'r', true),
         ],
     },
+    // Migration 20261202000014_audit_sequencer: the only writer of the chain.
+    BackgroundRole {
+        role: SEQUENCER_ROLE,
+        privileges: &[
+            "DELETE public.audit_pending",
+            "INSERT public.audit_heads",
+            "INSERT public.audit_log",
+            "INSERT public.audit_subtrees",
+            "SELECT public.audit_heads",
+            "SELECT public.audit_pending",
+            "UPDATE public.audit_heads",
+        ],
+        policies: &[
+            ("audit_pending", "audit_pending_sequencer_read", 'r', true),
+            ("audit_pending", "audit_pending_sequencer_done", 'd', true),
+            ("audit_log", "audit_log_sequencer", 'a', true),
+            ("audit_heads", "audit_heads_sequencer_read", 'r', true),
+            ("audit_heads", "audit_heads_sequencer_create", 'a', true),
+            ("audit_heads", "audit_heads_sequencer_advance", 'w', true),
+            ("audit_subtrees", "audit_subtrees_sequencer", 'a', true),
+        ],
+    },
 ];
 
 fn background_policy(table: &str, name: &str) -> bool {
@@ -367,6 +393,7 @@ fn background_policy(table: &str, name: &str) -> bool {
 /// Policies for the guard role: what the audit append guards (SECURITY DEFINER trigger
 /// functions owned by it) read, only from inside a trigger.
 pub const GUARD_POLICIES: &[&str] = &[
+    "audit_pending_guard",
     "audit_log_guard",
     "audit_heads_guard",
     "audit_subtrees_guard",
@@ -391,6 +418,7 @@ pub const APPEND_ONLY_TABLES: &[&str] = &[
 pub const ALLOWED_SECURITY_DEFINER: &[&str] = &[
     "portcullis.audit_heads_guard_update",
     "portcullis.audit_log_guard",
+    "portcullis.audit_pending_guard_delete",
     "portcullis.audit_subtrees_guard",
     "portcullis_guard.context",
     "portcullis_guard.enter",

@@ -23,6 +23,7 @@ mod error;
 pub mod leader;
 pub mod pii;
 pub mod queries;
+pub mod sequencer;
 pub mod streams;
 pub mod subjects;
 #[cfg(feature = "testing")]

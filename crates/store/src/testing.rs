@@ -12,6 +12,7 @@ use tokio::sync::OnceCell;
 
 use crate::bootstrap::{
     self, BACKGROUND_ROLES, CHECKPOINTER_ROLE, MIGRATOR, OWNER_ROLE, RUNTIME_ROLE, SCHEDULER_ROLE,
+    SEQUENCER_ROLE,
 };
 use crate::{ddl, Store};
 
@@ -41,6 +42,8 @@ pub struct TestDb {
     pub checkpointer: PgConnectOptions,
     /// The key-rotation scheduler's role, as `serve` connects it.
     pub scheduler: PgConnectOptions,
+    /// The audit sequencer's role, as `serve` connects it.
+    pub sequencer: PgConnectOptions,
 }
 
 /// A vault whose data keys are wrapped by a fresh local master key (one directory per call).
@@ -112,12 +115,14 @@ impl TestDb {
             runtime: admin.clone().username(RUNTIME_ROLE).database(&name),
             checkpointer: admin.clone().username(CHECKPOINTER_ROLE).database(&name),
             scheduler: admin.clone().username(SCHEDULER_ROLE).database(&name),
+            sequencer: admin.clone().username(SEQUENCER_ROLE).database(&name),
             admin: admin.database(&name),
             name,
         }
     }
 
-    /// A runtime-role store with a small pool.
+    /// A runtime-role store with a small pool and an audit sequencer (which chains entries
+    /// when a reader asks, [`Store::sequence`]; nothing runs in the background).
     pub async fn store(&self) -> Store {
         Store::new(
             bootstrap::runtime_pool(&self.runtime, 6)
@@ -125,6 +130,25 @@ impl TestDb {
                 .expect("runtime pool"),
             self.context_key().await,
         )
+        .with_sequencer(self.sequencer().await)
+    }
+
+    /// An audit sequencer on a pool of its own role, as `serve` opens it.
+    pub async fn sequencer(&self) -> crate::sequencer::Sequencer {
+        crate::sequencer::Sequencer::new(
+            bootstrap::background_pool(&self.sequencer, SEQUENCER_ROLE, 3)
+                .await
+                .expect("sequencer pool"),
+        )
+    }
+
+    /// Chains everything pending in `scope`, as a reader of the audit log does first.
+    pub async fn sequence(&self, scope: uuid::Uuid) -> u64 {
+        self.sequencer()
+            .await
+            .sequence(scope)
+            .await
+            .expect("sequence pending audit entries")
     }
 
     /// The database's context key (installed on first use), as a node loads it at start.
@@ -176,8 +200,9 @@ impl TestDb {
     }
 
     /// Appends an entry to `environment`'s audit chain as if it had been written at
-    /// `occurred_at`, through the real writer (sequence, hash chain, Merkle frontier), as the
-    /// superuser. For tests that need history in past months (monthly reports, L6).
+    /// `occurred_at`, through the real writer and sequencer (sequence, hash chain, Merkle
+    /// frontier), submitted as the superuser. For tests that need history in past months
+    /// (monthly reports, L6).
     pub async fn append_audit_at(
         &self,
         environment: uuid::Uuid,
@@ -199,6 +224,7 @@ impl TestDb {
         .expect("append a backdated audit entry");
         tx.commit().await.expect("commit");
         conn.close().await.ok();
+        self.sequence(environment).await;
     }
 }
 

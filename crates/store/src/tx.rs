@@ -16,6 +16,7 @@ use crate::auth_cache::{AuthCache, CachedMember, CachedToken, Scope};
 pub use crate::context::Actor;
 use crate::context::{Context, ContextSigner, Purpose};
 use crate::custody::SubjectKeys;
+use crate::sequencer::Sequencer;
 use crate::StoreError;
 
 /// Request metadata copied onto audit entries.
@@ -72,6 +73,9 @@ pub struct Store {
     /// Sessions, tokens, memberships and project grants read recently (see
     /// [`crate::auth_cache`]); off unless a listener runs.
     cache: AuthCache,
+    /// Chains what this store's transactions submit to the audit log (see
+    /// [`crate::sequencer`]); without one, entries stay pending until a node's sequencer runs.
+    sequencer: Option<Sequencer>,
 }
 
 /// How often the last use of a session or an API token is recorded: a credential whose
@@ -132,6 +136,32 @@ impl Store {
             signer: ContextSigner::new(key),
             keys: None,
             cache: AuthCache::disabled(),
+            sequencer: None,
+        }
+    }
+
+    /// This store with the audit sequencer its transactions hand their entries to, and its
+    /// readers of the sequenced view wait for ([`Store::sequence`]).
+    pub fn with_sequencer(mut self, sequencer: Sequencer) -> Self {
+        self.sequencer = Some(sequencer);
+        self
+    }
+
+    pub fn sequencer(&self) -> Option<&Sequencer> {
+        self.sequencer.as_ref()
+    }
+
+    /// Chains everything pending in `scope` (an environment, or the platform scope): call it
+    /// before reading the sequenced view (list, export, proofs, checkpoints, verification),
+    /// so that no committed entry is missing from it. Refused without a sequencer: a reader
+    /// must never take "not yet sequenced" for "not there".
+    pub async fn sequence(&self, scope: Uuid) -> Result<u64, StoreError> {
+        match &self.sequencer {
+            Some(s) => s.sequence(scope).await,
+            None => Err(StoreError::Bootstrap(
+                "this store has no audit sequencer; the audit log cannot be read consistently"
+                    .into(),
+            )),
         }
     }
 
@@ -187,6 +217,8 @@ impl Store {
             context: Context::default(),
             cache: self.cache.clone(),
             invalidated: Vec::new(),
+            sequencer: self.sequencer.clone(),
+            submitted: false,
         })
     }
 
@@ -275,7 +307,7 @@ impl Store {
             caller,
             meta.clone(),
             self.keys.clone(),
-            self.cache.clone(),
+            (self.cache.clone(), self.sequencer.clone()),
         )))
     }
 
@@ -481,7 +513,7 @@ impl Store {
             caller,
             meta,
             self.keys.clone(),
-            self.cache.clone(),
+            (self.cache.clone(), self.sequencer.clone()),
         )
         .await
     }
@@ -547,6 +579,10 @@ pub struct TenantTx {
     /// What this transaction changed in the credential cache's scope, dropped from it at
     /// commit.
     invalidated: Vec<Scope>,
+    sequencer: Option<Sequencer>,
+    /// The scopes this transaction submitted audit entries in (handed to the sequencer at
+    /// commit).
+    submitted: Vec<Uuid>,
 }
 
 impl TenantTx {
@@ -558,11 +594,11 @@ impl TenantTx {
         caller: Caller,
         meta: RequestMeta,
         keys: Option<SubjectKeys>,
-        cache: AuthCache,
+        hooks: (AuthCache, Option<Sequencer>),
     ) -> Result<TenantTx, StoreError> {
         signer.enter(&mut tx, &context).await?;
         Ok(TenantTx::entered(
-            tx, signer, context, caller, meta, keys, cache,
+            tx, signer, context, caller, meta, keys, hooks,
         ))
     }
 
@@ -575,7 +611,7 @@ impl TenantTx {
         caller: Caller,
         meta: RequestMeta,
         keys: Option<SubjectKeys>,
-        cache: AuthCache,
+        (cache, sequencer): (AuthCache, Option<Sequencer>),
     ) -> TenantTx {
         let project = context.project.map(|p| (p, context.permissions));
         TenantTx {
@@ -588,6 +624,8 @@ impl TenantTx {
             project,
             cache,
             invalidated: Vec::new(),
+            sequencer,
+            submitted: Vec::new(),
         }
     }
 
@@ -697,10 +735,23 @@ impl TenantTx {
         self.invalidated.push(scope);
     }
 
+    /// This transaction submitted an audit entry in its environment.
+    pub(crate) fn submitted(&mut self) {
+        let scope = self.caller.environment_id.as_uuid();
+        if !self.submitted.contains(&scope) {
+            self.submitted.push(scope);
+        }
+    }
+
     pub async fn commit(self) -> Result<(), StoreError> {
         self.tx.commit().await?;
         for scope in self.invalidated {
             self.cache.invalidate(scope);
+        }
+        if let Some(s) = &self.sequencer {
+            for scope in self.submitted {
+                s.submitted(scope);
+            }
         }
         Ok(())
     }
@@ -719,6 +770,9 @@ pub struct AuthTx {
     cache: AuthCache,
     /// See [`TenantTx::invalidate`].
     invalidated: Vec<Scope>,
+    sequencer: Option<Sequencer>,
+    /// Whether this transaction submitted platform audit entries.
+    submitted: bool,
 }
 
 impl AuthTx {
@@ -806,10 +860,18 @@ impl AuthTx {
         self.invalidated.push(scope);
     }
 
+    /// This transaction submitted a platform audit entry.
+    pub(crate) fn submitted(&mut self) {
+        self.submitted = true;
+    }
+
     pub async fn commit(self) -> Result<(), StoreError> {
         self.tx.commit().await?;
         for scope in self.invalidated {
             self.cache.invalidate(scope);
+        }
+        if let (true, Some(s)) = (self.submitted, &self.sequencer) {
+            s.submitted(crate::PLATFORM_SCOPE);
         }
         Ok(())
     }
@@ -834,10 +896,14 @@ impl AuthTx {
             caller,
             self.meta,
             self.keys,
-            self.cache,
+            (self.cache, self.sequencer.clone()),
         )
         .await?;
         tx.invalidated = self.invalidated;
+        // Platform entries submitted before are chained at its commit, with the tenant's.
+        if self.submitted {
+            tx.submitted.push(crate::PLATFORM_SCOPE);
+        }
         Ok(tx)
     }
 }

@@ -17,9 +17,10 @@ use sqlx::PgConnection;
 
 use crate::support::tenant;
 
-/// Still `FOR ALL`: the audit tables' policies are reworked with the audit sequencer
-/// (migration 0012), which owns them. Neither is on the read path of a request.
-const LEFT_FOR_THE_AUDIT_MIGRATION: &[&str] = &["audit_heads_scope", "audit_signing_keys_operator"];
+/// Still `FOR ALL`: the schema owner's policy on the signing keys (the operator CLI), which is
+/// not on the path of a request. The audit sequencer's migration (0014) replaced the runtime
+/// role's last one, `audit_heads_scope`.
+const STILL_FOR_ALL: &[&str] = &["audit_signing_keys_operator"];
 
 /// The accessors a policy calls without arguments; each one inlines exactly one
 /// `portcullis_guard.context()` (so does `has_permission(...)`, counted apart).
@@ -92,7 +93,7 @@ async fn select_quals(conn: &mut PgConnection) -> BTreeMap<String, Vec<String>> 
           WHERE schemaname = 'public' AND 'portcullis_app' = ANY (roles)
             AND (cmd = 'SELECT' OR (cmd = 'ALL' AND policyname = ANY ($1)))",
     )
-    .bind(LEFT_FOR_THE_AUDIT_MIGRATION)
+    .bind(STILL_FOR_ALL)
     .fetch_all(&mut *conn)
     .await
     .unwrap();
@@ -132,7 +133,7 @@ async fn t1_r8_no_policy_applies_to_all_commands() {
     let found: Vec<_> = all
         .iter()
         .filter(|(t, p)| {
-            tables.contains(&t.as_str()) && !LEFT_FOR_THE_AUDIT_MIGRATION.contains(&p.as_str())
+            tables.contains(&t.as_str()) && !STILL_FOR_ALL.contains(&p.as_str())
         })
         .collect();
     assert!(found.is_empty(), "FOR ALL policies: {found:?}");

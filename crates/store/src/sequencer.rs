@@ -1,0 +1,400 @@
+//! The audit sequencer (L3, L7; migration `20261202000014_audit_sequencer`).
+//!
+//! A mutation's transaction writes its audit entry into `audit_pending` ([`crate::audit_writer`])
+//! and commits without touching the chain, so the audited writes of one environment no longer
+//! queue behind each other. The sequencer then integrates pending entries into the chain: for
+//! one scope at a time (a transaction-scoped advisory lock per scope, so two nodes never
+//! sequence the same scope at once), it reads up to [`BATCH`] pending entries in submission
+//! order, gives them the next sequence numbers, hashes them onto the chain and the Merkle
+//! frontier, inserts them into `audit_log` with the head advanced in one statement, and deletes
+//! them from `audit_pending` in the same transaction. A crash at any point leaves either the
+//! batch sequenced or the entries pending; the next pass (on any node) picks them up.
+//!
+//! Who sequences:
+//! - readers of the sequenced view (audit list, export, proofs, checkpoints, reports,
+//!   verification) call [`Sequencer::sequence`] first, which waits for a batch in progress, so
+//!   nobody sees a committed entry as missing;
+//! - [`Sequencer::run`], spawned by `serve`, sequences a scope shortly after a transaction
+//!   that audited in it commits on this node ([`Sequencer::submitted`]), and sweeps every scope
+//!   with pending entries periodically (entries written by other nodes or the CLI, and those a
+//!   crash left behind).
+//!
+//! It connects as `portcullis_sequencer`, the only role that may insert into `audit_log` and
+//! move heads; the database guards check every batch (the migration's header).
+
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use portcullis_audit::merkle::stored::STORED_LEVEL;
+use portcullis_audit::merkle::{leaf_hash, MerkleTree};
+use sqlx::PgPool;
+use time::OffsetDateTime;
+use tokio::sync::Notify;
+use uuid::Uuid;
+
+use crate::audit_writer::entry_body;
+use crate::queries::audit_log::StoredEntry;
+use crate::StoreError;
+
+/// How often `serve`'s sequencer looks for entries pending in any scope (submitted by other
+/// nodes or the CLI, or left by a crash); this node's own are sequenced as they commit.
+pub const SWEEP_EVERY: Duration = Duration::from_secs(1);
+/// Entries integrated per transaction.
+pub const BATCH: i64 = 512;
+/// The high key of a scope's sequencer lock (`pg_advisory_xact_lock(int4, int4)`: ASCII
+/// "pcls"); the low key is the low 32 bits of the scope id. Two scopes that share the low key
+/// only wait for each other. The two-key form is a lock space apart from the pass locks of
+/// [`crate::leader`].
+pub const LOCK_CLASS: i32 = 0x7063_6c73;
+
+/// The low key of `scope`'s sequencer lock.
+pub fn lock_key(scope: Uuid) -> i32 {
+    let b = scope.as_bytes();
+    i32::from_be_bytes([b[12], b[13], b[14], b[15]])
+}
+
+/// Handle on the sequencer's pool and its queue of scopes due. Cloning is cheap.
+#[derive(Clone, Debug)]
+pub struct Sequencer {
+    pool: PgPool,
+    due: Arc<Due>,
+}
+
+#[derive(Debug, Default)]
+struct Due {
+    scopes: Mutex<HashSet<Uuid>>,
+    wake: Notify,
+}
+
+/// What a sweep found pending: a scope, how many entries, the oldest one's time.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PendingScope {
+    pub scope: Uuid,
+    pub entries: i64,
+    pub oldest: OffsetDateTime,
+}
+
+#[derive(sqlx::FromRow)]
+struct PendingRow {
+    audit_id: Uuid,
+    occurred_at: OffsetDateTime,
+    actor_type: String,
+    actor_id: Option<Uuid>,
+    action: String,
+    action_version: i16,
+    target_type: String,
+    target_id: Option<String>,
+    outcome: String,
+    before: Option<serde_json::Value>,
+    after: Option<serde_json::Value>,
+    request_id: Option<String>,
+    ip: Option<String>,
+    user_agent: Option<String>,
+}
+
+/// A batch hashed onto a head: what one statement writes.
+struct Extension {
+    audit_ids: Vec<Uuid>,
+    seqs: Vec<i64>,
+    prev_hashes: Vec<Vec<u8>>,
+    entry_hashes: Vec<Vec<u8>>,
+    old_seq: i64,
+    new_seq: i64,
+    frontier: Vec<Vec<u8>>,
+    node_levels: Vec<i16>,
+    node_indexes: Vec<i64>,
+    node_hashes: Vec<Vec<u8>>,
+}
+
+/// Hashes `rows` onto the chain of `scope` whose head is (`seq`, `head_hash`, `frontier`).
+fn extend(
+    scope: Uuid,
+    seq: i64,
+    head_hash: [u8; 32],
+    frontier: Vec<[u8; 32]>,
+    rows: Vec<PendingRow>,
+) -> Result<Extension, StoreError> {
+    let size = u64::try_from(seq).map_err(|_| StoreError::Integrity("bad sequence".into()))?;
+    let mut tree = MerkleTree::from_frontier(size, frontier)
+        .ok_or_else(|| StoreError::Integrity(format!("audit frontier of {scope} is corrupt")))?;
+    let mut ext = Extension {
+        audit_ids: Vec::with_capacity(rows.len()),
+        seqs: Vec::with_capacity(rows.len()),
+        prev_hashes: Vec::with_capacity(rows.len()),
+        entry_hashes: Vec::with_capacity(rows.len()),
+        old_seq: seq,
+        new_seq: seq,
+        frontier: Vec::new(),
+        node_levels: Vec::new(),
+        node_indexes: Vec::new(),
+        node_hashes: Vec::new(),
+    };
+    let mut prev = head_hash;
+    for row in rows {
+        let next = ext.new_seq + 1;
+        let entry = StoredEntry {
+            environment_id: scope,
+            seq: next,
+            audit_id: row.audit_id,
+            occurred_at: row.occurred_at,
+            actor_type: row.actor_type,
+            actor_id: row.actor_id,
+            action: row.action,
+            action_version: row.action_version,
+            target_type: row.target_type,
+            target_id: row.target_id,
+            outcome: row.outcome,
+            before: row.before,
+            after: row.after,
+            request_id: row.request_id,
+            ip: row.ip,
+            user_agent: row.user_agent,
+            prev_hash: prev.to_vec(),
+            entry_hash: Vec::new(),
+        };
+        let body = entry_body(&entry);
+        let hash = portcullis_audit::entry::entry_hash(&portcullis_audit::entry::EntryHashInput {
+            environment_id: scope,
+            seq: next as u64,
+            prev_hash: prev,
+            body: &body,
+        });
+        // The perfect subtrees of 256 leaves or more this entry completes: stored so proofs
+        // need O(log n) rows, not every entry hash.
+        tree.push_reporting(leaf_hash(&hash), |level, index, node| {
+            if level >= STORED_LEVEL {
+                ext.node_levels.push(level as i16);
+                ext.node_indexes.push(index as i64);
+                ext.node_hashes.push(node.to_vec());
+            }
+        });
+        ext.audit_ids.push(row.audit_id);
+        ext.seqs.push(next);
+        ext.prev_hashes.push(prev.to_vec());
+        ext.entry_hashes.push(hash.to_vec());
+        ext.new_seq = next;
+        prev = hash;
+    }
+    ext.frontier = tree.frontier().iter().map(|h| h.to_vec()).collect();
+    Ok(ext)
+}
+
+fn decode_head(
+    head: Vec<u8>,
+    frontier: Vec<Vec<u8>>,
+) -> Result<([u8; 32], Vec<[u8; 32]>), StoreError> {
+    let head = <[u8; 32]>::try_from(head.as_slice())
+        .map_err(|_| StoreError::Integrity("bad chain head".into()))?;
+    let frontier = frontier
+        .iter()
+        .map(|h| <[u8; 32]>::try_from(h.as_slice()))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|_| StoreError::Integrity("bad audit frontier".into()))?;
+    Ok((head, frontier))
+}
+
+impl Sequencer {
+    /// A sequencer over a pool of the `portcullis_sequencer` role
+    /// ([`crate::bootstrap::background_pool`]). Readers wait on it, so give it a few
+    /// connections (4 by default in `serve`).
+    pub fn new(pool: PgPool) -> Self {
+        Sequencer {
+            pool,
+            due: Arc::default(),
+        }
+    }
+
+    /// A transaction that audited in `scope` committed: sequence it soon.
+    pub fn submitted(&self, scope: Uuid) {
+        let fresh = self
+            .due
+            .scopes
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(scope);
+        if fresh {
+            self.due.wake.notify_one();
+        }
+    }
+
+    /// Sequences everything pending in `scope`, waiting for another sequencer of the scope
+    /// (this node's or another's) to finish its batch first. Returns how many entries this call
+    /// sequenced. Afterwards every entry committed before the call is in `audit_log`.
+    pub async fn sequence(&self, scope: Uuid) -> Result<u64, StoreError> {
+        let mut total = 0u64;
+        loop {
+            let n = self.batch(scope).await?;
+            total += n;
+            if n < BATCH as u64 {
+                return Ok(total);
+            }
+        }
+    }
+
+    /// One batch of `scope`, in one transaction.
+    async fn batch(&self, scope: Uuid) -> Result<u64, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query("SELECT pg_advisory_xact_lock($1, $2)")
+            .bind(LOCK_CLASS)
+            .bind(lock_key(scope))
+            .execute(&mut *tx)
+            .await?;
+        let rows: Vec<PendingRow> = sqlx::query_as(
+            "SELECT audit_id, occurred_at, actor_type, actor_id, action, action_version, target_type,
+                    target_id, outcome, before, after, request_id, ip, user_agent
+               FROM audit_pending WHERE environment_id = $1 ORDER BY pending_id LIMIT $2",
+        )
+        .bind(scope)
+        .bind(BATCH)
+        .fetch_all(&mut *tx)
+        .await?;
+        if rows.is_empty() {
+            tx.commit().await?;
+            return Ok(0);
+        }
+        let n = rows.len() as u64;
+        // The head: created empty on the scope's first entry (the guard allows only that).
+        sqlx::query(
+            "INSERT INTO audit_heads (environment_id, seq, head_hash, frontier) VALUES ($1, 0, $2, '{}')
+             ON CONFLICT (environment_id) DO NOTHING",
+        )
+        .bind(scope)
+        .bind([0u8; 32].as_slice())
+        .execute(&mut *tx)
+        .await?;
+        let (seq, head, frontier): (i64, Vec<u8>, Vec<Vec<u8>>) = sqlx::query_as(
+            "SELECT seq, head_hash, frontier FROM audit_heads WHERE environment_id = $1 FOR UPDATE",
+        )
+        .bind(scope)
+        .fetch_one(&mut *tx)
+        .await?;
+        let (head, frontier) = decode_head(head, frontier)?;
+        let ext = extend(scope, seq, head, frontier, rows)?;
+        // One statement: the entries (copied from their pending rows, with their chain fields),
+        // the subtree nodes they complete and the new head. The head row is locked, so
+        // `seq = old` holds; checking it anyway turns a surprise into an error, not a fork.
+        let advanced = sqlx::query(
+            "WITH chained AS (
+                 SELECT * FROM unnest($2::uuid[], $3::bigint[], $4::bytea[], $5::bytea[])
+                     AS c(audit_id, seq, prev_hash, entry_hash)
+             ), entries AS (
+                 INSERT INTO audit_log (environment_id, seq, audit_id, occurred_at, actor_type, actor_id, action,
+                                        action_version, target_type, target_id, outcome, before, after, request_id,
+                                        ip, user_agent, prev_hash, entry_hash)
+                 SELECT p.environment_id, c.seq, p.audit_id, p.occurred_at, p.actor_type, p.actor_id, p.action,
+                        p.action_version, p.target_type, p.target_id, p.outcome, p.before, p.after, p.request_id,
+                        p.ip, p.user_agent, c.prev_hash, c.entry_hash
+                   FROM chained c JOIN audit_pending p ON p.environment_id = $1 AND p.audit_id = c.audit_id
+                 RETURNING 1
+             ), nodes AS (
+                 INSERT INTO audit_subtrees (environment_id, level, node_index, hash)
+                 SELECT $1, n.level, n.node_index, n.hash
+                   FROM unnest($9::smallint[], $10::bigint[], $11::bytea[]) AS n(level, node_index, hash)
+                 ON CONFLICT DO NOTHING
+             )
+             UPDATE audit_heads SET seq = $6, head_hash = $7, frontier = $8
+              WHERE environment_id = $1 AND seq = $12 AND (SELECT count(*) FROM entries) = cardinality($2::uuid[])",
+        )
+        .bind(scope)
+        .bind(&ext.audit_ids)
+        .bind(&ext.seqs)
+        .bind(&ext.prev_hashes)
+        .bind(&ext.entry_hashes)
+        .bind(ext.new_seq)
+        .bind(ext.entry_hashes.last().map(Vec::as_slice))
+        .bind(&ext.frontier)
+        .bind(&ext.node_levels)
+        .bind(&ext.node_indexes)
+        .bind(&ext.node_hashes)
+        .bind(ext.old_seq)
+        .execute(&mut *tx)
+        .await?;
+        if advanced.rows_affected() != 1 {
+            return Err(StoreError::Integrity(format!(
+                "audit head of {scope} did not advance over its pending entries"
+            )));
+        }
+        sqlx::query("DELETE FROM audit_pending WHERE environment_id = $1 AND audit_id = ANY($2)")
+            .bind(scope)
+            .bind(&ext.audit_ids)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(n)
+    }
+
+    /// Every scope with pending entries, the one pending longest first.
+    pub async fn pending(&self) -> Result<Vec<PendingScope>, StoreError> {
+        let rows: Vec<(Uuid, i64, OffsetDateTime)> = sqlx::query_as(
+            "SELECT environment_id, count(*), min(occurred_at) FROM audit_pending
+              GROUP BY environment_id ORDER BY min(occurred_at)",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows
+            .into_iter()
+            .map(|(scope, entries, oldest)| PendingScope {
+                scope,
+                entries,
+                oldest,
+            })
+            .collect())
+    }
+
+    /// Sequences what is pending in every scope; returns how many entries.
+    pub async fn sweep(&self) -> Result<u64, StoreError> {
+        let mut total = 0;
+        for p in self.pending().await? {
+            total += self.sequence(p.scope).await?;
+        }
+        Ok(total)
+    }
+
+    /// Sequences scopes as they become due on this node, and sweeps all of them every
+    /// `sweep_every`, for as long as the process runs. Errors are logged and retried on the
+    /// next wake or sweep; nothing is dropped (the entries stay pending).
+    pub async fn run(self, sweep_every: Duration) {
+        let mut sweep = tokio::time::interval(sweep_every);
+        sweep.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = self.due.wake.notified() => {}
+                _ = sweep.tick() => {
+                    match self.pending().await {
+                        Ok(found) => {
+                            let mut due = self.due.scopes.lock().unwrap_or_else(|p| p.into_inner());
+                            due.extend(found.into_iter().map(|p| p.scope));
+                        }
+                        Err(e) => tracing::warn!(error = %e, "audit sequencer: cannot list pending entries"),
+                    }
+                }
+            }
+            let scopes: Vec<Uuid> = self
+                .due
+                .scopes
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .drain()
+                .collect();
+            for scope in scopes {
+                if let Err(e) = self.sequence(scope).await {
+                    tracing::error!(%scope, error = %e, "audit sequencer: cannot sequence pending entries; retrying at the next sweep");
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The lock key is the scope id's last four bytes; the platform scope's is 0.
+    #[test]
+    fn l3_lock_key_is_the_scope_ids_low_bits() {
+        assert_eq!(lock_key(Uuid::nil()), 0);
+        let id = Uuid::parse_str("00000000-0000-0000-0000-0000ffffffff").unwrap();
+        assert_eq!(lock_key(id), -1);
+    }
+}
