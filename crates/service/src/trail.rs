@@ -438,6 +438,11 @@ pub async fn checkpoint_pass(
             ..CheckpointPass::default()
         });
     };
+    // Checkpoints cover what is committed: chain every scope's pending entries first (a node's
+    // own sequencer does so continuously; this also catches those of nodes that are gone).
+    if let Some(sequencer) = store.sequencer() {
+        sequencer.sweep().await?;
+    }
     let mut report = CheckpointPass::default();
     let mut after = None;
     let mut scanned = 0usize;

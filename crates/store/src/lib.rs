@@ -16,6 +16,7 @@ pub mod audit_writer;
 pub mod auth_cache;
 pub mod bootstrap;
 pub mod catalog;
+pub mod chain;
 pub mod context;
 mod custody;
 mod ddl;

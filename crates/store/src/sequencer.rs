@@ -33,8 +33,7 @@ use time::OffsetDateTime;
 use tokio::sync::Notify;
 use uuid::Uuid;
 
-use crate::audit_writer::entry_body;
-use crate::queries::audit_log::StoredEntry;
+use crate::chain::{entry_body, StoredEntry};
 use crate::StoreError;
 
 /// How often `serve`'s sequencer looks for entries pending in any scope (submitted by other

@@ -14,7 +14,7 @@ use serde_json::Value;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-use crate::audit_writer::{jsonb_exact, rfc3339_micros};
+use crate::chain::{jsonb_exact, rfc3339_micros};
 use crate::{AuditEvent, StoreError, TenantTx};
 
 /// Whose model key paid for a call.

@@ -110,6 +110,7 @@ async fn l3_concurrent_writers_keep_the_sequence_gapless() {
     futures_util::future::join_all(tasks).await;
     let mut admin = t.app.db.admin_conn().await;
     for env in [&t.env, &other] {
+        t.app.db.sequence(env.parse().unwrap()).await;
         let (n, min, max): (i64, i64, i64) = sqlx::query_as(
             "SELECT count(*), min(seq), max(seq) FROM audit_log WHERE environment_id = $1::uuid",
         )
@@ -649,6 +650,7 @@ async fn append_one(store: &portcullis_store::Store, env: Uuid) {
 }
 
 async fn head_seq(t: &Trail) -> i64 {
+    t.app.db.sequence(t.env_id).await;
     let mut admin = t.app.db.admin_conn().await;
     sqlx::query_scalar("SELECT seq FROM audit_heads WHERE environment_id = $1")
         .bind(t.env_id)

@@ -26,28 +26,7 @@ pub struct AuditEntry {
     pub user_agent: Option<String>,
 }
 
-/// An entry exactly as stored, with its chain fields: what verification and export read.
-#[derive(Clone, Debug, sqlx::FromRow)]
-pub struct StoredEntry {
-    pub environment_id: Uuid,
-    pub seq: i64,
-    pub audit_id: Uuid,
-    pub occurred_at: OffsetDateTime,
-    pub actor_type: String,
-    pub actor_id: Option<Uuid>,
-    pub action: String,
-    pub action_version: i16,
-    pub target_type: String,
-    pub target_id: Option<String>,
-    pub outcome: String,
-    pub before: Option<Value>,
-    pub after: Option<Value>,
-    pub request_id: Option<String>,
-    pub ip: Option<String>,
-    pub user_agent: Option<String>,
-    pub prev_hash: Vec<u8>,
-    pub entry_hash: Vec<u8>,
-}
+pub use crate::chain::StoredEntry;
 
 // A macro rather than a const so that `concat!` can splice it into static SQL.
 macro_rules! stored_columns {

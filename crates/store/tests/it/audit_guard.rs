@@ -1,9 +1,11 @@
-//! The database guards the audit chain (issue 9, controls L2 and L3; migration
-//! 20261202000008_audit_append_guard.sql): SQL run as the runtime role inside a real request
-//! transaction cannot insert an entry that does not advance the head, move the head anywhere
-//! but one entry forward with the right Merkle frontier, create a non-empty head, or store a
-//! subtree node ahead of the log or with a wrong hash. After every refused forgery the scope
-//! keeps working and its chain still verifies.
+//! The database guards the audit chain (issue 9, controls L2 and L3; migrations
+//! 20261202000008_audit_append_guard.sql and 20261202000014_audit_sequencer.sql). SQL run as
+//! the runtime role inside a real request transaction holds no privilege on the chain at all
+//! (it submits to `audit_pending`); SQL run as the sequencer's own role cannot insert an entry
+//! that is not a pending one or does not lie under the head, move the head but forward over
+//! linked entries with the right Merkle frontier, create a non-empty head, or store a subtree
+//! node ahead of the log or with a wrong hash. After every refused forgery the scope keeps
+//! working and its chain still verifies.
 
 use std::time::Instant;
 
@@ -91,6 +93,7 @@ async fn audited_writes(store: &Store, s: Scope, n: usize) {
         tx.commit().await.unwrap();
         left -= batch;
     }
+    store.sequence(s.env.as_uuid()).await.unwrap();
 }
 
 /// The head as the runtime role sees it (it may: every audited write reads it).
@@ -117,6 +120,20 @@ fn pushed(seq: i64, frontier: &[Hash], entry_hash: &Hash) -> Vec<Vec<u8>> {
     let mut tree = MerkleTree::from_frontier(seq as u64, frontier.to_vec()).unwrap();
     tree.push(merkle_leaf(entry_hash));
     tree.frontier().iter().map(|h| h.to_vec()).collect()
+}
+
+/// The statement must have been refused for lack of privilege or by a policy (the runtime
+/// role on the chain), and surface as a policy violation.
+fn denied(result: Result<PgQueryResult, sqlx::Error>, what: &str) {
+    let err = result.expect_err(what);
+    let db = err
+        .as_database_error()
+        .unwrap_or_else(|| panic!("{what}: {err}"));
+    assert_eq!(db.code().as_deref(), Some("42501"), "{what}: {err}");
+    assert!(
+        matches!(StoreError::from(err), StoreError::PolicyViolation),
+        "{what}"
+    );
 }
 
 /// The statement must have been refused by the guard, and surface as a policy violation.
@@ -186,6 +203,7 @@ async fn entry_and_head(
 /// head's frontier gives the root of all entries, the sequence is 1..=head, and every stored
 /// subtree node is the root of its leaves. Returns the number of entries.
 async fn verify_scope(store: &Store, db: &TestDb, s: Scope) -> u64 {
+    store.sequence(s.env.as_uuid()).await.unwrap();
     let mut tx = store
         .tenant_as_system(
             s.env,
@@ -262,27 +280,43 @@ async fn stored_nodes(db: &TestDb, s: Scope) -> Vec<(u32, u64, Hash)> {
         .collect()
 }
 
-/// Controls L2, L3: each forged append, head move or head creation, run as the runtime role in
-/// a real request transaction, is refused; afterwards the scope's audited writes succeed and
-/// its chain verifies.
+/// Controls L2, L3: each forged append, head move or head creation is refused, run as the
+/// runtime role in a real request transaction (no privilege) and as the sequencer's own role
+/// (the guards); afterwards the scope's audited writes succeed and its chain verifies.
 #[tokio::test]
 async fn l2_l3_forged_appends_and_head_moves_are_refused() {
     let db = TestDb::new().await;
     let store = db.store().await;
+    let sequencer_role = portcullis_store::bootstrap::background_pool(
+        &db.sequencer,
+        portcullis_store::bootstrap::SEQUENCER_ROLE,
+        2,
+    )
+    .await
+    .unwrap();
     let s = scope(&store, "alpha").await;
     audited_writes(&store, s, 5).await;
     let junk: Hash = [7; 32];
     let zero = GENESIS_PREV_HASH;
 
-    // Each forgery in its own request transaction (a refused statement aborts it).
+    // Each forgery in its own transaction (a refused statement aborts it): in a request as the
+    // runtime role, then as the sequencer's role.
     macro_rules! attempt {
         ($what:literal, |$conn:ident, $seq:ident, $hash:ident, $frontier:ident| $body:expr) => {{
-            let mut tx = request(&store, s).await;
-            let $conn = tx.conn_for_tests();
-            let ($seq, $hash, $frontier) = head($conn, s).await;
-            let result = $body;
-            refused(result, $what);
-            drop(tx);
+            {
+                let mut tx = request(&store, s).await;
+                let $conn = tx.conn_for_tests();
+                let ($seq, $hash, $frontier) = head($conn, s).await;
+                let result = $body;
+                denied(result, $what);
+            }
+            {
+                let mut tx = sequencer_role.begin().await.unwrap();
+                let $conn = &mut *tx;
+                let ($seq, $hash, $frontier) = head($conn, s).await;
+                let result = $body;
+                refused(result, $what);
+            }
             // The scope still works: an audited write right after.
             audited_writes(&store, s, 1).await;
         }};
@@ -438,32 +472,24 @@ async fn l2_l3_forged_appends_and_head_moves_are_refused() {
         }
     );
 
-    // An entry in someone else's name is refused by the audit_log_append policy (the signed
-    // actor, 20261202000007), before the guard looks at it.
-    {
+    // An entry submitted in someone else's name is refused by the audit_pending_submit policy
+    // (the signed actor, as audit_log_append was), and so is one for another scope.
+    for (actor_type, env) in [("system", s.env.as_uuid()), ("identity", uuid::Uuid::now_v7())] {
         let mut tx = request(&store, s).await;
         let c = tx.conn_for_tests();
-        let (seq, hash, f) = head(c, s).await;
-        let err = sqlx::query(
-            "WITH e AS (
-                 INSERT INTO audit_log (environment_id, seq, audit_id, occurred_at, actor_type, actor_id, action,
-                                        target_type, outcome, prev_hash, entry_hash)
-                 VALUES ($1, $2, gen_random_uuid(), now(), 'system', NULL, 'project.created', 'project', 'success', $3, $4)
-             )
-             UPDATE audit_heads SET seq = $2, head_hash = $4, frontier = $5 WHERE environment_id = $1",
-        )
-            .bind(s.env.as_uuid())
-            .bind(seq + 1)
-            .bind(hash.as_slice())
-            .bind(junk.as_slice())
-            .bind(pushed(seq, &f, &junk))
+        denied(
+            sqlx::query(
+                "INSERT INTO audit_pending (environment_id, audit_id, occurred_at, actor_type, actor_id, action,
+                                            target_type, outcome)
+                 VALUES ($1, gen_random_uuid(), now(), $2, CASE WHEN $2 = 'identity' THEN $3 END,
+                         'project.created', 'project', 'success')",
+            )
+            .bind(env)
+            .bind(actor_type)
+            .bind(s.owner.as_uuid())
             .execute(c)
-            .await
-            .unwrap_err();
-        assert_eq!(
-            err.as_database_error().and_then(|d| d.code()).as_deref(),
-            Some("42501"),
-            "{err}"
+            .await,
+            "a pending entry in another actor's name or scope",
         );
     }
     audited_writes(&store, s, 1).await;
@@ -475,9 +501,10 @@ async fn l2_l3_forged_appends_and_head_moves_are_refused() {
     assert_eq!(verify_scope(&store, &db, s).await, n + 3);
 }
 
-/// Control L3, what the database cannot check: an entry whose hash is not the hash of its
-/// columns but that links to the head, with the right frontier, is accepted (the database does
-/// not canonicalise JSON). Later writers are not affected, and verification names the entry.
+/// Control L3, what the database cannot check: a pending entry sequenced with a hash that is
+/// not the hash of its columns, but that links to the head with the right frontier, is
+/// accepted from the sequencer's role (the database does not canonicalise JSON). Later writers
+/// are not affected, and verification names the entry.
 #[tokio::test]
 async fn l3_a_linked_forgery_is_accepted_and_caught_by_verification() {
     let db = TestDb::new().await;
@@ -485,10 +512,42 @@ async fn l3_a_linked_forgery_is_accepted_and_caught_by_verification() {
     let s = scope(&store, "alpha").await;
     audited_writes(&store, s, 3).await;
     let mut tx = request(&store, s).await;
-    let c = tx.conn_for_tests();
-    let (seq, hash, f) = head(c, s).await;
+    tx.audit(AuditEvent::success("project.created", "project", "forged"))
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+    let sequencer_role = portcullis_store::bootstrap::background_pool(
+        &db.sequencer,
+        portcullis_store::bootstrap::SEQUENCER_ROLE,
+        2,
+    )
+    .await
+    .unwrap();
+    let mut tx = sequencer_role.begin().await.unwrap();
+    let (seq, hash, f) = head(&mut tx, s).await;
     let junk: Hash = [7; 32];
-    entry_and_head(c, s, seq + 1, &hash, &junk, pushed(seq, &f, &junk))
+    sqlx::query(
+        "WITH e AS (
+             INSERT INTO audit_log (environment_id, seq, audit_id, occurred_at, actor_type, actor_id, action,
+                                    action_version, target_type, target_id, outcome, before, after, request_id,
+                                    ip, user_agent, prev_hash, entry_hash)
+             SELECT environment_id, $2, audit_id, occurred_at, actor_type, actor_id, action, action_version,
+                    target_type, target_id, outcome, before, after, request_id, ip, user_agent, $3, $4
+               FROM audit_pending WHERE environment_id = $1
+         )
+         UPDATE audit_heads SET seq = $2, head_hash = $4, frontier = $5 WHERE environment_id = $1",
+    )
+    .bind(s.env.as_uuid())
+    .bind(seq + 1)
+    .bind(hash.as_slice())
+    .bind(junk.as_slice())
+    .bind(pushed(seq, &f, &junk))
+    .execute(&mut *tx)
+    .await
+    .unwrap();
+    sqlx::query("DELETE FROM audit_pending WHERE environment_id = $1")
+        .bind(s.env.as_uuid())
+        .execute(&mut *tx)
         .await
         .unwrap();
     tx.commit().await.unwrap();

@@ -77,6 +77,15 @@ impl TestApp {
         if auth.cache_ttl_seconds > 0 {
             tokio::spawn(store.listen_for_changes());
         }
+        // The audit sequencer chains entries in the background, as in `serve`; readers of the
+        // log (and `audit_actions`) sequence what is pending first.
+        if let Some(sequencer) = store.sequencer() {
+            tokio::spawn(
+                sequencer
+                    .clone()
+                    .run(portcullis_store::sequencer::SWEEP_EVERY),
+            );
+        }
         // Cheap hashing keeps the suite fast; production parameters are tested in the crypto crate.
         auth.password_memory_kib = 1024;
         auth.password_iterations = 1;
@@ -297,6 +306,7 @@ impl TestApp {
     }
 
     pub async fn audit_actions(&self, env: &str) -> Vec<Value> {
+        self.db.sequence(env.parse().expect("environment id")).await;
         let mut conn = self.db.admin_conn().await;
         let rows: Vec<Value> = sqlx::query_scalar(
             "SELECT jsonb_build_object('action', action, 'before', before, 'after', after, 'outcome', outcome, 'actor_id', actor_id)

@@ -52,8 +52,10 @@ impl AuditTable {
 }
 
 /// Runs `sql` as the superuser with `table`'s guard off: statements separated by `;`, each
-/// with `env` bound to `$1`. The guard is switched on again afterwards.
+/// with `env` bound to `$1`. The guard is switched on again afterwards. What is pending is
+/// sequenced first, so the edit reaches every entry written so far.
 pub async fn tamper(db: &TestDb, table: AuditTable, env: Uuid, sql: &str) {
+    db.sequence(env).await;
     let mut admin = db.admin_conn().await;
     let (off, on) = table.guard();
     sqlx::query(off).execute(&mut admin).await.unwrap();
@@ -71,6 +73,7 @@ pub async fn tamper(db: &TestDb, table: AuditTable, env: Uuid, sql: &str) {
 /// the stored rows: after an edit the chain is clean again, but no longer the tree that
 /// earlier checkpoints signed.
 pub async fn rehash(db: &TestDb, env: Uuid) {
+    db.sequence(env).await;
     let mut admin = db.admin_conn().await;
     let (off, on) = AuditTable::Log.guard();
     sqlx::query(off).execute(&mut admin).await.unwrap();
