@@ -499,6 +499,13 @@ async fn world_on(db: TestDb, store: Store) -> World {
             .unwrap();
     }
 
+    // The fixture's audit entries chained, as after any reader of the log.
+    store
+        .sequencer()
+        .expect("the test store has a sequencer")
+        .sweep()
+        .await
+        .unwrap();
     let mut admin_conn = db.admin_conn().await;
     let env_tables: Vec<String> = sqlx::query_scalar(
         "SELECT table_name::text FROM information_schema.columns
@@ -622,7 +629,14 @@ impl World {
     }
 
     /// A digest of every table, as the superuser sees it.
+    /// Chains every scope's pending audit entries, as any reader of the log does first.
+    async fn sequenced(&self) {
+        let sequencer = self.store.sequencer().expect("the test store has a sequencer");
+        sequencer.sweep().await.unwrap();
+    }
+
     async fn snapshot(&self) -> BTreeMap<String, String> {
+        self.sequenced().await;
         let mut admin = self.admin().await;
         let tables: Vec<String> = sqlx::query_scalar(
             "SELECT tablename::text FROM pg_tables
@@ -668,6 +682,7 @@ impl World {
 
     /// (seq, head hash) of a scope's chain.
     async fn head(&self, env: Uuid) -> (i64, Vec<u8>) {
+        self.sequenced().await;
         let mut admin = self.admin().await;
         sqlx::query_as("SELECT seq, head_hash FROM audit_heads WHERE environment_id = $1")
             .bind(env)
@@ -679,6 +694,7 @@ impl World {
     /// What is wrong with a scope's chain: gaps, broken links, entries whose hash is not theirs,
     /// a head that is not the last entry. Empty when it verifies.
     async fn chain_problems(&self, env: Uuid) -> Vec<String> {
+        self.sequenced().await;
         let mut admin = self.admin().await;
         let rows: Vec<StoredEntry> = sqlx::query_as(STORED_CHAIN)
             .bind(env)
@@ -891,7 +907,9 @@ async fn t2_attacker_replaying_a_context_from_another_transaction_reads_nothing(
     let db = TestDb::new().await;
     // One connection: the replay runs on the very backend the victim's transaction ran on.
     let pool = bootstrap::runtime_pool(&db.runtime, 1).await.unwrap();
-    let store = Store::new(pool, db.context_key().await).with_subject_keys(vault().subject_keys());
+    let store = Store::new(pool, db.context_key().await)
+        .with_subject_keys(vault().subject_keys())
+        .with_sequencer(db.sequencer().await);
     let w = world_on(db, store).await;
 
     let mut victim = w.member(w.b.env, w.b.owner).await;
@@ -1695,7 +1713,9 @@ async fn t1_attacker_temp_table_cannot_fake_a_membership_for_later_requests() {
     let mut f = Findings::default();
     let db = TestDb::new().await;
     let pool = bootstrap::runtime_pool(&db.runtime, 1).await.unwrap();
-    let store = Store::new(pool, db.context_key().await).with_subject_keys(vault().subject_keys());
+    let store = Store::new(pool, db.context_key().await)
+        .with_subject_keys(vault().subject_keys())
+        .with_sequencer(db.sequencer().await);
     let w = world_on(db, store).await;
     let mut req = w.member(w.a.env, w.viewer).await;
     let c = req.conn();
@@ -2157,7 +2177,9 @@ async fn t2_attacker_session_settings_do_not_outlive_its_request() {
     let mut f = Findings::default();
     let db = TestDb::new().await;
     let pool = bootstrap::runtime_pool(&db.runtime, 1).await.unwrap();
-    let store = Store::new(pool, db.context_key().await).with_subject_keys(vault().subject_keys());
+    let store = Store::new(pool, db.context_key().await)
+        .with_subject_keys(vault().subject_keys())
+        .with_sequencer(db.sequencer().await);
     let w = world_on(db, store).await;
     let mut req = w.member(w.a.env, w.viewer).await;
     let c = req.conn();

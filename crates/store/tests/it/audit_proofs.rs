@@ -29,6 +29,7 @@ async fn append(store: &Store, env: EnvironmentId, n: usize) {
         tx.commit().await.unwrap();
         left -= batch;
     }
+    store.sequence(env.as_uuid()).await.unwrap();
 }
 
 /// Every leaf hash of the log (the O(n) way), to compare with.
@@ -76,6 +77,7 @@ async fn db_consistency(store: &Store, env: EnvironmentId, old: u64, new: u64) -
 }
 
 async fn stored_nodes(db: &TestDb, env: EnvironmentId) -> i64 {
+    db.sequence(env.as_uuid()).await;
     let mut admin = db.admin_conn().await;
     sqlx::query_scalar("SELECT count(*) FROM audit_subtrees WHERE environment_id = $1")
         .bind(env.as_uuid())
@@ -261,6 +263,7 @@ async fn l3_nodes_are_written_by_every_appender() {
         .unwrap();
     }
     tx.commit().await.unwrap();
+    db.sequence(portcullis_store::PLATFORM_SCOPE).await;
     let mut admin = db.admin_conn().await;
     let platform: i64 = sqlx::query_scalar(
         "SELECT count(*) FROM audit_subtrees WHERE environment_id = '00000000-0000-0000-0000-000000000000'",

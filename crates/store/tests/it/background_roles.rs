@@ -4,7 +4,7 @@
 //! self-check (T7) reports a grant or policy beyond the expected ones.
 
 use portcullis_core::{EnvironmentId, IdentityId};
-use portcullis_store::bootstrap::{CHECKPOINTER_ROLE, SCHEDULER_ROLE};
+use portcullis_store::bootstrap::{CHECKPOINTER_ROLE, SCHEDULER_ROLE, SEQUENCER_ROLE};
 use portcullis_store::queries::{audit_log, environments, identities};
 use portcullis_store::testing::TestDb;
 use portcullis_store::vault::operator as keys_operator;
@@ -78,6 +78,7 @@ async fn refused(conn: &mut PgConnection, sql: &str, env: uuid::Uuid) {
 async fn t4_background_roles_run_their_cross_environment_queries() {
     let db = TestDb::new().await;
     let env = environment(&db, "alpha").await;
+    db.sequence(env.as_uuid()).await;
 
     let checkpointer = db.checkpointer_pool().await;
     let due = audit_log::operator::uncheckpointed(&checkpointer)
@@ -308,9 +309,9 @@ async fn t7_catalog_check_reports_a_background_role_beyond_its_grants() {
 #[test]
 fn t7_background_roles_are_the_bootstrapped_ones() {
     let expected: Vec<&str> = catalog::BACKGROUND_ROLES.iter().map(|r| r.role).collect();
-    assert_eq!(expected, [CHECKPOINTER_ROLE, SCHEDULER_ROLE]);
+    assert_eq!(expected, [CHECKPOINTER_ROLE, SCHEDULER_ROLE, SEQUENCER_ROLE]);
     assert_eq!(
         portcullis_store::bootstrap::BACKGROUND_ROLES,
-        [CHECKPOINTER_ROLE, SCHEDULER_ROLE]
+        [CHECKPOINTER_ROLE, SCHEDULER_ROLE, SEQUENCER_ROLE]
     );
 }

@@ -158,7 +158,8 @@ async fn t1_r8_a_select_evaluates_only_select_policies() {
     let conn = tx.conn_for_tests();
 
     let mut wrong = vec![];
-    for table in tables() {
+    // audit_pending: the runtime role may only insert (t2_no_context_fails_closed).
+    for table in tables().into_iter().filter(|t| *t != "audit_pending") {
         // No column named: the runtime role holds only column privileges on some tables.
         let sql = ["SELECT 1 FROM ", table].concat();
         let (found, plan) = plan_lookups(conn, &sql, &[]).await;
