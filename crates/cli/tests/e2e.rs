@@ -156,7 +156,8 @@ async fn t7_serve_refuses_a_weakened_schema() {
 }
 
 /// Control T7 (issue 9): while serving, the process holds no connection as the schema owner:
-/// requests run as the runtime role, the checkpointer and the scheduler as their own roles.
+/// requests run as the runtime role, the checkpointer, the scheduler and the audit sequencer as
+/// their own roles.
 #[tokio::test]
 async fn t7_serving_holds_no_owner_connection() {
     let db = TestDb::new().await;
@@ -184,7 +185,8 @@ async fn t7_serving_holds_no_owner_connection() {
         [
             "portcullis_app",
             "portcullis_checkpointer",
-            "portcullis_scheduler"
+            "portcullis_scheduler",
+            "portcullis_sequencer"
         ]
     );
     drop(server);
