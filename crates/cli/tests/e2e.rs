@@ -255,6 +255,10 @@ async fn e1_readme_tour_over_https() {
         "ALPN should pick HTTP/2: {headers}"
     );
     assert_eq!(curl(&[&format!("{base}/readyz")]).0, 200);
+    // Plain http:// to the HTTPS port is told to use https (issue 12, item 5).
+    let (code, plain, _) = curl(&[&format!("http://127.0.0.1:{port}/healthz")]);
+    assert_eq!(code, 400, "{plain}");
+    assert_eq!(plain["error"]["code"], "https_required");
 
     let body = format!(
         r#"{{"setup_token":"{setup_token}","email":"ada@example.com","password":"correct horse battery","environment_name":"Acme","region":"eu-central"}}"#
@@ -267,14 +271,15 @@ async fn e1_readme_tour_over_https() {
         &format!("{base}/v1/setup"),
     ]);
     assert_eq!(code, 201, "{setup}");
-    let (code, _, _) = curl(&[
+    let (code, again, _) = curl(&[
         "-H",
         "content-type: application/json",
         "-d",
         &body,
         &format!("{base}/v1/setup"),
     ]);
-    assert_eq!(code, 403, "setup token is single-use");
+    assert_eq!(code, 401, "setup token is single-use: {again}");
+    assert_eq!(again["error"]["code"], "setup_token_invalid");
     let owner = format!(
         "authorization: Bearer {}",
         setup["session"]["token"].as_str().unwrap()
@@ -356,16 +361,28 @@ async fn e1_readme_tour_over_https() {
     assert_eq!(code, 200);
     assert_eq!(read["body"], "secret plan");
 
-    // A second person signs up, is invited as viewer, and is refused a write.
+    // A second person signs up and signs in, is invited as viewer, and is refused a write.
+    let bob_account = r#"{"email":"bob@example.com","password":"another long password"}"#;
+    let (code, signed_up, _) = curl(&[
+        "-H",
+        "content-type: application/json",
+        "-d",
+        bob_account,
+        &format!("{base}/v1/auth/signup"),
+    ]);
+    assert_eq!(code, 202, "{signed_up}");
     let (code, bob, _) = curl(&[
         "-H",
         "content-type: application/json",
         "-d",
-        r#"{"email":"bob@example.com","password":"another long password"}"#,
-        &format!("{base}/v1/auth/signup"),
+        bob_account,
+        &format!("{base}/v1/auth/login"),
     ]);
-    assert_eq!(code, 201, "{bob}");
-    let bob_auth = format!("authorization: Bearer {}", bob["token"].as_str().unwrap());
+    assert_eq!(code, 200, "{bob}");
+    let bob_auth = format!(
+        "authorization: Bearer {}",
+        bob["session"]["token"].as_str().unwrap()
+    );
     let (_, inv, _) = curl(&[
         "-H",
         &owner,
@@ -407,7 +424,7 @@ async fn e1_readme_tour_over_https() {
         "-H",
         "content-type: application/json",
         "-d",
-        r#"{"name":"Bob's","region":"us-east"}"#,
+        r#"{"name":"Bob's","region":"eu-central"}"#,
         &format!("{base}/v1/environments"),
     ]);
     let (code, _, _) = curl(&[
@@ -458,15 +475,27 @@ async fn l3_kill_during_write_storm_loses_no_acknowledged_entry() {
     };
     let server = start();
     let base = format!("https://127.0.0.1:{port}");
+    let account = r#"{"email":"ada@example.com","password":"correct horse battery"}"#;
+    let (code, _, _) = curl(&[
+        "-H",
+        "content-type: application/json",
+        "-d",
+        account,
+        &format!("{base}/v1/auth/signup"),
+    ]);
+    assert_eq!(code, 202);
     let (code, owner, _) = curl(&[
         "-H",
         "content-type: application/json",
         "-d",
-        r#"{"email":"ada@example.com","password":"correct horse battery"}"#,
-        &format!("{base}/v1/auth/signup"),
+        account,
+        &format!("{base}/v1/auth/login"),
     ]);
-    assert_eq!(code, 201);
-    let auth = format!("authorization: Bearer {}", owner["token"].as_str().unwrap());
+    assert_eq!(code, 200);
+    let auth = format!(
+        "authorization: Bearer {}",
+        owner["session"]["token"].as_str().unwrap()
+    );
     let (_, env, _) = curl(&[
         "-H",
         &auth,

@@ -8,7 +8,7 @@ use std::time::Duration;
 use anyhow::{bail, Context};
 use portcullis_crypto::token::{self, TokenKind};
 use portcullis_crypto::PasswordHasher;
-use portcullis_service::config::Config;
+use portcullis_service::config::{Config, Regions};
 use portcullis_service::node::{anchors, database, self_check, vault, Database};
 use portcullis_service::{jobs, trail};
 use portcullis_store::bootstrap;
@@ -81,9 +81,14 @@ async fn serve_with(config: &Config, db: &Database) -> anyhow::Result<()> {
         config.auth.password_memory_kib,
         config.auth.password_iterations,
     )?;
+    let regions = config
+        .environments
+        .regions()
+        .map_err(anyhow::Error::msg)
+        .context("invalid configuration")?;
     let listen = config.server.listen.clone();
     let scheme = if config.server.tls { "https" } else { "http" };
-    announce_setup(&store, scheme, &listen).await?;
+    announce_setup(&store, scheme, &listen, &regions).await?;
 
     let vault = std::sync::Arc::new(vault(config).await?);
     let sealed = portcullis_store::pii::seal_legacy(&owner_pool, &store, &vault)
@@ -130,6 +135,7 @@ async fn serve_with(config: &Config, db: &Database) -> anyhow::Result<()> {
         store,
         hasher,
         config.auth.clone(),
+        regions.clone(),
         vault,
         config.keys.reencrypt_batch,
     )
@@ -163,7 +169,12 @@ async fn serve_with(config: &Config, db: &Database) -> anyhow::Result<()> {
 }
 
 /// On a fresh installation, prints a one-time setup token (stored hashed) and how to use it.
-async fn announce_setup(store: &Store, scheme: &str, listen: &str) -> anyhow::Result<()> {
+async fn announce_setup(
+    store: &Store,
+    scheme: &str,
+    listen: &str,
+    regions: &Regions,
+) -> anyhow::Result<()> {
     let mut tx = store.auth(RequestMeta::default()).await?;
     if installation::setup_completed(&mut tx).await? {
         return Ok(());
@@ -175,8 +186,9 @@ async fn announce_setup(store: &Store, scheme: &str, listen: &str) -> anyhow::Re
     let k = if scheme == "https" { "-k " } else { "" };
     // Printed, not logged: the token must not end up in log aggregation.
     println!(
-        "\nFirst run: create the first owner with this one-time setup token (valid until used; a restart issues a new one):\n\n  curl {k}{scheme}://{host}/v1/setup -H 'content-type: application/json' \\\n    -d '{{\"setup_token\":\"{}\",\"email\":\"you@example.com\",\"password\":\"choose-a-long-password\",\"environment_name\":\"My company\",\"region\":\"eu-central\"}}'\n",
-        token.expose()
+        "\nFirst run: create the first owner with this one-time setup token (valid until used; a restart issues a new one):\n\n  curl {k}{scheme}://{host}/v1/setup -H 'content-type: application/json' \\\n    -d '{{\"setup_token\":\"{}\",\"email\":\"you@example.com\",\"password\":\"choose-a-long-password\",\"environment_name\":\"My company\",\"region\":\"{}\"}}'\n\nThe answer holds the owner's session token at session.token.\n",
+        token.expose(),
+        regions.as_slice()[0],
     );
     Ok(())
 }
