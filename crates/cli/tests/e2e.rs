@@ -901,3 +901,46 @@ async fn l6_cli_writes_and_verifies_a_monthly_report() {
         text(&out.stderr)
     );
 }
+
+/// Issue 12, item 8: the human log a pipe or a file receives is plain text (no ANSI colour),
+/// a restart on a migrated database logs no `_sqlx_migrations` notice, and a graceful
+/// shutdown (SIGTERM) stops the background tasks first and logs no error.
+#[tokio::test]
+async fn logs_are_plain_quiet_on_restart_and_error_free_on_shutdown() {
+    let db = TestDb::new().await;
+    let data = scratch("logs");
+    let mut all = Vec::new();
+    for _ in 0..2 {
+        let port = free_port();
+        let mut c = command(&db, &data, port);
+        c.env("PORTCULLIS_LOG__FORMAT", "human").arg("serve");
+        let mut server = Server::start(c);
+        all.extend(server.wait_for("serving HTTPS"));
+        // Let the background tasks start their first passes.
+        std::thread::sleep(Duration::from_millis(1500));
+        let pid = server.child.id().to_string();
+        assert!(Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success());
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while server.child.try_wait().unwrap().is_none() {
+            assert!(Instant::now() < deadline, "server did not stop");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        // Whatever the reader threads still hold.
+        while let Ok(line) = server.lines.recv_timeout(Duration::from_millis(300)) {
+            all.push(line);
+        }
+    }
+    let log = all.join("\n");
+    assert!(log.contains("stopped"), "{log}");
+    assert!(
+        !log.contains('\u{1b}'),
+        "ANSI escape codes in a piped log:\n{log}"
+    );
+    assert!(!log.contains("_sqlx_migrations"), "{log}");
+    let errors: Vec<&String> = all.iter().filter(|l| l.contains(" ERROR ")).collect();
+    assert!(errors.is_empty(), "{errors:#?}");
+}

@@ -73,9 +73,13 @@ async fn serve_with(config: &Config, db: &Database) -> anyhow::Result<()> {
     let store = Store::new(pool, db.context_key.clone()).with_auth_cache(
         portcullis_store::auth_cache::AuthCache::new(config.auth.cache()),
     );
+    // Every task that runs while serving, so that all of them stop before this function
+    // returns, i.e. before the caller stops a private PostgreSQL cluster (a task still querying
+    // then would log the lost connection as an error). Dropping the set aborts them too.
+    let mut background = tokio::task::JoinSet::new();
     if config.auth.cache_ttl_seconds > 0 {
         // Holds one runtime connection for as long as the node runs.
-        tokio::spawn(store.listen_for_changes());
+        background.spawn(store.listen_for_changes());
     }
     let hasher = PasswordHasher::new(
         config.auth.password_memory_kib,
@@ -111,7 +115,7 @@ async fn serve_with(config: &Config, db: &Database) -> anyhow::Result<()> {
         bootstrap::background_pool(&db.scheduler, bootstrap::SCHEDULER_ROLE, 2).await?;
     let checkpointer_pool =
         bootstrap::background_pool(&db.checkpointer, bootstrap::CHECKPOINTER_ROLE, 2).await?;
-    tokio::spawn(jobs::scheduler(
+    background.spawn(jobs::scheduler(
         store.clone(),
         scheduler_pool,
         vault.clone(),
@@ -123,7 +127,7 @@ async fn serve_with(config: &Config, db: &Database) -> anyhow::Result<()> {
         .context("audit checkpoint signing key")?;
     let anchors = anchors(config)?;
     tracing::info!(key_id = %signer.key_id(), anchors = %anchors, "audit checkpoints are signed and anchored");
-    tokio::spawn(trail::checkpointer(
+    background.spawn(trail::checkpointer(
         store.clone(),
         checkpointer_pool,
         signer,
@@ -164,6 +168,9 @@ async fn serve_with(config: &Config, db: &Database) -> anyhow::Result<()> {
         tracing::warn!(address = %listen, "serving plain HTTP (server.tls = false): only behind a TLS-terminating proxy");
         tls::serve_plain(listener, app, shutdown_signal(), drain).await?;
     }
+    // Requests are done; the background passes stop at their next await point. A checkpoint
+    // cut but not yet recorded as anchored is anchored by a later pass (L4).
+    background.shutdown().await;
     tracing::info!("stopped");
     Ok(())
 }
