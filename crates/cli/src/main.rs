@@ -30,8 +30,9 @@ append-only audit log.\n\nWith no database configured it provisions a private Po
 cluster under the data directory from the system's server binaries."
 )]
 struct Cli {
-    /// Configuration file (TOML); see portcullis.example.toml. Environment variables
-    /// PORTCULLIS_<SECTION>__<KEY> override it.
+    /// Configuration file (TOML), as documented in portcullis.example.toml.
+    ///
+    /// Environment variables PORTCULLIS_<SECTION>__<KEY> override what it sets.
     #[arg(long, short, global = true, env = "PORTCULLIS_CONFIG")]
     config: Option<PathBuf>,
     #[command(subcommand)]
@@ -64,29 +65,37 @@ enum Command {
 enum AuditCommand {
     /// Verify an environment's chain against the database checkpoints and the anchors, or an
     /// exported bundle offline. Reports the first bad entry and why; exits 1 if any.
+    #[command(group = clap::ArgGroup::new("source").required(true).args(["environment", "bundle"]))]
     Verify {
-        #[arg(long, conflicts_with = "bundle", required_unless_present = "bundle")]
+        /// The environment (its id) whose chain to verify, read from the database.
+        #[arg(long, value_name = "ENVIRONMENT_ID")]
         environment: Option<String>,
         /// An export from `audit export --format bundle` (or the API); verified offline.
         #[arg(long)]
         bundle: Option<PathBuf>,
-        /// Trusted checkpoint keys (hex Ed25519), e.g. from /.well-known/portcullis/audit-keys.json.
-        /// Without it, a bundle's own keys are used, which proves integrity only relative to them.
-        #[arg(long = "public-key")]
+        /// A trusted checkpoint key (hex Ed25519); repeat it for several.
+        ///
+        /// E.g. from /.well-known/portcullis/audit-keys.json. Without it, a bundle's own keys
+        /// are used, which proves integrity only relative to them.
+        #[arg(long = "public-key", value_name = "HEX")]
         public_keys: Vec<String>,
-        /// Accept a chain that no signed checkpoint covers at all, or whose uncovered tail is
-        /// longer than the checkpoint interval (`audit.checkpoint_every_entries`); by default
-        /// either fails: nothing but the chain itself vouches for those entries.
+        /// Accept entries no signed checkpoint covers, beyond the checkpoint interval.
+        ///
+        /// By default a chain that no signed checkpoint covers at all, or whose uncovered tail
+        /// is longer than the checkpoint interval (`audit.checkpoint_every_entries`), fails:
+        /// nothing but the chain itself vouches for those entries.
         #[arg(long)]
         accept_uncheckpointed: bool,
     },
     /// Export an environment's audit log.
     Export {
-        #[arg(long)]
+        /// The environment (its id) whose log to export.
+        #[arg(long, value_name = "ENVIRONMENT_ID")]
         environment: String,
         /// jsonl, csv or bundle (bundle = verifiable offline).
         #[arg(long, default_value = "bundle")]
         format: String,
+        /// The file to write (created or replaced).
         #[arg(long)]
         output: PathBuf,
     },
@@ -98,16 +107,18 @@ enum AuditCommand {
     /// proof and checkpoint still verifies. The erasure is audited.
     EraseSubject {
         /// The person's identity id.
-        #[arg(long)]
+        #[arg(long, value_name = "IDENTITY_ID")]
         identity: String,
-        #[arg(long, value_parser = parse_environment)]
+        /// The environment (its id) to erase them from; the platform scope when omitted.
+        #[arg(long, value_name = "ENVIRONMENT_ID", value_parser = parse_environment)]
         environment: Option<portcullis_core::EnvironmentId>,
     },
     /// Write the signed monthly report of an environment (control L6): `<env>-<YYYY-MM>.report.json`
     /// (authoritative, signed) and `.report.pdf` (for people). The month must have ended; if no
     /// checkpoint covers it yet, one is cut. Prints the two paths.
     Report {
-        #[arg(long, value_parser = parse_environment)]
+        /// The environment (its id) to report on.
+        #[arg(long, value_name = "ENVIRONMENT_ID", value_parser = parse_environment)]
         environment: portcullis_core::EnvironmentId,
         /// The calendar month in UTC.
         #[arg(long, value_name = "YYYY-MM")]
@@ -127,10 +138,11 @@ enum AuditCommand {
         #[arg(long, conflicts_with = "environment")]
         bundle: Option<PathBuf>,
         /// Recompute the facts from the database (must be the report's environment).
-        #[arg(long, value_parser = parse_environment)]
+        #[arg(long, value_name = "ENVIRONMENT_ID", value_parser = parse_environment)]
         environment: Option<portcullis_core::EnvironmentId>,
-        /// Trusted keys, a file in the format of /.well-known/portcullis/audit-keys.json. Default:
-        /// the keys published in the database (with --bundle: the bundle's own keys).
+        /// Trusted keys: a file in the format of /.well-known/portcullis/audit-keys.json.
+        ///
+        /// Default: the keys published in the database (with --bundle: the bundle's own keys).
         #[arg(long)]
         keys: Option<PathBuf>,
     },
@@ -142,20 +154,24 @@ enum AuditCommand {
 enum KeysCommand {
     /// Show key versions, the values using each, and re-encryption jobs.
     Status {
-        /// One environment; all environments with a keyring when omitted.
-        #[arg(long, conflicts_with = "platform")]
+        /// One environment (its id); all environments with a keyring when omitted.
+        #[arg(long, value_name = "ENVIRONMENT_ID", conflicts_with = "platform")]
         environment: Option<String>,
-        /// The platform keyring instead: PII key versions and the accounts, invitations and
-        /// subject keys each one seals.
+        /// The platform keyring instead (the keys of personal data).
+        ///
+        /// Shows the PII key versions and the accounts, invitations and subject keys each one
+        /// seals.
         #[arg(long)]
         platform: bool,
+        /// Print JSON instead of a table.
         #[arg(long)]
         json: bool,
     },
     /// Start a new data-key version and re-encrypt existing values, showing progress. If a
     /// previous job was interrupted, it is resumed instead.
     Rotate {
-        #[arg(long)]
+        /// The environment (its id) whose data key to rotate.
+        #[arg(long, value_name = "ENVIRONMENT_ID")]
         environment: String,
         /// Rows per transaction.
         #[arg(long, default_value_t = 500)]
@@ -175,8 +191,11 @@ fn init_logging(config: &Config) {
     let filter = EnvFilter::try_from_default_env()
         .or_else(|_| EnvFilter::try_new(&config.log.level))
         .unwrap_or_else(|_| EnvFilter::new("info"));
+    // Colour only for a person at a terminal: a file, a pipe or a journal gets plain text.
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(ansi)
         .with_writer(std::io::stderr);
     match config.log.format {
         LogFormat::Json => builder.json().flatten_event(true).init(),
@@ -235,4 +254,129 @@ async fn run(command: Command, config: Config) -> anyhow::Result<ExitCode> {
 
 fn parse_environment(s: &str) -> Result<portcullis_core::EnvironmentId, String> {
     portcullis_core::EnvironmentId::parse(s).map_err(|e| e.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    /// One line of a terminal, less the option's own column.
+    const MAX_SHORT_HELP: usize = 90;
+
+    fn collapse(text: &str) -> String {
+        text.split_whitespace().collect::<Vec<_>>().join(" ")
+    }
+
+    /// How an argument appears in help and usage: `--long`, or `<VALUE>` for a positional.
+    fn shown_as(arg: &clap::Arg) -> String {
+        match arg.get_long() {
+            Some(long) => format!("--{long}"),
+            None => format!("<{}>", arg.get_id().as_str().to_uppercase()),
+        }
+    }
+
+    /// Renders the help of `cmd` and of every subcommand below it, collecting what a reader
+    /// would miss: an option with no description (or one the help does not show), a required
+    /// option or a required choice between options that the usage line hides.
+    fn check(cmd: &mut clap::Command, path: &str, problems: &mut Vec<String>, seen: &mut usize) {
+        *seen += 1;
+        let help = collapse(&cmd.render_help().to_string());
+        let usage = cmd.render_usage().to_string();
+        if cmd.get_about().is_none() && path != "portcullis" {
+            problems.push(format!("`{path}` has no description"));
+        }
+        for arg in cmd.get_arguments() {
+            let id = arg.get_id().as_str();
+            if id == "help" || id == "version" || arg.is_hide_set() {
+                continue;
+            }
+            let name = shown_as(arg);
+            match arg.get_help().map(|h| h.to_string()) {
+                Some(h) if !h.trim().is_empty() => {
+                    if !help.contains(&collapse(&h)) {
+                        problems.push(format!("`{path}` help does not show what {name} is"));
+                    }
+                    // The rest of a longer description belongs in the long help (`--help`).
+                    if h.contains('\n') || h.chars().count() > MAX_SHORT_HELP {
+                        problems.push(format!(
+                            "`{path}`: {name}'s description is longer than one line ({} characters); put the detail in a second paragraph",
+                            h.chars().count()
+                        ));
+                    }
+                }
+                _ => problems.push(format!("`{path}`: {name} has no description")),
+            }
+            if arg.is_required_set() && !usage.contains(&name) {
+                problems.push(format!("`{path}` usage hides the required {name}: {usage}"));
+            }
+        }
+        for group in cmd.get_groups().filter(|g| g.is_required_set()) {
+            for id in group.get_args() {
+                let Some(arg) = cmd.get_arguments().find(|a| a.get_id() == id) else {
+                    continue;
+                };
+                let name = shown_as(arg);
+                if !usage.contains(&name) {
+                    problems.push(format!(
+                        "`{path}` usage hides {name}, one of a required choice: {usage}"
+                    ));
+                }
+            }
+        }
+        let names: Vec<String> = cmd
+            .get_subcommands()
+            .map(|s| s.get_name().to_owned())
+            .filter(|n| n != "help")
+            .collect();
+        for name in names {
+            if let Some(sub) = cmd.find_subcommand_mut(&name) {
+                check(sub, &format!("{path} {name}"), problems, seen);
+            }
+        }
+    }
+
+    /// Issue 12, item 7: every option of every subcommand has a one-line description in its
+    /// rendered help, and required options and required choices show in the usage line.
+    #[test]
+    fn every_subcommand_documents_every_option() {
+        let mut cli = Cli::command();
+        cli.build();
+        let mut problems = Vec::new();
+        let mut seen = 0;
+        check(&mut cli, "portcullis", &mut problems, &mut seen);
+        assert!(seen > 15, "walked only {seen} commands");
+        assert!(problems.is_empty(), "{}", problems.join("\n"));
+    }
+
+    /// `audit verify` needs --environment or --bundle, and its usage line says so.
+    #[test]
+    fn audit_verify_usage_shows_its_required_choice() {
+        let mut cli = Cli::command();
+        cli.build();
+        let verify = cli
+            .find_subcommand_mut("audit")
+            .and_then(|a| a.find_subcommand_mut("verify"))
+            .unwrap();
+        let usage = verify.render_usage().to_string();
+        assert!(
+            usage.contains("<--environment <ENVIRONMENT_ID>|--bundle <BUNDLE>>"),
+            "{usage}"
+        );
+        for args in [
+            &["portcullis", "audit", "verify"][..],
+            &[
+                "portcullis",
+                "audit",
+                "verify",
+                "--environment",
+                "e",
+                "--bundle",
+                "b",
+            ],
+        ] {
+            assert!(Cli::try_parse_from(args).is_err(), "{args:?}");
+        }
+        assert!(Cli::try_parse_from(["portcullis", "audit", "verify", "--bundle", "b"]).is_ok());
+    }
 }

@@ -257,6 +257,10 @@ async fn e1_readme_tour_over_https() {
         "ALPN should pick HTTP/2: {headers}"
     );
     assert_eq!(curl(&[&format!("{base}/readyz")]).0, 200);
+    // Plain http:// to the HTTPS port is told to use https (issue 12, item 5).
+    let (code, plain, _) = curl(&[&format!("http://127.0.0.1:{port}/healthz")]);
+    assert_eq!(code, 400, "{plain}");
+    assert_eq!(plain["error"]["code"], "https_required");
 
     let body = format!(
         r#"{{"setup_token":"{setup_token}","email":"ada@example.com","password":"correct horse battery","environment_name":"Acme","region":"eu-central"}}"#
@@ -269,14 +273,15 @@ async fn e1_readme_tour_over_https() {
         &format!("{base}/v1/setup"),
     ]);
     assert_eq!(code, 201, "{setup}");
-    let (code, _, _) = curl(&[
+    let (code, again, _) = curl(&[
         "-H",
         "content-type: application/json",
         "-d",
         &body,
         &format!("{base}/v1/setup"),
     ]);
-    assert_eq!(code, 403, "setup token is single-use");
+    assert_eq!(code, 401, "setup token is single-use: {again}");
+    assert_eq!(again["error"]["code"], "setup_token_invalid");
     let owner = format!(
         "authorization: Bearer {}",
         setup["session"]["token"].as_str().unwrap()
@@ -358,16 +363,28 @@ async fn e1_readme_tour_over_https() {
     assert_eq!(code, 200);
     assert_eq!(read["body"], "secret plan");
 
-    // A second person signs up, is invited as viewer, and is refused a write.
+    // A second person signs up and signs in, is invited as viewer, and is refused a write.
+    let bob_account = r#"{"email":"bob@example.com","password":"another long password"}"#;
+    let (code, signed_up, _) = curl(&[
+        "-H",
+        "content-type: application/json",
+        "-d",
+        bob_account,
+        &format!("{base}/v1/auth/signup"),
+    ]);
+    assert_eq!(code, 202, "{signed_up}");
     let (code, bob, _) = curl(&[
         "-H",
         "content-type: application/json",
         "-d",
-        r#"{"email":"bob@example.com","password":"another long password"}"#,
-        &format!("{base}/v1/auth/signup"),
+        bob_account,
+        &format!("{base}/v1/auth/login"),
     ]);
-    assert_eq!(code, 201, "{bob}");
-    let bob_auth = format!("authorization: Bearer {}", bob["token"].as_str().unwrap());
+    assert_eq!(code, 200, "{bob}");
+    let bob_auth = format!(
+        "authorization: Bearer {}",
+        bob["session"]["token"].as_str().unwrap()
+    );
     let (_, inv, _) = curl(&[
         "-H",
         &owner,
@@ -409,7 +426,7 @@ async fn e1_readme_tour_over_https() {
         "-H",
         "content-type: application/json",
         "-d",
-        r#"{"name":"Bob's","region":"us-east"}"#,
+        r#"{"name":"Bob's","region":"eu-central"}"#,
         &format!("{base}/v1/environments"),
     ]);
     let (code, _, _) = curl(&[
@@ -460,15 +477,27 @@ async fn l3_kill_during_write_storm_loses_no_acknowledged_entry() {
     };
     let server = start();
     let base = format!("https://127.0.0.1:{port}");
+    let account = r#"{"email":"ada@example.com","password":"correct horse battery"}"#;
+    let (code, _, _) = curl(&[
+        "-H",
+        "content-type: application/json",
+        "-d",
+        account,
+        &format!("{base}/v1/auth/signup"),
+    ]);
+    assert_eq!(code, 202);
     let (code, owner, _) = curl(&[
         "-H",
         "content-type: application/json",
         "-d",
-        r#"{"email":"ada@example.com","password":"correct horse battery"}"#,
-        &format!("{base}/v1/auth/signup"),
+        account,
+        &format!("{base}/v1/auth/login"),
     ]);
-    assert_eq!(code, 201);
-    let auth = format!("authorization: Bearer {}", owner["token"].as_str().unwrap());
+    assert_eq!(code, 200);
+    let auth = format!(
+        "authorization: Bearer {}",
+        owner["session"]["token"].as_str().unwrap()
+    );
     let (_, env, _) = curl(&[
         "-H",
         &auth,
@@ -873,4 +902,47 @@ async fn l6_cli_writes_and_verifies_a_monthly_report() {
         "{}",
         text(&out.stderr)
     );
+}
+
+/// Issue 12, item 8: the human log a pipe or a file receives is plain text (no ANSI colour),
+/// a restart on a migrated database logs no `_sqlx_migrations` notice, and a graceful
+/// shutdown (SIGTERM) stops the background tasks first and logs no error.
+#[tokio::test]
+async fn logs_are_plain_quiet_on_restart_and_error_free_on_shutdown() {
+    let db = TestDb::new().await;
+    let data = scratch("logs");
+    let mut all = Vec::new();
+    for _ in 0..2 {
+        let port = free_port();
+        let mut c = command(&db, &data, port);
+        c.env("PORTCULLIS_LOG__FORMAT", "human").arg("serve");
+        let mut server = Server::start(c);
+        all.extend(server.wait_for("serving HTTPS"));
+        // Let the background tasks start their first passes.
+        std::thread::sleep(Duration::from_millis(1500));
+        let pid = server.child.id().to_string();
+        assert!(Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success());
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while server.child.try_wait().unwrap().is_none() {
+            assert!(Instant::now() < deadline, "server did not stop");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        // Whatever the reader threads still hold.
+        while let Ok(line) = server.lines.recv_timeout(Duration::from_millis(300)) {
+            all.push(line);
+        }
+    }
+    let log = all.join("\n");
+    assert!(log.contains("stopped"), "{log}");
+    assert!(
+        !log.contains('\u{1b}'),
+        "ANSI escape codes in a piped log:\n{log}"
+    );
+    assert!(!log.contains("_sqlx_migrations"), "{log}");
+    let errors: Vec<&String> = all.iter().filter(|l| l.contains(" ERROR ")).collect();
+    assert!(errors.is_empty(), "{errors:#?}");
 }

@@ -20,6 +20,8 @@ pub enum ApiError {
     Unauthenticated,
     #[error("invalid email or password")]
     InvalidCredentials,
+    #[error("the setup token is wrong or has already been used; while there is no owner, each start of the server prints a new one")]
+    InvalidSetupToken,
     #[error("this action needs the {0} permission")]
     Forbidden(Permission),
     #[error("{0}")]
@@ -61,7 +63,9 @@ impl ApiError {
     pub fn status(&self) -> StatusCode {
         match self {
             ApiError::BadRequest { .. } => StatusCode::BAD_REQUEST,
-            ApiError::Unauthenticated | ApiError::InvalidCredentials => StatusCode::UNAUTHORIZED,
+            ApiError::Unauthenticated
+            | ApiError::InvalidCredentials
+            | ApiError::InvalidSetupToken => StatusCode::UNAUTHORIZED,
             ApiError::Forbidden(_) | ApiError::ForbiddenReason(_) | ApiError::OriginRefused => {
                 StatusCode::FORBIDDEN
             }
@@ -84,6 +88,7 @@ impl ApiError {
             ApiError::BadRequest { code, .. } => code,
             ApiError::Unauthenticated => "unauthenticated",
             ApiError::InvalidCredentials => "invalid_credentials",
+            ApiError::InvalidSetupToken => "setup_token_invalid",
             ApiError::Forbidden(_) | ApiError::ForbiddenReason(_) => "role_access_denied",
             ApiError::OriginRefused => "origin_refused",
             ApiError::NotFound => "not_found",
@@ -121,6 +126,7 @@ impl From<ServiceError> for ApiError {
             ServiceError::BadRequest { code, message } => ApiError::BadRequest { code, message },
             ServiceError::Unauthenticated => ApiError::Unauthenticated,
             ServiceError::InvalidCredentials => ApiError::InvalidCredentials,
+            ServiceError::InvalidSetupToken => ApiError::InvalidSetupToken,
             ServiceError::Forbidden(p) => ApiError::Forbidden(p),
             ServiceError::ForbiddenReason(m) => ApiError::ForbiddenReason(m),
             ServiceError::NotFound => ApiError::NotFound,

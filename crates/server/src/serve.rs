@@ -8,7 +8,7 @@ use std::time::Duration;
 use anyhow::{bail, Context};
 use portcullis_crypto::token::{self, TokenKind};
 use portcullis_crypto::PasswordHasher;
-use portcullis_service::config::Config;
+use portcullis_service::config::{Config, Regions};
 use portcullis_service::node::{anchors, database, self_check, vault, Database};
 use portcullis_service::{jobs, trail};
 use portcullis_store::bootstrap;
@@ -80,18 +80,27 @@ async fn serve_with(config: &Config, db: &Database) -> anyhow::Result<()> {
             config.auth.cache(),
         ))
         .with_sequencer(sequencer.clone());
-    tokio::spawn(sequencer.run(portcullis_store::sequencer::SWEEP_EVERY));
+    // Every task that runs while serving, so that all of them stop before this function
+    // returns, i.e. before the caller stops a private PostgreSQL cluster (a task still querying
+    // then would log the lost connection as an error). Dropping the set aborts them too.
+    let mut background = tokio::task::JoinSet::new();
+    background.spawn(sequencer.clone().run(portcullis_store::sequencer::SWEEP_EVERY));
     if config.auth.cache_ttl_seconds > 0 {
         // Holds one runtime connection for as long as the node runs.
-        tokio::spawn(store.listen_for_changes());
+        background.spawn(store.listen_for_changes());
     }
     let hasher = PasswordHasher::new(
         config.auth.password_memory_kib,
         config.auth.password_iterations,
     )?;
+    let regions = config
+        .environments
+        .regions()
+        .map_err(anyhow::Error::msg)
+        .context("invalid configuration")?;
     let listen = config.server.listen.clone();
     let scheme = if config.server.tls { "https" } else { "http" };
-    announce_setup(&store, scheme, &listen).await?;
+    announce_setup(&store, scheme, &listen, &regions).await?;
 
     let vault = std::sync::Arc::new(vault(config).await?);
     let sealed = portcullis_store::pii::seal_legacy(&owner_pool, &store, &vault)
@@ -114,7 +123,7 @@ async fn serve_with(config: &Config, db: &Database) -> anyhow::Result<()> {
         bootstrap::background_pool(&db.scheduler, bootstrap::SCHEDULER_ROLE, 2).await?;
     let checkpointer_pool =
         bootstrap::background_pool(&db.checkpointer, bootstrap::CHECKPOINTER_ROLE, 2).await?;
-    tokio::spawn(jobs::scheduler(
+    background.spawn(jobs::scheduler(
         store.clone(),
         scheduler_pool,
         vault.clone(),
@@ -126,7 +135,7 @@ async fn serve_with(config: &Config, db: &Database) -> anyhow::Result<()> {
         .context("audit checkpoint signing key")?;
     let anchors = anchors(config)?;
     tracing::info!(key_id = %signer.key_id(), anchors = %anchors, "audit checkpoints are signed and anchored");
-    tokio::spawn(trail::checkpointer(
+    background.spawn(trail::checkpointer(
         store.clone(),
         checkpointer_pool,
         signer,
@@ -138,6 +147,7 @@ async fn serve_with(config: &Config, db: &Database) -> anyhow::Result<()> {
         store,
         hasher,
         config.auth.clone(),
+        regions.clone(),
         vault,
         config.keys.reencrypt_batch,
     )
@@ -166,12 +176,27 @@ async fn serve_with(config: &Config, db: &Database) -> anyhow::Result<()> {
         tracing::warn!(address = %listen, "serving plain HTTP (server.tls = false): only behind a TLS-terminating proxy");
         tls::serve_plain(listener, app, shutdown_signal(), drain).await?;
     }
+    // Requests are done; the background passes stop at their next await point. A checkpoint
+    // cut but not yet recorded as anchored is anchored by a later pass (L4).
+    background.shutdown().await;
+    // What the last requests submitted to the audit log is chained now rather than by the
+    // next node to start (nothing would be lost either way: it stays pending until then).
+    match sequencer.sweep().await {
+        Ok(0) => {}
+        Ok(n) => tracing::info!(entries = n, "sequenced the last audit entries"),
+        Err(e) => tracing::warn!(error = %e, "audit entries left pending for the next start"),
+    }
     tracing::info!("stopped");
     Ok(())
 }
 
 /// On a fresh installation, prints a one-time setup token (stored hashed) and how to use it.
-async fn announce_setup(store: &Store, scheme: &str, listen: &str) -> anyhow::Result<()> {
+async fn announce_setup(
+    store: &Store,
+    scheme: &str,
+    listen: &str,
+    regions: &Regions,
+) -> anyhow::Result<()> {
     let mut tx = store.auth(RequestMeta::default()).await?;
     if installation::setup_completed(&mut tx).await? {
         return Ok(());
@@ -183,8 +208,9 @@ async fn announce_setup(store: &Store, scheme: &str, listen: &str) -> anyhow::Re
     let k = if scheme == "https" { "-k " } else { "" };
     // Printed, not logged: the token must not end up in log aggregation.
     println!(
-        "\nFirst run: create the first owner with this one-time setup token (valid until used; a restart issues a new one):\n\n  curl {k}{scheme}://{host}/v1/setup -H 'content-type: application/json' \\\n    -d '{{\"setup_token\":\"{}\",\"email\":\"you@example.com\",\"password\":\"choose-a-long-password\",\"environment_name\":\"My company\",\"region\":\"eu-central\"}}'\n",
-        token.expose()
+        "\nFirst run: create the first owner with this one-time setup token (valid until used; a restart issues a new one):\n\n  curl {k}{scheme}://{host}/v1/setup -H 'content-type: application/json' \\\n    -d '{{\"setup_token\":\"{}\",\"email\":\"you@example.com\",\"password\":\"choose-a-long-password\",\"environment_name\":\"My company\",\"region\":\"{}\"}}'\n\nThe answer holds the owner's session token at session.token.\n",
+        token.expose(),
+        regions.as_slice()[0],
     );
     Ok(())
 }

@@ -1,7 +1,7 @@
 use std::sync::Arc;
 
 use portcullis_crypto::PasswordHasher;
-use portcullis_service::config::AuthConfig;
+use portcullis_service::config::{AuthConfig, Regions};
 use portcullis_service::Services;
 use portcullis_store::vault::Vault;
 use portcullis_store::Store;
@@ -16,17 +16,18 @@ pub struct AppState {
 }
 
 impl AppState {
-    /// `reencrypt_batch` is `keys.reencrypt_batch`: rows per batch of the re-encryption a
-    /// rotation through the API starts.
+    /// `regions` is `environments.regions`; `reencrypt_batch` is `keys.reencrypt_batch`: rows
+    /// per batch of the re-encryption a rotation through the API starts.
     pub fn new(
         store: Store,
         hasher: PasswordHasher,
         auth: AuthConfig,
+        regions: Regions,
         vault: Arc<Vault>,
         reencrypt_batch: i64,
     ) -> Self {
         AppState {
-            services: Services::new(store, hasher, auth, vault, reencrypt_batch),
+            services: Services::new(store, hasher, auth, regions, vault, reencrypt_batch),
             public_origins: Arc::new(PublicOrigins::default()),
         }
     }

@@ -392,10 +392,18 @@ pub async fn serve_tls(
     serve_connections(listener, app, shutdown, drain, move |tcp, peer| {
         let acceptor = acceptor.clone();
         async move {
-            match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
-                Ok(Ok(stream)) => Some(stream),
-                // Scanners, plain-HTTP clients and clients that distrust our cert all land
-                // here; none of that is the server's problem, so debug, not warn.
+            let handshake = async move {
+                if starts_with_plain_http(&tcp).await {
+                    answer_plain_http(tcp).await;
+                    tracing::debug!(%peer, "plain HTTP on the HTTPS port; answered 400 https_required");
+                    return Ok(None);
+                }
+                acceptor.accept(tcp).await.map(Some)
+            };
+            match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, handshake).await {
+                Ok(Ok(stream)) => stream,
+                // Scanners and clients that distrust our cert land here; none of that is the
+                // server's problem, so debug, not warn.
                 Ok(Err(error)) => {
                     tracing::debug!(%peer, %error, "TLS handshake failed");
                     None
@@ -408,6 +416,66 @@ pub async fn serve_tls(
         }
     })
     .await
+}
+
+/// Whether the client's first byte starts a plain-text request line (an upper-case method
+/// letter) rather than a TLS record (content type 20-24, a handshake is 22): someone typed
+/// `http://` for this port. Only peeks, so the TLS handshake still sees every byte.
+async fn starts_with_plain_http(tcp: &TcpStream) -> bool {
+    let mut first = [0u8; 1];
+    matches!(tcp.peek(&mut first).await, Ok(1) if first[0].is_ascii_uppercase())
+}
+
+/// The most of a plain-text request head read before answering it.
+const PLAIN_HTTP_HEAD_LIMIT: usize = 16 * 1024;
+
+/// Answers a plain-text HTTP request on the HTTPS port with a short 400 in the API's error
+/// shape that says to use `https://` (with the request's host when it is a plain host name),
+/// then closes. Nothing of the request reaches the application. The request head is read
+/// first, so that closing does not reset the connection before the client has read the answer.
+async fn answer_plain_http(mut tcp: TcpStream) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut head = Vec::new();
+    let mut chunk = [0u8; 2048];
+    while head.len() < PLAIN_HTTP_HEAD_LIMIT && !head.windows(4).any(|w| w == b"\r\n\r\n") {
+        match tcp.read(&mut chunk).await {
+            Ok(0) | Err(_) => break,
+            Ok(n) => head.extend_from_slice(&chunk[..n]),
+        }
+    }
+    let body = plain_http_answer_body(&head);
+    let answer = format!(
+        "HTTP/1.1 400 Bad Request\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\nx-content-type-options: nosniff\r\n\r\n{body}",
+        body.len()
+    );
+    let _ = tcp.write_all(answer.as_bytes()).await;
+    let _ = tcp.shutdown().await;
+}
+
+/// The JSON body of the answer to plain HTTP on the HTTPS port.
+fn plain_http_answer_body(head: &[u8]) -> String {
+    let host = String::from_utf8_lossy(head)
+        .split("\r\n")
+        .skip(1)
+        .find_map(|line| {
+            let (name, value) = line.split_once(':')?;
+            name.eq_ignore_ascii_case("host")
+                .then(|| value.trim().to_owned())
+        })
+        // Echoed only when it is plainly a host (and port): nothing to escape, nothing to inject.
+        .filter(|h| {
+            !h.is_empty()
+                && h.len() <= 255
+                && h.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | ':' | '[' | ']'))
+        });
+    let target = match host {
+        Some(h) => format!("https://{h}/"),
+        None => "https://".to_owned(),
+    };
+    format!(
+        "{{\"error\":{{\"code\":\"https_required\",\"message\":\"this port serves HTTPS only; use {target} instead of http://\"}}}}\n"
+    )
 }
 
 /// Same as [`serve_tls`] but plain HTTP, for deployments behind a TLS-terminating proxy

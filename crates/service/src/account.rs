@@ -87,29 +87,46 @@ async fn verify_password(
     .map_err(|e| ServiceError::Internal(e.to_string()))
 }
 
+/// A new account's details, checked, with the password hashed.
+struct CheckedAccount {
+    id: IdentityId,
+    email: String,
+    display_name: String,
+    password_hash: String,
+}
+
+async fn check_account(services: &Services, account: NewAccount) -> ServiceResult<CheckedAccount> {
+    let email = validate::email(&account.email)?;
+    validate::password(account.password.expose())?;
+    let display_name = display_name(account.display_name.as_deref(), &email)?;
+    let password_hash = hash_password(services, account.password).await?;
+    Ok(CheckedAccount {
+        id: IdentityId::new(),
+        email,
+        display_name,
+        password_hash,
+    })
+}
+
 async fn create_identity(
     services: &Services,
     tx: &mut AuthTx,
     account: NewAccount,
 ) -> ServiceResult<Identity> {
-    let email = validate::email(&account.email)?;
-    validate::password(account.password.expose())?;
-    let display = display_name(account.display_name.as_deref(), &email)?;
-    let hash = hash_password(services, account.password).await?;
-    let id = IdentityId::new();
+    let a = check_account(services, account).await?;
     let identity = identities::create(
         tx,
         services.vault(),
-        id,
-        &email,
-        &display,
-        &hash,
+        a.id,
+        &a.email,
+        &a.display_name,
+        &a.password_hash,
         OffsetDateTime::now_utc(),
     )
     .await?;
     tx.audit(
-        Actor::Identity(id),
-        AuditEvent::success("identity.signed_up", "identity", id),
+        Actor::Identity(a.id),
+        AuditEvent::success("identity.signed_up", "identity", a.id),
     )
     .await?;
     Ok(identity)
@@ -123,15 +140,13 @@ pub async fn setup(
     input: Setup,
 ) -> ServiceResult<SetupDone> {
     let name = validate::name("environment_name", &input.environment_name, 200)?;
-    let region = validate::region(&input.region)?;
+    let region = services.regions().check(&input.region)?;
     let mut tx = services.store().auth(meta.clone()).await?;
     let hash = TokenHash::of(input.setup_token.expose());
     if TokenKind::of(input.setup_token.expose()) != Some(TokenKind::Setup)
         || !installation::complete_setup(&mut tx, &hash, OffsetDateTime::now_utc()).await?
     {
-        return Err(ServiceError::ForbiddenReason(
-            "the setup token is wrong or setup has already been completed".into(),
-        ));
+        return Err(ServiceError::InvalidSetupToken);
     }
     let identity = create_identity(services, &mut tx, input.owner).await?;
     let id = IdentityId::from_uuid(identity.identity_id);
@@ -158,22 +173,60 @@ pub async fn setup(
     })
 }
 
-/// Creates an account (when open sign-up is enabled) and signs it in.
+/// Creates an account when open sign-up is enabled and the email has none yet. The answer is
+/// the same either way (until email verification exists, sign-up must not tell who has an
+/// account): no session is issued, the new account signs in with [`login`], and an email that
+/// already has an account keeps it unchanged. Both paths hash the password, so they take the
+/// same time. The attempt on an existing account is audited as `identity.signup_existing`.
 pub async fn signup(
     services: &Services,
     meta: RequestMeta,
     input: NewAccount,
-) -> ServiceResult<SessionIssued> {
+) -> ServiceResult<()> {
     if !services.auth_config().open_signup {
         return Err(ServiceError::ForbiddenReason(
             "sign-up is disabled; ask an administrator for an invitation".into(),
         ));
     }
-    let mut tx = services.store().auth(meta).await?;
-    let identity = create_identity(services, &mut tx, input).await?;
-    let session = issue_session(services, &mut tx, identity).await?;
+    let a = check_account(services, input).await?;
+    let mut tx = services.store().auth(meta.clone()).await?;
+    let created = identities::create_if_new(
+        &mut tx,
+        services.vault(),
+        a.id,
+        &a.email,
+        &a.display_name,
+        &a.password_hash,
+        OffsetDateTime::now_utc(),
+    )
+    .await?;
+    if created.is_some() {
+        tx.audit(
+            Actor::Identity(a.id),
+            AuditEvent::success("identity.signed_up", "identity", a.id),
+        )
+        .await?;
+        tx.commit().await?;
+        return Ok(());
+    }
+    // Nothing was written under the sign-up context; the refusal is recorded anonymously, as
+    // a login with an unknown account is.
     tx.commit().await?;
-    Ok(session)
+    let mut tx = services.store().auth(meta).await?;
+    tx.audit(
+        Actor::Anonymous,
+        AuditEvent {
+            action: "identity.signup_existing",
+            target_type: "identity",
+            target_id: None,
+            outcome: Outcome::Failure,
+            before: None,
+            after: None,
+        },
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(())
 }
 
 /// The lockout after `threshold` consecutive failures: doubling from one second, at most 15

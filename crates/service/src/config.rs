@@ -11,6 +11,7 @@ pub struct Config {
     /// Where Portcullis keeps its files: the provisioned database, generated TLS material.
     pub data_dir: Option<PathBuf>,
     pub server: ServerConfig,
+    pub environments: EnvironmentsConfig,
     pub database: DatabaseConfig,
     pub auth: AuthConfig,
     pub keys: KeysConfig,
@@ -269,6 +270,82 @@ impl Default for DatabaseConfig {
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
+pub struct EnvironmentsConfig {
+    /// The data-residency regions an environment may be created in (D1); see [`Regions`].
+    pub regions: Vec<String>,
+}
+
+impl EnvironmentsConfig {
+    /// The configured regions, checked.
+    pub fn regions(&self) -> Result<Regions, String> {
+        Regions::new(self.regions.clone())
+    }
+}
+
+impl Default for EnvironmentsConfig {
+    fn default() -> Self {
+        EnvironmentsConfig {
+            regions: vec![Regions::DEFAULT.to_owned()],
+        }
+    }
+}
+
+/// The regions this installation offers (`environments.regions`): at least one, each a valid
+/// region code, none twice. Creating an environment in any other region is refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Regions(Vec<String>);
+
+impl Regions {
+    /// The one region offered when none are configured, as in `portcullis.example.toml`.
+    pub const DEFAULT: &'static str = "eu-central";
+
+    pub fn new(regions: Vec<String>) -> Result<Regions, String> {
+        if regions.is_empty() {
+            return Err(
+                "environments.regions is empty: name at least one region, e.g. [\"eu-central\"]"
+                    .into(),
+            );
+        }
+        let mut checked: Vec<String> = Vec::with_capacity(regions.len());
+        for r in &regions {
+            let code = portcullis_core::validate::region(r)
+                .map_err(|e| format!("environments.regions: {r:?}: {e}"))?;
+            if checked.contains(&code) {
+                return Err(format!("environments.regions names {code:?} twice"));
+            }
+            checked.push(code);
+        }
+        Ok(Regions(checked))
+    }
+
+    pub fn as_slice(&self) -> &[String] {
+        &self.0
+    }
+
+    /// `region` as a known region code, or why not.
+    pub fn check(&self, region: &str) -> Result<String, crate::ServiceError> {
+        let code = portcullis_core::validate::region(region)?;
+        if self.0.contains(&code) {
+            return Ok(code);
+        }
+        Err(crate::ServiceError::bad_request(
+            "region_unknown",
+            format!(
+                "region {code:?} is not offered by this server; it offers {} (the operator sets them in environments.regions)",
+                self.0.join(", ")
+            ),
+        ))
+    }
+}
+
+impl Default for Regions {
+    fn default() -> Self {
+        Regions(vec![Regions::DEFAULT.to_owned()])
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
 pub struct AuthConfig {
     /// Whether anyone may create an account with `POST /v1/auth/signup`.
     pub open_signup: bool,
@@ -403,6 +480,9 @@ impl Config {
                 origin: origin.clone(),
                 message: e.to_string(),
             })?;
+        if let Err(message) = config.environments.regions() {
+            return Err(ConfigError::Invalid { origin, message });
+        }
         if config.auth.cache_ttl_seconds > AuthConfig::MAX_CACHE_TTL_SECONDS {
             return Err(ConfigError::Invalid {
                 origin,
@@ -632,6 +712,61 @@ mod tests {
         let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../portcullis.example.toml");
         let c = Config::load(Some(&path), Vec::new()).unwrap();
         assert_eq!(c.server.listen, ServerConfig::default().listen);
+        assert_eq!(
+            c.environments.regions,
+            EnvironmentsConfig::default().regions
+        );
+    }
+
+    /// Control D1 (issue 12, item 5): one region by default, the one the example file names;
+    /// the operator's list is checked when the configuration loads; any other region is
+    /// refused with an error that names the regions offered.
+    #[test]
+    fn d1_regions_default_to_one_and_are_checked() {
+        let c = Config::load(None, Vec::new()).unwrap();
+        let regions = c.environments.regions().unwrap();
+        assert_eq!(regions.as_slice(), [Regions::DEFAULT]);
+        let example = std::fs::read_to_string(
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("../../portcullis.example.toml"),
+        )
+        .unwrap();
+        assert!(example.contains(&format!("regions = [\"{}\"]", Regions::DEFAULT)));
+        assert_eq!(regions.check(" eu-central").unwrap(), "eu-central");
+        let err = regions.check("mars").unwrap_err().to_string();
+        assert!(
+            err.contains("\"mars\"") && err.contains("eu-central"),
+            "{err}"
+        );
+        assert!(matches!(
+            regions.check("mars"),
+            Err(crate::ServiceError::BadRequest {
+                code: "region_unknown",
+                ..
+            })
+        ));
+        assert!(matches!(
+            regions.check("Mars!"),
+            Err(crate::ServiceError::BadRequest {
+                code: "invalid_input",
+                ..
+            })
+        ));
+
+        let var = |v: &str| vec![("PORTCULLIS_ENVIRONMENTS__REGIONS".to_owned(), v.to_owned())];
+        let c = Config::load(None, var(r#"["eu-central", "us-east"]"#)).unwrap();
+        let regions = c.environments.regions().unwrap();
+        assert_eq!(regions.check("us-east").unwrap(), "us-east");
+        for (bad, says) in [
+            ("[]", "empty"),
+            (r#"["EU"]"#, "\"EU\""),
+            (r#"["us-east", "us-east"]"#, "twice"),
+        ] {
+            let err = Config::load(None, var(bad)).unwrap_err().to_string();
+            assert!(
+                err.contains("environments.regions") && err.contains(says),
+                "{bad}: {err}"
+            );
+        }
     }
 
     #[test]

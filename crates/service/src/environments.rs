@@ -40,7 +40,7 @@ pub async fn create_environment(
 ) -> ServiceResult<Environment> {
     let id = caller.identity(services).await?;
     let name = validate::name("name", &input.name, 200)?;
-    let region = validate::region(&input.region)?;
+    let region = services.regions().check(&input.region)?;
     let env_id = EnvironmentId::new();
     let mut tx = services
         .store()

@@ -15,6 +15,9 @@ pub enum ServiceError {
     Unauthenticated,
     #[error("invalid email or password")]
     InvalidCredentials,
+    /// The setup token is wrong, or setup has already been completed with it.
+    #[error("the setup token is wrong or has already been used; while there is no owner, each start of the server prints a new one")]
+    InvalidSetupToken,
     #[error("this action needs the {0} permission")]
     Forbidden(Permission),
     #[error("{0}")]

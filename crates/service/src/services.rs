@@ -8,7 +8,7 @@ use portcullis_crypto::PasswordHasher;
 use portcullis_store::vault::Vault;
 use portcullis_store::{AuditEvent, Outcome, Store, StoreError};
 
-use crate::config::AuthConfig;
+use crate::config::{AuthConfig, Regions};
 use crate::{ServiceError, ServiceResult};
 
 #[derive(Clone, Debug)]
@@ -21,18 +21,20 @@ struct Inner {
     store: Store,
     hasher: PasswordHasher,
     auth: AuthConfig,
+    regions: Regions,
     vault: Arc<Vault>,
     /// Rows per batch of the re-encryption an on-demand rotation starts.
     reencrypt_batch: i64,
 }
 
 impl Services {
-    /// `reencrypt_batch` is `keys.reencrypt_batch`: rows per batch of the re-encryption an
-    /// on-demand rotation starts.
+    /// `regions` is `environments.regions`; `reencrypt_batch` is `keys.reencrypt_batch`: rows
+    /// per batch of the re-encryption an on-demand rotation starts.
     pub fn new(
         store: Store,
         hasher: PasswordHasher,
         auth: AuthConfig,
+        regions: Regions,
         vault: Arc<Vault>,
         reencrypt_batch: i64,
     ) -> Self {
@@ -41,6 +43,7 @@ impl Services {
                 store: store.with_vault(vault.clone()),
                 hasher,
                 auth,
+                regions,
                 vault,
                 reencrypt_batch: reencrypt_batch.max(1),
             }),
@@ -57,6 +60,11 @@ impl Services {
 
     pub fn auth_config(&self) -> &AuthConfig {
         &self.inner.auth
+    }
+
+    /// The regions environments may be created in.
+    pub fn regions(&self) -> &Regions {
+        &self.inner.regions
     }
 
     pub fn reencrypt_batch(&self) -> i64 {

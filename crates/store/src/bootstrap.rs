@@ -315,9 +315,14 @@ async fn ensure_connect(
     Ok(())
 }
 
-/// Applies pending migrations as the owner role.
+/// Applies pending migrations as the owner role. Notices are not wanted on this connection:
+/// the migrator's `CREATE TABLE IF NOT EXISTS _sqlx_migrations` would log one on every start.
 pub async fn migrate(owner: &PgConnectOptions) -> Result<(), StoreError> {
-    let mut conn = owner.connect().await?;
+    let mut conn = owner
+        .clone()
+        .options([("client_min_messages", "warning")])
+        .connect()
+        .await?;
     MIGRATOR.run(&mut conn).await?;
     conn.close().await?;
     Ok(())

@@ -13,7 +13,7 @@ use crate::auth::{clear_cookie, session_cookie, Auth, Meta};
 use crate::error::{ApiResult, ErrorBody};
 use crate::extract::{Json, Path};
 use crate::state::AppState;
-use crate::views::account::{Me, SessionInfo, SessionIssued, SetupDone};
+use crate::views::account::{Me, SessionInfo, SetupDone, SignedIn, SignupAccepted};
 use crate::views::invitations::Joined;
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
@@ -123,15 +123,15 @@ fn cookie(session: &sessions::SessionIssued) -> [(header::HeaderName, String); 1
     )]
 }
 
-/// A signed-in response: the new session in the body and as the cookie.
+/// A signed-in response: the new session in the body (at `session`) and as the cookie.
 fn signed_in(status: StatusCode, session: sessions::SessionIssued) -> Response {
     let cookie = cookie(&session);
-    (status, cookie, axum::Json(SessionIssued::from(session))).into_response()
+    (status, cookie, axum::Json(SignedIn::from(session))).into_response()
 }
 
 /// Create the first owner with the one-time setup token.
 #[utoipa::path(post, path = "/v1/setup", tag = "account", security(()), request_body = SetupRequest,
-    responses((status = 201, body = SetupDone), (status = 403, body = ErrorBody, description = "wrong or used setup token"), (status = 400, body = ErrorBody)))]
+    responses((status = 201, body = SetupDone), (status = 401, body = ErrorBody, description = "wrong or used setup token: `setup_token_invalid`"), (status = 400, body = ErrorBody)))]
 pub async fn setup(
     State(state): State<AppState>,
     Meta(meta): Meta,
@@ -147,21 +147,24 @@ pub async fn setup(
         .into_response())
 }
 
-/// Create an account (when open sign-up is enabled) and sign in.
+/// Create an account (when open sign-up is enabled).
+///
+/// The answer is the same whether or not the email already has an account, which is then left
+/// unchanged; no session is issued: sign in with `/v1/auth/login`.
 #[utoipa::path(post, path = "/v1/auth/signup", tag = "account", security(()), request_body = SignupRequest,
-    responses((status = 201, body = SessionIssued), (status = 400, body = ErrorBody), (status = 409, body = ErrorBody), (status = 403, body = ErrorBody, description = "sign-up is disabled")))]
+    responses((status = 202, body = SignupAccepted, description = "created, unless the email already had an account (not told apart)"), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody, description = "sign-up is disabled")))]
 pub async fn signup(
     State(state): State<AppState>,
     Meta(meta): Meta,
     Json(req): Json<SignupRequest>,
-) -> ApiResult<Response> {
-    let session = account::signup(&state, meta, req.into()).await?;
-    Ok(signed_in(StatusCode::CREATED, session))
+) -> ApiResult<(StatusCode, axum::Json<SignupAccepted>)> {
+    account::signup(&state, meta, req.into()).await?;
+    Ok((StatusCode::ACCEPTED, axum::Json(SignupAccepted::new())))
 }
 
 /// Sign in. Wrong email and wrong password are indistinguishable, in body and in timing.
 #[utoipa::path(post, path = "/v1/auth/login", tag = "account", security(()), request_body = LoginRequest,
-    responses((status = 200, body = SessionIssued), (status = 401, body = ErrorBody)))]
+    responses((status = 200, body = SignedIn), (status = 401, body = ErrorBody)))]
 pub async fn login(
     State(state): State<AppState>,
     Meta(meta): Meta,
@@ -190,7 +193,7 @@ pub async fn me(State(state): State<AppState>, auth: Auth) -> ApiResult<axum::Js
 
 /// Change the password. Every session is revoked; a new one is returned.
 #[utoipa::path(put, path = "/v1/me/password", tag = "account", request_body = PasswordChange,
-    responses((status = 200, body = SessionIssued), (status = 401, body = ErrorBody), (status = 400, body = ErrorBody)))]
+    responses((status = 200, body = SignedIn), (status = 401, body = ErrorBody), (status = 400, body = ErrorBody)))]
 pub async fn change_password(
     State(state): State<AppState>,
     auth: Auth,

@@ -33,6 +33,7 @@ impl From<identities::Identity> for Identity {
 /// A new session. The token is shown once; it is also set as an HttpOnly cookie.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct SessionIssued {
+    /// The session token (`pcs_sess_...`), for `Authorization: Bearer ...`.
     pub token: String,
     #[serde(with = "time::serde::rfc3339")]
     #[schema(value_type = String, format = DateTime)]
@@ -50,6 +51,43 @@ impl From<sessions::SessionIssued> for SessionIssued {
     }
 }
 
+/// The answer of every request that signs someone in (login, password change): the session
+/// under `session`, as first-run setup answers it, so a client reads the token at
+/// `session.token` whichever way it signed in.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct SignedIn {
+    pub session: SessionIssued,
+}
+
+impl From<sessions::SessionIssued> for SignedIn {
+    fn from(s: sessions::SessionIssued) -> Self {
+        SignedIn { session: s.into() }
+    }
+}
+
+/// Sign-up's answer, the same whether or not the email already had an account.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct SignupAccepted {
+    /// What happened and what to do next.
+    pub message: String,
+}
+
+impl SignupAccepted {
+    pub fn new() -> Self {
+        SignupAccepted {
+            message: "if this email had no account, it has one now; sign in with POST /v1/auth/login (sign-up does not say whether an email already had an account)".into(),
+        }
+    }
+}
+
+impl Default for SignupAccepted {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// First-run setup's answer: the owner's session (at `session`, as every sign-in answers) and
+/// the first environment.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct SetupDone {
     pub session: SessionIssued,

@@ -7,7 +7,7 @@ use portcullis_server::app::Limits;
 use portcullis_service::config::AuthConfig;
 use serde_json::json;
 
-/// Control E3: sign-up and login return a prefixed token in an HttpOnly, Secure,
+/// Control E3: login returns a prefixed session token, also in an HttpOnly, Secure,
 /// SameSite=Strict cookie; the database holds only its SHA-256.
 #[tokio::test]
 async fn e3_login_sets_hardened_cookie_and_stores_only_hashes() {
@@ -33,7 +33,7 @@ async fn e3_login_sets_hardened_cookie_and_stores_only_hashes() {
     ] {
         assert!(cookie.contains(part), "{cookie}");
     }
-    let token = r.body["token"].as_str().unwrap().to_owned();
+    let token = r.body["session"]["token"].as_str().unwrap().to_owned();
     // The cookie works as a credential too.
     let req = Request::builder()
         .uri("/v1/me")
@@ -85,7 +85,15 @@ async fn e3_login_errors_reveal_nothing_and_back_off() {
         ..AuthConfig::default()
     };
     let app = TestApp::spawn_with(auth, Limits::default()).await;
-    app.signup("ada@example.com").await;
+    let r = app
+        .call(
+            Method::POST,
+            "/v1/auth/signup",
+            None,
+            Some(json!({ "email": "ada@example.com", "password": PASSWORD })),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::ACCEPTED, "{:?}", r.body);
     let wrong = app
         .call(
             Method::POST,
@@ -141,6 +149,191 @@ async fn e3_login_errors_reveal_nothing_and_back_off() {
     assert_eq!(logins, 0);
 }
 
+/// Keys of a JSON object, sorted.
+fn keys(v: &serde_json::Value) -> Vec<String> {
+    let mut k: Vec<String> = v.as_object().unwrap().keys().cloned().collect();
+    k.sort();
+    k
+}
+
+/// Control E3 (issue 12, items 3 and 5): first-run setup answers the session at `session`,
+/// in the same shape as login and a password change; a wrong or used setup token is 401
+/// `setup_token_invalid`, not a permission refusal.
+#[tokio::test]
+async fn e3_setup_answers_the_sign_in_shape_and_refuses_bad_tokens_with_401() {
+    use portcullis_crypto::token::{self, TokenKind};
+    let app = TestApp::spawn().await;
+    let (setup_token, hash) = token::generate(TokenKind::Setup);
+    let mut tx = app
+        .db
+        .store()
+        .await
+        .auth(portcullis_store::RequestMeta::default())
+        .await
+        .unwrap();
+    portcullis_store::queries::installation::set_setup_token(&mut tx, &hash)
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+    let setup = |token: &str| {
+        json!({ "setup_token": token, "email": "ada@example.com", "password": PASSWORD,
+                "environment_name": "Acme", "region": "eu-central" })
+    };
+
+    for wrong in ["pcs_setup_not-the-token", "not even a setup token"] {
+        let r = app
+            .call(Method::POST, "/v1/setup", None, Some(setup(wrong)))
+            .await;
+        assert_eq!(r.status, StatusCode::UNAUTHORIZED, "{:?}", r.body);
+        assert_eq!(r.code(), "setup_token_invalid");
+        assert!(r.body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("setup token"));
+    }
+
+    let done = app
+        .call(
+            Method::POST,
+            "/v1/setup",
+            None,
+            Some(setup(setup_token.expose())),
+        )
+        .await;
+    assert_eq!(done.status, StatusCode::CREATED, "{:?}", done.body);
+    assert_eq!(keys(&done.body), ["environment", "session"]);
+    assert!(done.body.get("token").is_none());
+    let session = &done.body["session"];
+    assert!(session["token"].as_str().unwrap().starts_with("pcs_sess_"));
+    assert_eq!(done.body["environment"]["region"], "eu-central");
+    let token = session["token"].as_str().unwrap();
+    assert_eq!(app.get("/v1/me", token).await.status, StatusCode::OK);
+
+    let login = app.login("ada@example.com", PASSWORD).await;
+    let r = app
+        .call(
+            Method::POST,
+            "/v1/auth/login",
+            None,
+            Some(json!({ "email": "ada@example.com", "password": PASSWORD })),
+        )
+        .await;
+    assert_eq!(keys(&r.body), ["session"]);
+    assert_eq!(keys(&r.body["session"]), keys(session));
+    assert_eq!(
+        keys(&r.body["session"]["identity"]),
+        keys(&session["identity"])
+    );
+    let changed = app
+        .put(
+            "/v1/me/password",
+            &login.token,
+            json!({ "current_password": PASSWORD, "new_password": "another long password" }),
+        )
+        .await;
+    assert_eq!(changed.status, StatusCode::OK, "{:?}", changed.body);
+    assert_eq!(keys(&changed.body), ["session"]);
+    assert_eq!(keys(&changed.body["session"]), keys(session));
+
+    // Used: the same answer as a wrong token.
+    let again = app
+        .call(
+            Method::POST,
+            "/v1/setup",
+            None,
+            Some(setup(setup_token.expose())),
+        )
+        .await;
+    assert_eq!(again.status, StatusCode::UNAUTHORIZED, "{:?}", again.body);
+    assert_eq!(again.code(), "setup_token_invalid");
+}
+
+/// Control D1 (issue 12, item 5): an environment's region must be one the operator
+/// configured (by default the one region of `portcullis.example.toml`); any other is refused
+/// with 400 `region_unknown` naming the regions on offer, and no environment is created.
+#[tokio::test]
+async fn d1_environments_are_created_only_in_configured_regions() {
+    let app = TestApp::spawn().await;
+    let owner = app.signup("owner@example.com").await;
+    let r = app
+        .post(
+            "/v1/environments",
+            &owner.token,
+            json!({ "name": "Outpost", "region": "mars" }),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST, "{:?}", r.body);
+    assert_eq!(r.code(), "region_unknown");
+    let message = r.body["error"]["message"].as_str().unwrap();
+    assert!(
+        message.contains("\"mars\"") && message.contains("eu-central"),
+        "{message}"
+    );
+    let mine = app.get("/v1/environments", &owner.token).await;
+    assert_eq!(mine.body.as_array().unwrap().len(), 0, "{:?}", mine.body);
+    app.create_environment(&owner, "Acme").await;
+}
+
+/// Control E3 (issue 12, item 6): sign-up does not tell whether an email has an account. A
+/// second sign-up with a taken email, in any letter case, answers exactly as the first did,
+/// creates nothing and leaves the account as it was: its password still signs in, the new one
+/// does not. The attempt is audited in the platform scope.
+#[tokio::test]
+async fn e3_signup_does_not_reveal_existing_accounts() {
+    let app = TestApp::spawn().await;
+    let signup = |email: &str, password: &str, name: &str| {
+        app.call(
+            Method::POST,
+            "/v1/auth/signup",
+            None,
+            Some(json!({ "email": email, "password": password, "display_name": name })),
+        )
+    };
+    let first = signup("ada@example.com", PASSWORD, "Ada").await;
+    let second = signup("ADA@example.com", "mallory's own password", "Mallory").await;
+    let fresh = signup("bob@example.com", PASSWORD, "Bob").await;
+    assert_eq!(first.status, StatusCode::ACCEPTED, "{:?}", first.body);
+    for r in [&second, &fresh] {
+        assert_eq!(r.status, first.status);
+        assert_eq!(r.body, first.body);
+        assert_eq!(
+            r.headers.get(header::SET_COOKIE),
+            None,
+            "sign-up issues no session"
+        );
+    }
+    assert!(first.body.get("session").is_none() && first.body.get("token").is_none());
+
+    let ada = app.login("ada@example.com", PASSWORD).await;
+    let me = app.get("/v1/me", &ada.token).await;
+    assert_eq!(me.body["identity"]["display_name"], "Ada");
+    let r = app
+        .call(
+            Method::POST,
+            "/v1/auth/login",
+            None,
+            Some(json!({ "email": "ada@example.com", "password": "mallory's own password" })),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED);
+
+    let mut conn = app.db.admin_conn().await;
+    let accounts: i64 = sqlx::query_scalar("SELECT count(*) FROM identities")
+        .fetch_one(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(accounts, 2, "ada and bob only");
+    let (signed_up, refused): (i64, i64) = sqlx::query_as(
+        "SELECT count(*) FILTER (WHERE action = 'identity.signed_up'),
+                count(*) FILTER (WHERE action = 'identity.signup_existing' AND outcome = 'failure')
+           FROM audit_log",
+    )
+    .fetch_one(&mut conn)
+    .await
+    .unwrap();
+    assert_eq!((signed_up, refused), (2, 1));
+}
+
 /// Control E3: sessions can be listed and revoked; a password change revokes them all;
 /// logout ends the session; forged tokens are refused.
 #[tokio::test]
@@ -155,7 +348,7 @@ async fn e3_sessions_are_revocable() {
             Some(json!({ "email": "ada@example.com", "password": PASSWORD })),
         )
         .await;
-    let second = second.body["token"].as_str().unwrap().to_owned();
+    let second = second.body["session"]["token"].as_str().unwrap().to_owned();
     let list = app.get("/v1/me/sessions", &ada.token).await;
     assert_eq!(list.body.as_array().unwrap().len(), 2);
     assert_eq!(
@@ -214,7 +407,7 @@ async fn e3_sessions_are_revocable() {
         app.get("/v1/me", &ada.token).await.status,
         StatusCode::UNAUTHORIZED
     );
-    let fresh = ok.body["token"].as_str().unwrap().to_owned();
+    let fresh = ok.body["session"]["token"].as_str().unwrap().to_owned();
     assert_eq!(app.get("/v1/me", &fresh).await.status, StatusCode::OK);
     let relogin = app
         .call(

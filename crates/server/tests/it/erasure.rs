@@ -255,7 +255,7 @@ async fn d3_platform_scope_erasure_is_the_operators() {
         ))
         .await;
     assert_eq!(login.status, StatusCode::OK);
-    let token = login.body["token"].as_str().unwrap().to_owned();
+    let token = login.body["session"]["token"].as_str().unwrap().to_owned();
     let sessions = app.get("/v1/me/sessions", &token).await;
     assert!(
         sessions

@@ -437,24 +437,41 @@ async fn untrusting_client_fails_and_server_keeps_serving() {
     server.stop_and_join(Duration::from_secs(5)).await;
 }
 
+/// Control E1 (issue 12, item 5): plain `http://` to the HTTPS port gets a short 400 in the
+/// API's error shape saying to use https (never the application's answer), and the listener
+/// keeps serving TLS.
 #[tokio::test]
-async fn plain_http_to_the_tls_port_gets_no_http_response() {
+async fn e1_plain_http_to_the_tls_port_is_told_to_use_https() {
     let server = Server::start_tls(Duration::from_secs(5)).await;
-    let mut tcp = TcpStream::connect(server.addr).await.unwrap();
-    tcp.write_all(b"GET / HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
-        .await
-        .unwrap();
-    let mut received = Vec::new();
-    let read = tokio::time::timeout(Duration::from_secs(5), tcp.read_to_end(&mut received)).await;
-    assert!(read.is_ok(), "server should close the connection promptly");
-    assert!(
-        !received.starts_with(b"HTTP/"),
-        "got an HTTP response over plain text: {:?}",
-        String::from_utf8_lossy(&received)
-    );
-    assert!(!String::from_utf8_lossy(&received).contains("hello over tls"));
+    for (request, expected) in [
+        (
+            &b"GET / HTTP/1.1\r\nHost: localhost:8443\r\nConnection: close\r\n\r\n"[..],
+            "use https://localhost:8443/ instead of http://",
+        ),
+        // A host that is not plainly a host name is not echoed.
+        (
+            &b"POST /v1/auth/login HTTP/1.1\r\nHost: <script>\r\nContent-Length: 0\r\n\r\n"[..],
+            "use https:// instead of http://",
+        ),
+    ] {
+        let mut tcp = TcpStream::connect(server.addr).await.unwrap();
+        tcp.write_all(request).await.unwrap();
+        let mut received = Vec::new();
+        let read =
+            tokio::time::timeout(Duration::from_secs(5), tcp.read_to_end(&mut received)).await;
+        assert!(read.is_ok(), "server should answer and close promptly");
+        let text = String::from_utf8_lossy(&received);
+        assert!(text.starts_with("HTTP/1.1 400 Bad Request\r\n"), "{text:?}");
+        assert!(!text.contains("hello over tls"));
+        let body = text.split_once("\r\n\r\n").unwrap().1;
+        let json: serde_json::Value = serde_json::from_str(body).unwrap();
+        assert_eq!(json["error"]["code"], "https_required", "{body}");
+        let message = json["error"]["message"].as_str().unwrap();
+        assert!(message.contains(expected), "{message}");
+        assert!(!message.contains("script"));
+    }
 
-    // The failed handshake must not have stopped the listener.
+    // The refused request must not have stopped the listener.
     let config = client_config(&server.cert_file, &[&rustls::version::TLS13], &[]);
     let stream = tls_connect(server.addr, config, "localhost").await.unwrap();
     assert_eq!(http1_get(stream, "/").await.0, hyper::StatusCode::OK);

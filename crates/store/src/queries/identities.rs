@@ -65,7 +65,8 @@ macro_rules! sealed_columns {
 }
 
 /// Creates an identity, its email and display name sealed under the platform PII key and the
-/// email findable only by blind index (E2).
+/// email findable only by blind index (E2). An email that already has an account is a
+/// conflict; sign-up uses [`create_if_new`] instead, which does not say so.
 pub async fn create(
     tx: &mut AuthTx,
     vault: &Vault,
@@ -75,6 +76,22 @@ pub async fn create(
     password_hash: &str,
     now: OffsetDateTime,
 ) -> Result<Identity, StoreError> {
+    create_if_new(tx, vault, id, email, display_name, password_hash, now)
+        .await?
+        .ok_or_else(|| StoreError::Conflict("an account with this email already exists".into()))
+}
+
+/// As [`create`], but an email that already has an account creates nothing and answers `None`,
+/// leaving the transaction usable (no unique violation is raised).
+pub async fn create_if_new(
+    tx: &mut AuthTx,
+    vault: &Vault,
+    id: IdentityId,
+    email: &str,
+    display_name: &str,
+    password_hash: &str,
+    now: OffsetDateTime,
+) -> Result<Option<Identity>, StoreError> {
     tx.update(|c| {
         *c = crate::context::Context::acting(
             crate::context::Purpose::Signup,
@@ -88,10 +105,11 @@ pub async fn create(
     let row = id.as_uuid().to_string();
     let sealed = keys.seal_email(&pii::identity_place("email", &row), email);
     let name = keys.seal(&pii::identity_place("display_name", &row), display_name);
-    let created_at: OffsetDateTime = sqlx::query_scalar(
+    let created_at: Option<OffsetDateTime> = sqlx::query_scalar(
         "INSERT INTO identities (identity_id, email_index, email_ciphertext, display_name_ciphertext, pii_key_version,
                                  password_hash, password_changed_at, created_at)
          VALUES ($1, $2, $3, $4, $5, $6, $7, $7)
+         ON CONFLICT (email_index) DO NOTHING
          RETURNING created_at",
     )
     .bind(id.as_uuid())
@@ -101,14 +119,14 @@ pub async fn create(
     .bind(sealed.version)
     .bind(password_hash)
     .bind(now)
-    .fetch_one(tx.conn())
+    .fetch_optional(tx.conn())
     .await?;
-    Ok(Identity {
+    Ok(created_at.map(|created_at| Identity {
         identity_id: id.as_uuid(),
         email: email.to_owned(),
         display_name: display_name.to_owned(),
         created_at,
-    })
+    }))
 }
 
 /// Looks an account up by email for a login attempt, through its blind index (the policy

@@ -96,6 +96,7 @@ impl TestApp {
             store,
             hasher,
             auth,
+            portcullis_service::config::Regions::default(),
             vault.clone(),
             portcullis_service::config::KeysConfig::default().reencrypt_batch,
         );
@@ -175,19 +176,38 @@ impl TestApp {
             .await
     }
 
-    /// Signs up with the given request body (which must hold `email`).
+    /// Signs up with the given request body (which must hold `email` and `password`), then
+    /// signs in: sign-up itself issues no session.
     pub async fn signup_with(&self, body: Value) -> User {
         let r = self
             .call(Method::POST, "/v1/auth/signup", None, Some(body.clone()))
             .await;
-        assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.body);
+        assert_eq!(r.status, StatusCode::ACCEPTED, "{:?}", r.body);
+        self.login(
+            body["email"].as_str().unwrap(),
+            body["password"].as_str().unwrap(),
+        )
+        .await
+    }
+
+    /// Signs in; asserts success.
+    pub async fn login(&self, email: &str, password: &str) -> User {
+        let r = self
+            .call(
+                Method::POST,
+                "/v1/auth/login",
+                None,
+                Some(json!({ "email": email, "password": password })),
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
         User {
-            token: r.body["token"].as_str().unwrap().to_owned(),
-            id: r.body["identity"]["identity_id"]
+            token: r.body["session"]["token"].as_str().unwrap().to_owned(),
+            id: r.body["session"]["identity"]["identity_id"]
                 .as_str()
                 .unwrap()
                 .to_owned(),
-            email: body["email"].as_str().unwrap().to_owned(),
+            email: email.to_owned(),
         }
     }
 
