@@ -559,9 +559,26 @@ async fn l3_kill_during_write_storm_loses_no_acknowledged_entry() {
     );
     drop(server);
 
-    // Restart on the same database: every acknowledged project has its audit entry.
+    // Restart on the same database: what the killed node left pending (committed with its
+    // mutation, not yet chained; perhaps mid-batch) is sequenced by the new node's sweep, and
+    // every acknowledged project has its audit entry.
     let server = start();
     let mut admin = db.admin_conn().await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let pending: i64 = sqlx::query_scalar("SELECT count(*) FROM audit_pending")
+            .fetch_one(&mut admin)
+            .await
+            .unwrap();
+        if pending == 0 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{pending} audit entries still pending after the restart"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     for p in &acked {
         let n: i64 = sqlx::query_scalar(
             "SELECT count(*) FROM audit_log WHERE action = 'project.created' AND target_id = $1",
