@@ -133,6 +133,7 @@ async fn e3_login_errors_reveal_nothing_and_back_off() {
         .await;
     assert_eq!(locked.status, StatusCode::UNAUTHORIZED);
     assert_eq!(locked.body, unknown.body);
+    app.db.sequence(portcullis_store::PLATFORM_SCOPE).await;
     let mut conn = app.db.admin_conn().await;
     let failures: i64 =
         sqlx::query_scalar("SELECT count(*) FROM audit_log WHERE action = 'auth.login_failed'")
@@ -317,6 +318,7 @@ async fn e3_signup_does_not_reveal_existing_accounts() {
         .await;
     assert_eq!(r.status, StatusCode::UNAUTHORIZED);
 
+    app.db.sequence(portcullis_store::PLATFORM_SCOPE).await;
     let mut conn = app.db.admin_conn().await;
     let accounts: i64 = sqlx::query_scalar("SELECT count(*) FROM identities")
         .fetch_one(&mut conn)

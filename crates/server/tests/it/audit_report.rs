@@ -164,6 +164,7 @@ impl History {
     }
 
     async fn count_action(&self, action: &str) -> i64 {
+        self.db.sequence(self.env).await;
         let mut admin = self.db.admin_conn().await;
         sqlx::query_scalar(
             "SELECT count(*) FROM audit_log WHERE environment_id = $1 AND action = $2",

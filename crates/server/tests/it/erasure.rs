@@ -267,6 +267,7 @@ async fn d3_platform_scope_erasure_is_the_operators() {
         "{:?}",
         sessions.body
     );
+    app.db.sequence(portcullis_store::PLATFORM_SCOPE).await;
     let mut admin = app.db.admin_conn().await;
     let stored: Vec<Option<String>> = sqlx::query_scalar(
         "SELECT ip FROM audit_log WHERE environment_id = '00000000-0000-0000-0000-000000000000'

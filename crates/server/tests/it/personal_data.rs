@@ -332,6 +332,7 @@ async fn e5_root_rotation_rewraps_platform_keys() {
         )
         .await;
     assert_eq!(docs.body["items"][0]["body"], "text");
+    app.db.sequence(portcullis_store::PLATFORM_SCOPE).await;
     let platform_events: i64 = sqlx::query_scalar(
         "SELECT count(*) FROM audit_log WHERE environment_id = '00000000-0000-0000-0000-000000000000'
             AND action = 'keys.root_rotated'",

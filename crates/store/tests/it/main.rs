@@ -15,4 +15,5 @@ mod background_roles;
 mod isolation;
 mod module_graph;
 mod read_policies;
+mod sequencer;
 mod support;
