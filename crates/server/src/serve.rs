@@ -84,7 +84,11 @@ async fn serve_with(config: &Config, db: &Database) -> anyhow::Result<()> {
     // returns, i.e. before the caller stops a private PostgreSQL cluster (a task still querying
     // then would log the lost connection as an error). Dropping the set aborts them too.
     let mut background = tokio::task::JoinSet::new();
-    background.spawn(sequencer.clone().run(portcullis_store::sequencer::SWEEP_EVERY));
+    background.spawn(
+        sequencer
+            .clone()
+            .run(portcullis_store::sequencer::SWEEP_EVERY),
+    );
     if config.auth.cache_ttl_seconds > 0 {
         // Holds one runtime connection for as long as the node runs.
         background.spawn(store.listen_for_changes());

@@ -84,7 +84,6 @@ pub fn rfc3339_micros(t: OffsetDateTime) -> String {
     )
 }
 
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -39,6 +39,9 @@ use crate::StoreError;
 /// How often `serve`'s sequencer looks for entries pending in any scope (submitted by other
 /// nodes or the CLI, or left by a crash); this node's own are sequenced as they commit.
 pub const SWEEP_EVERY: Duration = Duration::from_secs(1);
+/// An entry pending for longer than this is reported at every sweep (ERROR in the log): the
+/// sequencer is failing for its scope, and the readers of that scope fail with it.
+pub const PENDING_ALERT: Duration = Duration::from_secs(300);
 /// Entries integrated per transaction.
 pub const BATCH: i64 = 512;
 /// The high key of a scope's sequencer lock (`pg_advisory_xact_lock(int4, int4)`: ASCII
@@ -362,6 +365,18 @@ impl Sequencer {
                 _ = sweep.tick() => {
                     match self.pending().await {
                         Ok(found) => {
+                            let now = OffsetDateTime::now_utc();
+                            for p in &found {
+                                let age = now - p.oldest;
+                                if age > PENDING_ALERT {
+                                    tracing::error!(
+                                        scope = %p.scope,
+                                        entries = p.entries,
+                                        pending_seconds = age.whole_seconds(),
+                                        "audit entries are pending longer than they should: the sequencer cannot chain them"
+                                    );
+                                }
+                            }
                             let mut due = self.due.scopes.lock().unwrap_or_else(|p| p.into_inner());
                             due.extend(found.into_iter().map(|p| p.scope));
                         }

@@ -631,7 +631,10 @@ impl World {
     /// A digest of every table, as the superuser sees it.
     /// Chains every scope's pending audit entries, as any reader of the log does first.
     async fn sequenced(&self) {
-        let sequencer = self.store.sequencer().expect("the test store has a sequencer");
+        let sequencer = self
+            .store
+            .sequencer()
+            .expect("the test store has a sequencer");
         sequencer.sweep().await.unwrap();
     }
 

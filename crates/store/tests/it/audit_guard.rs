@@ -474,7 +474,10 @@ async fn l2_l3_forged_appends_and_head_moves_are_refused() {
 
     // An entry submitted in someone else's name is refused by the audit_pending_submit policy
     // (the signed actor, as audit_log_append was), and so is one for another scope.
-    for (actor_type, env) in [("system", s.env.as_uuid()), ("identity", uuid::Uuid::now_v7())] {
+    for (actor_type, env) in [
+        ("system", s.env.as_uuid()),
+        ("identity", uuid::Uuid::now_v7()),
+    ] {
         let mut tx = request(&store, s).await;
         let c = tx.conn_for_tests();
         denied(

@@ -309,7 +309,10 @@ async fn t7_catalog_check_reports_a_background_role_beyond_its_grants() {
 #[test]
 fn t7_background_roles_are_the_bootstrapped_ones() {
     let expected: Vec<&str> = catalog::BACKGROUND_ROLES.iter().map(|r| r.role).collect();
-    assert_eq!(expected, [CHECKPOINTER_ROLE, SCHEDULER_ROLE, SEQUENCER_ROLE]);
+    assert_eq!(
+        expected,
+        [CHECKPOINTER_ROLE, SCHEDULER_ROLE, SEQUENCER_ROLE]
+    );
     assert_eq!(
         portcullis_store::bootstrap::BACKGROUND_ROLES,
         [CHECKPOINTER_ROLE, SCHEDULER_ROLE, SEQUENCER_ROLE]

@@ -132,9 +132,7 @@ async fn t1_r8_no_policy_applies_to_all_commands() {
     let tables = tables();
     let found: Vec<_> = all
         .iter()
-        .filter(|(t, p)| {
-            tables.contains(&t.as_str()) && !STILL_FOR_ALL.contains(&p.as_str())
-        })
+        .filter(|(t, p)| tables.contains(&t.as_str()) && !STILL_FOR_ALL.contains(&p.as_str()))
         .collect();
     assert!(found.is_empty(), "FOR ALL policies: {found:?}");
 }

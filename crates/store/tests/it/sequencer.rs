@@ -62,10 +62,11 @@ async fn verified(store: &Store, env: EnvironmentId) -> u64 {
         .await
         .unwrap();
     let rows = audit_log::stored_range(&mut tx, 0, i64::MAX).await.unwrap();
-    let (seq, head, frontier) = audit_log::head(&mut tx)
-        .await
-        .unwrap()
-        .unwrap_or((0, GENESIS_PREV_HASH.to_vec(), vec![]));
+    let (seq, head, frontier) =
+        audit_log::head(&mut tx)
+            .await
+            .unwrap()
+            .unwrap_or((0, GENESIS_PREV_HASH.to_vec(), vec![]));
     tx.commit().await.unwrap();
     let bodies: Vec<serde_json::Value> = rows.iter().map(entry_body).collect();
     let report = verify::verify_entries(
@@ -163,7 +164,7 @@ async fn l3_two_nodes_racing_to_sequence_keep_one_gapless_chain() {
     let nodes = [db.sequencer().await, db.sequencer().await];
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let mut racers = vec![];
-    for node in nodes.iter().cloned() {
+    for node in nodes.clone() {
         let (stop, env) = (stop.clone(), t.env.as_uuid());
         racers.push(tokio::spawn(async move {
             let mut chained = 0u64;
@@ -244,7 +245,10 @@ async fn l7_a_node_killed_mid_batch_loses_nothing() {
     let env = t.env.as_uuid();
     let waiting = tokio::spawn(async move { other.sequence(env).await });
     tokio::time::sleep(std::time::Duration::from_millis(300)).await;
-    assert!(!waiting.is_finished(), "the lock did not hold the other node");
+    assert!(
+        !waiting.is_finished(),
+        "the lock did not hold the other node"
+    );
     assert_eq!(count(&db, "audit_pending", t.env).await, pending);
     // ...until the first one dies (kill -9 of its process ends its session the same way).
     let mut admin = db.admin_conn().await;
@@ -290,7 +294,11 @@ async fn l2_a_pending_entry_cannot_be_dropped_or_edited_before_it_is_chained() {
             .execute(tx.conn_for_tests())
             .await
             .expect_err(sql);
-        assert_eq!(code(&err).as_deref(), Some("42501"), "runtime: {sql}: {err}");
+        assert_eq!(
+            code(&err).as_deref(),
+            Some("42501"),
+            "runtime: {sql}: {err}"
+        );
     }
     let mut tx = store
         .tenant_as_identity(t.env, t.owner, None, RequestMeta::default())
@@ -300,7 +308,11 @@ async fn l2_a_pending_entry_cannot_be_dropped_or_edited_before_it_is_chained() {
         .execute(tx.conn_for_tests())
         .await
         .unwrap_err();
-    assert_eq!(code(&err).as_deref(), Some("42501"), "runtime: TRUNCATE: {err}");
+    assert_eq!(
+        code(&err).as_deref(),
+        Some("42501"),
+        "runtime: TRUNCATE: {err}"
+    );
     drop(tx);
 
     let role = sequencer_role(&db).await;
@@ -312,7 +324,8 @@ async fn l2_a_pending_entry_cannot_be_dropped_or_edited_before_it_is_chained() {
         .unwrap_err();
     assert_eq!(code(&err).as_deref(), Some("42501"), "{err}");
     assert!(
-        err.to_string().contains("may only be removed once sequenced"),
+        err.to_string()
+            .contains("may only be removed once sequenced"),
         "{err}"
     );
     drop(tx);
@@ -325,10 +338,17 @@ async fn l2_a_pending_entry_cannot_be_dropped_or_edited_before_it_is_chained() {
             .execute(&role)
             .await
             .expect_err(sql);
-        assert_eq!(code(&err).as_deref(), Some("42501"), "sequencer: {sql}: {err}");
+        assert_eq!(
+            code(&err).as_deref(),
+            Some("42501"),
+            "sequencer: {sql}: {err}"
+        );
     }
     assert_eq!(count(&db, "audit_pending", t.env).await, pending);
-    assert_eq!(store.sequence(t.env.as_uuid()).await.unwrap(), pending as u64);
+    assert_eq!(
+        store.sequence(t.env.as_uuid()).await.unwrap(),
+        pending as u64
+    );
 }
 
 /// Control L2: the sequencer's own role can chain only what was submitted, as it was

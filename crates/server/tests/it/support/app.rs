@@ -305,7 +305,15 @@ impl TestApp {
             .chain(["identities"])
             // The audit chain grows with every request, read or refused (and its sequencer
             // works in the background).
-            .filter(|t| !["audit_log", "audit_pending", "audit_heads", "audit_subtrees"].contains(t))
+            .filter(|t| {
+                ![
+                    "audit_log",
+                    "audit_pending",
+                    "audit_heads",
+                    "audit_subtrees",
+                ]
+                .contains(t)
+            })
             .collect();
         // Table names cannot be bound: PostgreSQL quotes each one itself (format's %I) and runs
         // the digest query for it (query_to_xml), all in one round trip.
