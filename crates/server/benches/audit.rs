@@ -1,14 +1,16 @@
 //! Benchmarks of the tamper-evident audit trail, measured side by side in one run:
 //!
 //! - **(a) ratio**: `W` concurrent writers over `E` environments; every transaction inserts one
-//!   `projects` row, and in the *audited* arm also appends its audit entry (`TenantTx::audit`:
-//!   head lock, entry hash, Merkle frontier, then one statement inserting the entry and any
-//!   completed subtree nodes and advancing the head). Audited and plain rounds
-//!   alternate (A P, P A, A P, ...), each with the same number of transactions and the same
-//!   sequence of environments. Reported: tx/s per arm and the median per-pair ratio.
-//! - **(b) one environment**: the same writers all in one environment, so every audited
-//!   transaction queues on that environment's head lock; plain rounds in the same environment
-//!   alternate with them for reference.
+//!   `projects` row, and in the *audited* arm also submits its audit entry (`TenantTx::audit`:
+//!   one INSERT into `audit_pending`), which the audit sequencer (running in the background as
+//!   in `serve`) chains in batches. An audited round ends when every entry it submitted is
+//!   chained (its time includes the sequencer's drain, its CPU the sequencer's backends).
+//!   Audited and plain rounds alternate (A P, P A, A P, ...), each with the same number of
+//!   transactions and the same sequence of environments. Reported: tx/s per arm and the median
+//!   per-pair ratio.
+//! - **(b) one environment**: the same writers all in one environment (before the sequencer,
+//!   every audited transaction queued on that environment's head lock); plain rounds in the
+//!   same environment alternate with them for reference.
 //! - **(c) verification from the database**: an environment with a large log (bulk-loaded as
 //!   superuser with entries hashed exactly as `portcullis_store::audit` hashes them, then one
 //!   real append and a signed checkpoint on top; a small log built the same way must verify
@@ -29,7 +31,8 @@
 //!
 //! Knobs (environment): `AUDIT_BENCH_ENTRIES` (log size for c/d, default 1000000),
 //! `AUDIT_BENCH_PAIRS` (audited/plain round pairs for a, default 8), `AUDIT_BENCH_TX` (tx per
-//! round, default 4000), `AUDIT_BENCH_WRITERS` (8), `AUDIT_BENCH_ENVS` (64). Uses the shared
+//! round, default 4000), `AUDIT_BENCH_WRITERS` (8), `AUDIT_BENCH_ENVS` (64),
+//! `AUDIT_BENCH_WRITES_ONLY` (1: stop after a and b). Uses the shared
 //! test cluster (or `PORTCULLIS_TEST_DATABASE_URL`); the database is dropped at the end.
 //! Progress goes to stderr, the Markdown report to stdout.
 
@@ -227,13 +230,15 @@ struct Round {
     backend_us: f64,
 }
 
-/// PIDs of the runtime role's backends in `database` (the write pool's connections).
+/// PIDs of the runtime role's and the sequencer's backends in `database` (the write pool's and
+/// the sequencer pool's connections).
 async fn pool_backends(admin: &mut PgConnection, database: &str) -> Vec<i32> {
     sqlx::query_scalar(
-        "SELECT pid FROM pg_stat_activity WHERE datname = $1 AND usename = $2 AND pid <> pg_backend_pid()",
+        "SELECT pid FROM pg_stat_activity WHERE datname = $1 AND usename IN ($2, $3) AND pid <> pg_backend_pid()",
     )
     .bind(database)
     .bind(portcullis_store::bootstrap::RUNTIME_ROLE)
+    .bind(portcullis_store::bootstrap::SEQUENCER_ROLE)
     .fetch_all(admin)
     .await
     .unwrap()
@@ -283,6 +288,16 @@ async fn round(
     }
     for t in tasks {
         t.await.unwrap();
+    }
+    // Audited writes are done when they are chained: drain what the background sequencer has
+    // not chained yet.
+    if audited {
+        w.store
+            .sequencer()
+            .expect("the bench store has a sequencer")
+            .sweep()
+            .await
+            .unwrap();
     }
     let secs = started.elapsed().as_secs_f64();
     let client = cpu_ns(None).saturating_sub(client0) as f64;
@@ -726,6 +741,16 @@ async fn run() {
             .await
             .unwrap(),
         db.context_key().await,
+    )
+    .with_sequencer(db.sequencer().await);
+    // The sequencer chains submitted entries in the background, as `serve` runs it; its pool
+    // is connected before the rounds so its backends are counted.
+    tokio::spawn(
+        store
+            .sequencer()
+            .unwrap()
+            .clone()
+            .run(portcullis_store::sequencer::SWEEP_EVERY),
     );
     let mut admin = db.admin_conn().await;
     let settings: Vec<(String, String)> = sqlx::query_as(
@@ -882,6 +907,10 @@ async fn run() {
     }
     print!("{out}");
     out.clear();
+    if knob("AUDIT_BENCH_WRITES_ONLY", 0) == 1 {
+        db.drop_now().await;
+        return;
+    }
 
     // (c) Faithfulness of the bulk generator: small log, real appends on top, checkpoint,
     // verify clean.
@@ -933,7 +962,8 @@ async fn run() {
             .await
             .unwrap(),
         db.context_key().await,
-    );
+    )
+    .with_sequencer(db.sequencer().await);
     let pid = backend_pid(&verify_store, big).await;
     let mut verify_rows = Vec::new();
     for run in 0..3 {
