@@ -11,7 +11,7 @@
 --                  no shared lock, so entries of one scope are written concurrently; it commits
 --                  or rolls back with the mutation (L7).
 --   sequencer      portcullis_sequencer (a LOGIN role of its own, created by bootstrap like the
---                  other background roles) takes a scope's advisory lock, reads its pending
+--                  other background roles) locks a scope's head row, reads its pending
 --                  entries in pending_id order, gives them the next sequence numbers, hashes
 --                  them onto the chain and the Merkle frontier (crates/store/src/sequencer.rs),
 --                  and in one transaction inserts them into audit_log with the head advanced
@@ -248,4 +248,6 @@ CREATE TRIGGER audit_pending_sequenced AFTER DELETE ON audit_pending
     FOR EACH ROW WHEN (pg_catalog.current_setting('is_superuser') <> 'on')
     EXECUTE FUNCTION portcullis.audit_pending_guard_delete();
 
--- The sequencer's per-scope advisory lock is documented in docs/AUDIT.md ("Background passes").
+-- One sequencer per scope at a time: the head row, locked FOR UPDATE. Row locks need UPDATE on
+-- the table, which only portcullis_sequencer holds on audit_heads, so SQL run as the runtime
+-- role cannot hold a scope's lock to stall it (an advisory lock could be taken by anyone).

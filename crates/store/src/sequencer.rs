@@ -3,8 +3,8 @@
 //! A mutation's transaction writes its audit entry into `audit_pending` ([`crate::audit_writer`])
 //! and commits without touching the chain, so the audited writes of one environment no longer
 //! queue behind each other. The sequencer then integrates pending entries into the chain: for
-//! one scope at a time (a transaction-scoped advisory lock per scope, so two nodes never
-//! sequence the same scope at once), it reads up to [`BATCH`] pending entries in submission
+//! one scope at a time (the row lock on the scope's head, so two nodes never sequence the same
+//! scope at once), it reads up to [`BATCH`] pending entries in submission
 //! order, gives them the next sequence numbers, hashes them onto the chain and the Merkle
 //! frontier, inserts them into `audit_log` with the head advanced in one statement, and deletes
 //! them from `audit_pending` in the same transaction. A crash at any point leaves either the
@@ -44,18 +44,6 @@ pub const SWEEP_EVERY: Duration = Duration::from_secs(1);
 pub const PENDING_ALERT: Duration = Duration::from_secs(300);
 /// Entries integrated per transaction.
 pub const BATCH: i64 = 512;
-/// The high key of a scope's sequencer lock (`pg_advisory_xact_lock(int4, int4)`: ASCII
-/// "pcls"); the low key is the low 32 bits of the scope id. Two scopes that share the low key
-/// only wait for each other. The two-key form is a lock space apart from the pass locks of
-/// [`crate::leader`].
-pub const LOCK_CLASS: i32 = 0x7063_6c73;
-
-/// The low key of `scope`'s sequencer lock.
-pub fn lock_key(scope: Uuid) -> i32 {
-    let b = scope.as_bytes();
-    i32::from_be_bytes([b[12], b[13], b[14], b[15]])
-}
-
 /// Handle on the sequencer's pool and its queue of scopes due. Cloning is cheap.
 #[derive(Clone, Debug)]
 pub struct Sequencer {
@@ -182,6 +170,19 @@ fn extend(
     Ok(ext)
 }
 
+/// The head of `scope`, locked for this transaction.
+async fn lock_head(
+    tx: &mut sqlx::PgConnection,
+    scope: Uuid,
+) -> Result<Option<(i64, Vec<u8>, Vec<Vec<u8>>)>, StoreError> {
+    Ok(sqlx::query_as(
+        "SELECT seq, head_hash, frontier FROM audit_heads WHERE environment_id = $1 FOR UPDATE",
+    )
+    .bind(scope)
+    .fetch_optional(tx)
+    .await?)
+}
+
 fn decode_head(
     head: Vec<u8>,
     frontier: Vec<Vec<u8>>,
@@ -237,11 +238,39 @@ impl Sequencer {
     /// One batch of `scope`, in one transaction.
     async fn batch(&self, scope: Uuid) -> Result<u64, StoreError> {
         let mut tx = self.pool.begin().await?;
-        sqlx::query("SELECT pg_advisory_xact_lock($1, $2)")
-            .bind(LOCK_CLASS)
-            .bind(lock_key(scope))
-            .execute(&mut *tx)
-            .await?;
+        // The scope's lock is its head row, taken FOR UPDATE: no other role can take it (row
+        // locks need UPDATE on the table, which only this role holds), unlike an advisory lock,
+        // which any SQL of the runtime role could hold to stall a scope. The head is created
+        // empty on the scope's first entry (the guard allows only that); a concurrent creator
+        // waits on the unique index and then finds it.
+        let head = match lock_head(&mut tx, scope).await? {
+            Some(head) => head,
+            None => {
+                let any: Option<i32> = sqlx::query_scalar(
+                    "SELECT 1 FROM audit_pending WHERE environment_id = $1 LIMIT 1",
+                )
+                .bind(scope)
+                .fetch_optional(&mut *tx)
+                .await?;
+                if any.is_none() {
+                    tx.commit().await?;
+                    return Ok(0);
+                }
+                sqlx::query(
+                    "INSERT INTO audit_heads (environment_id, seq, head_hash, frontier) VALUES ($1, 0, $2, '{}')
+                     ON CONFLICT (environment_id) DO NOTHING",
+                )
+                .bind(scope)
+                .bind([0u8; 32].as_slice())
+                .execute(&mut *tx)
+                .await?;
+                lock_head(&mut tx, scope).await?.ok_or_else(|| {
+                    StoreError::Integrity(format!("audit head of {scope} could not be created"))
+                })?
+            }
+        };
+        let (seq, head, frontier) = head;
+        // Read after the lock: whatever a sequencer before us chained is gone from here.
         let rows: Vec<PendingRow> = sqlx::query_as(
             "SELECT audit_id, occurred_at, actor_type, actor_id, action, action_version, target_type,
                     target_id, outcome, before, after, request_id, ip, user_agent
@@ -256,21 +285,6 @@ impl Sequencer {
             return Ok(0);
         }
         let n = rows.len() as u64;
-        // The head: created empty on the scope's first entry (the guard allows only that).
-        sqlx::query(
-            "INSERT INTO audit_heads (environment_id, seq, head_hash, frontier) VALUES ($1, 0, $2, '{}')
-             ON CONFLICT (environment_id) DO NOTHING",
-        )
-        .bind(scope)
-        .bind([0u8; 32].as_slice())
-        .execute(&mut *tx)
-        .await?;
-        let (seq, head, frontier): (i64, Vec<u8>, Vec<Vec<u8>>) = sqlx::query_as(
-            "SELECT seq, head_hash, frontier FROM audit_heads WHERE environment_id = $1 FOR UPDATE",
-        )
-        .bind(scope)
-        .fetch_one(&mut *tx)
-        .await?;
         let (head, frontier) = decode_head(head, frontier)?;
         let ext = extend(scope, seq, head, frontier, rows)?;
         // One statement: the entries (copied from their pending rows, with their chain fields),
@@ -397,18 +411,5 @@ impl Sequencer {
                 }
             }
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// The lock key is the scope id's last four bytes; the platform scope's is 0.
-    #[test]
-    fn l3_lock_key_is_the_scope_ids_low_bits() {
-        assert_eq!(lock_key(Uuid::nil()), 0);
-        let id = Uuid::parse_str("00000000-0000-0000-0000-0000ffffffff").unwrap();
-        assert_eq!(lock_key(id), -1);
     }
 }

@@ -201,9 +201,9 @@ async fn l3_two_nodes_racing_to_sequence_keep_one_gapless_chain() {
     assert_eq!(verified(&store, t.env).await, total);
 }
 
-/// Controls L3, L7: a node that dies while it holds a scope's sequencer lock (mid-batch: its
-/// transaction is rolled back) blocks nobody for longer than its connection lives and loses
-/// nothing: another node waits for the lock, then chains everything pending.
+/// Controls L3, L7: a node that dies while it holds a scope's sequencer lock (its head row,
+/// mid-batch: its transaction is rolled back) blocks nobody for longer than its connection
+/// lives and loses nothing: another node waits for the lock, then chains everything pending.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn l7_a_node_killed_mid_batch_loses_nothing() {
     let db = TestDb::new().await;
@@ -215,7 +215,8 @@ async fn l7_a_node_killed_mid_batch_loses_nothing() {
     let pending = count(&db, "audit_pending", t.env).await;
     assert!(pending >= 20);
 
-    // The dying node: the scope's lock taken and a batch half written, as the sequencer does.
+    // The dying node: the scope's head created and locked, as the sequencer does before it
+    // writes a batch.
     let mut dying = sqlx::PgConnection::connect_with(&db.sequencer)
         .await
         .unwrap();
@@ -224,12 +225,6 @@ async fn l7_a_node_killed_mid_batch_loses_nothing() {
         .await
         .unwrap();
     sqlx::query("BEGIN").execute(&mut dying).await.unwrap();
-    sqlx::query("SELECT pg_advisory_xact_lock($1, $2)")
-        .bind(sequencer::LOCK_CLASS)
-        .bind(sequencer::lock_key(t.env.as_uuid()))
-        .execute(&mut dying)
-        .await
-        .unwrap();
     sqlx::query(
         "INSERT INTO audit_heads (environment_id, seq, head_hash, frontier) VALUES ($1, 0, $2, '{}')
          ON CONFLICT DO NOTHING",
@@ -239,6 +234,11 @@ async fn l7_a_node_killed_mid_batch_loses_nothing() {
     .execute(&mut dying)
     .await
     .unwrap();
+    sqlx::query("SELECT seq FROM audit_heads WHERE environment_id = $1 FOR UPDATE")
+        .bind(t.env.as_uuid())
+        .execute(&mut dying)
+        .await
+        .unwrap();
 
     // The other node waits on the lock...
     let other = db.sequencer().await;
@@ -266,6 +266,50 @@ async fn l7_a_node_killed_mid_batch_loses_nothing() {
     assert_eq!(chained, pending as u64);
     assert_eq!(count(&db, "audit_pending", t.env).await, 0);
     assert_eq!(verified(&store, t.env).await, pending as u64);
+}
+
+/// Control L2 (availability): SQL run as the runtime role cannot take a scope's sequencer lock
+/// (the head row), its own scope's or the platform scope's, so it cannot stall sequencing.
+#[tokio::test]
+async fn l2_the_runtime_role_cannot_hold_a_scopes_sequencer_lock() {
+    let db = TestDb::new().await;
+    let store = db.store().await;
+    let t = tenant(&store, "alpha").await;
+    audited_write(&store, &t, 1).await;
+    store.sequence(t.env.as_uuid()).await.unwrap();
+    for scope in [t.env.as_uuid(), portcullis_store::PLATFORM_SCOPE] {
+        for lock in [
+            "FOR UPDATE",
+            "FOR NO KEY UPDATE",
+            "FOR SHARE",
+            "FOR KEY SHARE",
+        ] {
+            let mut tx = store
+                .tenant_as_identity(t.env, t.owner, None, RequestMeta::default())
+                .await
+                .unwrap();
+            let sql = [
+                "SELECT seq FROM audit_heads WHERE environment_id = $1 ",
+                lock,
+            ]
+            .concat();
+            let err = sqlx::query(&sql)
+                .bind(scope)
+                .execute(tx.conn_for_tests())
+                .await
+                .expect_err(&sql);
+            assert_eq!(code(&err).as_deref(), Some("42501"), "{sql}: {err}");
+        }
+        let mut tx = store
+            .tenant_as_identity(t.env, t.owner, None, RequestMeta::default())
+            .await
+            .unwrap();
+        let err = sqlx::query("LOCK TABLE audit_heads IN ROW SHARE MODE")
+            .execute(tx.conn_for_tests())
+            .await
+            .unwrap_err();
+        assert_eq!(code(&err).as_deref(), Some("42501"), "{err}");
+    }
 }
 
 /// Control L2: a submitted entry cannot be dropped, edited or emptied before it is chained:
