@@ -108,6 +108,10 @@ pub(crate) async fn insert_at(
     occurred_at: Option<OffsetDateTime>,
 ) -> Result<AuditId, StoreError> {
     let id = AuditId::new();
+    #[cfg(feature = "bench-unaudited")]
+    if bench::unaudited() {
+        return Ok(id);
+    }
     let (ip, user_agent) = personal_metadata(conn, keys, environment, actor, meta, id).await?;
     let occurred_at = truncate_micros(occurred_at.unwrap_or_else(OffsetDateTime::now_utc));
     sqlx::query(
@@ -206,5 +210,28 @@ impl AuthTx {
         let id = insert(conn, keys, PLATFORM_SCOPE, actor, &meta, event).await?;
         self.submitted();
         Ok(id)
+    }
+}
+
+/// The benchmark-only switch (cargo feature `bench-unaudited`, off in every normal build):
+/// with `BENCH_PORTCULLIS_UNAUDITED=disable-auditing` in the environment, this process writes
+/// no audit entries, so bench/writes.sh can compare audited writes with the same writes
+/// unaudited, from the same binary. Logged as an error once, loudly.
+#[cfg(feature = "bench-unaudited")]
+mod bench {
+    use std::sync::OnceLock;
+
+    pub(super) fn unaudited() -> bool {
+        static OFF: OnceLock<bool> = OnceLock::new();
+        *OFF.get_or_init(|| {
+            let off = std::env::var("BENCH_PORTCULLIS_UNAUDITED").as_deref()
+                == Ok("disable-auditing");
+            if off {
+                tracing::error!(
+                    "AUDITING IS DISABLED in this process (benchmark build, BENCH_PORTCULLIS_UNAUDITED)"
+                );
+            }
+            off
+        })
     }
 }
