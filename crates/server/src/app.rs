@@ -49,6 +49,7 @@ pub fn router(state: AppState, limits: Limits) -> Router {
     let timeout = limits.request_timeout;
     let max_body = limits.max_body_bytes;
     let body_timeout = limits.body_timeout;
+    let services = state.clone();
     Router::new()
         .merge(api)
         .route(
@@ -62,6 +63,9 @@ pub fn router(state: AppState, limits: Limits) -> Router {
         .route("/readyz", get(readyz))
         .fallback(middleware::not_found)
         .with_state(state)
+        .layer(axum::middleware::from_fn(move |req, next| {
+            middleware::record_denials(services.clone(), req, next)
+        }))
         .layer(DefaultBodyLimit::max(limits.max_body_bytes))
         .layer(axum::middleware::from_fn(move |req, next| {
             middleware::body_timeout(body_timeout, max_body, req, next)

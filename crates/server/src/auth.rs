@@ -163,9 +163,11 @@ impl FromRequestParts<AppState> for Auth {
         if source == Source::Cookie {
             check_origin(parts, state.public_origins())?;
         }
-        Ok(Auth(
-            portcullis_service::caller::authenticate(state, &token, meta).await?,
-        ))
+        let principal = portcullis_service::caller::authenticate(state, &token, meta).await?;
+        if let Some(slot) = parts.extensions.get::<crate::middleware::CallerSlot>() {
+            let _ = slot.0.set(principal.clone());
+        }
+        Ok(Auth(principal))
     }
 }
 

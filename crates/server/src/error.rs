@@ -164,6 +164,10 @@ pub struct ErrorDetail {
     pub message: String,
 }
 
+/// The code of a 403, in response extensions for the middleware that records refusals.
+#[derive(Clone, Copy, Debug)]
+pub struct Refused(pub &'static str);
+
 /// Placed in response extensions so the logging middleware can log the full error once.
 #[derive(Clone, Debug)]
 pub struct LoggedError(pub Arc<String>, pub StatusCode);
@@ -178,6 +182,9 @@ impl IntoResponse for ApiError {
             },
         };
         let mut response = (status, Json(body)).into_response();
+        if status == StatusCode::FORBIDDEN {
+            response.extensions_mut().insert(Refused(self.code()));
+        }
         response
             .extensions_mut()
             .insert(LoggedError(Arc::new(format!("{self:?}")), status));

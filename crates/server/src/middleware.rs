@@ -7,7 +7,7 @@ use axum::http::{header, HeaderValue};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
-use crate::error::{ApiError, LoggedError};
+use crate::error::{ApiError, LoggedError, Refused};
 
 /// The server's own id for a request: what the audit trail records and the response's
 /// `X-Request-Id` carries. A client's `X-Request-Id` is never taken as it, since the trail would
@@ -52,6 +52,45 @@ pub async fn request_id(mut req: Request, next: Next) -> Response {
     }
     if let Ok(v) = HeaderValue::from_str(&id) {
         response.headers_mut().insert(REQUEST_ID_HEADER, v);
+    }
+    response
+}
+
+/// Where the authenticating extractor leaves the caller, for [`record_denials`].
+#[derive(Clone, Debug, Default)]
+pub struct CallerSlot(
+    pub std::sync::Arc<std::sync::OnceLock<portcullis_service::caller::Principal>>,
+);
+
+/// Records a 403 of an authenticated caller on an environment's route in that environment's
+/// audit trail (`portcullis_service::denials`, rate-limited per caller), before answering.
+pub async fn record_denials(
+    state: crate::state::AppState,
+    mut req: Request,
+    next: Next,
+) -> Response {
+    let slot = CallerSlot::default();
+    req.extensions_mut().insert(slot.clone());
+    let method = req.method().as_str().to_owned();
+    let path = req.uri().path().to_owned();
+    let response = next.run(req).await;
+    let (Some(Refused(code)), Some(caller)) = (
+        response.extensions().get::<Refused>().copied(),
+        slot.0.get(),
+    ) else {
+        return response;
+    };
+    let env = path
+        .strip_prefix("/v1/environments/")
+        .and_then(|rest| rest.split('/').next())
+        .and_then(|id| portcullis_core::EnvironmentId::parse(id).ok());
+    if let Some(env) = env {
+        if let Err(e) =
+            portcullis_service::denials::record_denial(&state, caller, env, &method, &path, code)
+                .await
+        {
+            tracing::warn!(error = %e, %path, "could not record a refused request in the audit trail");
+        }
     }
     response
 }

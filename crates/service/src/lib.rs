@@ -30,6 +30,7 @@ pub mod audit_access;
 pub mod audit_log;
 pub mod caller;
 pub mod config;
+pub mod denials;
 pub mod documents;
 pub mod environments;
 mod error;

@@ -25,6 +25,8 @@ struct Inner {
     vault: Arc<Vault>,
     /// Rows per batch of the re-encryption an on-demand rotation starts.
     reencrypt_batch: i64,
+    /// How many refused requests each caller may have recorded (`denials`).
+    denials: crate::denials::DenialLimiter,
 }
 
 impl Services {
@@ -46,8 +48,13 @@ impl Services {
                 regions,
                 vault,
                 reencrypt_batch: reencrypt_batch.max(1),
+                denials: Default::default(),
             }),
         }
+    }
+
+    pub(crate) fn denials(&self) -> &crate::denials::DenialLimiter {
+        &self.inner.denials
     }
 
     pub fn store(&self) -> &Store {

@@ -1421,3 +1421,69 @@ async fn e1_arrays_are_not_objects_and_empty_patches_change_nothing() {
     assert_eq!(app.get(&path, &owner.token).await.body["version"], version);
     assert_eq!(updates(app.audit_actions(&env).await), audited);
 }
+
+/// Control L7 (issue 12, item 4): a member's refused request is recorded in the environment's
+/// trail as `authorization.denied` (outcome denied, the route without ids, the error code),
+/// as that member; a flood of refusals records at most `PER_WINDOW` per minute, and nothing
+/// the refused request tried is left behind.
+#[tokio::test]
+async fn l7_refused_requests_are_audited_and_a_flood_is_rate_limited() {
+    let app = TestApp::spawn().await;
+    let owner = app.signup("owner@example.com").await;
+    let viewer = app.signup("viewer@example.com").await;
+    let env = app.create_environment(&owner, "Acme").await;
+    app.add_member(&owner, &env, &viewer, "viewer").await;
+    let r = app
+        .post(
+            &format!("/v1/environments/{env}/projects"),
+            &viewer.token,
+            json!({ "name": "not mine to make" }),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN, "{:?}", r.body);
+    let denied: Vec<serde_json::Value> = app
+        .audit_actions(&env)
+        .await
+        .into_iter()
+        .filter(|e| e["action"] == "authorization.denied")
+        .collect();
+    assert_eq!(denied.len(), 1, "{denied:?}");
+    assert_eq!(denied[0]["outcome"], "denied");
+    assert_eq!(denied[0]["actor_id"], json!(viewer.id));
+    assert_eq!(denied[0]["after"]["code"], r.code());
+    let mut admin = app.db.admin_conn().await;
+    let target: String = sqlx::query_scalar(
+        "SELECT target_id FROM audit_log WHERE environment_id = $1::uuid AND action = 'authorization.denied'",
+    )
+    .bind(&env)
+    .fetch_one(&mut admin)
+    .await
+    .unwrap();
+    assert_eq!(target, "POST /v1/environments/{id}/projects");
+
+    // A flood: the first PER_WINDOW refusals of the minute are recorded, the rest counted.
+    for i in 0..30 {
+        let r = app
+            .post(
+                &format!("/v1/environments/{env}/projects"),
+                &viewer.token,
+                json!({ "name": format!("flood {i}") }),
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::FORBIDDEN);
+    }
+    let denied = app
+        .audit_actions(&env)
+        .await
+        .into_iter()
+        .filter(|e| e["action"] == "authorization.denied")
+        .count();
+    assert_eq!(denied as u32, portcullis_service::denials::PER_WINDOW);
+    let projects: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM projects WHERE environment_id = $1::uuid")
+            .bind(&env)
+            .fetch_one(&mut admin)
+            .await
+            .unwrap();
+    assert_eq!(projects, 0);
+}

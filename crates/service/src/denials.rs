@@ -1,0 +1,188 @@
+//! Refused requests in the audit trail (issue 12, item 4; control L7): a request of an
+//! authenticated member that the application refuses (403: a missing permission, a role it may
+//! not assign, the owner seat, ...) is recorded in the environment's log as
+//! `authorization.denied` with outcome `denied`, as the caller, in a transaction of its own
+//! (the refused one rolled back).
+//!
+//! A flood of refusals must not fill the log: each (environment, caller) may record
+//! [`PER_WINDOW`] refusals per [`WINDOW`]; the ones beyond are counted, and the next entry that
+//! is recorded says how many were left out before it (`after.suppressed_before`). A caller who
+//! is not a member of the environment gets 404 (the environment's existence is not revealed)
+//! and nothing is written into a log they have no part in.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use portcullis_core::EnvironmentId;
+use portcullis_store::{AuditEvent, Outcome};
+use uuid::Uuid;
+
+use crate::caller::{Credential, Principal};
+use crate::{ServiceResult, Services};
+
+/// Refusals recorded per environment and caller per window.
+pub const PER_WINDOW: u32 = 10;
+/// The rate limit's window.
+pub const WINDOW: Duration = Duration::from_secs(60);
+/// Callers tracked at once; beyond, windows that have ended are dropped first, then all.
+const TRACKED: usize = 10_000;
+
+/// Per (environment, caller) counts of the current window.
+#[derive(Debug, Default)]
+pub struct DenialLimiter {
+    windows: Mutex<HashMap<(EnvironmentId, String), Window>>,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Window {
+    started: Instant,
+    recorded: u32,
+    /// Refusals not recorded since the last one that was.
+    suppressed: u64,
+}
+
+/// What the limiter decided for one refusal.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Admit {
+    /// Record it, saying how many refusals were left out before it.
+    Record { suppressed_before: u64 },
+    /// Count it, do not record it.
+    Suppress,
+}
+
+impl DenialLimiter {
+    pub fn admit(&self, env: EnvironmentId, caller: &str, now: Instant) -> Admit {
+        let mut windows = self.windows.lock().unwrap_or_else(|p| p.into_inner());
+        if windows.len() >= TRACKED {
+            windows.retain(|_, w| now.duration_since(w.started) < WINDOW || w.suppressed > 0);
+            if windows.len() >= TRACKED {
+                windows.clear();
+            }
+        }
+        let w = windows.entry((env, caller.to_owned())).or_insert(Window {
+            started: now,
+            recorded: 0,
+            suppressed: 0,
+        });
+        if now.duration_since(w.started) >= WINDOW {
+            w.started = now;
+            w.recorded = 0;
+        }
+        if w.recorded < PER_WINDOW {
+            w.recorded += 1;
+            let suppressed_before = std::mem::take(&mut w.suppressed);
+            Admit::Record { suppressed_before }
+        } else {
+            w.suppressed += 1;
+            Admit::Suppress
+        }
+    }
+}
+
+/// The caller as the limiter counts them: the identity, or the API token's hash.
+fn caller_key(caller: &Principal) -> String {
+    match &caller.credential {
+        Credential::Session { identity, .. } => identity.to_string(),
+        Credential::ApiToken(hash) => format!("token:{}", hash.to_hex()),
+    }
+}
+
+/// `/v1/environments/0193…/members/0193…` as `/v1/environments/{id}/members/{id}`: what was
+/// asked, without ids that could identify data.
+pub fn route_template(path: &str) -> String {
+    path.split('/')
+        .map(|seg| {
+            if Uuid::parse_str(seg).is_ok() {
+                "{id}"
+            } else {
+                seg
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("/")
+}
+
+/// Records that `caller`'s request `method path` in `env` was refused with `code`, within the
+/// rate limit. Returns whether an entry was written.
+pub async fn record_denial(
+    services: &Services,
+    caller: &Principal,
+    env: EnvironmentId,
+    method: &str,
+    path: &str,
+    code: &str,
+) -> ServiceResult<bool> {
+    let suppressed_before = match services
+        .denials()
+        .admit(env, &caller_key(caller), Instant::now())
+    {
+        Admit::Record { suppressed_before } => suppressed_before,
+        Admit::Suppress => return Ok(false),
+    };
+    // A non-member (or a token of another environment) has no part in this log.
+    let mut tx = match caller.enter(services, env).await {
+        Ok(tx) => tx,
+        Err(_) => return Ok(false),
+    };
+    let route = format!("{method} {}", route_template(path));
+    tx.audit(
+        AuditEvent::success("authorization.denied", "route", &route)
+            .outcome(Outcome::Denied)
+            .after(serde_json::json!({
+                "code": code,
+                "suppressed_before": suppressed_before,
+            })),
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(true)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Control L7: a flood of refusals records `PER_WINDOW` per window; the next window's first
+    /// entry carries the count left out.
+    #[test]
+    fn l7_refusals_are_rate_limited_per_caller_and_the_rest_counted() {
+        let limiter = DenialLimiter::default();
+        let env = EnvironmentId::new();
+        let t0 = Instant::now();
+        for i in 0..PER_WINDOW {
+            assert_eq!(
+                limiter.admit(env, "a", t0),
+                Admit::Record {
+                    suppressed_before: 0
+                },
+                "{i}"
+            );
+        }
+        for _ in 0..25 {
+            assert_eq!(limiter.admit(env, "a", t0), Admit::Suppress);
+        }
+        // Another caller, another environment: their own windows.
+        assert!(matches!(limiter.admit(env, "b", t0), Admit::Record { .. }));
+        assert!(matches!(
+            limiter.admit(EnvironmentId::new(), "a", t0),
+            Admit::Record { .. }
+        ));
+        assert_eq!(
+            limiter.admit(env, "a", t0 + WINDOW),
+            Admit::Record {
+                suppressed_before: 25
+            }
+        );
+    }
+
+    #[test]
+    fn l7_routes_are_recorded_without_ids() {
+        assert_eq!(
+            route_template(
+                "/v1/environments/0193e0a8-7b5c-7cc1-9f0e-1d2c3b4a5968/members/0193e0a8-7b5c-7cc1-9f0e-1d2c3b4a5969"
+            ),
+            "/v1/environments/{id}/members/{id}"
+        );
+    }
+}
