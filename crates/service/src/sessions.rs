@@ -100,6 +100,29 @@ pub async fn list_sessions(
         .collect())
 }
 
+/// How many of their own platform entries a person sees at most.
+pub const SIGN_IN_HISTORY: i64 = 200;
+
+/// The caller's own history in the platform scope, newest first: sign-ins, failed sign-ins
+/// against their account (with the address they came from), password changes, sign-ups.
+pub async fn sign_in_history(
+    services: &Services,
+    caller: &Principal,
+) -> ServiceResult<Vec<portcullis_store::queries::audit_log::AuditEntry>> {
+    let id = caller.identity(services).await?;
+    services
+        .store()
+        .sequence(portcullis_store::PLATFORM_SCOPE)
+        .await?;
+    let mut tx = services.store().auth(caller.meta.clone()).await?;
+    tx.act_as(id).await?;
+    let list =
+        portcullis_store::queries::audit_log::own_platform_entries(&mut tx, id, SIGN_IN_HISTORY)
+            .await?;
+    tx.commit().await?;
+    Ok(list)
+}
+
 /// Revokes one of the caller's own sessions; anyone else's is `NotFound`.
 pub async fn revoke_session(
     services: &Services,

@@ -96,6 +96,16 @@ CREATE POLICY audit_heads_read ON audit_heads FOR SELECT TO portcullis_app
            OR ((SELECT portcullis.environment_id()) IS NULL
                AND environment_id = '00000000-0000-0000-0000-000000000000'::uuid));
 
+-- A person reads their own entries of the platform scope (sign-ins, failed sign-ins against
+-- their account, password changes, session revocations: issue 12, item 4), in their account
+-- context only.
+CREATE POLICY audit_log_own_platform ON audit_log FOR SELECT TO portcullis_app
+    USING (environment_id = '00000000-0000-0000-0000-000000000000'::uuid
+           AND (SELECT portcullis.environment_id()) IS NULL
+           AND (SELECT portcullis.purpose()) = 'account'
+           AND actor_type = 'identity'
+           AND actor_id = (SELECT portcullis.identity_id()));
+
 ------------------------------------------------------------------------------------------
 -- portcullis_sequencer: every scope's pending entries, the chain columns it appends, the
 -- heads. No other table.

@@ -108,6 +108,7 @@ pub const EXPECTED_POLICIES: &[(&str, &str, char, bool)] = &[
     ("audit_pending", "audit_pending_submit", 'a', true),
     ("audit_pending", "audit_pending_guard", 'r', true),
     ("audit_log", "audit_log_read", 'r', true),
+    ("audit_log", "audit_log_own_platform", 'r', true),
     ("audit_heads", "audit_heads_read", 'r', true),
     ("audit_heads", "audit_heads_operator", 'r', true),
     ("audit_checkpoints", "audit_checkpoints_read", 'r', true),

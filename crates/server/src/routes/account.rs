@@ -14,6 +14,7 @@ use crate::error::{ApiResult, ErrorBody};
 use crate::extract::{Json, Path};
 use crate::state::AppState;
 use crate::views::account::{Me, SessionInfo, SetupDone, SignedIn, SignupAccepted};
+use crate::views::audit_log::AuditEntry;
 use crate::views::invitations::Joined;
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
@@ -210,6 +211,17 @@ pub async fn list_sessions(
     auth: Auth,
 ) -> ApiResult<axum::Json<Vec<SessionInfo>>> {
     let list = sessions::list_sessions(&state, &auth).await?;
+    Ok(axum::Json(list.into_iter().map(Into::into).collect()))
+}
+
+/// Your own sign-in history (the platform scope's entries you made, newest first, at most
+/// 200): sign-ins, failed sign-ins against your account, password changes.
+#[utoipa::path(get, path = "/v1/me/sign-ins", tag = "account", responses((status = 200, body = Vec<AuditEntry>), (status = 401, body = ErrorBody)))]
+pub async fn sign_in_history(
+    State(state): State<AppState>,
+    auth: Auth,
+) -> ApiResult<axum::Json<Vec<AuditEntry>>> {
+    let list = sessions::sign_in_history(&state, &auth).await?;
     Ok(axum::Json(list.into_iter().map(Into::into).collect()))
 }
 

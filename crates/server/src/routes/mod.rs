@@ -117,6 +117,7 @@ pub fn api() -> OpenApiRouter<AppState> {
         .routes(routes!(account::me))
         .routes(routes!(account::change_password))
         .routes(routes!(account::list_sessions))
+        .routes(routes!(account::sign_in_history))
         .routes(routes!(account::revoke_session))
         .routes(routes!(account::accept_invitation))
         .routes(routes!(

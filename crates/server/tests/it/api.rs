@@ -1487,3 +1487,54 @@ async fn l7_refused_requests_are_audited_and_a_flood_is_rate_limited() {
             .unwrap();
     assert_eq!(projects, 0);
 }
+
+/// Control L7 (issue 12, item 4): a person reads their own sign-in history, the failed
+/// attempts against their account included, and nobody else's.
+#[tokio::test]
+async fn l7_a_person_reads_their_own_sign_in_history_and_only_theirs() {
+    let app = TestApp::spawn().await;
+    let ada = app.signup("ada@example.com").await;
+    let bob = app.signup("bob@example.com").await;
+    for _ in 0..2 {
+        let r = app
+            .call(
+                Method::POST,
+                "/v1/auth/login",
+                None,
+                Some(json!({ "email": "ada@example.com", "password": "not the password at all" })),
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::UNAUTHORIZED);
+    }
+    let ada = app.login("ada@example.com", PASSWORD).await;
+    let r = app.get("/v1/me/sign-ins", &ada.token).await;
+    assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
+    let items = r.body.as_array().unwrap();
+    let actions: Vec<&str> = items
+        .iter()
+        .map(|e| e["action"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        actions
+            .iter()
+            .filter(|a| **a == "auth.login_failed")
+            .count(),
+        2,
+        "{actions:?}"
+    );
+    assert_eq!(actions[0], "auth.login", "newest first: {actions:?}");
+    assert!(items.iter().all(|e| e["actor_id"] == json!(ada.id)));
+    let bobs = app.get("/v1/me/sign-ins", &bob.token).await;
+    assert!(bobs
+        .body
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|e| e["actor_id"] == json!(bob.id)));
+    assert!(!bobs
+        .body
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|e| e["action"] == "auth.login_failed"));
+}

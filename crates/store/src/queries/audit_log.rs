@@ -99,6 +99,42 @@ pub async fn list(
     Ok(Paged::from_rows(rows, page, |e| e.audit_id))
 }
 
+/// The entries the transaction's own identity made in the platform scope (sign-ins, failed
+/// sign-ins against the account, password changes, ...), newest first, at most `limit`, with
+/// their request metadata opened (the person's own subject key). Needs an account context
+/// ([`crate::AuthTx::act_as`]); the caller sequences the platform scope first.
+pub async fn own_platform_entries(
+    tx: &mut crate::AuthTx,
+    identity: portcullis_core::IdentityId,
+    limit: i64,
+) -> Result<Vec<AuditEntry>, StoreError> {
+    let mut rows: Vec<AuditEntry> = sqlx::query_as(
+        "SELECT audit_id, occurred_at, actor_type, actor_id, action, target_type, target_id, outcome,
+                before, after, request_id, ip, user_agent
+           FROM audit_log
+          WHERE environment_id = $1 AND actor_type = 'identity' AND actor_id = $2
+          ORDER BY seq DESC LIMIT $3",
+    )
+    .bind(crate::PLATFORM_SCOPE)
+    .bind(identity.as_uuid())
+    .bind(limit)
+    .fetch_all(tx.conn())
+    .await?;
+    let (conn, keys) = tx.conn_and_keys();
+    for row in &mut rows {
+        let audit_id = row.audit_id.to_string();
+        let fields = crate::subjects::RequestMetaFields {
+            scope: crate::PLATFORM_SCOPE,
+            table: "audit_log",
+            row: &audit_id,
+        };
+        fields
+            .reveal(&mut *conn, keys, &mut row.ip, &mut row.user_agent)
+            .await?;
+    }
+    Ok(rows)
+}
+
 /// Entries with `seq > after`, in order, at most `limit`: for verification and export.
 pub async fn stored_range(
     tx: &mut TenantTx,
