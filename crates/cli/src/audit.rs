@@ -73,6 +73,41 @@ pub(crate) async fn run(command: AuditCommand, config: Config) -> anyhow::Result
             .context("owner connection")?;
         let anchors = node::anchors(&config)?;
         match command {
+            AuditCommand::List {
+                environment,
+                platform,
+                action,
+                limit,
+                json,
+            } => {
+                let scope = if platform {
+                    EnvironmentId::from_uuid(portcullis_store::PLATFORM_SCOPE)
+                } else {
+                    EnvironmentId::parse(environment.as_deref().unwrap_or_default())
+                        .map_err(|e| anyhow::anyhow!("{e}"))?
+                };
+                let entries = trail::newest_entries(&store, scope, action.as_deref(), limit).await?;
+                for e in &entries {
+                    if json {
+                        println!("{}", serde_json::to_string(&trail::entry_json(e))?);
+                    } else {
+                        println!(
+                            "{}  {:<9} {:<36}  {:<28} {:<7} {} {}",
+                            portcullis_store::audit_writer::rfc3339_micros(e.occurred_at),
+                            e.actor_type,
+                            e.actor_id.map(|a| a.to_string()).unwrap_or_else(|| "-".into()),
+                            e.action,
+                            e.outcome,
+                            e.target_id.as_deref().unwrap_or("-"),
+                            e.ip.as_deref().unwrap_or(""),
+                        );
+                    }
+                }
+                if !json {
+                    eprintln!("{} entries, newest first", entries.len());
+                }
+                Ok(ExitCode::SUCCESS)
+            }
             AuditCommand::Verify {
                 environment,
                 public_keys,

@@ -87,6 +87,26 @@ enum AuditCommand {
         #[arg(long)]
         accept_uncheckpointed: bool,
     },
+    /// List the newest entries of an environment's log, or of the platform scope (sign-ups,
+    /// sign-ins, failed sign-ins, platform key changes), newest first.
+    #[command(group = clap::ArgGroup::new("scope").required(true).args(["environment", "platform"]))]
+    List {
+        /// The environment (its id) whose entries to list.
+        #[arg(long, value_name = "ENVIRONMENT_ID")]
+        environment: Option<String>,
+        /// List the platform scope instead of an environment.
+        #[arg(long)]
+        platform: bool,
+        /// Only entries with this action, e.g. auth.login_failed.
+        #[arg(long)]
+        action: Option<String>,
+        /// How many entries at most (1 to 10000).
+        #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(i64).range(1..=10_000))]
+        limit: i64,
+        /// One JSON object per line instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
     /// Export an environment's audit log.
     Export {
         /// The environment (its id) whose log to export.

@@ -963,3 +963,64 @@ async fn logs_are_plain_quiet_on_restart_and_error_free_on_shutdown() {
     let errors: Vec<&String> = all.iter().filter(|l| l.contains(" ERROR ")).collect();
     assert!(errors.is_empty(), "{errors:#?}");
 }
+
+/// Control L7 (issue 12, item 4): the operator reads the platform scope (sign-ins, failed
+/// sign-ins) with `portcullis audit list --platform`, filtered by action, as a table or JSON
+/// lines; without a scope the command is a usage error that names the choice.
+#[tokio::test]
+async fn l7_the_operator_lists_the_platform_scope() {
+    let db = TestDb::new().await;
+    let data = scratch("list");
+    let now = time::OffsetDateTime::now_utc();
+    for (i, action) in ["auth.login_failed", "auth.login", "auth.login_failed"]
+        .into_iter()
+        .enumerate()
+    {
+        db.append_audit_at(
+            portcullis_store::PLATFORM_SCOPE,
+            now - time::Duration::seconds(10 - i as i64),
+            portcullis_store::AuditEvent::success(action, "identity", i),
+        )
+        .await;
+    }
+    let out = command(&db, &data, 0)
+        .args(["audit", "list", "--platform", "--json"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let lines: Vec<Value> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let actions: Vec<&str> = lines
+        .iter()
+        .map(|e| e["action"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        actions,
+        ["auth.login_failed", "auth.login", "auth.login_failed"]
+    );
+    assert_eq!(lines[0]["target_id"], "2", "newest first");
+    let out = command(&db, &data, 0)
+        .args(["audit", "list", "--platform", "--action", "auth.login"])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let table = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(table.lines().count(), 1, "{table}");
+    assert!(table.contains("auth.login "), "{table}");
+    let out = command(&db, &data, 0)
+        .args(["audit", "list"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let usage = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        usage.contains("--environment") && usage.contains("--platform"),
+        "{usage}"
+    );
+}

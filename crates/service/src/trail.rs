@@ -911,6 +911,43 @@ impl ExportWriter {
 }
 
 /// Writes an environment's full audit export to `path`. Returns the number of entries.
+/// The newest `limit` entries of `scope` (an environment or the platform scope), with
+/// `action` only when given, newest first, as the operator reads them (system context with
+/// audit.read; what is pending is chained first).
+pub async fn newest_entries(
+    store: &Store,
+    scope: EnvironmentId,
+    action: Option<&str>,
+    limit: i64,
+) -> Result<Vec<audit_log::AuditEntry>, TrailError> {
+    store.sequence(scope.as_uuid()).await?;
+    let mut tx = store
+        .tenant_as_system(scope, PermissionSet::of(&[Permission::AuditRead]), meta())
+        .await?;
+    let rows = audit_log::newest(&mut tx, action, limit).await?;
+    tx.commit().await?;
+    Ok(rows)
+}
+
+/// An entry as the CLI prints it with `--json`.
+pub fn entry_json(e: &audit_log::AuditEntry) -> serde_json::Value {
+    serde_json::json!({
+        "audit_id": e.audit_id,
+        "occurred_at": portcullis_store::audit_writer::rfc3339_micros(e.occurred_at),
+        "actor_type": e.actor_type,
+        "actor_id": e.actor_id,
+        "action": e.action,
+        "target_type": e.target_type,
+        "target_id": e.target_id,
+        "outcome": e.outcome,
+        "before": e.before,
+        "after": e.after,
+        "request_id": e.request_id,
+        "ip": e.ip,
+        "user_agent": e.user_agent,
+    })
+}
+
 pub async fn export_to_file(
     store: &Store,
     env: Uuid,

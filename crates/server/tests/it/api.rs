@@ -1493,7 +1493,7 @@ async fn l7_refused_requests_are_audited_and_a_flood_is_rate_limited() {
 #[tokio::test]
 async fn l7_a_person_reads_their_own_sign_in_history_and_only_theirs() {
     let app = TestApp::spawn().await;
-    let ada = app.signup("ada@example.com").await;
+    app.signup("ada@example.com").await;
     let bob = app.signup("bob@example.com").await;
     for _ in 0..2 {
         let r = app

@@ -135,6 +135,41 @@ pub async fn own_platform_entries(
     Ok(rows)
 }
 
+/// The newest `limit` entries of the transaction's scope (with `action` only, when given),
+/// newest first, request metadata opened: the operator's `portcullis audit list`.
+pub async fn newest(
+    tx: &mut TenantTx,
+    action: Option<&str>,
+    limit: i64,
+) -> Result<Vec<AuditEntry>, StoreError> {
+    let env = tx.environment_id().as_uuid();
+    let mut rows: Vec<AuditEntry> = sqlx::query_as(
+        "SELECT audit_id, occurred_at, actor_type, actor_id, action, target_type, target_id, outcome,
+                before, after, request_id, ip, user_agent
+           FROM audit_log
+          WHERE environment_id = $1 AND ($2::text IS NULL OR action = $2)
+          ORDER BY seq DESC LIMIT $3",
+    )
+    .bind(env)
+    .bind(action)
+    .bind(limit)
+    .fetch_all(tx.conn())
+    .await?;
+    let (conn, keys) = tx.conn_and_keys();
+    for row in &mut rows {
+        let audit_id = row.audit_id.to_string();
+        let fields = crate::subjects::RequestMetaFields {
+            scope: env,
+            table: "audit_log",
+            row: &audit_id,
+        };
+        fields
+            .reveal(&mut *conn, keys, &mut row.ip, &mut row.user_agent)
+            .await?;
+    }
+    Ok(rows)
+}
+
 /// Entries with `seq > after`, in order, at most `limit`: for verification and export.
 pub async fn stored_range(
     tx: &mut TenantTx,
