@@ -8,6 +8,7 @@ use portcullis_service::config::Config;
 use portcullis_service::node;
 
 use crate::output::{parse_public_keys, print_report};
+use crate::progress::Progress;
 use crate::verify_report::verify_report;
 use crate::AuditCommand;
 
@@ -31,7 +32,8 @@ pub(crate) async fn run(command: AuditCommand, config: Config) -> anyhow::Result
         }
         let file =
             std::fs::File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
-        let mut progress = |n: u64| eprintln!("  {n} entries verified");
+        let mut bar = Progress::new("verifying", "entries", None);
+        let mut progress = |n: u64| bar.update(n);
         let mut options = if pinned.is_empty() {
             portcullis_audit::bundle::VerifyOptions {
                 trust: portcullis_audit::bundle::KeyTrust::BundleKeys,
@@ -121,11 +123,13 @@ pub(crate) async fn run(command: AuditCommand, config: Config) -> anyhow::Result
                     trusted = trail::published_keys(&store).await?;
                 }
                 eprintln!("verifying environment {env} against database checkpoints and anchors in {anchors}");
+                let mut bar = Progress::new("verifying", "entries", None);
                 let report =
                     trail::verify_environment(&store, env.as_uuid(), &trusted, &anchors, |n| {
-                        eprintln!("  {n} entries verified")
+                        bar.update(n)
                     })
                     .await?;
+                bar.finish(report.entries);
                 let chain = print_report(&report, accept_uncheckpointed, interval);
                 // The other two streams are checked against their commitments in the chain.
                 let mut tx = store
@@ -159,7 +163,13 @@ pub(crate) async fn run(command: AuditCommand, config: Config) -> anyhow::Result
                 output,
             } => {
                 let env = EnvironmentId::parse(&environment).map_err(|e| anyhow::anyhow!("{e}"))?;
-                let n = trail::export_to_file(&store, env.as_uuid(), &format, &output).await?;
+                let mut bar = Progress::new("exporting", "entries", None);
+                let n = trail::export_to_file(&store, env.as_uuid(), &format, &output, |n, total| {
+                    bar.set_total(total);
+                    bar.update(n);
+                })
+                .await?;
+                bar.finish(n);
                 println!("wrote {n} entries to {}", output.display());
                 Ok(ExitCode::SUCCESS)
             }

@@ -7,6 +7,7 @@ use anyhow::Context;
 use portcullis_service::config::Config;
 use portcullis_service::node;
 
+use crate::progress::Progress;
 use crate::KeysCommand;
 
 pub(crate) async fn run(command: KeysCommand, config: Config) -> anyhow::Result<ExitCode> {
@@ -100,21 +101,19 @@ pub(crate) async fn run(command: KeysCommand, config: Config) -> anyhow::Result<
                         r.job_id
                     }
                 };
-                let started = std::time::Instant::now();
-                let done = jobs::run_job(&store, &vault, env, job, batch, |o| {
-                    eprintln!("  {} values re-encrypted ({:.1}s)", o.rows_done, started.elapsed().as_secs_f64());
-                })
-                .await?;
+                let mut bar = Progress::new("re-encrypting", "values", None);
+                let done = jobs::run_job(&store, &vault, env, job, batch, |o| bar.update(o.rows_done as u64))
+                    .await?;
+                bar.finish(done.rows_done as u64);
                 println!("re-encryption finished: {} values; retire old versions with the API (POST /v1/environments/{env}/keys/retire) once backups no longer need them", done.rows_done);
             }
             KeysCommand::RotatePii => {
+                let mut bar = Progress::new("re-sealing", "values", None);
                 let done = portcullis_store::pii::rotate(&owner, &store, &vault, |p| {
-                    eprintln!(
-                        "  version {}: {} accounts, {} invitations, {} subject keys re-sealed",
-                        p.version, p.identities, p.invitations, p.subject_keys
-                    )
+                    bar.update(p.identities + p.invitations + p.subject_keys)
                 })
                 .await?;
+                bar.finish(done.identities + done.invitations + done.subject_keys);
                 let mut tx = store.auth(Default::default()).await?;
                 tx.as_system(Default::default()).await?;
                 tx.audit(

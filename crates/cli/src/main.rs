@@ -9,6 +9,7 @@ mod audit;
 mod db;
 mod keys;
 mod output;
+mod progress;
 mod verify_report;
 
 use std::path::PathBuf;

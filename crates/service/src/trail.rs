@@ -544,7 +544,7 @@ pub async fn verify_environment(
     store.sequence(env).await?;
     let mut tx = store.tenant_as_system(env_id, perms, meta()).await?;
     let mut verifier = Verifier::new(env, trusted)
-        .with_progress(NonZeroU64::MIN.saturating_add(99_999), &mut progress);
+        .with_progress(NonZeroU64::MIN.saturating_add(9_999), &mut progress);
     let malformed = |detail: String| Problem {
         seq: None,
         kind: ProblemKind::Malformed,
@@ -953,6 +953,7 @@ pub async fn export_to_file(
     env: Uuid,
     format: &str,
     path: &std::path::Path,
+    mut progress: impl FnMut(u64, u64),
 ) -> Result<u64, TrailError> {
     use std::io::Write;
     let format: ExportFormat = format.parse().map_err(TrailError::Malformed)?;
@@ -971,6 +972,9 @@ pub async fn export_to_file(
     let io_err = |e: std::io::Error| TrailError::Malformed(format!("{}: {e}", path.display()));
     let mut file = std::io::BufWriter::new(std::fs::File::create(path).map_err(io_err)?);
     let mut writer = ExportWriter::new(format, env, &keys, &checkpoints)?;
+    let total = audit_log::head(&mut tx)
+        .await?
+        .map_or(0, |(seq, _, _)| u64::try_from(seq).unwrap_or(0));
     let mut after = 0i64;
     let mut n = 0u64;
     loop {
@@ -979,6 +983,7 @@ pub async fn export_to_file(
         after = last.seq;
         n += rows.len() as u64;
         file.write_all(&writer.write_rows(&rows)?).map_err(io_err)?;
+        progress(n, total);
     }
     file.write_all(&writer.finish()?).map_err(io_err)?;
     file.flush().map_err(io_err)?;
