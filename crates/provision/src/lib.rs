@@ -28,6 +28,7 @@ mod discover;
 mod error;
 mod initdb;
 mod layout;
+mod location;
 mod lock;
 mod options;
 mod pidfile;
@@ -41,6 +42,7 @@ mod user;
 pub use cluster::LocalCluster;
 pub use discover::find_server_binaries;
 pub use error::ProvisionError;
+pub use location::{cluster_location, cluster_location_under, SHARED_CLUSTERS};
 pub use options::ClusterOptions;
 pub use shared::{cargo_target_dir, shared_test_cluster, test_root};
 

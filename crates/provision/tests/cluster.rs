@@ -364,3 +364,59 @@ async fn concurrent_callers_share_one_test_cluster() -> TestResult {
     assert_eq!(psql(&first, "select 1").await?, "1");
     Ok(())
 }
+
+/// Issue 12, item 2: as root, a data directory inside a private (0700) directory, like a clone
+/// under /root or a `mktemp -d`, gets its cluster in the shared fallback location instead,
+/// which `postgres` can reach; the same data directory finds the same cluster again, and a
+/// fallback directory recorded for another data directory is refused, not shared.
+#[tokio::test]
+async fn a_data_dir_postgres_cannot_reach_gets_its_cluster_where_it_can() -> TestResult {
+    if euid() != 0 {
+        eprintln!("SKIPPED: needs root (as another user PostgreSQL runs as that user)");
+        return Ok(());
+    }
+    let base = scratch_dir("private")?;
+    let private = base.join("home");
+    fs::DirBuilder::new().recursive(true).create(&private)?;
+    fs::set_permissions(&private, fs::Permissions::from_mode(0o700))?;
+    let data_dir = private.join("clone").join(".portcullis");
+    fs::create_dir_all(&data_dir)?;
+    let shared = base.join("shared");
+    let (cluster_dir, moved) = portcullis_provision::cluster_location_under(&data_dir, &shared)?;
+    assert!(moved);
+    assert!(
+        cluster_dir.starts_with(&shared),
+        "{}",
+        cluster_dir.display()
+    );
+    let again = portcullis_provision::cluster_location_under(&data_dir, &shared)?;
+    assert_eq!(again, (cluster_dir.clone(), true));
+    let cluster = LocalCluster::start(ephemeral(cluster_dir.clone())).await?;
+    let result = sqlx_select_1(&cluster).await;
+    stop_whatever_runs(&cluster).await?;
+    assert_eq!(result?, 1);
+
+    // Reachable: the cluster stays in the data directory.
+    let open = base.join("open").join(".portcullis");
+    fs::create_dir_all(&open)?;
+    assert_eq!(
+        portcullis_provision::cluster_location_under(&open, &shared)?,
+        (open.join("postgres"), false)
+    );
+
+    // A fallback directory that belongs to another data directory.
+    let owner_file = cluster_dir.parent().ok_or("no parent")?.join("data-dir");
+    fs::write(&owner_file, "/somewhere/else")?;
+    let err = portcullis_provision::cluster_location_under(&data_dir, &shared).unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("belongs to the data directory /somewhere/else"),
+        "{err}"
+    );
+    Ok(())
+}
+
+/// The effective uid, as the owner of this process's /proc entry.
+fn euid() -> u32 {
+    fs::metadata("/proc/self").map_or(u32::MAX, |m| m.uid())
+}

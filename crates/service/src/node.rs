@@ -82,7 +82,16 @@ pub async fn database(config: &Config, migrate: bool) -> anyhow::Result<Database
             (target, None)
         }
         None => {
-            let data = data_dir.join("postgres");
+            let (data, moved) = portcullis_provision::cluster_location(&data_dir)
+                .context("where to keep the private PostgreSQL cluster")?;
+            if moved {
+                tracing::info!(
+                    data_dir = %data_dir.display(),
+                    path = %data.display(),
+                    "the data directory is inside a directory the `postgres` user cannot enter; \
+                     the private PostgreSQL cluster is kept here instead"
+                );
+            }
             tracing::info!(path = %data.display(), "no database configured; using a private PostgreSQL cluster");
             let mut opts = ClusterOptions::new(&data);
             opts.bin_dir = config.database.postgres_bin_dir.clone();
