@@ -1290,10 +1290,13 @@ async fn t2_attacker_cannot_read_the_platform_audit_scope_or_enumerate_identitie
         for (variant, settings) in &variants {
             probe_point(c).await;
             forge(c, settings).await;
+            // An account request reads its own identity's platform entries (its sign-in
+            // history, policy audit_log_own_platform), whatever it forges; nobody else's.
             let seen = seen_ids(
                 c,
-                "SELECT audit_id FROM audit_log WHERE environment_id = $1",
-                &args![NIL],
+                "SELECT audit_id FROM audit_log WHERE environment_id = $1
+                    AND NOT (actor_type = 'identity' AND actor_id IS NOT DISTINCT FROM $2)",
+                &args![NIL, if account { w.viewer.as_uuid() } else { NIL }],
             )
             .await;
             f.check(
