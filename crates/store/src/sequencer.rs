@@ -42,6 +42,9 @@ pub const SWEEP_EVERY: Duration = Duration::from_secs(1);
 /// An entry pending for longer than this is reported at every sweep (ERROR in the log): the
 /// sequencer is failing for its scope, and the readers of that scope fail with it.
 pub const PENDING_ALERT: Duration = Duration::from_secs(300);
+/// How long the background sequencer waits after a commit before it chains: commits that
+/// arrive meanwhile join the same batch. Readers never wait for it ([`Sequencer::sequence`]).
+pub const COALESCE: Duration = Duration::from_millis(20);
 /// Entries integrated per transaction.
 pub const BATCH: i64 = 512;
 /// Handle on the sequencer's pool and its queue of scopes due. Cloning is cheap.
@@ -375,7 +378,11 @@ impl Sequencer {
         sweep.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {
-                _ = self.due.wake.notified() => {}
+                _ = self.due.wake.notified() => {
+                    // Let more commits of the moment arrive, so that one batch chains them all:
+                    // a batch's fixed cost (its transaction, the head's lock) is then shared.
+                    tokio::time::sleep(COALESCE).await;
+                }
                 _ = sweep.tick() => {
                     match self.pending().await {
                         Ok(found) => {
