@@ -86,6 +86,62 @@ struct PendingRow {
     user_agent: Option<String>,
 }
 
+/// A pending entry with its scope.
+#[derive(sqlx::FromRow)]
+struct ScopedPendingRow {
+    environment_id: Uuid,
+    #[sqlx(flatten)]
+    row: PendingRow,
+}
+
+enum Batch {
+    Done(u64),
+    /// Pending entries of scopes that have no head yet.
+    NeedHeads(Vec<Uuid>),
+}
+
+/// The extensions of every scope in a batch, as the parallel arrays one statement takes.
+#[derive(Default)]
+struct Flat {
+    entry_scopes: Vec<Uuid>,
+    audit_ids: Vec<Uuid>,
+    seqs: Vec<i64>,
+    prev_hashes: Vec<Vec<u8>>,
+    entry_hashes: Vec<Vec<u8>>,
+    node_scopes: Vec<Uuid>,
+    node_levels: Vec<i16>,
+    node_indexes: Vec<i64>,
+    node_hashes: Vec<Vec<u8>>,
+    head_scopes: Vec<Uuid>,
+    old_seqs: Vec<i64>,
+    new_seqs: Vec<i64>,
+    new_heads: Vec<Vec<u8>>,
+    /// Each scope's new frontier, its 32-byte hashes concatenated.
+    frontiers: Vec<Vec<u8>>,
+}
+
+impl Flat {
+    fn push(&mut self, scope: Uuid, ext: Extension) {
+        self.entry_scopes
+            .extend(std::iter::repeat_n(scope, ext.audit_ids.len()));
+        self.node_scopes
+            .extend(std::iter::repeat_n(scope, ext.node_levels.len()));
+        self.head_scopes.push(scope);
+        self.old_seqs.push(ext.old_seq);
+        self.new_seqs.push(ext.new_seq);
+        self.new_heads
+            .push(ext.entry_hashes.last().cloned().unwrap_or_default());
+        self.frontiers.push(ext.frontier.concat());
+        self.audit_ids.extend(ext.audit_ids);
+        self.seqs.extend(ext.seqs);
+        self.prev_hashes.extend(ext.prev_hashes);
+        self.entry_hashes.extend(ext.entry_hashes);
+        self.node_levels.extend(ext.node_levels);
+        self.node_indexes.extend(ext.node_indexes);
+        self.node_hashes.extend(ext.node_hashes);
+    }
+}
+
 /// A batch hashed onto a head: what one statement writes.
 struct Extension {
     audit_ids: Vec<Uuid>,
@@ -173,19 +229,6 @@ fn extend(
     Ok(ext)
 }
 
-/// The head of `scope`, locked for this transaction.
-async fn lock_head(
-    tx: &mut sqlx::PgConnection,
-    scope: Uuid,
-) -> Result<Option<(i64, Vec<u8>, Vec<Vec<u8>>)>, StoreError> {
-    Ok(sqlx::query_as(
-        "SELECT seq, head_hash, frontier FROM audit_heads WHERE environment_id = $1 FOR UPDATE",
-    )
-    .bind(scope)
-    .fetch_optional(tx)
-    .await?)
-}
-
 fn decode_head(
     head: Vec<u8>,
     frontier: Vec<Vec<u8>>,
@@ -230,7 +273,7 @@ impl Sequencer {
     pub async fn sequence(&self, scope: Uuid) -> Result<u64, StoreError> {
         let mut total = 0u64;
         loop {
-            let n = self.batch(scope).await?;
+            let n = self.batch(&[scope]).await?;
             total += n;
             if n < BATCH as u64 {
                 return Ok(total);
@@ -238,65 +281,117 @@ impl Sequencer {
         }
     }
 
-    /// One batch of `scope`, in one transaction.
-    async fn batch(&self, scope: Uuid) -> Result<u64, StoreError> {
-        let mut tx = self.pool.begin().await?;
-        // The scope's lock is its head row, taken FOR UPDATE: no other role can take it (row
-        // locks need UPDATE on the table, which only this role holds), unlike an advisory lock,
-        // which any SQL of the runtime role could hold to stall a scope. The head is created
-        // empty on the scope's first entry (the guard allows only that); a concurrent creator
-        // waits on the unique index and then finds it.
-        let head = match lock_head(&mut tx, scope).await? {
-            Some(head) => head,
-            None => {
-                let any: Option<i32> = sqlx::query_scalar(
-                    "SELECT 1 FROM audit_pending WHERE environment_id = $1 LIMIT 1",
-                )
-                .bind(scope)
-                .fetch_optional(&mut *tx)
-                .await?;
-                if any.is_none() {
-                    tx.commit().await?;
-                    return Ok(0);
-                }
-                sqlx::query(
-                    "INSERT INTO audit_heads (environment_id, seq, head_hash, frontier) VALUES ($1, 0, $2, '{}')
-                     ON CONFLICT (environment_id) DO NOTHING",
-                )
-                .bind(scope)
-                .bind([0u8; 32].as_slice())
-                .execute(&mut *tx)
-                .await?;
-                lock_head(&mut tx, scope).await?.ok_or_else(|| {
-                    StoreError::Integrity(format!("audit head of {scope} could not be created"))
-                })?
+    /// Sequences everything pending in `scopes`, several scopes per batch (the background
+    /// sequencer and sweeps: many environments with a few new entries each share one
+    /// transaction). Returns how many entries were sequenced.
+    pub async fn sequence_many(&self, scopes: &[Uuid]) -> Result<u64, StoreError> {
+        let mut scopes = scopes.to_vec();
+        scopes.sort_unstable();
+        scopes.dedup();
+        let mut total = 0u64;
+        if scopes.is_empty() {
+            return Ok(0);
+        }
+        loop {
+            let n = self.batch(&scopes).await?;
+            total += n;
+            if n < BATCH as u64 {
+                return Ok(total);
             }
-        };
-        let (seq, head, frontier) = head;
-        // Read after the lock: whatever a sequencer before us chained is gone from here.
-        let rows: Vec<PendingRow> = sqlx::query_as(
-            "SELECT audit_id, occurred_at, actor_type, actor_id, action, action_version, target_type,
-                    target_id, outcome, before, after, request_id, ip, user_agent
-               FROM audit_pending WHERE environment_id = $1 ORDER BY pending_id LIMIT $2",
+        }
+    }
+
+    /// One batch over `scopes` (sorted, distinct), in one transaction: up to [`BATCH`] pending
+    /// entries, oldest first within each scope.
+    async fn batch(&self, scopes: &[Uuid]) -> Result<u64, StoreError> {
+        // Each round creates the heads the last one found missing; entries of other scopes in
+        // the list may arrive meanwhile, so at most one round per scope.
+        for _ in 0..=scopes.len() {
+            match self.try_batch(scopes).await? {
+                Batch::Done(n) => return Ok(n),
+                Batch::NeedHeads(missing) => {
+                    // A scope's first entry: its head is created empty (the guard allows only
+                    // that) in a transaction of its own, so that a batch only ever locks
+                    // existing heads, in one order. A concurrent creator waits on the unique
+                    // index and then finds it.
+                    sqlx::query(
+                        "INSERT INTO audit_heads (environment_id, seq, head_hash, frontier)
+                         SELECT s, 0, $2, '{}' FROM unnest($1::uuid[]) AS s
+                         ON CONFLICT (environment_id) DO NOTHING",
+                    )
+                    .bind(&missing)
+                    .bind([0u8; 32].as_slice())
+                    .execute(&self.pool)
+                    .await?;
+                }
+            }
+        }
+        Err(StoreError::Integrity(format!(
+            "audit heads of {} scopes could not be created",
+            scopes.len()
+        )))
+    }
+
+    async fn try_batch(&self, scopes: &[Uuid]) -> Result<Batch, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        // Each scope's lock is its head row, taken FOR UPDATE in scope order (no deadlock
+        // between batches): no other role can take it (row locks need UPDATE on the table,
+        // which only this role holds), unlike an advisory lock, which any SQL of the runtime
+        // role could hold to stall a scope.
+        let heads: Vec<(Uuid, i64, Vec<u8>, Vec<Vec<u8>>)> = sqlx::query_as(
+            "SELECT environment_id, seq, head_hash, frontier FROM audit_heads
+              WHERE environment_id = ANY($1) ORDER BY environment_id FOR UPDATE",
         )
-        .bind(scope)
+        .bind(scopes)
+        .fetch_all(&mut *tx)
+        .await?;
+        // Read after the locks: whatever a sequencer before us chained is gone from here.
+        let rows: Vec<ScopedPendingRow> = sqlx::query_as(
+            "SELECT environment_id, audit_id, occurred_at, actor_type, actor_id, action, action_version,
+                    target_type, target_id, outcome, before, after, request_id, ip, user_agent
+               FROM audit_pending WHERE environment_id = ANY($1)
+              ORDER BY environment_id, pending_id LIMIT $2",
+        )
+        .bind(scopes)
         .bind(BATCH)
         .fetch_all(&mut *tx)
         .await?;
         if rows.is_empty() {
             tx.commit().await?;
-            return Ok(0);
+            return Ok(Batch::Done(0));
+        }
+        let mut missing: Vec<Uuid> = rows
+            .iter()
+            .map(|r| r.environment_id)
+            .filter(|e| !heads.iter().any(|h| h.0 == *e))
+            .collect();
+        if !missing.is_empty() {
+            missing.dedup();
+            tx.rollback().await?;
+            return Ok(Batch::NeedHeads(missing));
         }
         let n = rows.len() as u64;
-        let (head, frontier) = decode_head(head, frontier)?;
-        let ext = extend(scope, seq, head, frontier, rows)?;
+        // Entries, nodes and heads of every scope in the batch, as parallel arrays.
+        let mut all = Flat::default();
+        let mut rows = rows.into_iter().peekable();
+        for (scope, seq, head, frontier) in heads {
+            let mut mine = Vec::new();
+            while let Some(r) = rows.next_if(|r| r.environment_id == scope) {
+                mine.push(r.row);
+            }
+            if mine.is_empty() {
+                continue;
+            }
+            let (head, frontier) = decode_head(head, frontier)?;
+            all.push(scope, extend(scope, seq, head, frontier, mine)?);
+        }
         // One statement: the entries (copied from their pending rows, with their chain fields),
-        // the subtree nodes they complete and the new head. The head row is locked, so
+        // the subtree nodes they complete and the new heads. The heads are locked, so
         // `seq = old` holds; checking it anyway turns a surprise into an error, not a fork.
         let advanced = sqlx::query(
             "WITH chained AS (
-                 SELECT * FROM unnest($2::uuid[], $3::bigint[], $4::bytea[], $5::bytea[])
-                     AS c(audit_id, seq, prev_hash, entry_hash)
+                 SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::bigint[], $4::bytea[], $5::bytea[])
+                     AS c(environment_id, audit_id, seq, prev_hash, entry_hash)
              ), entries AS (
                  INSERT INTO audit_log (environment_id, seq, audit_id, occurred_at, actor_type, actor_id, action,
                                         action_version, target_type, target_id, outcome, before, after, request_id,
@@ -304,43 +399,57 @@ impl Sequencer {
                  SELECT p.environment_id, c.seq, p.audit_id, p.occurred_at, p.actor_type, p.actor_id, p.action,
                         p.action_version, p.target_type, p.target_id, p.outcome, p.before, p.after, p.request_id,
                         p.ip, p.user_agent, c.prev_hash, c.entry_hash
-                   FROM chained c JOIN audit_pending p ON p.environment_id = $1 AND p.audit_id = c.audit_id
+                   FROM chained c
+                   JOIN audit_pending p ON p.environment_id = c.environment_id AND p.audit_id = c.audit_id
                  RETURNING 1
              ), nodes AS (
                  INSERT INTO audit_subtrees (environment_id, level, node_index, hash)
-                 SELECT $1, n.level, n.node_index, n.hash
-                   FROM unnest($9::smallint[], $10::bigint[], $11::bytea[]) AS n(level, node_index, hash)
+                 SELECT * FROM unnest($6::uuid[], $7::smallint[], $8::bigint[], $9::bytea[])
                  ON CONFLICT DO NOTHING
+             ), moved AS (
+                 SELECT * FROM unnest($10::uuid[], $11::bigint[], $12::bigint[], $13::bytea[], $14::bytea[])
+                     AS u(environment_id, old_seq, new_seq, head_hash, frontier)
              )
-             UPDATE audit_heads SET seq = $6, head_hash = $7, frontier = $8
-              WHERE environment_id = $1 AND seq = $12 AND (SELECT count(*) FROM entries) = cardinality($2::uuid[])",
+             UPDATE audit_heads h
+                SET seq = u.new_seq, head_hash = u.head_hash,
+                    frontier = ARRAY(SELECT substring(u.frontier FROM i * 32 + 1 FOR 32)
+                                       FROM generate_series(0, length(u.frontier) / 32 - 1) AS i ORDER BY i)
+               FROM moved u
+              WHERE h.environment_id = u.environment_id AND h.seq = u.old_seq
+                AND (SELECT count(*) FROM entries) = cardinality($2::uuid[])",
         )
-        .bind(scope)
-        .bind(&ext.audit_ids)
-        .bind(&ext.seqs)
-        .bind(&ext.prev_hashes)
-        .bind(&ext.entry_hashes)
-        .bind(ext.new_seq)
-        .bind(ext.entry_hashes.last().map(Vec::as_slice))
-        .bind(&ext.frontier)
-        .bind(&ext.node_levels)
-        .bind(&ext.node_indexes)
-        .bind(&ext.node_hashes)
-        .bind(ext.old_seq)
+        .bind(&all.entry_scopes)
+        .bind(&all.audit_ids)
+        .bind(&all.seqs)
+        .bind(&all.prev_hashes)
+        .bind(&all.entry_hashes)
+        .bind(&all.node_scopes)
+        .bind(&all.node_levels)
+        .bind(&all.node_indexes)
+        .bind(&all.node_hashes)
+        .bind(&all.head_scopes)
+        .bind(&all.old_seqs)
+        .bind(&all.new_seqs)
+        .bind(&all.new_heads)
+        .bind(&all.frontiers)
         .execute(&mut *tx)
         .await?;
-        if advanced.rows_affected() != 1 {
+        if advanced.rows_affected() != all.head_scopes.len() as u64 {
             return Err(StoreError::Integrity(format!(
-                "audit head of {scope} did not advance over its pending entries"
+                "audit heads of {:?} did not advance over their pending entries",
+                all.head_scopes
             )));
         }
-        sqlx::query("DELETE FROM audit_pending WHERE environment_id = $1 AND audit_id = ANY($2)")
-            .bind(scope)
-            .bind(&ext.audit_ids)
-            .execute(&mut *tx)
-            .await?;
+        sqlx::query(
+            "DELETE FROM audit_pending p USING unnest($1::uuid[], $2::uuid[]) AS d(environment_id, audit_id)
+              WHERE p.environment_id = d.environment_id AND p.audit_id = d.audit_id",
+        )
+        .bind(&all.entry_scopes)
+        .bind(&all.audit_ids)
+        .execute(&mut *tx)
+        .await?;
         tx.commit().await?;
-        Ok(n)
+        Ok(Batch::Done(n))
     }
 
     /// Every scope with pending entries, the one pending longest first.
@@ -363,11 +472,8 @@ impl Sequencer {
 
     /// Sequences what is pending in every scope; returns how many entries.
     pub async fn sweep(&self) -> Result<u64, StoreError> {
-        let mut total = 0;
-        for p in self.pending().await? {
-            total += self.sequence(p.scope).await?;
-        }
-        Ok(total)
+        let scopes: Vec<Uuid> = self.pending().await?.into_iter().map(|p| p.scope).collect();
+        self.sequence_many(&scopes).await
     }
 
     /// Sequences scopes as they become due on this node, and sweeps all of them every
@@ -412,10 +518,8 @@ impl Sequencer {
                 .unwrap_or_else(|p| p.into_inner())
                 .drain()
                 .collect();
-            for scope in scopes {
-                if let Err(e) = self.sequence(scope).await {
-                    tracing::error!(%scope, error = %e, "audit sequencer: cannot sequence pending entries; retrying at the next sweep");
-                }
+            if let Err(e) = self.sequence_many(&scopes).await {
+                tracing::error!(scopes = scopes.len(), error = %e, "audit sequencer: cannot sequence pending entries; retrying at the next sweep");
             }
         }
     }

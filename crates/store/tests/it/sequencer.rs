@@ -498,3 +498,47 @@ async fn l3_pending_entries_are_reported_and_a_store_without_a_sequencer_refuses
     assert!(node.sweep().await.unwrap() >= 1);
     assert!(node.pending().await.unwrap().is_empty());
 }
+
+/// Control L3: one batch chains many scopes (the background sequencer's sweep), each into its
+/// own gapless chain, while two nodes sweep the same scopes at once, named in opposite orders
+/// (heads are locked in one order, so they cannot deadlock), and writers keep submitting.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn l3_batches_over_many_scopes_keep_each_chain_gapless() {
+    let db = TestDb::new().await;
+    let store = db.store().await;
+    let mut tenants = vec![];
+    for name in ["alpha", "beta", "gamma", "delta"] {
+        tenants.push(tenant(&store, name).await);
+    }
+    let scopes: Vec<uuid::Uuid> = tenants.iter().map(|t| t.env.as_uuid()).collect();
+    let nodes = [db.sequencer().await, db.sequencer().await];
+    let mut tasks = vec![];
+    for (i, node) in nodes.iter().cloned().enumerate() {
+        let mut mine = scopes.clone();
+        if i == 1 {
+            mine.reverse();
+        }
+        tasks.push(tokio::spawn(async move {
+            for _ in 0..20 {
+                node.sequence_many(&mine).await.unwrap();
+            }
+        }));
+    }
+    for (w, t) in tenants.iter().enumerate() {
+        let store = store.clone();
+        let t = Tenant { ..*t };
+        tasks.push(tokio::spawn(async move {
+            for i in 0..30 {
+                audited_write(&store, &t, w * 100 + i).await;
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    nodes[0].sweep().await.unwrap();
+    for t in &tenants {
+        assert_eq!(count(&db, "audit_pending", t.env).await, 0);
+        assert!(verified(&store, t.env).await >= 30);
+    }
+}
