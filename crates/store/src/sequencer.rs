@@ -86,6 +86,9 @@ struct PendingRow {
     user_agent: Option<String>,
 }
 
+/// A locked head: scope, size, head hash, frontier.
+type HeadRow = (Uuid, i64, Vec<u8>, Vec<Vec<u8>>);
+
 /// A pending entry with its scope.
 #[derive(sqlx::FromRow)]
 struct ScopedPendingRow {
@@ -338,7 +341,7 @@ impl Sequencer {
         // between batches): no other role can take it (row locks need UPDATE on the table,
         // which only this role holds), unlike an advisory lock, which any SQL of the runtime
         // role could hold to stall a scope.
-        let heads: Vec<(Uuid, i64, Vec<u8>, Vec<Vec<u8>>)> = sqlx::query_as(
+        let heads: Vec<HeadRow> = sqlx::query_as(
             "SELECT environment_id, seq, head_hash, frontier FROM audit_heads
               WHERE environment_id = ANY($1) ORDER BY environment_id FOR UPDATE",
         )
