@@ -140,6 +140,7 @@ CREATE POLICY audit_subtrees_sequencer ON audit_subtrees FOR INSERT TO portculli
 CREATE OR REPLACE FUNCTION portcullis.audit_log_guard() RETURNS trigger
     LANGUAGE plpgsql SECURITY DEFINER
     SET search_path = pg_catalog, public, pg_temp
+    SET enable_seqscan = off
     AS $$
 DECLARE
     head_seq bigint;
@@ -188,6 +189,7 @@ $$;
 CREATE OR REPLACE FUNCTION portcullis.audit_heads_guard_update() RETURNS trigger
     LANGUAGE plpgsql SECURITY DEFINER
     SET search_path = pg_catalog, public, pg_temp
+    SET enable_seqscan = off
     AS $$
 DECLARE
     expected_prev bytea := OLD.head_hash;
@@ -232,6 +234,7 @@ $$;
 CREATE FUNCTION portcullis.audit_pending_guard_delete() RETURNS trigger
     LANGUAGE plpgsql SECURITY DEFINER
     SET search_path = pg_catalog, public, pg_temp
+    SET enable_seqscan = off
     AS $$
 BEGIN
     IF NOT EXISTS (SELECT 1 FROM public.audit_log a
@@ -248,6 +251,13 @@ $$;
 GRANT CREATE ON SCHEMA portcullis TO portcullis_guard;
 ALTER FUNCTION portcullis.audit_pending_guard_delete() OWNER TO portcullis_guard;
 REVOKE CREATE ON SCHEMA portcullis FROM portcullis_guard;
+
+-- The guards look rows up by key, once per row of a batch. Their plans are cached, and must not
+-- turn into a scan of the table when its statistics are stale (a queue table's size swings; a
+-- server with autovacuum off never refreshes them): a sequential scan per checked row makes a
+-- batch quadratic. So every guard, the older ones too, plans without sequential scans.
+ALTER FUNCTION portcullis.audit_subtrees_guard() SET enable_seqscan = off;
+ALTER FUNCTION portcullis.audit_expected_node(uuid, integer, bigint) SET enable_seqscan = off;
 
 -- What the guards read as portcullis_guard, only from inside a trigger: pending entries in
 -- full (to compare), and audit_id of sequenced entries.
