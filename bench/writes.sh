@@ -271,7 +271,7 @@ run_oha() {
   load1=$(cut -d' ' -f1 /proc/loadavg); rustc=$(compiles)
   log0=$(chained "$arm")
   cpu_snapshot "$arm" >"$TMP/cpu.before"
-  timeout -s INT $(( ${MAX_SECS} + ${FIXED_SECS} + 120 )) oha --no-tui "${OHA_JSON[@]}" --insecure -w \
+  timeout -s INT $(( MAX_SECS + FIXED_SECS + WARM_SECS + 120 )) oha --no-tui "${OHA_JSON[@]}" --insecure -w \
     -m POST -d "$CREATE_JSON" -H 'content-type: application/json' \
     -H "authorization: Bearer ${SESSION[$arm]}" "$@" "${BASE[$arm]}$(create_path "$arm")" >"$out" 2>"$out.stderr" \
     || die "oha failed ($name round $round ${NAME[$arm]}): $(head -c 500 "$out.stderr")"
