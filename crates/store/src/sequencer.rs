@@ -337,6 +337,13 @@ impl Sequencer {
 
     async fn try_batch(&self, scopes: &[Uuid]) -> Result<Batch, StoreError> {
         let mut tx = self.pool.begin().await?;
+        // Every statement of a batch looks rows up by key. `audit_pending` is a queue whose
+        // statistics are stale more often than not (rows live for milliseconds; with autovacuum
+        // off they are never refreshed), and a join planned as a nested loop over a scan of it
+        // makes a batch quadratic: plan without sequential scans.
+        sqlx::query("SET LOCAL enable_seqscan = off")
+            .execute(&mut *tx)
+            .await?;
         // Each scope's lock is its head row, taken FOR UPDATE in scope order (no deadlock
         // between batches): no other role can take it (row locks need UPDATE on the table,
         // which only this role holds), unlike an advisory lock, which any SQL of the runtime
