@@ -89,6 +89,12 @@ async fn serve_with(config: &Config, db: &Database) -> anyhow::Result<()> {
             .clone()
             .run(portcullis_store::sequencer::SWEEP_EVERY),
     );
+    if !store.autovacuum().await? {
+        tracing::warn!(
+            "PostgreSQL's autovacuum is off: the audit queue (audit_pending) and every other table \
+             collect dead rows and stale statistics; turn it on (autovacuum = on, the default)"
+        );
+    }
     if config.auth.cache_ttl_seconds > 0 {
         // Holds one runtime connection for as long as the node runs.
         background.spawn(store.listen_for_changes());

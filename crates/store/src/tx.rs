@@ -189,6 +189,15 @@ impl Store {
         self
     }
 
+    /// Whether the server vacuums on its own (`autovacuum`, PostgreSQL's default). The audit
+    /// queue (`audit_pending`) turns over its rows within milliseconds and relies on it.
+    pub async fn autovacuum(&self) -> Result<bool, StoreError> {
+        let v: String = sqlx::query_scalar("SELECT current_setting('autovacuum')")
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(v == "on")
+    }
+
     /// Whether the database answers (readiness).
     pub async fn ping(&self) -> Result<(), StoreError> {
         sqlx::query("SELECT 1").execute(&self.pool).await?;
