@@ -88,10 +88,11 @@ pub async fn export(
     }
     let mut tx = caller.enter(services, env).await?;
     tx.require(Permission::AuditRead)?;
-    services.store().sequence(env.as_uuid()).await?;
     let checkpoints = audit_log::checkpoints(&mut tx).await?;
     tx.audit(AuditEvent::success("audit.exported", "audit_log", env).after(serde_json::json!({ "format": format_name(format), "from": request.from, "to": request.to }))).await?;
     tx.commit().await?;
+    // The export covers everything committed before it, its own entry included.
+    services.store().sequence(env.as_uuid()).await?;
     let keys = trail::published_keys(services.store())
         .await
         .map_err(|e| match e {

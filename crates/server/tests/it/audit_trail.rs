@@ -612,6 +612,8 @@ const EDIT_FRONTIER: &str =
 /// Runs `sql` as the superuser with every trigger off (`session_replication_role = replica`,
 /// which only a superuser may set), `$1` bound to the environment and `$2` to `bytes`.
 async fn as_replica(t: &Trail, sql: &str, bytes: &[u8]) {
+    // The edit reaches every entry written so far.
+    t.app.db.sequence(t.env_id).await;
     let mut admin = t.app.db.admin_conn().await;
     sqlx::query("SET session_replication_role = replica")
         .execute(&mut admin)
