@@ -274,14 +274,7 @@ impl Sequencer {
     /// (this node's or another's) to finish its batch first. Returns how many entries this call
     /// sequenced. Afterwards every entry committed before the call is in `audit_log`.
     pub async fn sequence(&self, scope: Uuid) -> Result<u64, StoreError> {
-        let mut total = 0u64;
-        loop {
-            let n = self.batch(&[scope]).await?;
-            total += n;
-            if n < BATCH as u64 {
-                return Ok(total);
-            }
-        }
+        self.sequence_many(&[scope]).await
     }
 
     /// Sequences everything pending in `scopes`, several scopes per batch (the background

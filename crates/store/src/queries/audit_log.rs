@@ -85,17 +85,7 @@ pub async fn list(
     .await?;
     let mut rows = rows;
     let (conn, keys) = tx.conn_and_keys();
-    for row in &mut rows {
-        let audit_id = row.audit_id.to_string();
-        let fields = crate::subjects::RequestMetaFields {
-            scope: env,
-            table: "audit_log",
-            row: &audit_id,
-        };
-        fields
-            .reveal(&mut *conn, keys, &mut row.ip, &mut row.user_agent)
-            .await?;
-    }
+    reveal_metadata(conn, keys, env, &mut rows).await?;
     Ok(Paged::from_rows(rows, page, |e| e.audit_id))
 }
 
@@ -121,17 +111,7 @@ pub async fn own_platform_entries(
     .fetch_all(tx.conn())
     .await?;
     let (conn, keys) = tx.conn_and_keys();
-    for row in &mut rows {
-        let audit_id = row.audit_id.to_string();
-        let fields = crate::subjects::RequestMetaFields {
-            scope: crate::PLATFORM_SCOPE,
-            table: "audit_log",
-            row: &audit_id,
-        };
-        fields
-            .reveal(&mut *conn, keys, &mut row.ip, &mut row.user_agent)
-            .await?;
-    }
+    reveal_metadata(conn, keys, crate::PLATFORM_SCOPE, &mut rows).await?;
     Ok(rows)
 }
 
@@ -156,10 +136,21 @@ pub async fn newest(
     .fetch_all(tx.conn())
     .await?;
     let (conn, keys) = tx.conn_and_keys();
-    for row in &mut rows {
+    reveal_metadata(conn, keys, env, &mut rows).await?;
+    Ok(rows)
+}
+
+/// Opens, in place, the sealed request metadata (IP, user agent) of entries of `scope`.
+async fn reveal_metadata(
+    conn: &mut sqlx::PgConnection,
+    keys: Option<&crate::custody::SubjectKeys>,
+    scope: Uuid,
+    rows: &mut [AuditEntry],
+) -> Result<(), StoreError> {
+    for row in rows {
         let audit_id = row.audit_id.to_string();
         let fields = crate::subjects::RequestMetaFields {
-            scope: env,
+            scope,
             table: "audit_log",
             row: &audit_id,
         };
@@ -167,7 +158,7 @@ pub async fn newest(
             .reveal(&mut *conn, keys, &mut row.ip, &mut row.user_agent)
             .await?;
     }
-    Ok(rows)
+    Ok(())
 }
 
 /// Entries with `seq > after`, in order, at most `limit`: for verification and export.
