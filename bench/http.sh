@@ -41,7 +41,8 @@
 # (127.0.0.1/5432/postgres, trust auth or PGPASSWORD), BENCH_KEEP_DB=1 (keep the databases),
 # BENCH_RESULTS_DIR (copy raw oha JSON, per-run TSV, server logs and the table there),
 # BENCH_SKIP_BUILD=1, BENCH_BIN (binary to run instead of target/release/portcullis),
-# BENCH_BASELINE_BIN (instead of target/release/examples/baseline); CARGO_TARGET_DIR is honoured.
+# BENCH_BASELINE_BIN (instead of target/release/examples/baseline), BENCH_PERF_DIR (record a
+# system-wide `perf` profile of 8 s in the middle of each round-1 run there); CARGO_TARGET_DIR is honoured.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -279,10 +280,18 @@ run_oha() {
   local out="$RES/$name.r$round.$arm.json" load1 rustc srv pg
   load1=$(cut -d' ' -f1 /proc/loadavg); rustc=$(compiles)
   cpu_snapshot "$arm" >"$TMP/cpu.before"
+  local perf_pid=""
+  if [[ -n "${BENCH_PERF_DIR:-}" && "$round" == 1 && "$name" != warm* ]]; then
+    # A system-wide profile of the middle of this run (server and PostgreSQL alike).
+    mkdir -p "$BENCH_PERF_DIR"
+    (sleep 2; perf record -q -a -g -o "$BENCH_PERF_DIR/$name.$arm.perf.data" -- sleep 8 >/dev/null 2>&1) &
+    perf_pid=$!
+  fi
   timeout -s INT 120 oha --no-tui "${OHA_JSON[@]}" --insecure -w \
     -H "Authorization: Bearer $token" "$@" "${BASE[$arm]}$path" >"$out" 2>"$out.stderr" \
     || die "oha failed ($name round $round $arm): $(head -c 500 "$out.stderr")"
   cpu_snapshot "$arm" >"$TMP/cpu.after"
+  if [[ -n "$perf_pid" ]]; then wait "$perf_pid" || true; fi
   read -r srv pg < <(cpu_delta "$TMP/cpu.before" "$TMP/cpu.after")
   if [[ "$round" == w* ]]; then return 0; fi
   jq -r --arg r "$round" --arg n "$name" --arg a "$arm" --arg l "$load1" --arg c "$rustc" \
