@@ -1,5 +1,7 @@
 //! A bounded, short-lived, in-memory cache of what authenticating a request reads: live
-//! sessions, API tokens, memberships and project grants (issue: a lean request path). It
+//! sessions, API tokens, memberships and project grants, and the environment's keyring row
+//! (which data key seals, the lowest version that may open) that every read of a sealed value
+//! needs (issue: a lean request path). It
 //! saves the lookups a request would otherwise send before its real work, and never decides
 //! anything the database would not: every request still runs under a signed context that
 //! row-level security checks.
@@ -31,6 +33,8 @@ use portcullis_core::{ApiTokenId, EnvironmentId, IdentityId, PermissionSet, Proj
 use portcullis_crypto::TokenHash;
 use time::OffsetDateTime;
 use uuid::Uuid;
+
+use crate::keyring_row::Keyring;
 
 /// The channel the change triggers notify on.
 pub const CHANNEL: &str = "portcullis_auth";
@@ -129,6 +133,8 @@ struct Inner {
     /// (environment, project, identity) -> the identity's project grant (empty when none):
     /// present only for projects that exist.
     projects: Map<ProjectKey, PermissionSet>,
+    /// environment -> its keyring row (`environment_keys`, announced like the credentials).
+    rings: Map<Uuid, Keyring>,
 }
 
 /// A fill ticket: the generation before a database read.
@@ -147,6 +153,7 @@ impl AuthCache {
                 tokens: Map::default(),
                 members: Map::default(),
                 projects: Map::default(),
+                rings: Map::default(),
             }),
         }
     }
@@ -218,6 +225,22 @@ impl AuthCache {
             .flatten()
     }
 
+    pub fn ring(&self, environment: EnvironmentId) -> Option<Keyring> {
+        self.active()
+            .then(|| {
+                self.inner
+                    .rings
+                    .get(&environment.as_uuid(), self.inner.config.ttl)
+            })
+            .flatten()
+    }
+
+    pub fn store_ring(&self, ticket: Ticket, environment: EnvironmentId, ring: &Keyring) {
+        self.fill(ticket, |i, max| {
+            i.rings.insert(environment.as_uuid(), ring.clone(), max)
+        });
+    }
+
     pub fn store_session(&self, ticket: Ticket, hash: &TokenHash, session: CachedSession) {
         self.fill(ticket, |i, max| {
             i.sessions.insert(*hash.as_bytes(), session, max)
@@ -282,6 +305,7 @@ impl AuthCache {
                 i.tokens.retain(|_, t| t.environment.as_uuid() != env);
                 i.members.retain(|(e, _), _| *e != env);
                 i.projects.retain(|(e, _, _), _| *e != env);
+                i.rings.retain(|e, _| *e != env);
             }
         }
     }
@@ -293,6 +317,7 @@ impl AuthCache {
         i.tokens.clear();
         i.members.clear();
         i.projects.clear();
+        i.rings.clear();
     }
 
     /// How many invalidations this cache has applied.
@@ -335,10 +360,10 @@ impl<K, V> Default for Map<K, V> {
     }
 }
 
-impl<K: Eq + Hash, V: Copy> Map<K, V> {
+impl<K: Eq + Hash, V: Clone> Map<K, V> {
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<K, (Instant, V)>> {
         // A panic while holding the lock cannot leave an entry half-written (entries are
-        // Copy values inserted whole); forgetting everything is the safe recovery anyway.
+        // values inserted whole); forgetting everything is the safe recovery anyway.
         self.0.lock().unwrap_or_else(|poisoned| {
             let mut map = poisoned.into_inner();
             map.clear();
@@ -349,7 +374,7 @@ impl<K: Eq + Hash, V: Copy> Map<K, V> {
     fn get(&self, key: &K, ttl: Duration) -> Option<V> {
         let mut map = self.lock();
         match map.get(key) {
-            Some((at, v)) if at.elapsed() < ttl => Some(*v),
+            Some((at, v)) if at.elapsed() < ttl => Some(v.clone()),
             Some(_) => {
                 map.remove(key);
                 None

@@ -913,6 +913,7 @@ pub const ANNOUNCED_TABLES: &[&str] = &[
     "project_grants",
     "projects",
     "environments",
+    "environment_keys",
 ];
 
 /// T2: every credential table still has its enabled announcing trigger. Without it, a change

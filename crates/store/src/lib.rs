@@ -21,6 +21,7 @@ pub mod context;
 mod custody;
 mod ddl;
 mod error;
+mod keyring_row;
 pub mod leader;
 pub mod pii;
 pub mod queries;

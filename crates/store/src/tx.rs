@@ -744,6 +744,25 @@ impl TenantTx {
         self.invalidated.push(scope);
     }
 
+    /// This transaction changes its environment's keyring row: cached copies are dropped at
+    /// commit, and this transaction reads the row itself from now on.
+    pub(crate) fn keyring_changed(&mut self) {
+        self.invalidate(Scope::Environment(self.caller.environment_id.as_uuid()));
+    }
+
+    /// The node's cache of credentials and keyring rows, for reads of this environment's
+    /// keyring: `None` once this transaction changed something the environment's scope
+    /// covers, so it neither reads the row as it was before its own change nor leaves the
+    /// uncommitted row behind for others (dropped at commit; a rollback never stored it).
+    pub(crate) fn ring_cache(&self) -> Option<&AuthCache> {
+        let own = Scope::Environment(self.caller.environment_id.as_uuid());
+        (!self
+            .invalidated
+            .iter()
+            .any(|s| *s == own || *s == Scope::All))
+        .then_some(&self.cache)
+    }
+
     /// This transaction submitted an audit entry in its environment.
     pub(crate) fn submitted(&mut self) {
         let scope = self.caller.environment_id.as_uuid();

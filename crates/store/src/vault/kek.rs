@@ -52,6 +52,7 @@ impl Vault {
                 "{remaining} values still use a key version below {below}; let the re-encryption job finish first"
             )));
         }
+        tx.keyring_changed();
         sqlx::query(RAISE_MIN_VERSION)
             .bind(env)
             .bind(below)
@@ -105,6 +106,7 @@ impl Vault {
                 .execute(tx.conn())
                 .await?;
         }
+        tx.keyring_changed();
         sqlx::query(SET_KEK)
             .bind(env)
             .bind(Json(new_kek))

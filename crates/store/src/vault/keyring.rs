@@ -9,6 +9,7 @@ use uuid::Uuid;
 
 use super::{EncryptedColumn, Vault};
 use crate::custody::envelope_error;
+pub use crate::keyring_row::Keyring;
 use crate::{StoreError, TenantTx};
 
 macro_rules! load_ring_sql {
@@ -27,17 +28,6 @@ const CREATE_FIRST_KEY: &str =
      ON CONFLICT (environment_id, version) DO NOTHING";
 const DATA_KEY: &str =
     "SELECT wrapped, kek, retired_at FROM data_keys WHERE environment_id = $1 AND version = $2";
-
-/// One environment's keyring, as stored.
-#[derive(Clone, Debug, sqlx::FromRow)]
-pub struct Keyring {
-    pub keyring_id: Uuid,
-    pub kek: Json<KekRef>,
-    pub active_version: i32,
-    pub min_decrypt_version: i32,
-    pub rotate_after_days: i32,
-    pub rotated_at: OffsetDateTime,
-}
 
 fn data_key_context(environment_id: &str, version: i32) -> WrapContext<'_> {
     WrapContext {
@@ -85,7 +75,19 @@ impl Vault {
     /// The environment's keyring, created (with data key version 1 under the default KEK) on
     /// first use.
     pub async fn ring(&self, tx: &mut TenantTx) -> Result<Keyring, StoreError> {
+        // The row changes only by rotation, a KEK change or retiring old versions, each of
+        // which drops it from this node's cache at commit and announces it to the others
+        // (migration 0017), like a credential.
+        let env_id = tx.environment_id();
+        let cache = tx.ring_cache().cloned();
+        if let Some(r) = cache.as_ref().and_then(|c| c.ring(env_id)) {
+            return Ok(r);
+        }
+        let ticket = cache.as_ref().map(|c| c.ticket());
         if let Some(r) = self.load_ring(tx, false).await? {
+            if let (Some(c), Some(t)) = (&cache, ticket) {
+                c.store_ring(t, env_id, &r);
+            }
             return Ok(r);
         }
         let env = tx.environment_id().as_uuid();

@@ -76,6 +76,7 @@ impl Vault {
             .bind(now)
             .execute(tx.conn())
             .await?;
+        tx.keyring_changed();
         sqlx::query(ACTIVATE)
             .bind(env)
             .bind(version)

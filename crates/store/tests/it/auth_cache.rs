@@ -404,3 +404,78 @@ async fn t2_the_self_check_fails_when_a_credential_table_stops_announcing() {
         );
     }
 }
+
+/// Control E3 (key rotation) with T2's freshness: the keyring row that every sealed read needs
+/// is cached like a credential, so a rotation made on one node seals with the new version on
+/// that node at once and on the other within 100 ms; a transaction that rotated reads its own
+/// change, and a rotation rolled back leaves nothing behind.
+#[tokio::test]
+async fn e3_t2_a_rotated_keyring_is_seen_at_once_here_and_within_100ms_on_another_node() {
+    let db = TestDb::new().await;
+    let (a, b) = (node(&db).await, node(&db).await);
+    let t = support::tenant(&a, "rotated").await;
+    let vault = support::vault();
+    let active = |s: &Store| {
+        let s = s.clone();
+        async move {
+            let mut tx = s
+                .tenant_as_identity(t.env, t.owner, None, RequestMeta::default())
+                .await
+                .unwrap();
+            let v = vault.ring(&mut tx).await.unwrap().active_version;
+            tx.commit().await.unwrap();
+            v
+        }
+    };
+    assert_eq!((active(&a).await, active(&b).await), (1, 1));
+    assert!(
+        b.auth_cache().ring(t.env).is_some(),
+        "node b answers the keyring from memory"
+    );
+
+    // Rolled back: nobody sees version 2, and the transaction's own reads saw it.
+    let mut tx = a
+        .tenant_as_system(
+            t.env,
+            portcullis_core::PermissionSet::all(),
+            RequestMeta::default(),
+        )
+        .await
+        .unwrap();
+    let rotation = vault
+        .rotate(&mut tx, OffsetDateTime::now_utc())
+        .await
+        .unwrap();
+    assert_eq!(rotation.version, 2);
+    assert_eq!(
+        vault.ring(&mut tx).await.unwrap().active_version,
+        2,
+        "a rotation reads its own change"
+    );
+    drop(tx); // rolled back
+    assert_eq!((active(&a).await, active(&b).await), (1, 1));
+
+    let mut tx = a
+        .tenant_as_system(
+            t.env,
+            portcullis_core::PermissionSet::all(),
+            RequestMeta::default(),
+        )
+        .await
+        .unwrap();
+    vault
+        .rotate(&mut tx, OffsetDateTime::now_utc())
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+    assert!(
+        a.auth_cache().ring(t.env).is_none(),
+        "the node that rotated forgets at commit"
+    );
+    assert_eq!(active(&a).await, 2);
+    let took = refused_within(OTHER_NODE_BOUND, "old keyring on node b", || async {
+        active(&b).await == 2
+    })
+    .await;
+    eprintln!("node b saw the rotation after {took:?}");
+}
