@@ -18,14 +18,18 @@
 --
 -- Statement-level AFTER triggers fire when the whole statement (the sequencer's one statement
 -- with its CTEs included) has run, exactly when the row-level AFTER triggers they replace fired,
--- so they see the same state. A statement that touches no row still runs its guard, over an
--- empty set. Refusals are unchanged: SQLSTATE 42501, a message starting "audit guard:", naming
--- the first offending entry.
+-- so they see the same state. Each check joins the statement's rows to a table by its key, so the
+-- guards plan only nested loops over index probes: a hash or merge join would read the whole
+-- table (all of audit_log, every dead row of audit_pending) once per batch.
+-- A statement that touches no row still runs its guard, over an empty set. Refusals are
+-- unchanged: SQLSTATE 42501, a message starting "audit guard:", naming the first offending entry.
 
 CREATE OR REPLACE FUNCTION portcullis.audit_log_guard() RETURNS trigger
     LANGUAGE plpgsql SECURITY DEFINER
     SET search_path = pg_catalog, public, pg_temp
     SET enable_seqscan = off
+    SET enable_hashjoin = off
+    SET enable_mergejoin = off
     AS $$
 DECLARE
     bad record;
@@ -78,6 +82,8 @@ CREATE OR REPLACE FUNCTION portcullis.audit_heads_guard_update() RETURNS trigger
     LANGUAGE plpgsql SECURITY DEFINER
     SET search_path = pg_catalog, public, pg_temp
     SET enable_seqscan = off
+    SET enable_hashjoin = off
+    SET enable_mergejoin = off
     AS $$
 DECLARE
     head record;
@@ -159,6 +165,8 @@ CREATE OR REPLACE FUNCTION portcullis.audit_pending_guard_delete() RETURNS trigg
     LANGUAGE plpgsql SECURITY DEFINER
     SET search_path = pg_catalog, public, pg_temp
     SET enable_seqscan = off
+    SET enable_hashjoin = off
+    SET enable_mergejoin = off
     AS $$
 DECLARE
     bad record;
