@@ -22,6 +22,7 @@ mod custody;
 mod ddl;
 mod error;
 pub mod leader;
+pub mod operator_tokens;
 pub mod pii;
 pub mod queries;
 pub mod sequencer;
