@@ -486,7 +486,7 @@ impl Store {
     /// entries (`audit.read`, nothing else) and records the token's use; its context keeps the
     /// token's hash, so the database checks the token again on every read (purpose
     /// `operator_read`, migration 0016). Never cached: revoking a token takes effect at once on
-    /// every node.
+    /// every node (a revocation waits for a transaction that is recording the token's use).
     pub async fn platform_as_operator(
         &self,
         hash: &TokenHash,
@@ -498,6 +498,7 @@ impl Store {
             token_hash: Vec<u8>,
             expires_at: Option<OffsetDateTime>,
             revoked_at: Option<OffsetDateTime>,
+            last_used_at: Option<OffsetDateTime>,
         }
         let now = OffsetDateTime::now_utc();
         let lookup = Context {
@@ -507,7 +508,7 @@ impl Store {
         };
         let mut tx = self.begin_in(&lookup).await?;
         let row: Option<Row> = sqlx::query_as(
-            "SELECT token_id, token_hash, expires_at, revoked_at
+            "SELECT token_id, token_hash, expires_at, revoked_at, last_used_at
                FROM operator_tokens WHERE token_hash = $1",
         )
         .bind(hash.as_bytes().as_slice())
@@ -540,11 +541,18 @@ impl Store {
             (self.cache.clone(), self.sequencer.clone()),
         )
         .await?;
-        sqlx::query("UPDATE operator_tokens SET last_used_at = $2 WHERE token_id = $1")
-            .bind(row.token_id)
-            .bind(now)
-            .execute(tx.conn())
-            .await?;
+        // Recorded at most once a minute, as for API tokens: the update locks the token's row
+        // until this transaction ends, and revoking the token waits for that.
+        if row
+            .last_used_at
+            .is_none_or(|t| now - t > LAST_USE_GRANULARITY)
+        {
+            sqlx::query("UPDATE operator_tokens SET last_used_at = $2 WHERE token_id = $1")
+                .bind(row.token_id)
+                .bind(now)
+                .execute(tx.conn())
+                .await?;
+        }
         Ok(tx)
     }
 
