@@ -759,6 +759,18 @@ async fn l6_cli_writes_and_verifies_a_monthly_report() {
         out_s,
     ]);
     assert!(out.status.success(), "{}", text(&out.stderr));
+    // Progress (issue 12, item 9) on stderr, one finished line per read of the log, plain
+    // since stderr is not a terminal here; stdout carries only the two paths.
+    let stderr = text(&out.stderr);
+    for step in ["reading the log: ", "checking the report: "] {
+        assert!(
+            stderr
+                .lines()
+                .any(|l| l.starts_with(step) && l.contains(" entries (100%) in ")),
+            "{step} in {stderr}"
+        );
+    }
+    assert!(!stderr.contains('\r'), "no terminal redraws: {stderr}");
     let stdout = text(&out.stdout);
     let paths: Vec<&str> = stdout.lines().collect();
     assert_eq!(paths.len(), 2, "{stdout}");
@@ -835,6 +847,13 @@ async fn l6_cli_writes_and_verifies_a_monthly_report() {
         text(&out.stderr)
     );
     assert!(text(&out.stdout).contains("the entries in the database"));
+    assert!(
+        text(&out.stderr)
+            .lines()
+            .any(|l| l.starts_with("checking: ") && l.contains("(100%)")),
+        "{}",
+        text(&out.stderr)
+    );
     let out = run(&["audit", "verify-report", paths[0]]);
     assert_eq!(
         out.status.code(),
