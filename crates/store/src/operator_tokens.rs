@@ -73,7 +73,7 @@ pub async fn create(
     .bind(token.expires_at)
     .fetch_one(&mut *tx)
     .await?;
-    audit_writer::insert(&mut *tx, None, PLATFORM_SCOPE, Actor::System, meta, event).await?;
+    audit_writer::insert(&mut tx, None, PLATFORM_SCOPE, Actor::System, meta, event).await?;
     tx.commit().await?;
     Ok(row)
 }
@@ -110,7 +110,7 @@ pub async fn revoke(
     .fetch_optional(&mut *tx)
     .await?;
     if let Some(row) = revoked {
-        audit_writer::insert(&mut *tx, None, PLATFORM_SCOPE, Actor::System, meta, event).await?;
+        audit_writer::insert(&mut tx, None, PLATFORM_SCOPE, Actor::System, meta, event).await?;
         tx.commit().await?;
         return Ok((row, true));
     }
