@@ -98,8 +98,7 @@ enum OperatorTokenCommand {
     /// Revoke an operator token; every node refuses it from the next request on.
     Revoke {
         /// The token's id, as `list` shows it.
-        #[arg(value_name = "TOKEN_ID")]
-        id: String,
+        token_id: String,
     },
 }
 

@@ -65,9 +65,9 @@ pub(crate) async fn run(command: OperatorTokenCommand, config: Config) -> anyhow
                 }
                 ExitCode::SUCCESS
             }
-            OperatorTokenCommand::Revoke { id } => {
-                let id = portcullis_core::OperatorTokenId::parse(&id)
-                    .map_err(|_| anyhow::anyhow!("not an operator token id: {id}"))?;
+            OperatorTokenCommand::Revoke { token_id } => {
+                let id = portcullis_core::OperatorTokenId::parse(&token_id)
+                    .map_err(|_| anyhow::anyhow!("not an operator token id: {token_id}"))?;
                 match platform::revoke_operator_token(&owner, id).await {
                     Ok((_, true)) => println!("revoked operator token {id}"),
                     Ok((t, false)) => println!(
