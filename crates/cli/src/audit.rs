@@ -211,14 +211,24 @@ pub(crate) async fn run(command: AuditCommand, config: Config) -> anyhow::Result
                 let vault = node::vault(&config).await?;
                 let signer =
                     trail::Signer::load_or_create(&owner, &vault, vault.default_kek()).await?;
-                let report = portcullis_service::report::generate_now(
+                let mut steps = crate::progress::Steps::default();
+                let report = portcullis_service::report::generate_now_with_progress(
                     &store,
                     &signer,
                     &anchors,
                     environment.as_uuid(),
                     month,
+                    &mut |step, done, total| {
+                        let what = match step {
+                            portcullis_service::report::Step::Reading => "reading the log",
+                            portcullis_service::report::Step::Checking => "checking the report",
+                        };
+                        steps.update(what, "entries", done, total);
+                    },
                 )
-                .await?;
+                .await;
+                steps.finish();
+                let report = report?;
                 let (json, pdf) = portcullis_service::report::write_files(&report, &out)?;
                 println!("{}", json.display());
                 println!("{}", pdf.display());

@@ -2,12 +2,13 @@
 //! substantial lives in the library crates.
 //!
 //! This file holds the command line (every flag and help text) and the dispatch; `db`
-//! (`migrate`, `controls`), `keys`, `audit` and `verify_report` run the commands, `output` has
-//! what the audit commands share.
+//! (`migrate`, `controls`), `keys`, `audit`, `operator` and `verify_report` run the commands,
+//! `output` has what the audit commands share.
 
 mod audit;
 mod db;
 mod keys;
+mod operator;
 mod output;
 mod progress;
 mod verify_report;
@@ -60,6 +61,73 @@ enum Command {
     /// Envelope-encryption keys: status, rotation, root-key rotation.
     #[command(subcommand)]
     Keys(KeysCommand),
+    /// The operator's own credentials for the platform routes (GET /v1/platform/audit).
+    #[command(subcommand)]
+    Operator(OperatorCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum OperatorCommand {
+    /// Operator tokens: create, list, revoke. Only this command, over the schema owner's
+    /// connection, can make one; a running server cannot.
+    #[command(subcommand)]
+    Token(OperatorTokenCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum OperatorTokenCommand {
+    /// Create an operator token and print it once (stdout); only its SHA-256 is stored.
+    ///
+    /// Use it as `Authorization: Bearer pcs_op_...` on GET /v1/platform/audit. It reads the
+    /// platform audit scope (sign-ups, sign-ins, setup, refused account requests) and nothing
+    /// else; every read is audited under the token's id.
+    Create {
+        /// A name that says who or what holds it, e.g. "on-call SIEM export".
+        #[arg(long)]
+        name: String,
+        /// Lifetime: a number of days or hours (`90d`, `12h`, 1 hour to 365 days), or `never`.
+        #[arg(long, value_name = "DURATION", default_value = "90d", value_parser = parse_lifetime)]
+        expires_in: Lifetime,
+    },
+    /// List operator tokens (never the tokens themselves): id, name, hint, state, last use.
+    List {
+        /// One JSON object per line instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Revoke an operator token; every node refuses it from the next request on.
+    Revoke {
+        /// The token's id, as `list` shows it.
+        token_id: String,
+    },
+}
+
+/// An operator token's lifetime as given on the command line.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Lifetime {
+    Never,
+    For(time::Duration),
+}
+
+fn parse_lifetime(s: &str) -> Result<Lifetime, String> {
+    if s == "never" {
+        return Ok(Lifetime::Never);
+    }
+    let (n, unit) = s.split_at(s.len().saturating_sub(1));
+    let n: i64 = n
+        .parse()
+        .map_err(|_| format!("expected e.g. 90d, 12h or never, not {s:?}"))?;
+    let d = match unit {
+        "d" => time::Duration::days(n),
+        "h" => time::Duration::hours(n),
+        _ => return Err(format!("expected e.g. 90d, 12h or never, not {s:?}")),
+    };
+    if !(portcullis_service::platform::MIN_LIFETIME..=portcullis_service::platform::MAX_LIFETIME)
+        .contains(&d)
+    {
+        return Err("between 1h and 365d".into());
+    }
+    Ok(Lifetime::For(d))
 }
 
 #[derive(Debug, Subcommand)]
@@ -263,6 +331,7 @@ async fn run(command: Command, config: Config) -> anyhow::Result<ExitCode> {
         Command::Controls { json } => db::controls(&config, json).await,
         Command::Keys(k) => keys::run(k, config).await,
         Command::Audit(a) => audit::run(a, config).await,
+        Command::Operator(OperatorCommand::Token(t)) => operator::run(t, config).await,
         Command::Openapi => {
             println!(
                 "{}",
@@ -399,5 +468,21 @@ mod tests {
             assert!(Cli::try_parse_from(args).is_err(), "{args:?}");
         }
         assert!(Cli::try_parse_from(["portcullis", "audit", "verify", "--bundle", "b"]).is_ok());
+    }
+
+    #[test]
+    fn operator_token_lifetimes_parse_strictly() {
+        assert_eq!(
+            parse_lifetime("90d"),
+            Ok(Lifetime::For(time::Duration::days(90)))
+        );
+        assert_eq!(
+            parse_lifetime("12h"),
+            Ok(Lifetime::For(time::Duration::hours(12)))
+        );
+        assert_eq!(parse_lifetime("never"), Ok(Lifetime::Never));
+        for bad in ["", "d", "0h", "366d", "-1d", "5m", "1.5d", "forever"] {
+            assert!(parse_lifetime(bad).is_err(), "{bad}");
+        }
     }
 }

@@ -55,6 +55,12 @@ impl Progress {
         self.show(true);
     }
 
+    /// [`Progress::finish`] at the count of the last update.
+    pub fn end(self) {
+        let done = self.done;
+        self.finish(done);
+    }
+
     fn show(&self, last: bool) {
         let line = render(
             self.what,
@@ -71,6 +77,38 @@ impl Progress {
             writeln!(err, "{line}")
         };
         let _ = err.flush();
+    }
+}
+
+/// Progress over consecutive steps of one command (a report reads the log, then reads it again
+/// to check what it signed): one line per step, finished when the next step begins.
+#[derive(Default)]
+pub struct Steps {
+    current: Option<(&'static str, Progress)>,
+}
+
+impl Steps {
+    /// `done` of `total` units of step `what` (a new step finishes the line of the last one).
+    pub fn update(&mut self, what: &'static str, unit: &'static str, done: u64, total: u64) {
+        if self.current.as_ref().is_some_and(|(w, _)| *w != what) {
+            self.finish_step();
+        }
+        let (_, bar) = self
+            .current
+            .get_or_insert_with(|| (what, Progress::new(what, unit, Some(total))));
+        bar.set_total(total);
+        bar.update(done);
+    }
+
+    /// Finishes the last step's line.
+    pub fn finish(mut self) {
+        self.finish_step();
+    }
+
+    fn finish_step(&mut self) {
+        if let Some((_, bar)) = self.current.take() {
+            bar.end();
+        }
     }
 }
 

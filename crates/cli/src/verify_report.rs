@@ -89,10 +89,15 @@ pub(crate) async fn verify_report(
                 None => trail::published_keys(&store).await?,
             };
             if environment.is_some() {
-                anyhow::Ok((
-                    report::verify_with_db(&store, &parsed, &trusted).await?,
-                    "the entries in the database".to_owned(),
-                ))
+                let mut bar = crate::progress::Progress::new("checking", "entries", None);
+                let found =
+                    report::verify_with_db_progress(&store, &parsed, &trusted, &mut |n, t| {
+                        bar.set_total(t);
+                        bar.update(n);
+                    })
+                    .await;
+                bar.end();
+                anyhow::Ok((found?, "the entries in the database".to_owned()))
             } else {
                 anyhow::Ok((
                     parsed.check(&trusted),

@@ -439,6 +439,33 @@ async fn e1_readme_tour_over_https() {
     ]);
     assert_eq!(code, 404);
 
+    // The operator reads the platform scope over HTTP with a token the CLI makes (issue 12,
+    // item 4); Ada's session is the wrong credential there.
+    let out = command(&db, &data, port)
+        .args(["operator", "token", "create", "--name", "tour"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let op_token = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+    assert!(op_token.starts_with("pcs_op_"), "{op_token}");
+    let operator = format!("authorization: Bearer {op_token}");
+    let (code, platform, _) = curl(&[
+        "-H",
+        &operator,
+        &format!("{base}/v1/platform/audit?action=auth.login"),
+    ]);
+    assert_eq!(code, 200, "{platform}");
+    assert!(
+        !platform["items"].as_array().unwrap().is_empty(),
+        "{platform}"
+    );
+    let (code, _, _) = curl(&["-H", &owner, &format!("{base}/v1/platform/audit")]);
+    assert_eq!(code, 403);
+
     // Graceful shutdown.
     let pid = server.child.id().to_string();
     assert!(Command::new("kill")
@@ -732,6 +759,18 @@ async fn l6_cli_writes_and_verifies_a_monthly_report() {
         out_s,
     ]);
     assert!(out.status.success(), "{}", text(&out.stderr));
+    // Progress (issue 12, item 9) on stderr, one finished line per read of the log, plain
+    // since stderr is not a terminal here; stdout carries only the two paths.
+    let stderr = text(&out.stderr);
+    for step in ["reading the log: ", "checking the report: "] {
+        assert!(
+            stderr
+                .lines()
+                .any(|l| l.starts_with(step) && l.contains(" entries (100%) in ")),
+            "{step} in {stderr}"
+        );
+    }
+    assert!(!stderr.contains('\r'), "no terminal redraws: {stderr}");
     let stdout = text(&out.stdout);
     let paths: Vec<&str> = stdout.lines().collect();
     assert_eq!(paths.len(), 2, "{stdout}");
@@ -808,6 +847,13 @@ async fn l6_cli_writes_and_verifies_a_monthly_report() {
         text(&out.stderr)
     );
     assert!(text(&out.stdout).contains("the entries in the database"));
+    assert!(
+        text(&out.stderr)
+            .lines()
+            .any(|l| l.starts_with("checking: ") && l.contains("(100%)")),
+        "{}",
+        text(&out.stderr)
+    );
     let out = run(&["audit", "verify-report", paths[0]]);
     assert_eq!(
         out.status.code(),
@@ -1023,4 +1069,95 @@ async fn l7_the_operator_lists_the_platform_scope() {
         usage.contains("--environment") && usage.contains("--platform"),
         "{usage}"
     );
+}
+
+/// Control E3 (issue 12, item 4): `portcullis operator token create` prints the token once
+/// (stdout, nothing else there), `list` shows only a hint and the token's state, `revoke`
+/// revokes once and says so when asked again, an unknown id fails; creation and revocation are
+/// in the platform scope; a lifetime outside 1 hour to 365 days is a usage error.
+#[tokio::test]
+async fn e3_the_operator_creates_lists_and_revokes_tokens_with_the_cli() {
+    let db = TestDb::new().await;
+    let data = scratch("operator");
+    let run = |args: &[&str]| command(&db, &data, 0).args(args).output().unwrap();
+    let out = run(&[
+        "operator",
+        "token",
+        "create",
+        "--name",
+        "siem",
+        "--expires-in",
+        "12h",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert_eq!(stdout.lines().count(), 1, "{stdout}");
+    let token = stdout.trim();
+    assert!(token.starts_with("pcs_op_") && token.len() == "pcs_op_".len() + 52);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("shown only this once"));
+
+    let out = run(&["operator", "token", "list", "--json"]);
+    assert!(out.status.success());
+    let listed: Vec<Value> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(listed.len(), 1);
+    assert_eq!(listed[0]["state"], "active");
+    assert_eq!(listed[0]["name"], "siem");
+    assert!(listed[0]["expires_at"].is_string());
+    let hint = listed[0]["hint"].as_str().unwrap();
+    assert!(token.starts_with(hint.trim_end_matches('…')) && hint.len() < 20);
+    assert!(!String::from_utf8_lossy(&out.stdout).contains(token));
+    let id = listed[0]["token_id"].as_str().unwrap().to_owned();
+
+    let out = run(&["operator", "token", "revoke", &id]);
+    assert!(out.status.success());
+    assert!(String::from_utf8_lossy(&out.stdout).contains("revoked operator token"));
+    let out = run(&["operator", "token", "revoke", &id]);
+    assert!(out.status.success());
+    assert!(String::from_utf8_lossy(&out.stdout).contains("already revoked"));
+    let out = run(&["operator", "token", "list", "--json"]);
+    let listed: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(listed["state"], "revoked");
+    let out = run(&[
+        "operator",
+        "token",
+        "revoke",
+        "0193e0a8-7b5c-7cc1-9f0e-1d2c3b4a5968",
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+
+    let out = run(&["audit", "list", "--platform", "--json"]);
+    assert!(out.status.success());
+    let actions: Vec<String> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<Value>(l).unwrap()["action"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        })
+        .collect();
+    assert_eq!(
+        actions,
+        ["operator_token.revoked", "operator_token.created"]
+    );
+
+    for bad in ["5m", "0h", "366d", "soon"] {
+        let out = run(&[
+            "operator",
+            "token",
+            "create",
+            "--name",
+            "x",
+            "--expires-in",
+            bad,
+        ]);
+        assert_eq!(out.status.code(), Some(2), "{bad}");
+    }
 }

@@ -90,6 +90,8 @@ id_type!(DocumentId, "document");
 id_type!(/// A custom role defined inside one environment.
     RoleId, "role");
 id_type!(ApiTokenId, "api token");
+id_type!(/// An operator API token: reads the platform audit scope, belongs to no environment.
+    OperatorTokenId, "operator token");
 id_type!(SessionId, "session");
 id_type!(InvitationId, "invitation");
 id_type!(AuditId, "audit entry");

@@ -20,6 +20,8 @@ pub enum TokenKind {
     ApiToken,
     Invitation,
     Setup,
+    /// The operator's token for the platform routes (`portcullis operator token create`).
+    Operator,
 }
 
 impl TokenKind {
@@ -28,6 +30,7 @@ impl TokenKind {
         TokenKind::ApiToken,
         TokenKind::Invitation,
         TokenKind::Setup,
+        TokenKind::Operator,
     ];
 
     /// The readable prefix; secret scanners can match on `pcs_`.
@@ -37,6 +40,7 @@ impl TokenKind {
             TokenKind::ApiToken => "pcs_live_",
             TokenKind::Invitation => "pcs_inv_",
             TokenKind::Setup => "pcs_setup_",
+            TokenKind::Operator => "pcs_op_",
         }
     }
 
@@ -142,6 +146,21 @@ mod tests {
             TokenHash::of("abc").to_hex(),
             "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
         );
+    }
+
+    /// Control E3: every kind has its own prefix, and no prefix is the start of another, so a
+    /// token of one kind is never taken for another (an operator token for an API token).
+    #[test]
+    fn e3_every_kind_has_a_distinct_prefix() {
+        for a in TokenKind::ALL {
+            let (t, _) = generate(*a);
+            assert_eq!(TokenKind::of(t.expose()), Some(*a));
+            for b in TokenKind::ALL.iter().filter(|b| *b != a) {
+                assert!(!a.prefix().starts_with(b.prefix()), "{a:?} {b:?}");
+            }
+        }
+        let (op, _) = generate(TokenKind::Operator);
+        assert!(op.expose().starts_with("pcs_op_"));
     }
 
     #[test]

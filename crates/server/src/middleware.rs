@@ -62,8 +62,9 @@ pub struct CallerSlot(
     pub std::sync::Arc<std::sync::OnceLock<portcullis_service::caller::Principal>>,
 );
 
-/// Records a 403 of an authenticated caller on an environment's route in that environment's
-/// audit trail (`portcullis_service::denials`, rate-limited per caller), before answering.
+/// Records a 403 of an authenticated caller in the audit trail before answering
+/// (`portcullis_service::denials`, rate-limited per caller): on an environment's route in that
+/// environment's log, on any other route (account, platform) in the platform scope.
 pub async fn record_denials(
     state: crate::state::AppState,
     mut req: Request,
@@ -84,13 +85,10 @@ pub async fn record_denials(
         .strip_prefix("/v1/environments/")
         .and_then(|rest| rest.split('/').next())
         .and_then(|id| portcullis_core::EnvironmentId::parse(id).ok());
-    if let Some(env) = env {
-        if let Err(e) =
-            portcullis_service::denials::record_denial(&state, caller, env, &method, &path, code)
-                .await
-        {
-            tracing::warn!(error = %e, %path, "could not record a refused request in the audit trail");
-        }
+    if let Err(e) =
+        portcullis_service::denials::record_denial(&state, caller, env, &method, &path, code).await
+    {
+        tracing::warn!(error = %e, %path, "could not record a refused request in the audit trail");
     }
     response
 }

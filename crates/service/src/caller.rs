@@ -1,6 +1,7 @@
-//! Who is calling: a verified session or a presented API token, with the request metadata the
-//! audit trail records. Session tokens are resolved by [`authenticate`]; API tokens are
-//! resolved when entering their environment, which is the only place they are valid.
+//! Who is calling: a verified session, a presented API token or a presented operator token,
+//! with the request metadata the audit trail records. Session tokens are resolved by
+//! [`authenticate`]; API tokens are resolved when entering their environment, and operator
+//! tokens when entering the platform scope (`crate::platform`), the only places each is valid.
 
 use portcullis_core::IdentityId;
 use portcullis_core::{EnvironmentId, ProjectId, SessionId};
@@ -16,6 +17,8 @@ pub enum Credential {
         session_id: SessionId,
     },
     ApiToken(TokenHash),
+    /// An operator token (`pcs_op_`), valid only on the platform routes.
+    Operator(TokenHash),
 }
 
 /// An authenticated caller plus request metadata for the audit trail.
@@ -52,6 +55,10 @@ pub async fn authenticate(
             credential: Credential::ApiToken(hash),
             meta,
         }),
+        Some(TokenKind::Operator) => Ok(Principal {
+            credential: Credential::Operator(hash),
+            meta,
+        }),
         _ => Err(ServiceError::Unauthenticated),
     }
 }
@@ -76,6 +83,23 @@ impl Principal {
                     Err(e) => Err(e.into()),
                 }
             }
+            Credential::Operator(hash) => Err(self.operator_elsewhere(services, hash).await),
+        }
+    }
+
+    /// An operator token presented outside the platform routes: a live one is the wrong
+    /// credential for the route (403), anything else is `Unauthenticated` (401).
+    async fn operator_elsewhere(&self, services: &Services, hash: &TokenHash) -> ServiceError {
+        match services
+            .store()
+            .platform_as_operator(hash, self.meta.clone())
+            .await
+        {
+            Ok(_) => ServiceError::ForbiddenReason(
+                "operator tokens can only be used on the /v1/platform routes".into(),
+            ),
+            Err(StoreError::NotFound) => ServiceError::Unauthenticated,
+            Err(e) => e.into(),
         }
     }
 
@@ -83,7 +107,7 @@ impl Principal {
     pub fn session_id(&self) -> Option<SessionId> {
         match self.credential {
             Credential::Session { session_id, .. } => Some(session_id),
-            Credential::ApiToken(_) => None,
+            Credential::ApiToken(_) | Credential::Operator(_) => None,
         }
     }
 
@@ -135,6 +159,7 @@ impl Principal {
                 }
                 Ok(tx)
             }
+            Credential::Operator(hash) => Err(self.operator_elsewhere(services, hash).await),
         }
     }
 }

@@ -1,21 +1,22 @@
 //! Refused requests in the audit trail (issue 12, item 4; control L7): a request of an
-//! authenticated member that the application refuses (403: a missing permission, a role it may
-//! not assign, the owner seat, ...) is recorded in the environment's log as
-//! `authorization.denied` with outcome `denied`, as the caller, in a transaction of its own
-//! (the refused one rolled back).
+//! authenticated caller that the application refuses (403: a missing permission, a role it may
+//! not assign, the owner seat, an invitation sent to someone else, the wrong credential for the
+//! route, ...) is recorded as `authorization.denied` with outcome `denied`, as the caller, in a
+//! transaction of its own (the refused one rolled back): on an environment's route in that
+//! environment's log, on an account route in the platform scope (see [`record_denial`]).
 //!
-//! A flood of refusals must not fill the log: each (environment, caller) may record
-//! [`PER_WINDOW`] refusals per [`WINDOW`]; the ones beyond are counted, and the next entry that
-//! is recorded says how many were left out before it (`after.suppressed_before`). A caller who
-//! is not a member of the environment gets 404 (the environment's existence is not revealed)
-//! and nothing is written into a log they have no part in.
+//! A flood of refusals must not fill the log: each (scope, caller) may record [`PER_WINDOW`]
+//! refusals per [`WINDOW`]; the ones beyond are counted, and the next entry that is recorded
+//! says how many were left out before it (`after.suppressed_before`). A caller who is not a
+//! member of the environment gets 404 (the environment's existence is not revealed) and
+//! nothing is written into a log they have no part in.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use portcullis_core::EnvironmentId;
-use portcullis_store::{AuditEvent, Outcome};
+use portcullis_store::{Actor, AuditEvent, Outcome, PLATFORM_SCOPE};
 use uuid::Uuid;
 
 use crate::caller::{Credential, Principal};
@@ -80,11 +81,12 @@ impl DenialLimiter {
     }
 }
 
-/// The caller as the limiter counts them: the identity, or the API token's hash.
+/// The caller as the limiter counts them: the identity, or the token's hash.
 fn caller_key(caller: &Principal) -> String {
     match &caller.credential {
         Credential::Session { identity, .. } => identity.to_string(),
         Credential::ApiToken(hash) => format!("token:{}", hash.to_hex()),
+        Credential::Operator(hash) => format!("operator:{}", hash.to_hex()),
     }
 }
 
@@ -103,39 +105,75 @@ pub fn route_template(path: &str) -> String {
         .join("/")
 }
 
-/// Records that `caller`'s request `method path` in `env` was refused with `code`, within the
-/// rate limit. Returns whether an entry was written.
+/// Records that `caller`'s request `method path` was refused with `code`, within the rate
+/// limit. Returns whether an entry was written.
+///
+/// Where: on an environment's route (`environment` given), in that environment's log, as the
+/// caller (nothing for a caller who is not a member: they have no part in that log). On an
+/// account route (`/v1/me/...`, invitation acceptance, environment creation, the platform
+/// routes), in the platform scope as the person; an API token refused there, in its own
+/// environment's log, as the token. An operator token, wherever it is refused, in the platform
+/// scope as that token. A credential that is not valid (any more) records nothing.
 pub async fn record_denial(
     services: &Services,
     caller: &Principal,
-    env: EnvironmentId,
+    environment: Option<EnvironmentId>,
     method: &str,
     path: &str,
     code: &str,
 ) -> ServiceResult<bool> {
-    let suppressed_before = match services
-        .denials()
-        .admit(env, &caller_key(caller), Instant::now())
-    {
-        Admit::Record { suppressed_before } => suppressed_before,
-        Admit::Suppress => return Ok(false),
+    let platform = EnvironmentId::from_uuid(PLATFORM_SCOPE);
+    let counted_in = match (&caller.credential, environment) {
+        (Credential::Operator(_), _) | (_, None) => platform,
+        (_, Some(env)) => env,
     };
-    // A non-member (or a token of another environment) has no part in this log.
-    let mut tx = match caller.enter(services, env).await {
-        Ok(tx) => tx,
-        Err(_) => return Ok(false),
-    };
+    let suppressed_before =
+        match services
+            .denials()
+            .admit(counted_in, &caller_key(caller), Instant::now())
+        {
+            Admit::Record { suppressed_before } => suppressed_before,
+            Admit::Suppress => return Ok(false),
+        };
     let route = format!("{method} {}", route_template(path));
-    tx.audit(
-        AuditEvent::success("authorization.denied", "route", &route)
-            .outcome(Outcome::Denied)
-            .after(serde_json::json!({
-                "code": code,
-                "suppressed_before": suppressed_before,
-            })),
-    )
-    .await?;
-    tx.commit().await?;
+    let event = AuditEvent::success("authorization.denied", "route", &route)
+        .outcome(Outcome::Denied)
+        .after(serde_json::json!({
+            "code": code,
+            "suppressed_before": suppressed_before,
+        }));
+    let store = services.store();
+    let meta = caller.meta.clone();
+    match (&caller.credential, environment) {
+        (Credential::Operator(hash), _) => {
+            let Ok(mut tx) = store.platform_as_operator(hash, meta).await else {
+                return Ok(false);
+            };
+            tx.audit(event).await?;
+            tx.commit().await?;
+        }
+        (Credential::Session { identity, .. }, None) => {
+            let mut tx = store.auth(meta).await?;
+            tx.act_as(*identity).await?;
+            tx.audit(Actor::Identity(*identity), event).await?;
+            tx.commit().await?;
+        }
+        (Credential::ApiToken(hash), None) => {
+            let Ok(mut tx) = store.tenant_as_api_token(hash, None, meta).await else {
+                return Ok(false);
+            };
+            tx.audit(event).await?;
+            tx.commit().await?;
+        }
+        (_, Some(env)) => {
+            // A non-member (or a token of another environment) has no part in this log.
+            let Ok(mut tx) = caller.enter(services, env).await else {
+                return Ok(false);
+            };
+            tx.audit(event).await?;
+            tx.commit().await?;
+        }
+    }
     Ok(true)
 }
 

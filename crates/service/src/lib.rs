@@ -17,6 +17,8 @@
 //! [`keyring`] (status, rotation with its re-encryption job, retirement, KEK switch),
 //! [`integrations`] and [`model_key`] (write-only secrets, sealed here; only a hint is
 //! returned), [`audit_access`] (streamed exports, checkpoints, proofs, published keys).
+//! The operator's: [`platform`] (operator tokens and the platform audit scope), [`denials`]
+//! (refused requests in the trail, rate-limited).
 //!
 //! Architecture invariants:
 //! - No HTTP: this crate does not depend on axum or hyper's server half and knows no status
@@ -42,6 +44,7 @@ pub mod keyring;
 pub mod members;
 pub mod model_key;
 pub mod node;
+pub mod platform;
 pub mod projects;
 pub mod report;
 pub mod roles;

@@ -70,22 +70,46 @@ fn hash32(bytes: &[u8], what: &str) -> Result<[u8; 32], ReportError> {
         .map_err(|_| ReportError::Integrity(format!("stored {what} is not 32 bytes")))
 }
 
-/// Streams the environment's whole log from the database into a [`Tally`] for `month`.
+/// The long steps of a report, for progress: each reads the environment's whole log.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Step {
+    /// Reading the entries to state the month's facts.
+    Reading,
+    /// Reading them again to check the signed report before it is handed out (and in
+    /// [`verify_with_db`]).
+    Checking,
+}
+
+/// Progress of a report: `(step, entries read, entries in the log)`, at least once per batch
+/// of entries and once at the end of each step.
+pub type Progress<'a> = &'a mut (dyn FnMut(Step, u64, u64) + Send);
+
+/// Entries read per round trip while tallying.
+const TALLY_BATCH: i64 = 5000;
+
+/// Streams the environment's whole log from the database into a [`Tally`] for `month`,
+/// reporting `(entries read, entries in the log)` after each batch.
 pub async fn tally_from_db(
     store: &Store,
     env: Uuid,
     month: Month,
     watch: &[u64],
+    progress: &mut (dyn FnMut(u64, u64) + Send),
 ) -> Result<TallyResult, ReportError> {
     let perms = PermissionSet::of(&[Permission::AuditRead]);
     store.sequence(env).await?;
     let mut tx = store
         .tenant_as_system(EnvironmentId::from_uuid(env), perms, trail::meta())
         .await?;
+    let total = audit_log::head(&mut tx)
+        .await?
+        .and_then(|(seq, _, _)| u64::try_from(seq).ok())
+        .unwrap_or(0);
+    progress(0, total);
     let mut tally = Tally::new(env, month, watch);
     let mut after = 0i64;
     loop {
-        let rows = audit_log::stored_range(&mut tx, after, 5000).await?;
+        let rows = audit_log::stored_range(&mut tx, after, TALLY_BATCH).await?;
         let Some(last) = rows.last() else { break };
         after = last.seq;
         for r in &rows {
@@ -98,6 +122,8 @@ pub async fn tally_from_db(
                 &entry_body(r),
             );
         }
+        let done = u64::try_from(after).unwrap_or(0);
+        progress(done, total.max(done));
     }
     tx.commit().await?;
     Ok(tally.finish())
@@ -145,6 +171,19 @@ pub async fn generate(
     month: Month,
     now: OffsetDateTime,
 ) -> Result<SignedReport, ReportError> {
+    generate_with_progress(store, signer, anchors, env, month, now, &mut |_, _, _| {}).await
+}
+
+/// [`generate`], reporting the progress of its two reads of the log.
+pub async fn generate_with_progress(
+    store: &Store,
+    signer: &Signer,
+    anchors: &Anchors,
+    env: Uuid,
+    month: Month,
+    now: OffsetDateTime,
+    progress: Progress<'_>,
+) -> Result<SignedReport, ReportError> {
     let ends = month_start(month.next())?;
     if now < ends {
         return Err(ReportError::NotEnded {
@@ -152,7 +191,10 @@ pub async fn generate(
             ends: month.window_to(),
         });
     }
-    let tally = tally_from_db(store, env, month, &[]).await?;
+    let tally = tally_from_db(store, env, month, &[], &mut |n, t| {
+        progress(Step::Reading, n, t)
+    })
+    .await?;
     if let Some(problem) = &tally.chain_problem {
         return Err(ReportError::BrokenLog {
             env,
@@ -236,9 +278,11 @@ pub async fn generate(
     let report = signer.sign_report(body)?;
 
     // What we sign must verify, against the stored entries and tree, before anyone sees it.
-    if let Some(f) = verify_with_db(store, &report, signer.public_keys())
-        .await?
-        .first()
+    if let Some(f) = verify_with_db_progress(store, &report, signer.public_keys(), &mut |n, t| {
+        progress(Step::Checking, n, t)
+    })
+    .await?
+    .first()
     {
         return Err(ReportError::Integrity(format!(
             "the generated report does not verify: {f}"
@@ -287,6 +331,19 @@ pub async fn generate_now(
     .await
 }
 
+/// [`generate_with_progress`] as of the current time.
+pub async fn generate_now_with_progress(
+    store: &Store,
+    signer: &Signer,
+    anchors: &Anchors,
+    env: Uuid,
+    month: Month,
+    progress: Progress<'_>,
+) -> Result<SignedReport, ReportError> {
+    let now = OffsetDateTime::now_utc();
+    generate_with_progress(store, signer, anchors, env, month, now, progress).await
+}
+
 /// The file names of a report: `<environment>-<YYYY-MM>.report.json` and `.report.pdf`.
 pub fn file_names(report: &SignedReport) -> (String, String) {
     let stem = format!(
@@ -332,6 +389,16 @@ pub async fn verify_with_db(
     report: &SignedReport,
     trusted: &[PublicKey],
 ) -> Result<Vec<Finding>, ReportError> {
+    verify_with_db_progress(store, report, trusted, &mut |_, _| {}).await
+}
+
+/// [`verify_with_db`], reporting `(entries read, entries in the log)` as it reads the log.
+pub async fn verify_with_db_progress(
+    store: &Store,
+    report: &SignedReport,
+    trusted: &[PublicKey],
+    progress: &mut (dyn FnMut(u64, u64) + Send),
+) -> Result<Vec<Finding>, ReportError> {
     let month: Month = match report.body.month.parse() {
         Ok(m) => m,
         Err(e) => return Ok(vec![Finding::new("month", e.to_string())]),
@@ -341,6 +408,7 @@ pub async fn verify_with_db(
         report.body.environment_id,
         month,
         &watched_sizes(&report.body),
+        progress,
     )
     .await?;
     let mut findings = compare(&report.body, &tally);

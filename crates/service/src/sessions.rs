@@ -65,7 +65,9 @@ pub async fn logout(services: &Services, caller: &Principal) -> ServiceResult<()
     else {
         return Err(match caller.identity(services).await {
             Err(ServiceError::Unauthenticated) => ServiceError::Unauthenticated,
-            _ => ServiceError::ForbiddenReason("API tokens are revoked, not logged out".into()),
+            _ => ServiceError::ForbiddenReason(
+                "API and operator tokens are revoked, not logged out".into(),
+            ),
         });
     };
     let mut tx = services.store().auth(caller.meta.clone()).await?;

@@ -85,7 +85,7 @@ fn truncate_micros(t: OffsetDateTime) -> OffsetDateTime {
 /// transaction, so it commits or rolls back with the mutation it describes (L7). No shared
 /// lock is taken; [`crate::sequencer`] gives it its sequence number and hashes after commit.
 /// One round trip (two when the actor's subject key is created first).
-async fn insert(
+pub(crate) async fn insert(
     conn: &mut sqlx::PgConnection,
     keys: Option<&SubjectKeys>,
     environment: Uuid,
@@ -146,7 +146,7 @@ fn subject_of(actor: Actor) -> Option<Uuid> {
     match actor {
         Actor::Identity(id) => Some(id.as_uuid()),
         Actor::ApiToken { created_by, .. } => Some(created_by.as_uuid()),
-        Actor::System | Actor::Anonymous => None,
+        Actor::System | Actor::Anonymous | Actor::OperatorToken(_) => None,
     }
 }
 

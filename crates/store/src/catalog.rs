@@ -43,6 +43,7 @@ pub const GLOBAL_TABLES: &[&str] = &[
     "sessions",
     "audit_signing_keys",
     "platform_keys",
+    "operator_tokens",
 ];
 
 /// Tables the runtime role must never reach at all.
@@ -109,6 +110,23 @@ pub const EXPECTED_POLICIES: &[(&str, &str, char, bool)] = &[
     ("audit_pending", "audit_pending_guard", 'r', true),
     ("audit_log", "audit_log_read", 'r', true),
     ("audit_log", "audit_log_own_platform", 'r', true),
+    ("audit_log", "audit_log_operator_read", 'r', true),
+    ("operator_tokens", "operator_tokens_presented", 'r', true),
+    ("operator_tokens", "operator_tokens_used", 'w', true),
+    ("operator_tokens", "operator_tokens_operator", 'r', true),
+    (
+        "operator_tokens",
+        "operator_tokens_operator_insert",
+        'a',
+        true,
+    ),
+    (
+        "operator_tokens",
+        "operator_tokens_operator_revoke",
+        'w',
+        true,
+    ),
+    ("audit_pending", "audit_pending_operator_submit", 'a', true),
     ("audit_heads", "audit_heads_read", 'r', true),
     ("audit_heads", "audit_heads_operator", 'r', true),
     ("audit_checkpoints", "audit_checkpoints_read", 'r', true),
@@ -272,8 +290,9 @@ pub const EXPECTED_POLICIES: &[(&str, &str, char, bool)] = &[
 /// Policies for the schema owner (operator CLI, boot-time steps): key metadata and wrapped keys,
 /// never customer content; identities and invitations are readable (sealed) so that the
 /// operator can seal rows an earlier version wrote in clear, and `*_seal_legacy` lets it
-/// update only such rows, only to clear the plaintext. They must name the table's owner and
-/// nobody else.
+/// update only such rows, only to clear the plaintext; operator tokens are created, listed
+/// and revoked only by the owner, which submits exactly their two platform audit entries in the
+/// same transaction (migration 0016). They must name the table's owner and nobody else.
 pub const OWNER_POLICIES: &[&str] = &[
     "environment_keys_operator",
     "key_rotation_jobs_operator",
@@ -292,6 +311,10 @@ pub const OWNER_POLICIES: &[&str] = &[
     "sessions_operator",
     "subject_keys_operator",
     "subject_keys_reseal",
+    "operator_tokens_operator",
+    "operator_tokens_operator_insert",
+    "operator_tokens_operator_revoke",
+    "audit_pending_operator_submit",
 ];
 
 /// What a role of the serving process's background passes may do, exactly (T7).

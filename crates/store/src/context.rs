@@ -9,7 +9,9 @@
 
 use std::sync::Arc;
 
-use portcullis_core::{ApiTokenId, EnvironmentId, IdentityId, PermissionSet, ProjectId};
+use portcullis_core::{
+    ApiTokenId, EnvironmentId, IdentityId, OperatorTokenId, PermissionSet, ProjectId,
+};
 use portcullis_crypto::context::ContextKey;
 use portcullis_crypto::TokenHash;
 use sqlx::PgConnection;
@@ -28,6 +30,8 @@ pub enum Actor {
     },
     System,
     Anonymous,
+    /// The operator, by one of its operator tokens (no person: nothing of it is sealed).
+    OperatorToken(OperatorTokenId),
 }
 
 impl Actor {
@@ -37,6 +41,7 @@ impl Actor {
             Actor::ApiToken { .. } => "api_token",
             Actor::System => "system",
             Actor::Anonymous => "anonymous",
+            Actor::OperatorToken(_) => "operator_token",
         }
     }
 
@@ -44,6 +49,7 @@ impl Actor {
         match self {
             Actor::Identity(id) => Some(id.as_uuid()),
             Actor::ApiToken { token_id, .. } => Some(token_id.as_uuid()),
+            Actor::OperatorToken(id) => Some(id.as_uuid()),
             Actor::System | Actor::Anonymous => None,
         }
     }
@@ -92,6 +98,9 @@ pub enum Purpose {
     InvitationLookup,
     /// Accepting one invitation: the membership it grants, for the identity accepting it.
     InvitationAccept,
+    /// The operator reading the platform scope with an operator token whose hash the context
+    /// carries; the database checks that token is live on every read (migration 0016).
+    OperatorRead,
 }
 
 impl Purpose {
@@ -110,6 +119,7 @@ impl Purpose {
             Purpose::TokenLookup => "token_lookup",
             Purpose::InvitationLookup => "invitation_lookup",
             Purpose::InvitationAccept => "invitation_accept",
+            Purpose::OperatorRead => "operator_read",
         }
     }
 }
@@ -153,7 +163,7 @@ impl Context {
         match self.actor? {
             Actor::Identity(id) => Some(id.as_uuid()),
             Actor::ApiToken { created_by, .. } => Some(created_by.as_uuid()),
-            Actor::System | Actor::Anonymous => None,
+            Actor::System | Actor::Anonymous | Actor::OperatorToken(_) => None,
         }
     }
 

@@ -23,6 +23,7 @@ mod ddl;
 mod error;
 mod keyring_row;
 pub mod leader;
+pub mod operator_tokens;
 pub mod pii;
 pub mod queries;
 pub mod sequencer;

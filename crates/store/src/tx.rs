@@ -481,6 +481,81 @@ impl Store {
             .await
     }
 
+    /// The operator, by an operator token, in the platform audit scope: `NotFound` for a token
+    /// that is unknown, revoked or expired. The transaction may read the platform scope's
+    /// entries (`audit.read`, nothing else) and records the token's use; its context keeps the
+    /// token's hash, so the database checks the token again on every read (purpose
+    /// `operator_read`, migration 0016). Never cached: revoking a token takes effect at once on
+    /// every node (a revocation waits for a transaction that is recording the token's use).
+    pub async fn platform_as_operator(
+        &self,
+        hash: &TokenHash,
+        meta: RequestMeta,
+    ) -> Result<TenantTx, StoreError> {
+        #[derive(sqlx::FromRow)]
+        struct Row {
+            token_id: Uuid,
+            token_hash: Vec<u8>,
+            expires_at: Option<OffsetDateTime>,
+            revoked_at: Option<OffsetDateTime>,
+            last_used_at: Option<OffsetDateTime>,
+        }
+        let now = OffsetDateTime::now_utc();
+        let lookup = Context {
+            purpose: Purpose::OperatorRead,
+            token_hash: Some(*hash),
+            ..Context::default()
+        };
+        let mut tx = self.begin_in(&lookup).await?;
+        let row: Option<Row> = sqlx::query_as(
+            "SELECT token_id, token_hash, expires_at, revoked_at, last_used_at
+               FROM operator_tokens WHERE token_hash = $1",
+        )
+        .bind(hash.as_bytes().as_slice())
+        .fetch_optional(&mut *tx)
+        .await?;
+        let row = row.ok_or(StoreError::NotFound)?;
+        let stored = TokenHash::from_bytes(&row.token_hash).ok_or(StoreError::NotFound)?;
+        if stored != *hash || row.revoked_at.is_some() || row.expires_at.is_some_and(|e| e <= now) {
+            return Err(StoreError::NotFound);
+        }
+        let actor = Actor::OperatorToken(portcullis_core::OperatorTokenId::from_uuid(row.token_id));
+        let permissions = PermissionSet::of(&[Permission::AuditRead]);
+        let caller = Caller {
+            environment_id: EnvironmentId::from_uuid(crate::PLATFORM_SCOPE),
+            actor,
+            role: RoleRef::Builtin(BuiltinRole::Auditor),
+            permissions,
+        };
+        let context = Context {
+            token_hash: Some(*hash),
+            ..caller.context(Purpose::OperatorRead)
+        };
+        let mut tx = TenantTx::start(
+            tx,
+            self.signer.clone(),
+            context,
+            caller,
+            meta,
+            self.keys.clone(),
+            (self.cache.clone(), self.sequencer.clone()),
+        )
+        .await?;
+        // Recorded at most once a minute, as for API tokens: the update locks the token's row
+        // until this transaction ends, and revoking the token waits for that.
+        if row
+            .last_used_at
+            .is_none_or(|t| now - t > LAST_USE_GRANULARITY)
+        {
+            sqlx::query("UPDATE operator_tokens SET last_used_at = $2 WHERE token_id = $1")
+                .bind(row.token_id)
+                .bind(now)
+                .execute(tx.conn())
+                .await?;
+        }
+        Ok(tx)
+    }
+
     /// Background and operator work inside one environment (CLI, jobs): acts as `System`
     /// with the given permissions.
     pub async fn tenant_as_system(

@@ -22,6 +22,7 @@ pub mod invitations;
 pub mod keyring;
 pub mod members;
 pub mod model_key;
+pub mod platform;
 pub mod projects;
 pub mod roles;
 pub mod tokens;
@@ -52,7 +53,7 @@ impl utoipa::Modify for Security {
                 HttpBuilder::new()
                     .scheme(HttpAuthScheme::Bearer)
                     .description(Some(
-                        "A session token (pcs_sess_...) or an API token (pcs_live_...)",
+                        "A session token (pcs_sess_...), an API token (pcs_live_...) or, on the /v1/platform routes only, an operator token (pcs_op_...)",
                     ))
                     .build(),
             ),
@@ -143,6 +144,7 @@ pub fn api() -> OpenApiRouter<AppState> {
         .routes(routes!(tokens::list_tokens, tokens::create_token))
         .routes(routes!(tokens::revoke_token))
         .routes(routes!(audit_log::list_audit))
+        .routes(routes!(platform::list_platform_audit))
         .routes(routes!(projects::list_projects, projects::create_project))
         .routes(routes!(projects::get_project, projects::delete_project))
         .routes(routes!(grants::list_grants))

@@ -481,3 +481,47 @@ async fn l6_edited_reports_unknown_keys_and_forged_proofs_fail() {
     assert_ne!(rotated.key_id(), h.signer.key_id());
     assert_eq!(h.verify_db(&report).await, vec![]);
 }
+
+/// Issue 12, item 9 (control L6): generating a report reports its progress through both reads
+/// of the log (stating the facts, then checking what was signed), each counting up to the
+/// log's size and never backwards; the CLI draws these (`audit report`).
+#[tokio::test]
+async fn l6_report_generation_reports_progress_through_both_reads_of_the_log() {
+    let h = history().await;
+    let mut seen: Vec<(report::Step, u64, u64)> = Vec::new();
+    let report = report::generate_now_with_progress(
+        &h.store,
+        &h.signer,
+        &h.anchors,
+        h.env,
+        "2025-03".parse().unwrap(),
+        &mut |step, done, total| seen.push((step, done, total)),
+    )
+    .await
+    .unwrap();
+    assert_eq!(report.body.entries.count, 4);
+    for step in [report::Step::Reading, report::Step::Checking] {
+        let of: Vec<(u64, u64)> = seen
+            .iter()
+            .filter(|(s, _, _)| *s == step)
+            .map(|(_, d, t)| (*d, *t))
+            .collect();
+        assert_eq!(of.first(), Some(&(0, 8)), "{step:?}: {seen:?}");
+        assert_eq!(of.last(), Some(&(8, 8)), "{step:?}: {seen:?}");
+        assert!(
+            of.windows(2).all(|w| w[0].0 <= w[1].0),
+            "{step:?}: {seen:?}"
+        );
+    }
+    // Reading comes first, checking after it, each once.
+    let first_check = seen
+        .iter()
+        .position(|(s, _, _)| *s == report::Step::Checking)
+        .unwrap();
+    assert!(seen[..first_check]
+        .iter()
+        .all(|(s, _, _)| *s == report::Step::Reading));
+    assert!(seen[first_check..]
+        .iter()
+        .all(|(s, _, _)| *s == report::Step::Checking));
+}

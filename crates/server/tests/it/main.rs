@@ -24,4 +24,5 @@ mod headers;
 mod matrix;
 mod openapi;
 mod personal_data;
+mod platform;
 mod tls;

@@ -2283,3 +2283,256 @@ async fn l3_attacker_cannot_hold_the_background_pass_or_ownership_locks() {
     tx.rollback().await.unwrap();
     f.finish();
 }
+
+// ------------------------------------------------------------------------------------------
+// Operator tokens (migration 0016): minted and revoked by the owner alone; the platform scope
+// readable under an operator context only while its token is live.
+
+/// An operator token created as the CLI creates it, over the owner's connection.
+async fn operator_token(db: &TestDb, name: &str) -> (portcullis_core::OperatorTokenId, TokenHash) {
+    let owner = bootstrap::runtime_pool(&db.owner, 1).await.unwrap();
+    let id = portcullis_core::OperatorTokenId::new();
+    let hash = new_token_hash();
+    portcullis_store::operator_tokens::create(
+        &owner,
+        portcullis_store::operator_tokens::NewOperatorToken {
+            id,
+            name,
+            hash: &hash,
+            hint: "pcs_op_abcd…",
+            created_at: OffsetDateTime::now_utc(),
+            expires_at: None,
+        },
+        &meta(),
+        AuditEvent::success("operator_token.created", "operator_token", id),
+    )
+    .await
+    .unwrap();
+    owner.close().await;
+    (id, hash)
+}
+
+async fn revoke_operator_token(db: &TestDb, id: portcullis_core::OperatorTokenId) {
+    let owner = bootstrap::runtime_pool(&db.owner, 1).await.unwrap();
+    let (_, changed) = portcullis_store::operator_tokens::revoke(
+        &owner,
+        id,
+        OffsetDateTime::now_utc(),
+        &meta(),
+        AuditEvent::success("operator_token.revoked", "operator_token", id),
+    )
+    .await
+    .unwrap();
+    assert!(changed);
+    owner.close().await;
+}
+
+/// Every operator token row as the superuser sees it: (id, revoked, last used).
+async fn operator_rows(db: &TestDb) -> Vec<(Uuid, bool, bool)> {
+    let mut su = db.admin_conn().await;
+    sqlx::query_as(
+        "SELECT token_id, revoked_at IS NOT NULL, last_used_at IS NOT NULL
+           FROM operator_tokens ORDER BY token_id",
+    )
+    .fetch_all(&mut su)
+    .await
+    .unwrap()
+}
+
+/// Control T2 (issue 12, item 4): from inside a member's request, an account request or an
+/// API token's request, SQL run as the runtime role can neither read an operator token, mint
+/// one, revive a revoked one, nor record a use, whatever context it forges; and it reads no
+/// platform entry but its own.
+#[tokio::test]
+async fn t2_attacker_cannot_mint_revive_or_read_operator_tokens() {
+    let mut f = Findings::default();
+    let w = world().await;
+    let (live, live_hash) = operator_token(&w.db, "live").await;
+    let (dead, _) = operator_token(&w.db, "dead").await;
+    revoke_operator_token(&w.db, dead).await;
+    let before = operator_rows(&w.db).await;
+    let mut footholds = w.footholds(w.viewer).await;
+    footholds.push(("API token request", w.token(&w.a_token.1).await));
+    for (how, mut req) in footholds {
+        let c = req.conn();
+        for forged in [
+            vec![],
+            vec![
+                ("portcullis.purpose", "operator_read".to_owned()),
+                ("portcullis.token_hash", live_hash.to_hex()),
+                ("portcullis.environment_id", NIL.to_string()),
+            ],
+        ] {
+            probe_point(c).await;
+            forge(c, &forged).await;
+            let seen = seen_ids(c, "SELECT token_id FROM operator_tokens", &[]).await;
+            f.check(
+                seen.is_empty(),
+                format!("{how}: read {} operator tokens", seen.len()),
+            );
+            let r = attempt(
+                c,
+                "INSERT INTO operator_tokens (token_id, name, token_hash, hint, created_at)
+                 VALUES ($1, 'mine', $2, 'x', now())",
+                &args![Uuid::now_v7(), random_bytes()],
+            )
+            .await;
+            f.refused(format!("{how}: minted an operator token"), &r);
+            let r = attempt(
+                c,
+                "UPDATE operator_tokens SET revoked_at = NULL WHERE token_id = $1",
+                &args![dead.as_uuid()],
+            )
+            .await;
+            f.no_effect(format!("{how}: revived a revoked operator token"), &r);
+            let r = attempt(
+                c,
+                "UPDATE operator_tokens SET expires_at = NULL, last_used_at = now() WHERE token_id = $1",
+                &args![live.as_uuid()],
+            )
+            .await;
+            f.no_effect(format!("{how}: changed a live operator token"), &r);
+            let r = attempt(c, "DELETE FROM operator_tokens", &[]).await;
+            f.no_effect(format!("{how}: deleted operator tokens"), &r);
+            let seen = seen_ids(
+                c,
+                "SELECT audit_id FROM audit_log WHERE environment_id = $1 AND actor_type <> 'identity'",
+                &args![NIL],
+            )
+            .await;
+            f.check(
+                seen.is_empty(),
+                format!("{how}: read {} platform entries of others", seen.len()),
+            );
+            undo_probe(c).await;
+        }
+        req.commit().await.unwrap();
+    }
+    assert_eq!(operator_rows(&w.db).await, before);
+    f.finish();
+}
+
+/// `sql` (one bind: the platform scope) counted on `c`.
+async fn count(c: &mut PgConnection, sql: &str) -> i64 {
+    sqlx::query_scalar(sql)
+        .bind(NIL)
+        .fetch_one(c)
+        .await
+        .unwrap()
+}
+
+/// Control T2 (issue 12, item 4): an operator context reads the platform scope and the subject
+/// keys that open it, and nothing of any environment; once its token is revoked (or expires)
+/// the database refuses it at the next statement, even inside a transaction the application
+/// had already accepted; afterwards the token opens no transaction at all.
+#[tokio::test]
+async fn t2_the_database_reads_the_platform_scope_only_for_a_live_operator_token() {
+    let w = world().await;
+    let (id, hash) = operator_token(&w.db, "reader").await;
+    // The first use is recorded (and commits); the request below then holds no lock on the
+    // token's row, so the operator can revoke it while that request is under way.
+    w.store
+        .platform_as_operator(&hash, meta())
+        .await
+        .unwrap()
+        .commit()
+        .await
+        .unwrap();
+    let mut tx = w.store.platform_as_operator(&hash, meta()).await.unwrap();
+    let c = tx.conn_for_tests();
+    assert!(
+        count(
+            c,
+            "SELECT count(*) FROM audit_log WHERE environment_id = $1"
+        )
+        .await
+            >= 4,
+        "the operator reads the platform scope"
+    );
+    assert!(
+        count(
+            c,
+            "SELECT count(*) FROM subject_keys WHERE environment_id = $1"
+        )
+        .await
+            > 0,
+        "and the subject keys that open its metadata"
+    );
+    assert_eq!(
+        count(
+            c,
+            "SELECT count(*) FROM audit_log WHERE environment_id <> $1"
+        )
+        .await,
+        0,
+        "no environment's entries"
+    );
+    assert!(w.leaks(c, w.a.env, &[w.viewer, w.a.owner]).await.is_empty());
+    assert!(w.leaks(c, w.b.env, &[w.b.owner]).await.is_empty());
+
+    // Revoked by the operator while the request is under way: the next statement sees nothing.
+    revoke_operator_token(&w.db, id).await;
+    let c = tx.conn_for_tests();
+    assert_eq!(
+        count(
+            c,
+            "SELECT count(*) FROM audit_log WHERE environment_id = $1"
+        )
+        .await,
+        0
+    );
+    assert_eq!(
+        count(
+            c,
+            "SELECT count(*) FROM subject_keys WHERE environment_id = $1"
+        )
+        .await,
+        0
+    );
+    drop(tx);
+    assert!(matches!(
+        w.store.platform_as_operator(&hash, meta()).await,
+        Err(StoreError::NotFound)
+    ));
+
+    // Expired: the same, from the moment it expires.
+    let (id, hash) = operator_token(&w.db, "short-lived").await;
+    w.store
+        .platform_as_operator(&hash, meta())
+        .await
+        .unwrap()
+        .commit()
+        .await
+        .unwrap();
+    let mut tx = w.store.platform_as_operator(&hash, meta()).await.unwrap();
+    let mut su = w.admin().await;
+    sqlx::query(
+        "UPDATE operator_tokens SET created_at = now() - interval '2 hours',
+                expires_at = now() - interval '1 second' WHERE token_id = $1",
+    )
+    .bind(id.as_uuid())
+    .execute(&mut su)
+    .await
+    .unwrap();
+    let c = tx.conn_for_tests();
+    assert_eq!(
+        count(
+            c,
+            "SELECT count(*) FROM audit_log WHERE environment_id = $1"
+        )
+        .await,
+        0
+    );
+    drop(tx);
+    assert!(matches!(
+        w.store.platform_as_operator(&hash, meta()).await,
+        Err(StoreError::NotFound)
+    ));
+    // A hash no token has opens nothing either.
+    assert!(matches!(
+        w.store
+            .platform_as_operator(&new_token_hash(), meta())
+            .await,
+        Err(StoreError::NotFound)
+    ));
+}

@@ -335,6 +335,49 @@ impl TestApp {
         out
     }
 
+    /// An operator token as `portcullis operator token create` makes it (the owner's
+    /// connection): the token and its id.
+    pub async fn operator_token(&self, name: &str) -> (String, String) {
+        let owner = portcullis_store::bootstrap::runtime_pool(&self.db.owner, 1)
+            .await
+            .unwrap();
+        let issued = portcullis_service::platform::create_operator_token(&owner, name, None)
+            .await
+            .unwrap();
+        owner.close().await;
+        (
+            issued.token.expose().to_owned(),
+            issued.operator_token.token_id.to_string(),
+        )
+    }
+
+    /// Revokes an operator token as `portcullis operator token revoke` does.
+    pub async fn revoke_operator_token(&self, id: &str) {
+        let owner = portcullis_store::bootstrap::runtime_pool(&self.db.owner, 1)
+            .await
+            .unwrap();
+        portcullis_service::platform::revoke_operator_token(&owner, id.parse().unwrap())
+            .await
+            .unwrap();
+        owner.close().await;
+    }
+
+    /// The platform scope's entries (sequenced first), oldest first, as [`Self::audit_actions`]
+    /// shows an environment's, with the actor type and target.
+    pub async fn platform_actions(&self) -> Vec<Value> {
+        self.db.sequence(portcullis_store::PLATFORM_SCOPE).await;
+        let mut conn = self.db.admin_conn().await;
+        sqlx::query_scalar(
+            "SELECT jsonb_build_object('action', action, 'after', after, 'outcome', outcome,
+                    'actor_type', actor_type, 'actor_id', actor_id, 'target_id', target_id)
+               FROM audit_log WHERE environment_id = $1 ORDER BY seq",
+        )
+        .bind(portcullis_store::PLATFORM_SCOPE)
+        .fetch_all(&mut conn)
+        .await
+        .unwrap()
+    }
+
     pub async fn audit_actions(&self, env: &str) -> Vec<Value> {
         self.db.sequence(env.parse().expect("environment id")).await;
         let mut conn = self.db.admin_conn().await;
