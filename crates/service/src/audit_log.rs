@@ -42,6 +42,19 @@ pub fn parse_time(
 
 /// A page of the environment's audit entries, with personal data opened (or
 /// `[erased]`).
+impl AuditQuery {
+    /// The store's filter for this query; a malformed `from`/`to` is a clear input error.
+    pub(crate) fn filter(&self) -> ServiceResult<audit_log::Filter> {
+        Ok(audit_log::Filter {
+            action: self.action.clone(),
+            actor_id: self.actor_id,
+            target_id: self.target_id.clone(),
+            from: parse_time(self.from.as_deref(), "from")?,
+            to: parse_time(self.to.as_deref(), "to")?,
+        })
+    }
+}
+
 pub async fn list_audit(
     services: &Services,
     caller: &Principal,
@@ -51,13 +64,7 @@ pub async fn list_audit(
     let mut tx = caller.enter(services, env).await?;
     tx.require(Permission::AuditRead)?;
     services.store().sequence(env.as_uuid()).await?;
-    let filter = audit_log::Filter {
-        action: query.action.clone(),
-        actor_id: query.actor_id,
-        target_id: query.target_id,
-        from: parse_time(query.from.as_deref(), "from")?,
-        to: parse_time(query.to.as_deref(), "to")?,
-    };
+    let filter = query.filter()?;
     let page = audit_log::list(&mut tx, query.page, &filter).await?;
     tx.audit(
         AuditEvent::success("audit.read", "audit_log", env)

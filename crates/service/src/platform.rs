@@ -15,7 +15,7 @@ use portcullis_store::{AuditEvent, RequestMeta, StoreError, TenantTx, PLATFORM_S
 use sqlx::PgPool;
 use time::{Duration, OffsetDateTime};
 
-use crate::audit_log::{parse_time, AuditQuery};
+use crate::audit_log::AuditQuery;
 use crate::{Credential, Principal, ServiceError, ServiceResult, Services};
 
 /// The longest an operator token may live.
@@ -134,13 +134,7 @@ pub async fn list_platform_audit(
     let mut tx = enter_as_operator(services, caller).await?;
     tx.require(Permission::AuditRead)?;
     services.store().sequence(PLATFORM_SCOPE).await?;
-    let filter = audit_log::Filter {
-        action: query.action.clone(),
-        actor_id: query.actor_id,
-        target_id: query.target_id,
-        from: parse_time(query.from.as_deref(), "from")?,
-        to: parse_time(query.to.as_deref(), "to")?,
-    };
+    let filter = query.filter()?;
     let page = audit_log::list(&mut tx, query.page, &filter).await?;
     tx.audit(
         AuditEvent::success("audit.read", "audit_log", PLATFORM_SCOPE).after(serde_json::json!({
