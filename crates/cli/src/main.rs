@@ -275,21 +275,41 @@ enum KeysCommand {
     RotatePii,
 }
 
-fn init_logging(config: &Config) {
-    use tracing_subscriber::EnvFilter;
-    let filter = EnvFilter::try_from_default_env()
-        .or_else(|_| EnvFilter::try_new(&config.log.level))
-        .unwrap_or_else(|_| EnvFilter::new("info"));
+/// The log filter: `RUST_LOG` when set, else `[log] level`. Either must parse; a filter that
+/// does not is an error at start, never silently replaced by another.
+fn log_filter(config: &Config) -> Result<tracing_subscriber::filter::Targets, String> {
+    let (source, text) = match std::env::var("RUST_LOG") {
+        Ok(v) if !v.trim().is_empty() => ("RUST_LOG", v),
+        _ => ("[log] level", config.log.level.clone()),
+    };
+    text.trim().parse().map_err(|e| {
+        format!(
+            "{source} = {text:?} is not a log filter ({e}); write a level (error, warn, info, \
+             debug, trace) or target=level pairs, e.g. \"info,portcullis_store=debug\""
+        )
+    })
+}
+
+fn init_logging(config: &Config) -> Result<(), String> {
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
+    let filter = log_filter(config)?;
     // Colour only for a person at a terminal: a file, a pipe or a journal gets plain text.
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
     let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
+        .with_max_level(tracing::Level::TRACE)
         .with_ansi(ansi)
         .with_writer(std::io::stderr);
     match config.log.format {
-        LogFormat::Json => builder.json().flatten_event(true).init(),
-        LogFormat::Human => builder.init(),
+        LogFormat::Json => builder
+            .json()
+            .flatten_event(true)
+            .finish()
+            .with(filter)
+            .init(),
+        LogFormat::Human => builder.finish().with(filter).init(),
     }
+    Ok(())
 }
 
 fn main() -> ExitCode {
@@ -301,7 +321,10 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    init_logging(&config);
+    if let Err(e) = init_logging(&config) {
+        eprintln!("error: {e}");
+        return ExitCode::from(2);
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

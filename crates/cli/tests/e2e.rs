@@ -1161,3 +1161,44 @@ async fn e3_the_operator_creates_lists_and_revokes_tokens_with_the_cli() {
         assert_eq!(out.status.code(), Some(2), "{bad}");
     }
 }
+
+/// Issue 12, item 1 (the lighter build drops the regex-based filter): a log filter that does
+/// not parse, in `RUST_LOG` or in `[log] level`, stops the command with an error naming where
+/// it came from; nothing falls back to another filter silently. A target filter still works.
+#[test]
+fn a_log_filter_that_does_not_parse_is_refused_and_names_its_source() {
+    for (var, value, source) in [
+        ("RUST_LOG", "portcullis=loud", "RUST_LOG"),
+        ("PORTCULLIS_LOG__LEVEL", "info,sqlx=[x]", "[log] level"),
+    ] {
+        let out = Command::new(BIN)
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env(var, value)
+            .args(["operator", "token", "list"])
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{stderr}");
+        assert!(
+            stderr.contains(source) && stderr.contains("is not a log filter"),
+            "{stderr}"
+        );
+    }
+    // A valid target filter: the command runs (and fails later, for want of a database, with
+    // its own error rather than a filter error).
+    let out = Command::new(BIN)
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("RUST_LOG", "warn,portcullis_store=debug")
+        .env(
+            "PORTCULLIS_DATABASE__URL",
+            "postgres://nobody@127.0.0.1:1/none",
+        )
+        .env("PORTCULLIS_DATA_DIR", scratch("log-filter"))
+        .args(["operator", "token", "list"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!stderr.contains("is not a log filter"), "{stderr}");
+}

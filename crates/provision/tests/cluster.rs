@@ -18,9 +18,15 @@ type TestResult = Result<(), Box<dyn Error + Send + Sync>>;
 
 /// Routes the crate's tracing output to the test harness (shown for failing tests).
 fn init_logging() {
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
+    let only_this_crate = tracing_subscriber::filter::Targets::new()
+        .with_target("portcullis_provision", tracing::Level::DEBUG);
     let _ = tracing_subscriber::fmt()
-        .with_env_filter("portcullis_provision=debug")
+        .with_max_level(tracing::Level::DEBUG)
         .with_test_writer()
+        .finish()
+        .with(only_this_crate)
         .try_init();
 }
 

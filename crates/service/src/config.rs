@@ -396,7 +396,8 @@ impl Default for AuthConfig {
 pub struct LogConfig {
     /// `human` or `json`.
     pub format: LogFormat,
-    /// A tracing filter, e.g. `info` or `portcullis=debug,sqlx=warn`.
+    /// A log filter, e.g. `info` or `info,portcullis_store=debug,sqlx=warn` (checked by the CLI
+    /// at start; `RUST_LOG` takes its place when set).
     pub level: String,
 }
 
