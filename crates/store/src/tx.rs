@@ -393,10 +393,7 @@ impl Store {
         .fetch_optional(&mut *tx)
         .await?;
         let row = row.ok_or(StoreError::NotFound)?;
-        let stored = TokenHash::from_bytes(&row.token_hash).ok_or(StoreError::NotFound)?;
-        if stored != *hash || row.revoked_at.is_some() || row.expires_at.is_some_and(|e| e <= now) {
-            return Err(StoreError::NotFound);
-        }
+        live_token(&row.token_hash, hash, row.revoked_at, row.expires_at, now)?;
         let environment = EnvironmentId::from_uuid(row.environment_id);
         let creator = IdentityId::from_uuid(row.created_by);
         let actor = Actor::ApiToken {
@@ -515,10 +512,7 @@ impl Store {
         .fetch_optional(&mut *tx)
         .await?;
         let row = row.ok_or(StoreError::NotFound)?;
-        let stored = TokenHash::from_bytes(&row.token_hash).ok_or(StoreError::NotFound)?;
-        if stored != *hash || row.revoked_at.is_some() || row.expires_at.is_some_and(|e| e <= now) {
-            return Err(StoreError::NotFound);
-        }
+        live_token(&row.token_hash, hash, row.revoked_at, row.expires_at, now)?;
         let actor = Actor::OperatorToken(portcullis_core::OperatorTokenId::from_uuid(row.token_id));
         let permissions = PermissionSet::of(&[Permission::AuditRead]);
         let caller = Caller {
@@ -531,16 +525,7 @@ impl Store {
             token_hash: Some(*hash),
             ..caller.context(Purpose::OperatorRead)
         };
-        let mut tx = TenantTx::start(
-            tx,
-            self.signer.clone(),
-            context,
-            caller,
-            meta,
-            self.keys.clone(),
-            (self.cache.clone(), self.sequencer.clone()),
-        )
-        .await?;
+        let mut tx = self.start_in(tx, context, caller, meta).await?;
         // Recorded at most once a minute, as for API tokens: the update locks the token's row
         // until this transaction ends, and revoking the token waits for that.
         if row
@@ -590,10 +575,22 @@ impl Store {
         caller: Caller,
         meta: RequestMeta,
     ) -> Result<TenantTx, StoreError> {
+        let context = caller.context(purpose);
+        self.start_in(tx, context, caller, meta).await
+    }
+
+    /// Enters `context` (the caller's, or one derived from it) and hands back the transaction.
+    async fn start_in(
+        &self,
+        tx: Transaction<'static, Postgres>,
+        context: Context,
+        caller: Caller,
+        meta: RequestMeta,
+    ) -> Result<TenantTx, StoreError> {
         TenantTx::start(
             tx,
             self.signer.clone(),
-            caller.context(purpose),
+            context,
             caller,
             meta,
             self.keys.clone(),
@@ -601,6 +598,23 @@ impl Store {
         )
         .await
     }
+}
+
+/// A stored token row is live for `hash`: the stored hash is this one (compared in constant
+/// time by `TokenHash`), it is not revoked and not expired. `NotFound` otherwise, the same
+/// answer as for an unknown token.
+fn live_token(
+    stored: &[u8],
+    hash: &TokenHash,
+    revoked_at: Option<OffsetDateTime>,
+    expires_at: Option<OffsetDateTime>,
+    now: OffsetDateTime,
+) -> Result<(), StoreError> {
+    let stored = TokenHash::from_bytes(stored).ok_or(StoreError::NotFound)?;
+    if stored != *hash || revoked_at.is_some() || expires_at.is_some_and(|e| e <= now) {
+        return Err(StoreError::NotFound);
+    }
+    Ok(())
 }
 
 /// The role (and custom permissions) of `identity`'s membership in `environment`, read in a
