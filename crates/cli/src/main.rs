@@ -7,6 +7,8 @@
 
 mod audit;
 mod db;
+mod evidence;
+mod fetch;
 mod keys;
 mod operator;
 mod output;
@@ -155,6 +157,44 @@ enum AuditCommand {
         /// nothing but the chain itself vouches for those entries.
         #[arg(long)]
         accept_uncheckpointed: bool,
+        /// Checkpoints kept outside the operator's reach, checked against the bundle (with
+        /// --bundle): a file of checkpoint texts or of a checkpoint feed page, or a directory
+        /// of `*.checkpoint` and `*.json` files (`audit fetch-checkpoints --out DIR`).
+        /// Repeatable.
+        #[arg(long, value_name = "FILE|DIR", requires = "bundle")]
+        checkpoints: Vec<PathBuf>,
+        /// An anchor directory (as `audit.anchor_dir`: `DIR/<environment>/<size>.checkpoint`)
+        /// whose checkpoints of the bundle's environment are checked too (with --bundle).
+        /// Repeatable.
+        #[arg(long, value_name = "DIR", requires = "bundle")]
+        anchors: Vec<PathBuf>,
+        /// A signed monthly report (`audit report`) whose closing and previous checkpoints are
+        /// checked too (with --bundle). Repeatable.
+        #[arg(long, value_name = "FILE", requires = "bundle")]
+        report: Vec<PathBuf>,
+    },
+    /// Keep copies of an environment's signed checkpoints from the checkpoint feed of a
+    /// running server (`GET /v1/environments/{id}/audit/checkpoints`), one file per checkpoint
+    /// (`OUT/<size>.checkpoint`), for `audit verify --bundle ... --checkpoints OUT`. Files
+    /// already there are kept (never overwritten); a different checkpoint for a size already
+    /// kept is reported and fails the command.
+    FetchCheckpoints {
+        /// The server's base URL, e.g. https://portcullis.example.com (http:// only to loopback).
+        #[arg(long)]
+        url: String,
+        /// The environment (its id).
+        #[arg(long, value_name = "ENVIRONMENT_ID", value_parser = parse_environment)]
+        environment: portcullis_core::EnvironmentId,
+        /// A file holding a bearer token with audit.read in that environment (an API token of
+        /// the auditor role).
+        #[arg(long, value_name = "FILE")]
+        token_file: PathBuf,
+        /// The directory to keep the checkpoints in (created if needed).
+        #[arg(long, value_name = "DIR")]
+        out: PathBuf,
+        /// Trust this PEM certificate (a self-signed server's) instead of the public roots.
+        #[arg(long, value_name = "FILE")]
+        ca_file: Option<PathBuf>,
     },
     /// List the newest entries of an environment's log, or of the platform scope (sign-ups,
     /// sign-ins, failed sign-ins, platform key changes), newest first.
