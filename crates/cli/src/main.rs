@@ -161,16 +161,16 @@ enum AuditCommand {
         /// --bundle): a file of checkpoint texts or of a checkpoint feed page, or a directory
         /// of `*.checkpoint` and `*.json` files (`audit fetch-checkpoints --out DIR`).
         /// Repeatable.
-        #[arg(long, value_name = "FILE|DIR", requires = "bundle")]
+        #[arg(long, value_name = "FILE|DIR", conflicts_with = "environment")]
         checkpoints: Vec<PathBuf>,
         /// An anchor directory (as `audit.anchor_dir`: `DIR/<environment>/<size>.checkpoint`)
         /// whose checkpoints of the bundle's environment are checked too (with --bundle).
         /// Repeatable.
-        #[arg(long, value_name = "DIR", requires = "bundle")]
+        #[arg(long, value_name = "DIR", conflicts_with = "environment")]
         anchors: Vec<PathBuf>,
         /// A signed monthly report (`audit report`) whose closing and previous checkpoints are
         /// checked too (with --bundle). Repeatable.
-        #[arg(long, value_name = "FILE", requires = "bundle")]
+        #[arg(long, value_name = "FILE", conflicts_with = "environment")]
         report: Vec<PathBuf>,
     },
     /// Keep copies of an environment's signed checkpoints from the checkpoint feed of a

@@ -12,6 +12,7 @@
 mod support;
 
 mod anchor_s3;
+mod audit_anchors;
 mod api;
 mod audit_report;
 mod audit_trail;
