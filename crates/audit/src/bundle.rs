@@ -154,7 +154,9 @@ impl<W: Write> BundleWriter<W> {
         sources.sort();
         sources.dedup();
         if sources.is_empty() {
-            return Err(io::Error::other("a checkpoint line needs at least one source"));
+            return Err(io::Error::other(
+                "a checkpoint line needs at least one source",
+            ));
         }
         let line = CheckpointLine {
             checkpoint: checkpoint.to_owned(),
@@ -358,7 +360,12 @@ pub fn verify_bundle<R: BufRead>(
 }
 
 /// A checkpoint line of a bundle of `version`.
-fn checkpoint_line(verifier: &mut Verifier<'_>, version: Version, line: CheckpointLine, line_no: u64) {
+fn checkpoint_line(
+    verifier: &mut Verifier<'_>,
+    version: Version,
+    line: CheckpointLine,
+    line_no: u64,
+) {
     let source = match (version, line.sources.as_deref()) {
         (Version::V1, None) => "the bundle",
         (Version::V2, Some(sources)) => match bundle_source(sources) {

@@ -185,8 +185,8 @@ fn anchor_dir(env: Uuid, dir: &Path, evidence: &mut Evidence) -> anyhow::Result<
 /// `--report FILE`: a signed monthly report's closing checkpoint and the previous month's.
 /// The report's own signature is not needed for this: each checkpoint is signed.
 fn report(env: Uuid, path: &Path, evidence: &mut Evidence) -> anyhow::Result<()> {
-    let bytes =
-        std::fs::read(path).with_context(|| format!("--report {}: cannot read it", path.display()))?;
+    let bytes = std::fs::read(path)
+        .with_context(|| format!("--report {}: cannot read it", path.display()))?;
     let report = SignedReport::parse(&bytes).map_err(|f| {
         anyhow::anyhow!(
             "--report {}: not a signed monthly report: {}: {}",

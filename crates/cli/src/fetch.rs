@@ -121,7 +121,9 @@ pub(crate) async fn fetch(
         }
         match page.next_after {
             Some(next) if next > after => after = next,
-            Some(next) => bail!("{url}: the feed did not advance (next_after {next} after {after})"),
+            Some(next) => {
+                bail!("{url}: the feed did not advance (next_after {next} after {after})")
+            }
             None => break,
         }
     }

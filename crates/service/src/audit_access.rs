@@ -216,8 +216,7 @@ pub async fn checkpoint_feed(
         .map_err(|_| ServiceError::bad_request("invalid_query", "after is too large"))?;
     let mut tx = caller.enter(services, env).await?;
     tx.require(Permission::AuditRead)?;
-    let rows =
-        audit_log::checkpoints_after(&mut tx, after_i64, i64::from(limit) + 1).await?;
+    let rows = audit_log::checkpoints_after(&mut tx, after_i64, i64::from(limit) + 1).await?;
     let more = rows.len() > limit as usize;
     let mut checkpoints = vec![];
     let mut last = after;
@@ -243,9 +242,8 @@ pub async fn checkpoint_feed(
         }
     }
     tx.audit(
-        AuditEvent::success("audit.read", "audit_checkpoint_feed", after).after(
-            serde_json::json!({ "after": after, "returned": checkpoints.len() }),
-        ),
+        AuditEvent::success("audit.read", "audit_checkpoint_feed", after)
+            .after(serde_json::json!({ "after": after, "returned": checkpoints.len() })),
     )
     .await?;
     tx.commit().await?;

@@ -401,7 +401,10 @@ mod tests {
     #[test]
     fn l4_local_anchors_next_to_the_database_are_warned_about_and_s3_is_not() {
         let default = anchor_placement_warning(&config("")).unwrap().unwrap();
-        assert!(default.contains("private cluster on this host"), "{default}");
+        assert!(
+            default.contains("private cluster on this host"),
+            "{default}"
+        );
         assert!(default.contains("same filesystem"), "{default}");
         assert!(default.contains("[audit.s3]"), "{default}");
 
@@ -439,7 +442,10 @@ mod tests {
         #[cfg(target_os = "linux")]
         if let (Ok(a), Ok(b)) = (std::fs::metadata("/proc"), std::fs::metadata(&dir)) {
             use std::os::unix::fs::MetadataExt;
-            assert_eq!(same_filesystem(Path::new("/proc"), &dir), a.dev() == b.dev());
+            assert_eq!(
+                same_filesystem(Path::new("/proc"), &dir),
+                a.dev() == b.dev()
+            );
         }
     }
 }

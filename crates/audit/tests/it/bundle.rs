@@ -282,7 +282,10 @@ fn l4_bundle_versions_and_checkpoint_sources_are_checked() {
     let p = verify_bytes(&join(&v1_with_sources), &trusted)
         .first_problem
         .unwrap();
-    assert_eq!((p.kind, p.detail.starts_with("line 2:")), (ProblemKind::Malformed, true));
+    assert_eq!(
+        (p.kind, p.detail.starts_with("line 2:")),
+        (ProblemKind::Malformed, true)
+    );
 
     for bad in [
         serde_json::json!({"checkpoint": cp.to_string()}),

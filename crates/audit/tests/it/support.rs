@@ -5,8 +5,8 @@
 use portcullis_audit::entry::merkle_leaf;
 use portcullis_audit::merkle::{self, MerkleTree};
 use portcullis_audit::{
-    entry_hash, verify_bundle, BundleWriter, CheckpointSource, Checkpoint, EntryHashInput, Hash, PublicKey, Report,
-    SignedCheckpoint, SigningKey, VerifyOptions, GENESIS_PREV_HASH,
+    entry_hash, verify_bundle, BundleWriter, Checkpoint, CheckpointSource, EntryHashInput, Hash,
+    PublicKey, Report, SignedCheckpoint, SigningKey, VerifyOptions, GENESIS_PREV_HASH,
 };
 use serde_json::{json, Value};
 use uuid::Uuid;

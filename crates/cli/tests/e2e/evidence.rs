@@ -81,7 +81,8 @@ fn write_bundle(
     .unwrap();
     let mut prev = GENESIS_PREV_HASH;
     for (i, body) in bodies.iter().enumerate() {
-        w.write_entry(i as u64 + 1, &prev, &hashes[i], body).unwrap();
+        w.write_entry(i as u64 + 1, &prev, &hashes[i], body)
+            .unwrap();
         prev = hashes[i];
     }
     std::fs::write(path, w.finish().unwrap()).unwrap();
@@ -170,7 +171,11 @@ fn l4_kept_checkpoints_contradict_a_rewritten_bundle() {
     let c = case();
     let kept = c.dir.join("kept");
     std::fs::create_dir_all(&kept).unwrap();
-    std::fs::write(kept.join("00000000000000000004.checkpoint"), c.real.to_string()).unwrap();
+    std::fs::write(
+        kept.join("00000000000000000004.checkpoint"),
+        c.real.to_string(),
+    )
+    .unwrap();
     let kept = kept.display().to_string();
     let (code, out) = c.verify(&c.rewritten, &["--checkpoints", &kept]);
     assert_eq!(code, 1, "{out}");
@@ -186,7 +191,10 @@ fn l4_kept_checkpoints_contradict_a_rewritten_bundle() {
     let both = c.path("both.txt");
     std::fs::write(&both, format!("{}{}", c.real, other)).unwrap();
     let (code, out) = c.verify(&c.original, &["--checkpoints", &both]);
-    assert_eq!(code, 1, "a kept checkpoint of another tree at size 1: {out}");
+    assert_eq!(
+        code, 1,
+        "a kept checkpoint of another tree at size 1: {out}"
+    );
     assert!(out.contains("(checkpoint 2)"), "{out}");
 
     // A feed page saved with curl.
@@ -245,7 +253,10 @@ fn l4_malformed_evidence_is_an_error_or_a_finding() {
 
     let empty = c.dir.join("empty");
     std::fs::create_dir_all(&empty).unwrap();
-    let (code, out) = c.verify(&c.original, &["--checkpoints", &empty.display().to_string()]);
+    let (code, out) = c.verify(
+        &c.original,
+        &["--checkpoints", &empty.display().to_string()],
+    );
     assert_ne!(code, 0);
     assert!(out.contains("holds no .checkpoint or .json file"), "{out}");
 
@@ -270,17 +281,33 @@ fn l4_malformed_evidence_is_an_error_or_a_finding() {
     std::fs::write(garbage.join("b.checkpoint"), [0xff, 0xfe, 0x00]).unwrap();
     std::fs::write(garbage.join("c.json"), "{\"checkpoints\": 3}").unwrap();
     std::fs::write(garbage.join("d.checkpoint"), c.real.to_string()).unwrap();
-    let (code, out) = c.verify(&c.original, &["--checkpoints", &garbage.display().to_string()]);
+    let (code, out) = c.verify(
+        &c.original,
+        &["--checkpoints", &garbage.display().to_string()],
+    );
     assert_eq!(code, 1, "{out}");
     assert!(out.contains("Malformed"), "{out}");
-    assert!(out.contains("a.checkpoint is not a signed checkpoint"), "{out}");
+    assert!(
+        out.contains("a.checkpoint is not a signed checkpoint"),
+        "{out}"
+    );
     assert!(out.contains("b.checkpoint is not UTF-8"), "{out}");
-    assert!(out.contains("c.json is not a checkpoint feed page"), "{out}");
+    assert!(
+        out.contains("c.json is not a checkpoint feed page"),
+        "{out}"
+    );
     assert!(out.contains("6 good entries"), "{out}");
 
     // The flags need a bundle.
     let out = Command::new(BIN)
-        .args(["audit", "verify", "--environment", &c.env.to_string(), "--checkpoints", &missing])
+        .args([
+            "audit",
+            "verify",
+            "--environment",
+            &c.env.to_string(),
+            "--checkpoints",
+            &missing,
+        ])
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(2));

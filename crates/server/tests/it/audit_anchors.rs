@@ -172,7 +172,11 @@ async fn l4_export_carries_anchored_checkpoints_and_a_consistent_rewrite_fails()
     );
     let verdict = report.verdict(false);
     assert!(!verdict.ok);
-    assert!(verdict.lines[0].starts_with("FAILED"), "{:?}", verdict.lines);
+    assert!(
+        verdict.lines[0].starts_with("FAILED"),
+        "{:?}",
+        verdict.lines
+    );
 
     // The CLI's export (`portcullis audit export --format bundle`) carries it as well.
     let path = std::env::temp_dir().join(format!("pc-anchors-{}.bundle", Uuid::now_v7()));
@@ -203,7 +207,10 @@ async fn l4_malformed_or_unreadable_anchors_are_findings_or_refusals() {
     let problem = report.first_problem.clone().unwrap();
     assert_eq!(problem.kind, ProblemKind::Malformed, "{problem}");
     assert!(problem.detail.contains("does not parse"), "{problem}");
-    assert_eq!(report.covered, cp.checkpoint.tree_size, "the good one counts");
+    assert_eq!(
+        report.covered, cp.checkpoint.tree_size,
+        "the good one counts"
+    );
     assert!(report.entries >= cp.checkpoint.tree_size);
 
     // The anchor store unreadable: the export is refused, not shortened.
@@ -346,7 +353,13 @@ async fn l4_checkpoint_feed_serves_only_verified_checkpoints() {
     assert!(served(&tail).is_empty(), "{:?}", tail.body);
 
     // Bad input is refused with 400.
-    for q in ["?limit=0", "?limit=101", "?after=-1", "?after=x", "?other=1"] {
+    for q in [
+        "?limit=0",
+        "?limit=101",
+        "?after=-1",
+        "?after=x",
+        "?other=1",
+    ] {
         let r = s.feed(&s.owner.token, &s.env, q).await;
         assert_eq!(r.status, StatusCode::BAD_REQUEST, "{q}: {:?}", r.body);
     }
@@ -373,7 +386,10 @@ async fn l4_checkpoint_feed_of_another_tenant_is_not_found() {
         .feed(&mallory.token, &Uuid::now_v7().to_string(), "")
         .await;
     assert_eq!(theirs.status, StatusCode::NOT_FOUND);
-    assert_eq!((theirs.status, &theirs.body), (unknown.status, &unknown.body));
+    assert_eq!(
+        (theirs.status, &theirs.body),
+        (unknown.status, &unknown.body)
+    );
     let r = s.feed(&mallory.token, &own, "").await;
     assert_eq!(r.status, StatusCode::OK);
     assert!(served(&r).is_empty());
@@ -383,7 +399,9 @@ async fn l4_checkpoint_feed_of_another_tenant_is_not_found() {
     let r = s.feed(&viewer.token, &s.env, "").await;
     assert_eq!(r.status, StatusCode::FORBIDDEN, "{:?}", r.body);
     let auditor = s.app.signup("auditor@example.com").await;
-    s.app.add_member(&s.owner, &s.env, &auditor, "auditor").await;
+    s.app
+        .add_member(&s.owner, &s.env, &auditor, "auditor")
+        .await;
     let r = s.feed(&auditor.token, &s.env, "").await;
     assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
     assert_eq!(served(&r).len(), 1);

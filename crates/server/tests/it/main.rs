@@ -12,8 +12,8 @@
 mod support;
 
 mod anchor_s3;
-mod audit_anchors;
 mod api;
+mod audit_anchors;
 mod audit_report;
 mod audit_trail;
 mod cmk;
