@@ -23,9 +23,18 @@ pub(crate) async fn run(command: AuditCommand, config: Config) -> anyhow::Result
         token_file,
         out,
         ca_file,
+        recheck,
     } = &command
     {
-        return crate::fetch::run(url, *environment, token_file, out, ca_file.as_deref()).await;
+        return crate::fetch::run(
+            url,
+            *environment,
+            token_file,
+            out,
+            ca_file.as_deref(),
+            *recheck,
+        )
+        .await;
     }
     if let AuditCommand::Verify {
         bundle: Some(path),

@@ -5,7 +5,8 @@
 //!
 //! Write-once like an anchor directory: a kept file is never replaced; the same text again is
 //! a no-op, a different checkpoint for a size already kept is a conflict (a forked log) that
-//! fails the command. Texts that do not parse, or that name another environment or size, are
+//! fails the command. A fetch resumes after the largest size kept; `--recheck` reads the feed
+//! from the start and compares every kept copy. Texts that do not parse, or that name another environment or size, are
 //! refused and not kept.
 
 use std::io::{ErrorKind, Write};
@@ -45,8 +46,9 @@ pub(crate) async fn run(
     token_file: &Path,
     out: &Path,
     ca_file: Option<&Path>,
+    recheck: bool,
 ) -> anyhow::Result<ExitCode> {
-    let fetched = fetch(url, env, token_file, out, ca_file).await?;
+    let fetched = fetch(url, env, token_file, out, ca_file, recheck).await?;
     for r in &fetched.refused {
         println!("FAILED: {r}");
     }
@@ -69,6 +71,7 @@ pub(crate) async fn fetch(
     token_file: &Path,
     out: &Path,
     ca_file: Option<&Path>,
+    recheck: bool,
 ) -> anyhow::Result<Fetched> {
     let token = std::fs::read_to_string(token_file)
         .with_context(|| format!("--token-file {}: cannot read it", token_file.display()))?;
@@ -94,8 +97,13 @@ pub(crate) async fn fetch(
     };
     std::fs::create_dir_all(out).with_context(|| format!("--out {}", out.display()))?;
     let mut fetched = Fetched::default();
-    // Resume after the largest size kept: the feed only grows.
-    let mut after = kept_sizes(out)?.into_iter().max().unwrap_or(0);
+    // Resume after the largest size kept (the feed only grows), or, to compare every kept
+    // copy with what the server serves now, from the start.
+    let mut after = if recheck {
+        0
+    } else {
+        kept_sizes(out)?.into_iter().max().unwrap_or(0)
+    };
     loop {
         let target = format!("/v1/environments/{env}/audit/checkpoints?after={after}");
         let request = Request::new(Method::GET, endpoint.clone(), target)

@@ -195,6 +195,10 @@ enum AuditCommand {
         /// Trust this PEM certificate (a self-signed server's) instead of the public roots.
         #[arg(long, value_name = "FILE")]
         ca_file: Option<PathBuf>,
+        /// Read the feed from the start and compare every kept copy with what the server
+        /// serves now (by default the fetch resumes after the largest size kept).
+        #[arg(long)]
+        recheck: bool,
     },
     /// List the newest entries of an environment's log, or of the platform scope (sign-ups,
     /// sign-ins, failed sign-ins, platform key changes), newest first.

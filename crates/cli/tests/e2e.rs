@@ -17,6 +17,8 @@ use serde_json::Value;
 
 #[path = "e2e/evidence.rs"]
 mod evidence;
+#[path = "e2e/feed.rs"]
+mod feed;
 
 const BIN: &str = env!("CARGO_BIN_EXE_portcullis");
 
