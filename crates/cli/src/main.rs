@@ -157,19 +157,22 @@ enum AuditCommand {
         /// nothing but the chain itself vouches for those entries.
         #[arg(long)]
         accept_uncheckpointed: bool,
-        /// Checkpoints kept outside the operator's reach, checked against the bundle (with
-        /// --bundle): a file of checkpoint texts or of a checkpoint feed page, or a directory
-        /// of `*.checkpoint` and `*.json` files (`audit fetch-checkpoints --out DIR`).
-        /// Repeatable.
+        /// Checkpoints kept elsewhere to check the bundle against; repeatable.
+        ///
+        /// A file of checkpoint texts or a saved checkpoint feed page, or a directory of
+        /// `*.checkpoint` and `*.json` files (`audit fetch-checkpoints --out DIR`). Only with
+        /// --bundle.
         #[arg(long, value_name = "FILE|DIR", conflicts_with = "environment")]
         checkpoints: Vec<PathBuf>,
-        /// An anchor directory (as `audit.anchor_dir`: `DIR/<environment>/<size>.checkpoint`)
-        /// whose checkpoints of the bundle's environment are checked too (with --bundle).
-        /// Repeatable.
+        /// An anchor directory whose checkpoints to check the bundle against; repeatable.
+        ///
+        /// Laid out as `audit.anchor_dir` is: `DIR/<environment>/<size>.checkpoint`; the
+        /// bundle's environment must be there. Only with --bundle.
         #[arg(long, value_name = "DIR", conflicts_with = "environment")]
         anchors: Vec<PathBuf>,
-        /// A signed monthly report (`audit report`) whose closing and previous checkpoints are
-        /// checked too (with --bundle). Repeatable.
+        /// A signed monthly report whose checkpoints to check the bundle against; repeatable.
+        ///
+        /// Its closing checkpoint and the previous month's. Only with --bundle.
         #[arg(long, value_name = "FILE", conflicts_with = "environment")]
         report: Vec<PathBuf>,
     },
@@ -185,8 +188,9 @@ enum AuditCommand {
         /// The environment (its id).
         #[arg(long, value_name = "ENVIRONMENT_ID", value_parser = parse_environment)]
         environment: portcullis_core::EnvironmentId,
-        /// A file holding a bearer token with audit.read in that environment (an API token of
-        /// the auditor role).
+        /// A file holding a bearer token with audit.read in that environment.
+        ///
+        /// E.g. an API token of the auditor role.
         #[arg(long, value_name = "FILE")]
         token_file: PathBuf,
         /// The directory to keep the checkpoints in (created if needed).
@@ -195,8 +199,9 @@ enum AuditCommand {
         /// Trust this PEM certificate (a self-signed server's) instead of the public roots.
         #[arg(long, value_name = "FILE")]
         ca_file: Option<PathBuf>,
-        /// Read the feed from the start and compare every kept copy with what the server
-        /// serves now (by default the fetch resumes after the largest size kept).
+        /// Read the feed from the start and compare every kept copy.
+        ///
+        /// By default the fetch resumes after the largest size kept.
         #[arg(long)]
         recheck: bool,
     },

@@ -110,7 +110,10 @@ async fn l4_customers_keep_checkpoints_from_the_feed_and_verify_bundles_with_the
     assert_eq!(files.len(), 1);
     let out = fetch(&token_file);
     let said = String::from_utf8_lossy(&out.stdout).to_string();
-    assert!(said.contains("kept 0 new checkpoints"), "resumed after it: {said}");
+    assert!(
+        said.contains("kept 0 new checkpoints"),
+        "resumed after it: {said}"
+    );
     let out = fetch_with(&token_file, &["--recheck"]);
     let said = String::from_utf8_lossy(&out.stdout).to_string();
     assert!(
