@@ -418,3 +418,62 @@ async fn l4_checkpoint_feed_of_another_tenant_is_not_found() {
     assert_eq!(anonymous.status, StatusCode::UNAUTHORIZED);
     let _: &Value = &anonymous.body;
 }
+
+/// Control L4 (issue 11, item 2) with S3 Object Lock anchors (moto; skipped, saying so, when
+/// moto is not installed): the rewrite is caught by the checkpoint the export read from the
+/// bucket, after the database's were deleted.
+#[tokio::test]
+async fn l4_export_carries_checkpoints_anchored_in_s3() {
+    use portcullis_service::anchor::{Anchors, S3AnchorConfig, S3Anchors};
+    let Some(moto) = portcullis_outbound::testing::Moto::start() else {
+        return;
+    };
+    let (key_id, secret) = moto.enforce_auth("s3:*");
+    let mut config = S3AnchorConfig::new(
+        "eu-west-1",
+        "pc-anchors-export",
+        key_id,
+        portcullis_crypto::Secret::new(secret),
+    );
+    config.endpoint = moto.endpoint();
+    let s3 = S3Anchors::new(config).unwrap();
+    s3.ensure_bucket().await.unwrap();
+    let anchors = Anchors::from(s3);
+
+    let s = setup(3).await;
+    let store = s.app.db.store().await;
+    let anchored = support::trail::checkpoint(&store, &s.signer, &anchors, s.env_id).await;
+    chain::tamper(
+        &s.app.db,
+        AuditTable::Log,
+        s.env_id,
+        "UPDATE audit_log SET after = '{\"name\":\"history rewritten\"}' WHERE environment_id = $1 AND seq = 2",
+    )
+    .await;
+    chain::rehash(&s.app.db, s.env_id).await;
+    chain::tamper(
+        &s.app.db,
+        AuditTable::Checkpoints,
+        s.env_id,
+        "DELETE FROM audit_checkpoints WHERE environment_id = $1",
+    )
+    .await;
+    // moto checks a listing's signature over the decoded query (`Moto::check_signatures`).
+    moto.check_signatures(false);
+    let path = std::env::temp_dir().join(format!("pc-s3-{}.bundle", Uuid::now_v7()));
+    trail::export_to_file(&store, &anchors, s.env_id, "bundle", &path, |_, _| {})
+        .await
+        .unwrap();
+    let bundle = std::fs::read_to_string(&path).unwrap();
+    std::fs::remove_file(&path).unwrap();
+    assert!(bundle.contains(r#""sources":["anchor"]"#), "{bundle}");
+    let problem = verify(&bundle, &s.pinned().await).first_problem.unwrap();
+    assert_eq!(
+        (problem.kind, problem.seq),
+        (
+            ProblemKind::InconsistentWithCheckpoint,
+            Some(anchored.checkpoint.tree_size)
+        ),
+        "{problem}"
+    );
+}
