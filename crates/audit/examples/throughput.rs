@@ -69,7 +69,10 @@ fn generate<W: std::io::Write>(n: u64, out: W) -> Result<W, Box<dyn std::error::
         issued_at: 0,
     });
     let mut w = BundleWriter::new(out, env, &[key.public_key()])?;
-    w.write_checkpoint(&checkpoint)?;
+    w.write_checkpoint(
+        &checkpoint.to_string(),
+        &[portcullis_audit::CheckpointSource::Database],
+    )?;
     let mut prev = GENESIS_PREV_HASH;
     for (seq, hash) in (1..=n).zip(&hashes) {
         w.write_entry(seq, &prev, hash, &body(seq))?;
@@ -90,6 +93,7 @@ fn measure(bundle: impl std::io::BufRead) -> Result<(), Box<dyn std::error::Erro
         VerifyOptions {
             trust: KeyTrust::BundleKeys,
             extra_checkpoints: &[],
+            evidence_findings: &[],
             progress: None,
         },
     )?;

@@ -1,8 +1,8 @@
 //! The export bundle (controls L3, L5): one JSON Lines file an auditor verifies offline.
 //!
 //! ```text
-//! {"format":"portcullis-audit-bundle/v1","environment_id":"<uuid>","public_keys":[{"key_id":"<16 hex>","public_key":"<64 hex>"}]}
-//! {"checkpoint":"<signed checkpoint text>"}
+//! {"format":"portcullis-audit-bundle/v2","environment_id":"<uuid>","public_keys":[{"key_id":"<16 hex>","public_key":"<64 hex>"}]}
+//! {"checkpoint":"<signed checkpoint text>","sources":["database","anchor"]}
 //! {"seq":1,"prev_hash":"<64 hex>","entry_hash":"<64 hex>","body":<canonical JSON>}
 //! ...
 //! ```
@@ -12,6 +12,11 @@
 //! one, so a streaming verifier knows it when it gets there; [`BundleWriter`] puts all of
 //! them right after the header. The header's keys say which keys signed; trusting them is the
 //! auditor's decision ([`KeyTrust`]), since whoever wrote the bundle also wrote that list.
+//!
+//! Version 2 (issue 11) carries the anchored checkpoints too, each line saying where its
+//! checkpoint was found (`sources`: the database, the write-once anchor store, or both), and a
+//! checkpoint text that does not parse is a finding, not the end of verification. Version 1
+//! bundles (checkpoint lines without `sources`) still verify.
 
 use std::io::{self, BufRead, Write};
 use std::num::NonZeroU64;
@@ -27,8 +32,39 @@ use crate::entry::entry_hash_of_canonical;
 use crate::verify::{Body, Problem, ProblemKind, Report, StoredEntry, Verifier};
 use crate::{hex, Hash};
 
-pub const BUNDLE_FORMAT: &str = "portcullis-audit-bundle/v1";
+pub const BUNDLE_FORMAT: &str = "portcullis-audit-bundle/v2";
+/// The first version: database checkpoints only, checkpoint lines without `sources`.
+/// Still verified.
+pub const BUNDLE_FORMAT_V1: &str = "portcullis-audit-bundle/v1";
 
+/// Where an exported checkpoint was found (bundle v2 `sources`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CheckpointSource {
+    /// `audit_checkpoints`: reachable by whoever has the database.
+    Database,
+    /// The write-once anchor store (L4): a directory or S3 Object Lock.
+    Anchor,
+}
+
+/// How a bundle's checkpoint from `sources` is named in a verdict.
+fn bundle_source(sources: &[CheckpointSource]) -> Option<&'static str> {
+    use CheckpointSource::{Anchor, Database};
+    match sources {
+        [Database] => Some("the bundle (database)"),
+        [Anchor] => Some("the bundle (anchor store; not in the database)"),
+        [Database, Anchor] | [Anchor, Database] => Some("the bundle (database and anchor store)"),
+        _ => None,
+    }
+}
+
+/// A checkpoint the auditor holds from elsewhere, and where from (named in the verdict: `kept
+/// checkpoint file k/00000000000000000005.checkpoint`, `anchor directory /mnt/anchors`, ...).
+#[derive(Clone, Debug)]
+pub struct HeldCheckpoint {
+    pub checkpoint: SignedCheckpoint,
+    pub source: String,
+}
 #[derive(Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct Header {
@@ -58,6 +94,16 @@ struct EntryLine<'a> {
 #[serde(deny_unknown_fields)]
 struct CheckpointLine {
     checkpoint: String,
+    /// Version 2 only, and required there.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    sources: Option<Vec<CheckpointSource>>,
+}
+
+/// The bundle format versions this crate reads.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Version {
+    V1,
+    V2,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -96,9 +142,25 @@ impl<W: Write> BundleWriter<W> {
         })
     }
 
-    pub fn write_checkpoint(&mut self, checkpoint: &SignedCheckpoint) -> io::Result<()> {
+    /// A checkpoint line: the checkpoint's text as it was found (a stored text that does not
+    /// parse is written as it is, for the verifier to report) and where it was found, which
+    /// must be one or both sources.
+    pub fn write_checkpoint(
+        &mut self,
+        checkpoint: &str,
+        sources: &[CheckpointSource],
+    ) -> io::Result<()> {
+        let mut sources = sources.to_vec();
+        sources.sort();
+        sources.dedup();
+        if sources.is_empty() {
+            return Err(io::Error::other(
+                "a checkpoint line needs at least one source",
+            ));
+        }
         let line = CheckpointLine {
-            checkpoint: checkpoint.to_string(),
+            checkpoint: checkpoint.to_owned(),
+            sources: Some(sources),
         };
         serde_json::to_writer(&mut self.out, &line)?;
         self.out.write_all(b"\n")
@@ -144,9 +206,13 @@ pub enum KeyTrust<'a> {
 
 pub struct VerifyOptions<'a> {
     pub trust: KeyTrust<'a>,
-    /// Checkpoints the auditor holds from elsewhere (write-once storage, L4, or earlier
-    /// exports). The bundle's author can leave checkpoints out; it cannot take these away.
-    pub extra_checkpoints: &'a [SignedCheckpoint],
+    /// Checkpoints the auditor holds from elsewhere (write-once storage, L4, copies kept from
+    /// the checkpoint feed, monthly reports). The bundle's author can leave checkpoints out; it
+    /// cannot take these away.
+    pub extra_checkpoints: &'a [HeldCheckpoint],
+    /// Problems in that evidence found before verification (a kept file that is not a
+    /// checkpoint): reported as findings, and verification goes on with the rest.
+    pub evidence_findings: &'a [Problem],
     /// Called with the number of verified entries every so many entries.
     pub progress: Option<(NonZeroU64, &'a mut dyn FnMut(u64))>,
 }
@@ -156,6 +222,7 @@ impl<'a> VerifyOptions<'a> {
         Self {
             trust: KeyTrust::Pinned(keys),
             extra_checkpoints: &[],
+            evidence_findings: &[],
             progress: None,
         }
     }
@@ -166,6 +233,7 @@ impl std::fmt::Debug for VerifyOptions<'_> {
         f.debug_struct("VerifyOptions")
             .field("trust", &self.trust)
             .field("extra_checkpoints", &self.extra_checkpoints.len())
+            .field("evidence_findings", &self.evidence_findings.len())
             .field("progress_every", &self.progress.as_ref().map(|p| p.0))
             .finish()
     }
@@ -187,7 +255,7 @@ pub fn verify_bundle<R: BufRead>(
     if reader.read_until(b'\n', &mut line)? == 0 {
         return Err(BundleError::Header("the file is empty".into()));
     }
-    let (environment_id, listed_keys) = parse_header(trim_newline(&line))?;
+    let (version, environment_id, listed_keys) = parse_versioned_header(trim_newline(&line))?;
     let trusted = match options.trust {
         KeyTrust::Pinned(keys) => keys,
         KeyTrust::BundleKeys => listed_keys.as_slice(),
@@ -196,8 +264,11 @@ pub fn verify_bundle<R: BufRead>(
     if let Some((every, callback)) = options.progress {
         verifier = verifier.with_progress(every, callback);
     }
-    for checkpoint in options.extra_checkpoints {
-        verifier.add_checkpoint(checkpoint);
+    for finding in options.evidence_findings {
+        verifier.note(finding.clone());
+    }
+    for held in options.extra_checkpoints {
+        verifier.add_checkpoint_from(&held.checkpoint, &held.source);
     }
 
     // Lines are read in batches. The fast path (split the line without a JSON parser, hash the
@@ -276,10 +347,7 @@ pub fn verify_bundle<R: BufRead>(
                 Err(e) => e,
             };
             match serde_json::from_slice::<CheckpointLine>(text) {
-                Ok(line) => match line.checkpoint.parse::<SignedCheckpoint>() {
-                    Ok(checkpoint) => verifier.add_checkpoint(&checkpoint),
-                    Err(e) => verifier.fail(malformed(None, line_no, &e.to_string())),
-                },
+                Ok(line) => checkpoint_line(&mut verifier, version, line, line_no),
                 Err(_) => verifier.fail(malformed(
                     None,
                     line_no,
@@ -289,6 +357,53 @@ pub fn verify_bundle<R: BufRead>(
         }
     }
     Ok(verifier.finish())
+}
+
+/// A checkpoint line of a bundle of `version`.
+fn checkpoint_line(
+    verifier: &mut Verifier<'_>,
+    version: Version,
+    line: CheckpointLine,
+    line_no: u64,
+) {
+    let source = match (version, line.sources.as_deref()) {
+        (Version::V1, None) => "the bundle",
+        (Version::V2, Some(sources)) => match bundle_source(sources) {
+            Some(source) => source,
+            None => {
+                return verifier.fail(malformed(
+                    None,
+                    line_no,
+                    "sources must be \"database\", \"anchor\" or both, each once",
+                ))
+            }
+        },
+        (Version::V1, Some(_)) => {
+            return verifier.fail(malformed(
+                None,
+                line_no,
+                "a version 1 checkpoint line has no sources",
+            ))
+        }
+        (Version::V2, None) => {
+            return verifier.fail(malformed(
+                None,
+                line_no,
+                "a version 2 checkpoint line says where it was found (sources)",
+            ))
+        }
+    };
+    match (line.checkpoint.parse::<SignedCheckpoint>(), version) {
+        (Ok(checkpoint), _) => verifier.add_checkpoint_from(&checkpoint, source),
+        (Err(e), Version::V1) => verifier.fail(malformed(None, line_no, &e.to_string())),
+        // Exported as found (a damaged anchor file, a row someone wrote): a finding, and the
+        // rest is still verified, as `verify --environment` does.
+        (Err(e), Version::V2) => verifier.note(malformed(
+            None,
+            line_no,
+            &format!("the checkpoint from {source} does not parse: {e}"),
+        )),
+    }
 }
 
 struct ExactEntry<'a> {
@@ -344,12 +459,24 @@ fn trim_newline(line: &[u8]) -> &[u8] {
 }
 
 pub(crate) fn parse_header(line: &[u8]) -> Result<(Uuid, Vec<PublicKey>), BundleError> {
+    parse_versioned_header(line).map(|(_, env, keys)| (env, keys))
+}
+
+/// The environment a bundle's header (its first line) names: which evidence to gather before
+/// verifying it (`audit verify --bundle --anchors DIR` reads that environment's anchors).
+pub fn header_environment(line: &[u8]) -> Result<Uuid, BundleError> {
+    parse_header(trim_newline(line)).map(|(env, _)| env)
+}
+
+fn parse_versioned_header(line: &[u8]) -> Result<(Version, Uuid, Vec<PublicKey>), BundleError> {
     let bad = |why: String| BundleError::Header(why);
     let header: Header =
         serde_json::from_slice(line).map_err(|e| bad(format!("first line: {e}")))?;
-    if header.format != BUNDLE_FORMAT {
-        return Err(bad(format!("unknown format {:?}", header.format)));
-    }
+    let version = match header.format.as_str() {
+        BUNDLE_FORMAT => Version::V2,
+        BUNDLE_FORMAT_V1 => Version::V1,
+        _ => return Err(bad(format!("unknown format {:?}", header.format))),
+    };
     let environment_id = Uuid::try_parse(&header.environment_id)
         .ok()
         .filter(|id| id.hyphenated().to_string() == header.environment_id)
@@ -371,5 +498,5 @@ pub(crate) fn parse_header(line: &[u8]) -> Result<(Uuid, Vec<PublicKey>), Bundle
         }
         keys.push(key);
     }
-    Ok((environment_id, keys))
+    Ok((version, environment_id, keys))
 }

@@ -377,6 +377,27 @@ impl FromStr for SignedCheckpoint {
     }
 }
 
+/// Splits a file of checkpoint texts written one after the other (as a customer keeps them,
+/// FORMAT.md §4) into the texts, each to be parsed strictly: a new text starts at every line
+/// that is exactly the version line. Text before the first such line is returned too, so that
+/// whatever a file holds besides checkpoints is reported rather than skipped.
+pub fn split_checkpoints(text: &str) -> Vec<&str> {
+    let start = format!("{CHECKPOINT_HEADER}\n");
+    let mut cuts: Vec<usize> = text
+        .match_indices(&start)
+        .map(|(at, _)| at)
+        .filter(|&at| at == 0 || text.as_bytes()[at - 1] == b'\n')
+        .collect();
+    if cuts.first() != Some(&0) {
+        cuts.insert(0, 0);
+    }
+    cuts.push(text.len());
+    cuts.windows(2)
+        .map(|w| &text[w[0]..w[1]])
+        .filter(|t| !t.is_empty())
+        .collect()
+}
+
 /// Parses an integer written the way `Display` writes it, and no other way.
 fn canonical_int<T: FromStr + ToString>(text: &str) -> Option<T> {
     text.parse::<T>().ok().filter(|n| n.to_string() == text)
@@ -388,6 +409,33 @@ mod tests {
     use super::*;
 
     const SEED_A: [u8; 32] = [0x11; 32];
+
+    /// Control L4: concatenated kept checkpoints split into texts that each parse; anything
+    /// else in the file is a piece of its own, which then fails to parse.
+    #[test]
+    fn l4_kept_checkpoint_files_split_into_checkpoints() {
+        let key = SigningKey::from_seed(&SEED_A).unwrap();
+        let cp = |size: u64| {
+            key.sign(&Checkpoint {
+                environment_id: Uuid::nil(),
+                tree_size: size,
+                root_hash: [1; 32],
+                last_entry_hash: [2; 32],
+                issued_at: 7,
+            })
+            .to_string()
+        };
+        let both = format!("{}{}", cp(1), cp(2));
+        let parts = split_checkpoints(&both);
+        assert_eq!(parts, vec![cp(1), cp(2)]);
+        assert!(parts.iter().all(|p| p.parse::<SignedCheckpoint>().is_ok()));
+        let junk = format!("junk\n{}", cp(3));
+        let parts = split_checkpoints(&junk);
+        assert_eq!(parts.len(), 2);
+        assert!(parts[0].parse::<SignedCheckpoint>().is_err());
+        assert_eq!(parts[1], cp(3));
+        assert!(split_checkpoints("").is_empty());
+    }
     const SEED_B: [u8; 32] = [0x22; 32];
 
     fn checkpoint() -> Checkpoint {

@@ -22,7 +22,10 @@ pub mod verify;
 /// A SHA-256 digest. Every hash in this crate is one.
 pub type Hash = [u8; 32];
 
-pub use bundle::{verify_bundle, BundleError, BundleWriter, KeyTrust, VerifyOptions};
+pub use bundle::{
+    verify_bundle, BundleError, BundleWriter, CheckpointSource, HeldCheckpoint, KeyTrust,
+    VerifyOptions,
+};
 pub use canonical::canonical_json;
 pub use checkpoint::{
     Checkpoint, CheckpointError, KeyError, KeyId, PublicKey, SignedCheckpoint, SigningKey,

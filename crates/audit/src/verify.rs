@@ -215,6 +215,18 @@ struct Due {
     size: u64,
     root: Hash,
     head: Hash,
+    /// Where the checkpoint came from, as [`Verifier::add_checkpoint_from`] was told: named in
+    /// the problem it raises.
+    source: String,
+}
+
+/// ` from <source>` for a problem's detail, or nothing when the source is not known.
+fn from_source(source: &str) -> String {
+    if source.is_empty() {
+        String::new()
+    } else {
+        format!(" from {source}")
+    }
 }
 
 /// A failure seen at one entry, classified once the next entry (or the end) is seen.
@@ -306,16 +318,23 @@ impl<'a> Verifier<'a> {
     }
 
     pub fn add_checkpoint(&mut self, signed: &SignedCheckpoint) {
+        self.add_checkpoint_from(signed, "");
+    }
+
+    /// [`add_checkpoint`](Self::add_checkpoint) of a checkpoint from `source` (e.g. `the anchor
+    /// store`, `kept checkpoint file k/5.checkpoint`), which every problem it raises names.
+    pub fn add_checkpoint_from(&mut self, signed: &SignedCheckpoint, source: &str) {
         if self.is_done() {
             return;
         }
         let cp = &signed.checkpoint;
+        let from = from_source(source);
         if cp.environment_id != self.environment_id {
             return self.fail(Problem {
                 seq: None,
                 kind: ProblemKind::WrongEnvironment,
                 detail: format!(
-                    "checkpoint for size {} is for environment {}",
+                    "checkpoint for size {}{from} is for environment {}",
                     cp.tree_size, cp.environment_id
                 ),
             });
@@ -330,7 +349,7 @@ impl<'a> Verifier<'a> {
             return self.fail(Problem {
                 seq: None,
                 kind,
-                detail: format!("checkpoint for size {}: {e}", cp.tree_size),
+                detail: format!("checkpoint for size {}{from}: {e}", cp.tree_size),
             });
         }
         if cp.tree_size < self.count {
@@ -338,7 +357,7 @@ impl<'a> Verifier<'a> {
                 seq: None,
                 kind: ProblemKind::Malformed,
                 detail: format!(
-                    "checkpoint for size {} came after entry {}; checkpoints must precede the entries after their size",
+                    "checkpoint for size {}{from} came after entry {}; checkpoints must precede the entries after their size",
                     cp.tree_size, self.count
                 ),
             });
@@ -347,6 +366,7 @@ impl<'a> Verifier<'a> {
             size: cp.tree_size,
             root: cp.root_hash,
             head: cp.last_entry_hash,
+            source: source.to_owned(),
         }));
         self.check_due();
     }
@@ -427,8 +447,10 @@ impl<'a> Verifier<'a> {
                 seq: Some(self.count + 1),
                 kind: ProblemKind::Missing,
                 detail: format!(
-                    "a checkpoint covers {} entries but the log ends after {}",
-                    due.size, self.count
+                    "a checkpoint{} covers {} entries but the log ends after {}",
+                    from_source(&due.source),
+                    due.size,
+                    self.count
                 ),
             };
             self.record(problem);
@@ -560,11 +582,12 @@ impl<'a> Verifier<'a> {
                     seq: Some(due.size),
                     kind: ProblemKind::InconsistentWithCheckpoint,
                     detail: format!(
-                        "after {} entries the Merkle root is {} and the head {}, but the checkpoint signed root {} and head {}; \
+                        "after {} entries the Merkle root is {} and the head {}, but the checkpoint{} signed root {} and head {}; \
                          the log was rewritten after entry {} (the last checkpointed size that matched)",
                         due.size,
                         hex::encode(&root),
                         hex::encode(&self.last_hash),
+                        from_source(&due.source),
                         hex::encode(&due.root),
                         hex::encode(&due.head),
                         self.last_consistent_size,

@@ -17,10 +17,32 @@ pub(crate) async fn run(command: AuditCommand, config: Config) -> anyhow::Result
     use portcullis_service::trail;
     // A tail of more entries than the checkpoint interval no checkpoint covers fails `verify`.
     let interval = u64::try_from(config.audit.checkpoint_every_entries).ok();
+    if let AuditCommand::FetchCheckpoints {
+        url,
+        environment,
+        token_file,
+        out,
+        ca_file,
+        recheck,
+    } = &command
+    {
+        return crate::fetch::run(
+            url,
+            *environment,
+            token_file,
+            out,
+            ca_file.as_deref(),
+            *recheck,
+        )
+        .await;
+    }
     if let AuditCommand::Verify {
         bundle: Some(path),
         public_keys,
         accept_uncheckpointed,
+        checkpoints,
+        anchors,
+        report,
         ..
     } = &command
     {
@@ -30,25 +52,45 @@ pub(crate) async fn run(command: AuditCommand, config: Config) -> anyhow::Result
                 "warning: no --public-key given; trusting the keys listed in the bundle itself"
             );
         }
-        let file =
-            std::fs::File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
+        let mut file = std::io::BufReader::new(
+            std::fs::File::open(path).with_context(|| format!("cannot open {}", path.display()))?,
+        );
+        // The evidence is gathered for the environment the bundle's header names.
+        let mut header = Vec::new();
+        std::io::BufRead::read_until(&mut file, b'\n', &mut header)
+            .with_context(|| format!("cannot read {}", path.display()))?;
+        let env = portcullis_audit::bundle::header_environment(&header)?;
+        let evidence = crate::evidence::gather(env, checkpoints, anchors, report)?;
+        if !evidence.checkpoints.is_empty() || !evidence.findings.is_empty() {
+            eprintln!(
+                "checking the bundle against {} checkpoints kept elsewhere ({} unreadable)",
+                evidence.checkpoints.len(),
+                evidence.findings.len()
+            );
+        }
         let mut bar = Progress::new("verifying", "entries", None);
         let mut progress = |n: u64| bar.update(n);
         let mut options = if pinned.is_empty() {
             portcullis_audit::bundle::VerifyOptions {
                 trust: portcullis_audit::bundle::KeyTrust::BundleKeys,
                 extra_checkpoints: &[],
+                evidence_findings: &[],
                 progress: None,
             }
         } else {
             portcullis_audit::bundle::VerifyOptions::pinned(&pinned)
         };
+        options.extra_checkpoints = &evidence.checkpoints;
+        options.evidence_findings = &evidence.findings;
         options.progress = Some((
             std::num::NonZeroU64::MIN.saturating_add(99_999),
             &mut progress,
         ));
-        let report =
-            portcullis_audit::bundle::verify_bundle(std::io::BufReader::new(file), options)?;
+        // The header line read above, then the rest of the file.
+        let report = portcullis_audit::bundle::verify_bundle(
+            std::io::Read::chain(header.as_slice(), file),
+            options,
+        )?;
         return Ok(print_report(&report, *accept_uncheckpointed, interval));
     }
     if let AuditCommand::VerifyReport {
@@ -164,7 +206,7 @@ pub(crate) async fn run(command: AuditCommand, config: Config) -> anyhow::Result
             } => {
                 let env = EnvironmentId::parse(&environment).map_err(|e| anyhow::anyhow!("{e}"))?;
                 let mut bar = Progress::new("exporting", "entries", None);
-                let n = trail::export_to_file(&store, env.as_uuid(), &format, &output, |n, total| {
+                let n = trail::export_to_file(&store, &anchors, env.as_uuid(), &format, &output, |n, total| {
                     bar.set_total(total);
                     bar.update(n);
                 })
@@ -234,7 +276,9 @@ pub(crate) async fn run(command: AuditCommand, config: Config) -> anyhow::Result
                 println!("{}", pdf.display());
                 Ok(ExitCode::SUCCESS)
             }
-            AuditCommand::VerifyReport { .. } => Ok(ExitCode::from(2)),
+            AuditCommand::VerifyReport { .. } | AuditCommand::FetchCheckpoints { .. } => {
+                Ok(ExitCode::from(2))
+            }
             AuditCommand::EraseSubject {
                 identity,
                 environment,

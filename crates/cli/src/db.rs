@@ -15,16 +15,22 @@ pub(crate) async fn migrate(config: &Config) -> anyhow::Result<ExitCode> {
 }
 
 /// `controls`: every check of the boot self-check, as a table or JSON; exits 1 if any fails.
+/// Anchors on the database's host (L4) are a warning line (on stderr with `--json`).
 pub(crate) async fn controls(config: &Config, json: bool) -> anyhow::Result<ExitCode> {
     let db = node::database(config, false).await?;
     let checks = node::self_check(&db.runtime).await;
     db.shutdown().await;
     let checks = checks?;
+    // Issue 11, item 5: a warning, not a failed check (the exit code stays the checks').
+    let anchors = node::anchor_placement_warning(config)?;
     if json {
         println!(
             "{}",
             serde_json::to_string_pretty(&checks).context("serialize")?
         );
+        if let Some(w) = &anchors {
+            eprintln!("warning: L4: {w}");
+        }
     } else {
         for c in &checks {
             let mark = if c.passed { "pass" } else { "FAIL" };
@@ -34,11 +40,16 @@ pub(crate) async fn controls(config: &Config, json: bool) -> anyhow::Result<Exit
             }
         }
         let failed = checks.iter().filter(|c| !c.passed).count();
+        if let Some(w) = &anchors {
+            println!("warn  L4  audit anchors are on the database's host");
+            println!("           {w}");
+        }
         println!(
-            "\n{} checks, {} passed, {} failed",
+            "\n{} checks, {} passed, {} failed{}",
             checks.len(),
             checks.len() - failed,
-            failed
+            failed,
+            if anchors.is_some() { ", 1 warning" } else { "" }
         );
         println!("Controls proven by tests are listed in docs/CONTROLS.md.");
     }

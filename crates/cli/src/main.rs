@@ -7,6 +7,8 @@
 
 mod audit;
 mod db;
+mod evidence;
+mod fetch;
 mod keys;
 mod operator;
 mod output;
@@ -155,6 +157,53 @@ enum AuditCommand {
         /// nothing but the chain itself vouches for those entries.
         #[arg(long)]
         accept_uncheckpointed: bool,
+        /// Checkpoints kept elsewhere to check the bundle against; repeatable.
+        ///
+        /// A file of checkpoint texts or a saved checkpoint feed page, or a directory of
+        /// `*.checkpoint` and `*.json` files (`audit fetch-checkpoints --out DIR`). Only with
+        /// --bundle.
+        #[arg(long, value_name = "FILE|DIR", conflicts_with = "environment")]
+        checkpoints: Vec<PathBuf>,
+        /// An anchor directory whose checkpoints to check the bundle against; repeatable.
+        ///
+        /// Laid out as `audit.anchor_dir` is: `DIR/<environment>/<size>.checkpoint`; the
+        /// bundle's environment must be there. Only with --bundle.
+        #[arg(long, value_name = "DIR", conflicts_with = "environment")]
+        anchors: Vec<PathBuf>,
+        /// A signed monthly report whose checkpoints to check the bundle against; repeatable.
+        ///
+        /// Its closing checkpoint and the previous month's. Only with --bundle.
+        #[arg(long, value_name = "FILE", conflicts_with = "environment")]
+        report: Vec<PathBuf>,
+    },
+    /// Keep copies of an environment's signed checkpoints from the checkpoint feed of a
+    /// running server (`GET /v1/environments/{id}/audit/checkpoints`), one file per checkpoint
+    /// (`OUT/<size>.checkpoint`), for `audit verify --bundle ... --checkpoints OUT`. Files
+    /// already there are kept (never overwritten); a different checkpoint for a size already
+    /// kept is reported and fails the command.
+    FetchCheckpoints {
+        /// The server's base URL, e.g. https://portcullis.example.com (http:// only to loopback).
+        #[arg(long)]
+        url: String,
+        /// The environment (its id).
+        #[arg(long, value_name = "ENVIRONMENT_ID", value_parser = parse_environment)]
+        environment: portcullis_core::EnvironmentId,
+        /// A file holding a bearer token with audit.read in that environment.
+        ///
+        /// E.g. an API token of the auditor role.
+        #[arg(long, value_name = "FILE")]
+        token_file: PathBuf,
+        /// The directory to keep the checkpoints in (created if needed).
+        #[arg(long, value_name = "DIR")]
+        out: PathBuf,
+        /// Trust this PEM certificate (a self-signed server's) instead of the public roots.
+        #[arg(long, value_name = "FILE")]
+        ca_file: Option<PathBuf>,
+        /// Read the feed from the start and compare every kept copy.
+        ///
+        /// By default the fetch resumes after the largest size kept.
+        #[arg(long)]
+        recheck: bool,
     },
     /// List the newest entries of an environment's log, or of the platform scope (sign-ups,
     /// sign-ins, failed sign-ins, platform key changes), newest first.

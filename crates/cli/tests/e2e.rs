@@ -15,6 +15,11 @@ use std::time::{Duration, Instant};
 use portcullis_store::testing::TestDb;
 use serde_json::Value;
 
+#[path = "e2e/evidence.rs"]
+mod evidence;
+#[path = "e2e/feed.rs"]
+mod feed;
+
 const BIN: &str = env!("CARGO_BIN_EXE_portcullis");
 
 fn scratch(name: &str) -> PathBuf {

@@ -31,6 +31,23 @@ pub use message::{sanitize_remote_message, Request, Response, MAX_REMOTE_MESSAGE
 pub use rustls::RootCertStore;
 
 /// The Mozilla root set (`webpki-roots`), as public cloud endpoints require.
+/// The certificates of a PEM file as the only roots to trust (a private CA, a self-signed
+/// server's certificate).
+pub fn roots_from_pem(pem: &[u8]) -> Result<RootCertStore, Error> {
+    use rustls::pki_types::pem::PemObject;
+    let mut roots = RootCertStore::empty();
+    for cert in rustls::pki_types::CertificateDer::pem_slice_iter(pem) {
+        let cert = cert.map_err(|e| Error::Tls(format!("PEM: {e}")))?;
+        roots
+            .add(cert)
+            .map_err(|e| Error::Tls(format!("certificate: {e}")))?;
+    }
+    if roots.is_empty() {
+        return Err(Error::Tls("no certificate in the PEM file".into()));
+    }
+    Ok(roots)
+}
+
 pub fn mozilla_roots() -> RootCertStore {
     RootCertStore {
         roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),

@@ -1263,7 +1263,16 @@ async fn run() {
             .tenant_as_system(big, PermissionSet::of(&[Permission::AuditRead]), meta())
             .await
             .unwrap();
-        let checkpoints = audit_log::checkpoints(&mut tx).await.unwrap();
+        let checkpoints: Vec<_> = audit_log::checkpoints(&mut tx)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|c| portcullis_service::trail::BundleCheckpoint {
+                tree_size: c.tree_size as u64,
+                text: c.signed,
+                sources: vec![portcullis_audit::CheckpointSource::Database],
+            })
+            .collect();
         let mut writer = ExportWriter::new(
             ExportFormat::Bundle,
             big.as_uuid(),

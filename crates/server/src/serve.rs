@@ -9,7 +9,9 @@ use anyhow::{bail, Context};
 use portcullis_crypto::token::{self, TokenKind};
 use portcullis_crypto::PasswordHasher;
 use portcullis_service::config::{Config, Regions};
-use portcullis_service::node::{anchors, database, self_check, vault, Database};
+use portcullis_service::node::{
+    anchor_placement_warning, anchors, database, self_check, vault, Database,
+};
 use portcullis_service::{jobs, trail};
 use portcullis_store::bootstrap;
 use portcullis_store::catalog;
@@ -145,6 +147,11 @@ async fn serve_with(config: &Config, db: &Database) -> anyhow::Result<()> {
         .context("audit checkpoint signing key")?;
     let anchors = anchors(config)?;
     tracing::info!(key_id = %signer.key_id(), anchors = %anchors, "audit checkpoints are signed and anchored");
+    // Issue 11, item 5: anchors on the database's host prove nothing against its root user.
+    if let Some(warning) = anchor_placement_warning(config)? {
+        tracing::warn!(control = "L4", "{warning}");
+    }
+    let trail_access = trail::TrailAccess::new(anchors.clone(), &signer);
     background.spawn(trail::checkpointer(
         store.clone(),
         checkpointer_pool,
@@ -160,6 +167,7 @@ async fn serve_with(config: &Config, db: &Database) -> anyhow::Result<()> {
         regions.clone(),
         vault,
         config.keys.reencrypt_batch,
+        trail_access,
     )
     .with_public_origins(PublicOrigins::new(config.server.public_origins()));
     let app = router(

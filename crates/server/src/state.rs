@@ -17,7 +17,8 @@ pub struct AppState {
 
 impl AppState {
     /// `regions` is `environments.regions`; `reencrypt_batch` is `keys.reencrypt_batch`: rows
-    /// per batch of the re-encryption a rotation through the API starts.
+    /// per batch of the re-encryption a rotation through the API starts; `trail` the anchor
+    /// store and the checkpoint keys the node holds.
     pub fn new(
         store: Store,
         hasher: PasswordHasher,
@@ -25,9 +26,10 @@ impl AppState {
         regions: Regions,
         vault: Arc<Vault>,
         reencrypt_batch: i64,
+        trail: portcullis_service::trail::TrailAccess,
     ) -> Self {
         AppState {
-            services: Services::new(store, hasher, auth, regions, vault, reencrypt_batch),
+            services: Services::new(store, hasher, auth, regions, vault, reencrypt_batch, trail),
             public_origins: Arc::new(PublicOrigins::default()),
         }
     }

@@ -95,10 +95,18 @@ pub async fn export(
     services.store().sequence(env.as_uuid()).await?;
     let keys = trail::published_keys(services.store())
         .await
-        .map_err(|e| match e {
-            trail::TrailError::Store(e) => ServiceError::from(e),
-            other => ServiceError::Internal(other.to_string()),
-        })?;
+        .map_err(trail_error)?;
+    // A bundle carries the anchored checkpoints too (issue 11, item 2), read once the export
+    // is audited; an anchor store that cannot be read fails the export (503) rather than
+    // giving a bundle that looks complete without them.
+    let checkpoints = match format {
+        ExportFormat::Bundle => {
+            trail::bundle_checkpoints(&checkpoints, &services.trail().anchors, env.as_uuid())
+                .await
+                .map_err(trail_error)?
+        }
+        ExportFormat::Csv | ExportFormat::Jsonl => vec![],
+    };
 
     let (tx_chunks, rx) = mpsc::channel::<Result<Vec<u8>, std::io::Error>>(4);
     let store = services.store().clone();
@@ -151,6 +159,97 @@ pub async fn export(
         media_type,
         file_name: format!("audit-{env}.{ext}"),
         chunks: rx,
+    })
+}
+
+fn trail_error(e: trail::TrailError) -> ServiceError {
+    match e {
+        trail::TrailError::Store(e) => ServiceError::from(e),
+        trail::TrailError::Anchor(e) => ServiceError::Unavailable(format!("anchor store: {e}")),
+        other => ServiceError::Internal(other.to_string()),
+    }
+}
+
+/// Checkpoints per page of the checkpoint feed, at most (and by default): each is checked
+/// against the tree at its size, a few stored nodes and at most two blocks of entry hashes.
+pub const FEED_PAGE_MAX: u32 = 100;
+
+/// One checkpoint of the feed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FeedCheckpoint {
+    pub tree_size: u64,
+    /// The signed text (FORMAT.md §4), exactly as a verifier parses it.
+    pub signed: String,
+}
+
+/// A page of the checkpoint feed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CheckpointFeed {
+    pub checkpoints: Vec<FeedCheckpoint>,
+    /// The `after` of the next page; `None` when this page reached the newest checkpoint.
+    pub next_after: Option<u64>,
+}
+
+/// The checkpoint feed (L4, issue 11 item 5): the environment's checkpoints with a size above
+/// `after`, oldest first, for a customer or auditor to keep outside the operator's reach
+/// (`portcullis audit fetch-checkpoints`, then `audit verify --checkpoints`). Needs
+/// `audit.read`; another tenant's environment is `NotFound`, as an unknown one. Only what
+/// this node would anchor is served: signed by a key it holds and the tree it computes at
+/// that size ([`trail::check_for_anchor`]); a row a database attacker inserted (their own key,
+/// a size ahead of the log, a tree that is not the log's) is skipped, logged with control L4,
+/// and never served. Audited as `audit.read` of `audit_checkpoint_feed`.
+pub async fn checkpoint_feed(
+    services: &Services,
+    caller: &Principal,
+    env: EnvironmentId,
+    after: u64,
+    limit: Option<u32>,
+) -> ServiceResult<CheckpointFeed> {
+    let limit = limit.unwrap_or(FEED_PAGE_MAX);
+    if limit == 0 || limit > FEED_PAGE_MAX {
+        return Err(ServiceError::bad_request(
+            "invalid_query",
+            format!("limit must be between 1 and {FEED_PAGE_MAX}"),
+        ));
+    }
+    let after_i64 = i64::try_from(after)
+        .map_err(|_| ServiceError::bad_request("invalid_query", "after is too large"))?;
+    let mut tx = caller.enter(services, env).await?;
+    tx.require(Permission::AuditRead)?;
+    let rows = audit_log::checkpoints_after(&mut tx, after_i64, i64::from(limit) + 1).await?;
+    let more = rows.len() > limit as usize;
+    let mut checkpoints = vec![];
+    let mut last = after;
+    for row in rows.into_iter().take(limit as usize) {
+        let size = u64::try_from(row.tree_size).unwrap_or(0);
+        last = size;
+        let check = trail::check_for_anchor(
+            &mut tx,
+            &services.trail().held_keys,
+            env.as_uuid(),
+            row.tree_size,
+            &row.signed,
+        )
+        .await
+        .map_err(trail_error)?;
+        match check {
+            Ok(()) => checkpoints.push(FeedCheckpoint {
+                tree_size: size,
+                signed: row.signed,
+            }),
+            Err((reason, _)) => tracing::error!(control = "L4", environment = %env, size,
+                reason = %reason, "checkpoint feed: a stored checkpoint this node cannot verify is not served"),
+        }
+    }
+    tx.audit(
+        AuditEvent::success("audit.read", "audit_checkpoint_feed", after)
+            .after(serde_json::json!({ "after": after, "returned": checkpoints.len() })),
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(CheckpointFeed {
+        checkpoints,
+        next_after: more.then_some(last),
     })
 }
 

@@ -273,6 +273,98 @@ pub fn anchors(config: &Config) -> anyhow::Result<crate::anchor::Anchors> {
     }
 }
 
+/// Why the configured anchors do not protect against whoever controls the database's host
+/// (control L4, issue 11 item 5), or `None`. The rule: the anchor store is a local directory
+/// (no `[audit.s3]`) and
+/// 1. the database is the private cluster this node provisions (it runs on this host), or
+/// 2. the owner's database URL names this host: a Unix-domain socket, `localhost` or a
+///    loopback address, or
+/// 3. the anchor directory is on the same filesystem (device) as the data directory, which
+///    holds the local master keys and, when provisioned, the cluster.
+///
+/// Then a person with shell access to this host can rewrite the database, sign with the
+/// checkpoint key (the local master key unwraps it) and replace the anchor files: the anchors
+/// prove nothing against them. `serve` logs it as a warning and `portcullis controls` prints it.
+pub fn anchor_placement_warning(config: &Config) -> anyhow::Result<Option<String>> {
+    if config.audit.s3.is_some() {
+        return Ok(None);
+    }
+    let data_dir = config.data_dir();
+    let anchor_dir = config
+        .audit
+        .anchor_dir
+        .clone()
+        .unwrap_or_else(|| data_dir.join("anchors"));
+    let mut reasons = vec![];
+    match config.database_url()? {
+        None => reasons.push("the database is the private cluster on this host".to_owned()),
+        Some(url) => {
+            let opts: PgConnectOptions = url
+                .parse()
+                .context("database URL (for the anchor placement check)")?;
+            if let Some(host) = local_database_host(&opts) {
+                reasons.push(format!("the database is on this host ({host})"));
+            }
+        }
+    }
+    if same_filesystem(&anchor_dir, &data_dir) {
+        reasons.push(format!(
+            "the anchor directory is on the same filesystem as the data directory {} (master keys)",
+            data_dir.display()
+        ));
+    }
+    if reasons.is_empty() {
+        return Ok(None);
+    }
+    Ok(Some(format!(
+        "audit checkpoints are anchored in the local directory {} and {}: whoever has shell access here \
+         can rewrite the log and its anchors alike; anchor to S3 Object Lock in compliance mode \
+         ([audit.s3]) or a directory on another host, and let customers keep the checkpoint feed",
+        anchor_dir.display(),
+        reasons.join(" and ")
+    )))
+}
+
+/// The database host when it is this machine: a Unix-domain socket, `localhost` or loopback.
+fn local_database_host(opts: &PgConnectOptions) -> Option<String> {
+    if let Some(socket) = opts.get_socket() {
+        return Some(format!("socket {}", socket.display()));
+    }
+    let host = opts.get_host();
+    let loopback = host
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .parse::<std::net::IpAddr>()
+        .is_ok_and(|ip| ip.is_loopback());
+    (host.starts_with('/') || host.eq_ignore_ascii_case("localhost") || loopback)
+        .then(|| host.to_owned())
+}
+
+/// Whether `a` and `b` (or their nearest existing ancestors: the anchor directory is created
+/// on first use) are on one filesystem. Unknown (not Unix) counts as the same.
+fn same_filesystem(a: &Path, b: &Path) -> bool {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::MetadataExt;
+        let device = |p: &Path| {
+            let absolute = std::path::absolute(p).unwrap_or_else(|_| p.to_owned());
+            absolute
+                .ancestors()
+                .find_map(|a| std::fs::metadata(a).ok())
+                .map(|m| m.dev())
+        };
+        match (device(a), device(b)) {
+            (Some(x), Some(y)) => x == y,
+            _ => true,
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = (a, b);
+        true
+    }
+}
+
 /// Runs the boot self-check as the runtime role.
 pub async fn self_check(runtime: &PgConnectOptions) -> anyhow::Result<Vec<Check>> {
     let mut conn = runtime
@@ -284,4 +376,76 @@ pub async fn self_check(runtime: &PgConnectOptions) -> anyhow::Result<Vec<Check>
         .context("self-check queries failed")?;
     conn.close().await.ok();
     Ok(checks)
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    fn config(toml: &str) -> Config {
+        let dir = std::env::temp_dir().join(format!("pc-node-{}", uuid::Uuid::now_v7()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("portcullis.toml");
+        std::fs::write(
+            &file,
+            format!("data_dir = {:?}\n{toml}", dir.display().to_string()),
+        )
+        .unwrap();
+        Config::load(Some(&file), std::iter::empty::<(String, String)>()).unwrap()
+    }
+
+    /// Control L4 (issue 11, item 5): the default (anchors in the data directory, the private
+    /// cluster) is warned about with every reason; so are a local database URL and an anchor
+    /// directory on the data directory's filesystem; S3 Object Lock is not.
+    #[test]
+    fn l4_local_anchors_next_to_the_database_are_warned_about_and_s3_is_not() {
+        let default = anchor_placement_warning(&config("")).unwrap().unwrap();
+        assert!(
+            default.contains("private cluster on this host"),
+            "{default}"
+        );
+        assert!(default.contains("same filesystem"), "{default}");
+        assert!(default.contains("[audit.s3]"), "{default}");
+
+        for url in [
+            "postgres://portcullis@localhost/portcullis",
+            "postgres://portcullis@127.0.0.1:5432/portcullis",
+            "postgres://portcullis@[::1]/portcullis",
+            "postgres://portcullis@%2Fvar%2Frun%2Fpostgresql/portcullis",
+        ] {
+            let w = anchor_placement_warning(&config(&format!("[database]\nurl = {url:?}\n")))
+                .unwrap()
+                .unwrap_or_else(|| panic!("{url}: no warning"));
+            assert!(w.contains("the database is on this host"), "{url}: {w}");
+        }
+        // A remote database: only the shared filesystem is left to warn about.
+        let remote = anchor_placement_warning(&config(
+            "[database]\nurl = \"postgres://portcullis@db.internal.example/portcullis\"\n",
+        ))
+        .unwrap()
+        .unwrap();
+        assert!(!remote.contains("database is"), "{remote}");
+        assert!(remote.contains("same filesystem"), "{remote}");
+
+        let s3 = config(
+            "[audit.s3]\nregion = \"eu-west-1\"\nbucket = \"b\"\naccess_key_id = \"AKIAEXAMPLE\"\nsecret_access_key_file = \"/nonexistent\"\n",
+        );
+        assert_eq!(anchor_placement_warning(&s3).unwrap(), None);
+    }
+
+    /// Control L4: the filesystem rule compares devices of the nearest existing ancestors.
+    #[test]
+    fn l4_same_filesystem_compares_devices() {
+        let dir = std::env::temp_dir();
+        assert!(same_filesystem(&dir.join("not/yet/created"), &dir));
+        #[cfg(target_os = "linux")]
+        if let (Ok(a), Ok(b)) = (std::fs::metadata("/proc"), std::fs::metadata(&dir)) {
+            use std::os::unix::fs::MetadataExt;
+            assert_eq!(
+                same_filesystem(Path::new("/proc"), &dir),
+                a.dev() == b.dev()
+            );
+        }
+    }
 }

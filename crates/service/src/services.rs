@@ -27,11 +27,14 @@ struct Inner {
     reencrypt_batch: i64,
     /// How many refused requests each caller may have recorded (`denials`).
     denials: crate::denials::DenialLimiter,
+    /// The anchor store and the checkpoint keys this node holds (exports, the feed; L4).
+    trail: crate::trail::TrailAccess,
 }
 
 impl Services {
     /// `regions` is `environments.regions`; `reencrypt_batch` is `keys.reencrypt_batch`: rows
-    /// per batch of the re-encryption an on-demand rotation starts.
+    /// per batch of the re-encryption an on-demand rotation starts; `trail` the anchor store
+    /// and the checkpoint keys the node holds.
     pub fn new(
         store: Store,
         hasher: PasswordHasher,
@@ -39,6 +42,7 @@ impl Services {
         regions: Regions,
         vault: Arc<Vault>,
         reencrypt_batch: i64,
+        trail: crate::trail::TrailAccess,
     ) -> Self {
         Services {
             inner: Arc::new(Inner {
@@ -49,12 +53,18 @@ impl Services {
                 vault,
                 reencrypt_batch: reencrypt_batch.max(1),
                 denials: Default::default(),
+                trail,
             }),
         }
     }
 
     pub(crate) fn denials(&self) -> &crate::denials::DenialLimiter {
         &self.inner.denials
+    }
+
+    /// The anchor store and the checkpoint keys this node holds.
+    pub fn trail(&self) -> &crate::trail::TrailAccess {
+        &self.inner.trail
     }
 
     pub fn store(&self) -> &Store {

@@ -5,6 +5,7 @@
 use std::num::NonZeroU64;
 use std::time::Duration;
 
+use portcullis_audit::bundle::CheckpointSource;
 use portcullis_audit::checkpoint::{Checkpoint, PublicKey, SignedCheckpoint, SigningKey};
 use portcullis_audit::merkle::stored::Plan;
 use portcullis_audit::merkle::MerkleTree;
@@ -285,8 +286,9 @@ pub async fn checkpoint(
     Ok(Some(anchored))
 }
 
-/// A stored checkpoint fit to anchor, or why not and whether it sits at the log's head.
-type AnchorCheck = Result<(), (String, bool)>;
+/// A stored checkpoint fit to anchor (or to publish), or why not and whether it sits at the
+/// log's head.
+pub(crate) type AnchorCheck = Result<(), (String, bool)>;
 
 /// Checks a stored checkpoint before it is anchored (L4): it must parse, be signed by a key
 /// this node holds ([`Signer::public_keys`], never merely a row of `audit_signing_keys`), name
@@ -295,9 +297,9 @@ type AnchorCheck = Result<(), (String, bool)>;
 /// entry `tree_size`. The head row's frontier is not trusted here, so a checkpoint this node
 /// signed from a tampered head is refused too. `Ok(Err((reason, at_head)))` is a refusal;
 /// `at_head` says the row is at the log's current size.
-async fn check_for_anchor(
+pub(crate) async fn check_for_anchor(
     tx: &mut TenantTx,
-    signer: &Signer,
+    held_keys: &[PublicKey],
     env: Uuid,
     tree_size: i64,
     signed: &str,
@@ -309,7 +311,7 @@ async fn check_for_anchor(
         Ok(cp) => cp,
         Err(e) => return refuse(format!("not a signed checkpoint: {e:?}")),
     };
-    if let Err(e) = cp.verify(&signer.public) {
+    if let Err(e) = cp.verify(held_keys) {
         return refuse(format!("not signed by a key this node holds: {e:?}"));
     }
     let c = &cp.checkpoint;
@@ -362,7 +364,7 @@ async fn anchor(
         .tenant_as_system(EnvironmentId::from_uuid(env), PermissionSet::all(), meta())
         .await?;
     if let Err((reason, at_head)) =
-        check_for_anchor(&mut tx, signer, env, tree_size, signed).await?
+        check_for_anchor(&mut tx, signer.public_keys(), env, tree_size, signed).await?
     {
         tracing::error!(control = "L4", environment = %env, size = tree_size, reason = %reason,
             "refusing to anchor a stored checkpoint this node cannot verify");
@@ -550,11 +552,11 @@ pub async fn verify_environment(
         kind: ProblemKind::Malformed,
         detail,
     };
-    let mut checkpoints: Vec<SignedCheckpoint> = vec![];
+    let mut checkpoints: Vec<(SignedCheckpoint, &str)> = vec![];
     let mut notes = vec![];
     for row in audit_log::checkpoints(&mut tx).await? {
         match row.signed.parse() {
-            Ok(cp) => checkpoints.push(cp),
+            Ok(cp) => checkpoints.push((cp, "the database")),
             Err(e) => notes.push(malformed(format!(
                 "stored checkpoint for size {} does not parse: {e:?}",
                 row.tree_size
@@ -563,7 +565,7 @@ pub async fn verify_environment(
     }
     for (size, text) in anchors.list(env).await? {
         match text.parse() {
-            Ok(cp) => checkpoints.push(cp),
+            Ok(cp) => checkpoints.push((cp, "the anchor store")),
             Err(e) => notes.push(malformed(format!(
                 "anchored checkpoint file for size {size} does not parse: {e:?}"
             ))),
@@ -573,8 +575,8 @@ pub async fn verify_environment(
         tracing::error!(control = "L4", environment = %env, finding = %note, "audit verification finding");
         verifier.note(note);
     }
-    for cp in &checkpoints {
-        verifier.add_checkpoint(cp);
+    for (cp, source) in &checkpoints {
+        verifier.add_checkpoint_from(cp, source);
     }
     // The head is read before the entries and again after them. Every entry up to the first
     // reading must be in the log (deleting the newest entries leaves the head ahead of it), and
@@ -722,6 +724,67 @@ impl std::str::FromStr for ExportFormat {
     }
 }
 
+/// A checkpoint an export bundle carries: its text as found and where it was found.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BundleCheckpoint {
+    pub tree_size: u64,
+    pub text: String,
+    pub sources: Vec<CheckpointSource>,
+}
+
+/// The checkpoints a bundle of `env` carries (L4, issue 11 item 2): every database row and
+/// every checkpoint in the anchor store, each distinct text once with where it was found, by
+/// size. A database-only attacker who deletes checkpoint rows and rewrites the chain
+/// consistently cannot take the anchored ones out of the export. An anchor store that cannot
+/// be read fails the export: a bundle without its anchors would look complete.
+pub async fn bundle_checkpoints(
+    rows: &[audit_log::CheckpointRow],
+    anchors: &Anchors,
+    env: Uuid,
+) -> Result<Vec<BundleCheckpoint>, TrailError> {
+    let mut found: std::collections::BTreeMap<(u64, String), Vec<CheckpointSource>> =
+        Default::default();
+    for row in rows {
+        let size = u64::try_from(row.tree_size).unwrap_or(0);
+        found
+            .entry((size, row.signed.clone()))
+            .or_default()
+            .push(CheckpointSource::Database);
+    }
+    for (size, text) in anchors.list(env).await? {
+        let sources = found.entry((size, text)).or_default();
+        if !sources.contains(&CheckpointSource::Anchor) {
+            sources.push(CheckpointSource::Anchor);
+        }
+    }
+    Ok(found
+        .into_iter()
+        .map(|((tree_size, text), sources)| BundleCheckpoint {
+            tree_size,
+            text,
+            sources,
+        })
+        .collect())
+}
+
+/// What the request path needs of the trail: the anchor store (exports carry its checkpoints)
+/// and the public keys of the signing keys this node holds (the checkpoint feed serves only
+/// what they signed; [`Signer::public_keys`], never merely a row of `audit_signing_keys`).
+#[derive(Clone, Debug)]
+pub struct TrailAccess {
+    pub anchors: Anchors,
+    pub held_keys: Vec<PublicKey>,
+}
+
+impl TrailAccess {
+    pub fn new(anchors: Anchors, signer: &Signer) -> TrailAccess {
+        TrailAccess {
+            anchors,
+            held_keys: signer.public_keys().to_vec(),
+        }
+    }
+}
+
 /// Lower-case hex, as in every audit format.
 pub(crate) use portcullis_audit::hex::encode as hex;
 
@@ -822,7 +885,7 @@ impl ExportWriter {
         format: ExportFormat,
         env: Uuid,
         keys: &[PublicKey],
-        checkpoints: &[audit_log::CheckpointRow],
+        checkpoints: &[BundleCheckpoint],
     ) -> Result<Self, TrailError> {
         let buf = SharedBuf::default();
         let mut bundle = None;
@@ -837,11 +900,7 @@ impl ExportWriter {
                 let mut w = portcullis_audit::bundle::BundleWriter::new(buf.clone(), env, keys)
                     .map_err(|e| TrailError::Malformed(e.to_string()))?;
                 for c in checkpoints {
-                    let signed: SignedCheckpoint = c
-                        .signed
-                        .parse()
-                        .map_err(|e| TrailError::Malformed(format!("stored checkpoint: {e:?}")))?;
-                    w.write_checkpoint(&signed)
+                    w.write_checkpoint(&c.text, &c.sources)
                         .map_err(|e| TrailError::Malformed(e.to_string()))?;
                 }
                 bundle = Some(w);
@@ -950,6 +1009,7 @@ pub fn entry_json(e: &audit_log::AuditEntry) -> serde_json::Value {
 
 pub async fn export_to_file(
     store: &Store,
+    anchors: &Anchors,
     env: Uuid,
     format: &str,
     path: &std::path::Path,
@@ -969,6 +1029,11 @@ pub async fn export_to_file(
     )
     .await?;
     let keys = published_keys(store).await?;
+    let checkpoints = if format == ExportFormat::Bundle {
+        bundle_checkpoints(&checkpoints, anchors, env).await?
+    } else {
+        vec![]
+    };
     let io_err = |e: std::io::Error| TrailError::Malformed(format!("{}: {e}", path.display()));
     let mut file = std::io::BufWriter::new(std::fs::File::create(path).map_err(io_err)?);
     let mut writer = ExportWriter::new(format, env, &keys, &checkpoints)?;

@@ -67,7 +67,8 @@ pub fn tally_bundle<R: std::io::BufRead>(
             Err(entry_err) => {
                 let is_checkpoint = matches!(
                     serde_json::from_slice::<Value>(text),
-                    Ok(Value::Object(ref o)) if o.len() == 1 && o.get("checkpoint").is_some_and(Value::is_string)
+                    Ok(Value::Object(ref o)) if o.get("checkpoint").is_some_and(Value::is_string)
+                        && o.keys().all(|k| k == "checkpoint" || k == "sources")
                 );
                 if !is_checkpoint {
                     return Err(bad(format!(

@@ -463,7 +463,11 @@ fn l6_bundle_tally_matches_and_refuses_other_bundles() {
     let report = log.report(&key, "2026-03", &[2, 6]);
     let bundle = |env: Uuid, extra: &str| {
         let mut w = crate::bundle::BundleWriter::new(Vec::new(), env, &[key.public_key()]).unwrap();
-        w.write_checkpoint(&log.checkpoint(&key, 6)).unwrap();
+        w.write_checkpoint(
+            &log.checkpoint(&key, 6).to_string(),
+            &[crate::bundle::CheckpointSource::Database],
+        )
+        .unwrap();
         for (seq, prev, hash, body) in &log.entries {
             w.write_entry(*seq, prev, hash, body).unwrap();
         }

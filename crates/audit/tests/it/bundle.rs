@@ -4,7 +4,10 @@
 use std::num::NonZeroU64;
 
 use crate::support::*;
-use portcullis_audit::{verify_bundle, BundleError, KeyTrust, ProblemKind, VerifyOptions};
+use portcullis_audit::{
+    verify_bundle, BundleError, CheckpointSource, HeldCheckpoint, KeyTrust, ProblemKind,
+    VerifyOptions,
+};
 
 fn lines(bytes: &[u8]) -> Vec<String> {
     String::from_utf8(bytes.to_vec())
@@ -34,14 +37,14 @@ fn l3_bundle_layout_is_header_checkpoints_entries() {
     assert_eq!(
         text[0],
         format!(
-            r#"{{"format":"portcullis-audit-bundle/v1","environment_id":"0190f3c4-5b6a-7d8e-9f01-23456789abcd","public_keys":[{{"key_id":"{}","public_key":"{}"}}]}}"#,
+            r#"{{"format":"portcullis-audit-bundle/v2","environment_id":"0190f3c4-5b6a-7d8e-9f01-23456789abcd","public_keys":[{{"key_id":"{}","public_key":"{}"}}]}}"#,
             signer.key_id(),
             signer.public_key().to_hex()
         )
     );
     assert_eq!(
         text[1],
-        serde_json::json!({"checkpoint": cp.to_string()}).to_string()
+        serde_json::json!({"checkpoint": cp.to_string(), "sources": ["database"]}).to_string()
     );
     assert!(
         text[2].starts_with(r#"{"seq":1,"prev_hash":"0000"#),
@@ -119,7 +122,7 @@ fn bad_headers_are_errors_not_reports() {
 
     assert!(matches!(check(b""), Err(BundleError::Header(_))));
     let mut other = good.clone();
-    other[0] = other[0].replace("bundle/v1", "bundle/v2");
+    other[0] = other[0].replace("bundle/v2", "bundle/v3");
     assert!(matches!(check(&join(&other)), Err(BundleError::Header(_))));
     let mut wrong_id = good.clone();
     wrong_id[0] = wrong_id[0].replacen(&signer.key_id().to_string(), "0000000000000000", 1);
@@ -155,6 +158,7 @@ fn l3_pinned_keys_catch_a_resigned_bundle() {
         VerifyOptions {
             trust: KeyTrust::BundleKeys,
             extra_checkpoints: &[],
+            evidence_findings: &[],
             progress: None,
         },
     )
@@ -175,19 +179,24 @@ fn l3_checkpoints_held_by_the_auditor_cannot_be_omitted() {
     let signer = key(1);
     let trusted = [signer.public_key()];
     let rows = chain((1..=10).map(|i| body(i, "alice")).collect());
-    let held = [checkpoint(&rows, 10, &signer)];
+    let held = [HeldCheckpoint {
+        checkpoint: checkpoint(&rows, 10, &signer),
+        source: "the auditor's copy".into(),
+    }];
     let truncated = bundle(&trusted, &[], &rows[..6]);
     let report = verify_bundle(
         truncated.as_slice(),
         VerifyOptions {
             trust: KeyTrust::Pinned(&trusted),
             extra_checkpoints: &held,
+            evidence_findings: &[],
             progress: None,
         },
     )
     .unwrap();
     let p = report.first_problem.unwrap();
     assert_eq!((p.seq, p.kind), (Some(7), ProblemKind::Missing));
+    assert!(p.detail.contains("from the auditor's copy"), "{}", p.detail);
 }
 
 #[test]
@@ -196,7 +205,8 @@ fn checkpoints_may_be_interleaved_but_not_late() {
     let trusted = [signer.public_key()];
     let rows = chain((1..=6).map(|i| body(i, "alice")).collect());
     let cp = checkpoint(&rows, 3, &signer);
-    let cp_line = serde_json::json!({"checkpoint": cp.to_string()}).to_string();
+    let cp_line =
+        serde_json::json!({"checkpoint": cp.to_string(), "sources": ["anchor"]}).to_string();
     let mut text = lines(&bundle(&trusted, &[], &rows));
 
     // Right after entry 3 (line 4) is in time.
@@ -212,6 +222,120 @@ fn checkpoints_may_be_interleaved_but_not_late() {
     assert_eq!(p.kind, ProblemKind::Malformed);
 }
 
+/// Control L4 (issue 11, item 2): a bundle of a chain rewritten consistently after its
+/// database checkpoints were deleted verifies with the pinned key on its own, but not once it
+/// carries the anchored checkpoint (version 2): the verdict says it came from the anchor store.
+#[test]
+fn l4_an_anchored_checkpoint_in_the_bundle_contradicts_a_rewritten_chain() {
+    let signer = key(1);
+    let trusted = [signer.public_key()];
+    let rows = chain((1..=6).map(|i| body(i, "alice")).collect());
+    let anchored = checkpoint(&rows, 4, &signer);
+    let mut rewritten = rows.clone();
+    rewritten[1].body = body(2, "mallory");
+    rehash_from(&mut rewritten, 1);
+    let without = bundle(&trusted, &[], &rewritten);
+    let r = verify_bytes(&without, &trusted);
+    assert!(r.is_clean(), "{:?}", r.first_problem);
+
+    let mut w = portcullis_audit::BundleWriter::new(Vec::new(), ENV, &trusted).unwrap();
+    w.write_checkpoint(&anchored.to_string(), &[CheckpointSource::Anchor])
+        .unwrap();
+    for r in &rewritten {
+        w.write_entry(r.seq, &r.prev_hash, &r.entry_hash, &r.body)
+            .unwrap();
+    }
+    let with = w.finish().unwrap();
+    assert!(String::from_utf8_lossy(&with).contains(r#""sources":["anchor"]"#));
+    let p = verify_bytes(&with, &trusted).first_problem.unwrap();
+    assert_eq!(
+        (p.seq, p.kind),
+        (Some(4), ProblemKind::InconsistentWithCheckpoint)
+    );
+    assert!(
+        p.detail
+            .contains("from the bundle (anchor store; not in the database)"),
+        "{}",
+        p.detail
+    );
+}
+
+/// Control L4: version 1 bundles (checkpoint lines without sources) still verify; in version 2
+/// a checkpoint line must say where it was found, and only "database" and "anchor", each once;
+/// a checkpoint text that does not parse is a finding and the entries are still verified.
+#[test]
+fn l4_bundle_versions_and_checkpoint_sources_are_checked() {
+    let signer = key(1);
+    let trusted = [signer.public_key()];
+    let rows = chain((1..=4).map(|i| body(i, "alice")).collect());
+    let cp = checkpoint(&rows, 4, &signer);
+    let v2 = lines(&bundle(&trusted, std::slice::from_ref(&cp), &rows));
+
+    let mut v1 = v2.clone();
+    v1[0] = v1[0].replace("bundle/v2", "bundle/v1");
+    v1[1] = serde_json::json!({"checkpoint": cp.to_string()}).to_string();
+    let r = verify_bytes(&join(&v1), &trusted);
+    assert!(r.is_clean(), "{:?}", r.first_problem);
+    assert_eq!(r.checkpoints_checked, 1);
+    let mut v1_with_sources = v1.clone();
+    v1_with_sources[1] = v2[1].clone();
+    let p = verify_bytes(&join(&v1_with_sources), &trusted)
+        .first_problem
+        .unwrap();
+    assert_eq!(
+        (p.kind, p.detail.starts_with("line 2:")),
+        (ProblemKind::Malformed, true)
+    );
+
+    for bad in [
+        serde_json::json!({"checkpoint": cp.to_string()}),
+        serde_json::json!({"checkpoint": cp.to_string(), "sources": []}),
+        serde_json::json!({"checkpoint": cp.to_string(), "sources": ["anchor", "anchor"]}),
+        serde_json::json!({"checkpoint": cp.to_string(), "sources": ["backup"]}),
+    ] {
+        let mut text = v2.clone();
+        text[1] = bad.to_string();
+        let p = verify_bytes(&join(&text), &trusted).first_problem.unwrap();
+        assert_eq!(p.kind, ProblemKind::Malformed, "{bad}: {p}");
+    }
+
+    let mut damaged = v2.clone();
+    damaged[1] = serde_json::json!({"checkpoint": "garbage", "sources": ["anchor"]}).to_string();
+    damaged.insert(
+        2,
+        serde_json::json!({"checkpoint": cp.to_string(), "sources": ["database"]}).to_string(),
+    );
+    let r = verify_bytes(&join(&damaged), &trusted);
+    assert_eq!(r.entries, 4, "the entries are still verified");
+    assert_eq!(r.checkpoints_checked, 1, "and the good checkpoint");
+    let p = r.first_problem.unwrap();
+    assert_eq!(p.kind, ProblemKind::Malformed);
+    assert!(p.detail.contains("anchor store"), "{}", p.detail);
+}
+
+/// Control L4: problems the auditor's own evidence showed before verification (a kept file
+/// that is not a checkpoint) are findings: the report is not clean, and the chain is still
+/// verified.
+#[test]
+fn l4_evidence_findings_make_the_report_unclean() {
+    let signer = key(1);
+    let trusted = [signer.public_key()];
+    let rows = chain((1..=3).map(|i| body(i, "alice")).collect());
+    let cp = checkpoint(&rows, 3, &signer);
+    let bytes = bundle(&trusted, std::slice::from_ref(&cp), &rows);
+    let finding = portcullis_audit::Problem {
+        seq: None,
+        kind: ProblemKind::Malformed,
+        detail: "kept checkpoint file k/1.checkpoint does not parse".into(),
+    };
+    let mut options = VerifyOptions::pinned(&trusted);
+    options.evidence_findings = std::slice::from_ref(&finding);
+    let r = verify_bundle(bytes.as_slice(), options).unwrap();
+    assert_eq!(r.entries, 3);
+    assert_eq!(r.checkpoints_checked, 1);
+    assert_eq!(r.first_problem, Some(finding));
+}
+
 #[test]
 fn progress_is_reported_every_n_entries() {
     let signer = key(1);
@@ -225,6 +349,7 @@ fn progress_is_reported_every_n_entries() {
         VerifyOptions {
             trust: KeyTrust::Pinned(&trusted),
             extra_checkpoints: &[],
+            evidence_findings: &[],
             progress: Some((NonZeroU64::new(10).unwrap(), &mut on_progress)),
         },
     )

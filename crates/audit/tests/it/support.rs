@@ -5,8 +5,8 @@
 use portcullis_audit::entry::merkle_leaf;
 use portcullis_audit::merkle::{self, MerkleTree};
 use portcullis_audit::{
-    entry_hash, verify_bundle, BundleWriter, Checkpoint, EntryHashInput, Hash, PublicKey, Report,
-    SignedCheckpoint, SigningKey, VerifyOptions, GENESIS_PREV_HASH,
+    entry_hash, verify_bundle, BundleWriter, Checkpoint, CheckpointSource, EntryHashInput, Hash,
+    PublicKey, Report, SignedCheckpoint, SigningKey, VerifyOptions, GENESIS_PREV_HASH,
 };
 use serde_json::{json, Value};
 use uuid::Uuid;
@@ -91,7 +91,8 @@ pub fn root(rows: &[Row]) -> Hash {
 pub fn bundle(keys: &[PublicKey], checkpoints: &[SignedCheckpoint], rows: &[Row]) -> Vec<u8> {
     let mut w = BundleWriter::new(Vec::new(), ENV, keys).unwrap();
     for c in checkpoints {
-        w.write_checkpoint(c).unwrap();
+        w.write_checkpoint(&c.to_string(), &[CheckpointSource::Database])
+            .unwrap();
     }
     for r in rows {
         w.write_entry(r.seq, &r.prev_hash, &r.entry_hash, &r.body)

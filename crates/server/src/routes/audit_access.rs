@@ -15,7 +15,9 @@ use crate::auth::{Auth, Meta};
 use crate::error::{ApiResult, ErrorBody};
 use crate::extract::{Path, Query};
 use crate::state::AppState;
-use crate::views::audit_access::{AuditKeys, CheckpointRow, ConsistencyProof, InclusionProof};
+use crate::views::audit_access::{
+    AuditKeys, CheckpointFeed, CheckpointRow, ConsistencyProof, InclusionProof,
+};
 
 /// Export formats of the audit log.
 #[derive(Debug, Clone, Copy, Deserialize, utoipa::ToSchema, PartialEq, Eq)]
@@ -59,6 +61,19 @@ pub struct InclusionQuery {
     pub seq: u64,
     /// The tree size to prove against (a checkpoint's size); default: the latest checkpoint.
     pub tree_size: Option<u64>,
+}
+
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct FeedQuery {
+    /// Checkpoints with a larger tree size than this (default 0: from the first); pass the
+    /// page's `next_after`, or the largest size already kept.
+    #[param(minimum = 0, maximum = 9223372036854775807_i64)]
+    pub after: Option<u64>,
+    /// Checkpoints per page, 1-100 (default 100).
+    #[param(minimum = 1, maximum = 100)]
+    pub limit: Option<u32>,
 }
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
@@ -108,6 +123,23 @@ pub async fn latest_checkpoint(
 ) -> ApiResult<axum::Json<CheckpointRow>> {
     let latest = audit_access::latest_checkpoint(&state, &auth, env).await?;
     Ok(axum::Json(latest.into()))
+}
+
+/// The checkpoint feed (L4): the environment's signed checkpoints after `after`, oldest
+/// first, to keep outside the operator's reach (`portcullis audit fetch-checkpoints`). Needs
+/// `audit.read`; serves only checkpoints this node verifies (its own keys, the tree at that
+/// size). The read is audited.
+#[utoipa::path(get, path = "/v1/environments/{environment_id}/audit/checkpoints", tag = "audit", params(("environment_id" = Uuid, Path), FeedQuery),
+    responses((status = 200, body = CheckpointFeed), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub async fn checkpoint_feed(
+    State(state): State<AppState>,
+    auth: Auth,
+    Path(env): Path<EnvironmentId>,
+    Query(q): Query<FeedQuery>,
+) -> ApiResult<axum::Json<CheckpointFeed>> {
+    let feed =
+        audit_access::checkpoint_feed(&state, &auth, env, q.after.unwrap_or(0), q.limit).await?;
+    Ok(axum::Json(feed.into()))
 }
 
 /// Proof that entry `seq` is in the tree of `tree_size` entries.

@@ -160,6 +160,7 @@ pub fn api() -> OpenApiRouter<AppState> {
         ))
         .routes(routes!(audit_access::export))
         .routes(routes!(audit_access::latest_checkpoint))
+        .routes(routes!(audit_access::checkpoint_feed))
         .routes(routes!(audit_access::inclusion_proof))
         .routes(routes!(audit_access::consistency_proof))
         .routes(routes!(audit_access::well_known_keys))

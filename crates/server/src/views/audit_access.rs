@@ -29,6 +29,38 @@ impl From<store::CheckpointRow> for CheckpointRow {
     }
 }
 
+/// A checkpoint of the feed.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct FeedCheckpoint {
+    pub tree_size: u64,
+    /// The signed checkpoint text (format in crates/audit/FORMAT.md §4): keep it as it is.
+    pub signed: String,
+}
+
+/// A page of the checkpoint feed, oldest first.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct CheckpointFeed {
+    pub checkpoints: Vec<FeedCheckpoint>,
+    /// Pass as `after` for the next page; `null` when this page reached the newest checkpoint.
+    pub next_after: Option<u64>,
+}
+
+impl From<service::CheckpointFeed> for CheckpointFeed {
+    fn from(f: service::CheckpointFeed) -> Self {
+        CheckpointFeed {
+            checkpoints: f
+                .checkpoints
+                .into_iter()
+                .map(|c| FeedCheckpoint {
+                    tree_size: c.tree_size,
+                    signed: c.signed,
+                })
+                .collect(),
+            next_after: f.next_after,
+        }
+    }
+}
+
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct InclusionProof {
     pub seq: u64,

@@ -99,9 +99,16 @@ impl History {
     /// `verify-report --bundle` against a fresh full export, with the published keys.
     async fn verify_bundle(&self, report_json: &[u8]) -> Vec<Finding> {
         let path = std::env::temp_dir().join(format!("pc-report-{}.bundle", Uuid::now_v7()));
-        trail::export_to_file(&self.store, self.env, "bundle", &path, |_, _| {})
-            .await
-            .unwrap();
+        trail::export_to_file(
+            &self.store,
+            &self.anchors,
+            self.env,
+            "bundle",
+            &path,
+            |_, _| {},
+        )
+        .await
+        .unwrap();
         let report = match SignedReport::parse(report_json) {
             Ok(r) => r,
             Err(f) => return vec![f],

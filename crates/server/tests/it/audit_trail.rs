@@ -28,7 +28,8 @@ async fn trail_with_entries(projects: usize) -> Trail {
         app.create_project(&owner, &env, &format!("p{i}")).await;
     }
     let signer = support::trail::signer(&app.db, &app.vault).await;
-    let anchors = support::trail::local_anchors("pc-anchors");
+    // The app's own anchor store: its exports carry what is anchored there.
+    let anchors = app.anchors.clone();
     let env_id = Uuid::parse_str(&env).unwrap();
     Trail {
         app,

@@ -13,6 +13,7 @@ mod support;
 
 mod anchor_s3;
 mod api;
+mod audit_anchors;
 mod audit_report;
 mod audit_trail;
 mod cmk;

@@ -111,7 +111,7 @@ fn e1_every_operation_documents_the_refusals_it_can_give() {
             }
         }
     }
-    assert_eq!(operations, 60);
+    assert_eq!(operations, 61);
     // Answers only a use case gives stay on their operation.
     let role = &spec["paths"]["/v1/environments/{environment_id}/roles/{role_id}"]["patch"];
     assert!(

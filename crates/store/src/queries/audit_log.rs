@@ -480,6 +480,24 @@ pub async fn checkpoints(tx: &mut TenantTx) -> Result<Vec<CheckpointRow>, StoreE
     .await?)
 }
 
+/// Up to `limit` checkpoints with a size above `after`, by size (the checkpoint feed's page).
+pub async fn checkpoints_after(
+    tx: &mut TenantTx,
+    after: i64,
+    limit: i64,
+) -> Result<Vec<CheckpointRow>, StoreError> {
+    let env = tx.environment_id().as_uuid();
+    Ok(sqlx::query_as(
+        "SELECT tree_size, root_hash, head_hash, issued_at, key_id, signed FROM audit_checkpoints
+          WHERE environment_id = $1 AND tree_size > $2 ORDER BY tree_size LIMIT $3",
+    )
+    .bind(env)
+    .bind(after)
+    .bind(limit)
+    .fetch_all(tx.conn())
+    .await?)
+}
+
 pub async fn checkpoint_at(tx: &mut TenantTx, tree_size: i64) -> Result<CheckpointRow, StoreError> {
     let env = tx.environment_id().as_uuid();
     Ok(sqlx::query_as(

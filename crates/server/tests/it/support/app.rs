@@ -19,6 +19,8 @@ pub struct TestApp {
     pub db: TestDb,
     pub router: Router,
     pub vault: std::sync::Arc<portcullis_store::vault::Vault>,
+    /// The anchor store the app's exports read (a fresh directory; L4).
+    pub anchors: portcullis_service::anchor::Anchors,
 }
 
 #[derive(Debug)]
@@ -91,6 +93,11 @@ impl TestApp {
         auth.password_iterations = 1;
         let hasher =
             PasswordHasher::new(auth.password_memory_kib, auth.password_iterations).unwrap();
+        // As `serve`: the signer the checkpointer loads (created on first use), whose keys the
+        // checkpoint feed trusts, and the anchor store exports read.
+        let signer = super::trail::signer(&db, &vault).await;
+        let anchors = super::trail::local_anchors("pc-app-anchors");
+        let trail = portcullis_service::trail::TrailAccess::new(anchors.clone(), &signer);
         let vault = std::sync::Arc::new(vault);
         let state = AppState::new(
             store,
@@ -99,11 +106,13 @@ impl TestApp {
             portcullis_service::config::Regions::default(),
             vault.clone(),
             portcullis_service::config::KeysConfig::default().reencrypt_batch,
+            trail,
         );
         TestApp {
             db,
             router: router(state, limits),
             vault,
+            anchors,
         }
     }
 
