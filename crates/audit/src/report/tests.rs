@@ -99,7 +99,7 @@ impl Log {
             }
         });
         ReportBody {
-            format: REPORT_FORMAT.into(),
+            format: REPORT_FORMAT_V1.into(),
             environment_id: self.env,
             month: month.to_string(),
             window: Window {
@@ -112,6 +112,7 @@ impl Log {
             closing_checkpoint: closing.as_ref().map(ReportCheckpoint::from_signed),
             previous,
             generated_at: "2026-06-01T08:00:00Z".into(),
+            summary: None,
         }
         .sign(key)
         .unwrap()
