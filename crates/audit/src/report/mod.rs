@@ -41,7 +41,7 @@ pub use model::{
 pub use month::{entry_month, Month, MonthError};
 pub use summary::{
     default_rules, Activity, AnchorPlace, Anomaly, Condition, DeniedActor, LogVerdict, Person,
-    PrivilegedChange, PrivilegedRule, Summary, VerdictStatus, TOP_DENIED_ACTORS,
+    Privileged, PrivilegedChange, PrivilegedRule, Summary, VerdictStatus, TOP_DENIED_ACTORS,
 };
 pub use tally::{jsonl_line, rules_of, watched_sizes, Tally, TallyResult};
 
