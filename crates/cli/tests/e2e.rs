@@ -762,7 +762,11 @@ async fn l6_cli_writes_and_verifies_a_monthly_report() {
     // Progress (issue 12, item 9) on stderr, one finished line per read of the log, plain
     // since stderr is not a terminal here; stdout carries only the two paths.
     let stderr = text(&out.stderr);
-    for step in ["reading the log: ", "checking the report: "] {
+    for step in [
+        "reading the log: ",
+        "verifying the log: ",
+        "checking the report: ",
+    ] {
         assert!(
             stderr
                 .lines()

@@ -76,7 +76,10 @@ pub fn compare(body: &ReportBody, tally: &TallyResult) -> Vec<Finding> {
         let actual = &tally.privileged_changes;
         if stated != actual {
             let seqs = |c: &[super::PrivilegedChange]| {
-                c.iter().map(|c| c.seq.to_string()).collect::<Vec<_>>().join(", ")
+                c.iter()
+                    .map(|c| c.seq.to_string())
+                    .collect::<Vec<_>>()
+                    .join(", ")
             };
             let first = stated
                 .iter()

@@ -143,10 +143,10 @@ impl PrivilegedRule {
 
     pub fn matches(&self, body: &Value) -> bool {
         body.get("action").and_then(Value::as_str) == Some(self.action.as_str())
-            && self
-                .only_if
-                .as_ref()
-                .is_none_or(|c| body.pointer(&c.pointer).is_some_and(|v| c.any_of.contains(v)))
+            && self.only_if.as_ref().is_none_or(|c| {
+                body.pointer(&c.pointer)
+                    .is_some_and(|v| c.any_of.contains(v))
+            })
     }
 }
 
