@@ -305,7 +305,7 @@ impl ActivityTally {
             })
             .collect();
         // Stable: the map's order (type, then id) breaks ties.
-        top.sort_by(|a, b| b.denials.cmp(&a.denials));
+        top.sort_by_key(|a| std::cmp::Reverse(a.denials));
         top.truncate(TOP_DENIED_ACTORS);
         self.activity.top_denied_actors = top;
         self.changes.sort_by_key(|c| c.seq);

@@ -401,7 +401,7 @@ fn count(n: u64) -> String {
     let digits = n.to_string();
     let mut out = String::new();
     for (i, c) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i) % 3 == 0 {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
             out.push(',');
         }
         out.push(c);
@@ -608,16 +608,13 @@ fn verdict_box(doc: &mut Doc, v: &LogVerdict) {
         }
     }
     let tail = v.log_size.saturating_sub(v.covered_through);
-    line(
-        doc,
-        &format!(
-            "{} verified{}.",
-            plural(
-                v.checkpoints_verified,
-                "signed checkpoint",
-                "signed checkpoints"
-            ),
-            match (v.covered_through, tail) {
+    let checkpoints = plural(
+        v.checkpoints_verified,
+        "signed checkpoint",
+        "signed checkpoints",
+    );
+    let coverage = if ok {
+        match (v.covered_through, tail) {
                 (0, _) => "; no checkpoint covers the log yet".to_owned(),
                 (c, 0) => format!("; the latest covers entry {}, the end of the log", count(c)),
                 (c, t) => format!(
@@ -626,8 +623,10 @@ fn verdict_box(doc: &mut Doc, v: &LogVerdict) {
                     plural(t, "newer entry", "newer entries")
                 ),
             }
-        ),
-    );
+    } else {
+        " before verification stopped at the first failure".to_owned()
+    };
+    line(doc, &format!("{checkpoints} verified{coverage}."));
     line(
         doc,
         &match v.anchors.kind.as_str() {
@@ -781,9 +780,23 @@ fn first_page(doc: &mut Doc, report: &SignedReport, summary: &Summary, json_name
             .iter()
             .map(|c| {
                 let actor = c.actor_id.map(|u| u.to_string());
+                let failing = summary
+                    .verdict
+                    .anomalies
+                    .iter()
+                    .any(|a| a.seq == Some(c.seq));
                 vec![
                     short_utc(&c.occurred_at),
-                    format!("{} (entry {})", describe(summary, c), count(c.seq)),
+                    format!(
+                        "{} (entry {}{})",
+                        describe(summary, c),
+                        count(c.seq),
+                        if failing {
+                            ", which fails verification: as it reads now"
+                        } else {
+                            ""
+                        }
+                    ),
                     who(summary, &c.actor_type, actor.as_deref()),
                 ]
             })
