@@ -107,6 +107,10 @@ enum Item {
     /// Lines up to the matching [`Item::BoxEnd`] sit on a filled box of this colour.
     BoxStart([f32; 3]),
     BoxEnd,
+    /// A table's header lines, repeated at the top of each page the table continues on, until
+    /// [`Item::TableEnd`].
+    TableStart(Vec<Line>),
+    TableEnd,
     PageBreak,
 }
 
@@ -263,15 +267,28 @@ impl Doc {
     /// A table: a bold header row with a rule under it, then the rows.
     fn table(&mut self, cols: &[Col], header: &[&str], rows: &[Vec<String>]) {
         let head: Vec<(Font, u32, &str)> = header.iter().map(|h| (Font::Bold, 9, *h)).collect();
+        let at = self.items.len();
         self.row(cols, &head, 4);
         if let Some(Item::Line(l)) = self.items.last_mut() {
             l.rule = true;
         }
+        let header_lines: Vec<Line> = self.items[at..]
+            .iter()
+            .filter_map(|i| match i {
+                Item::Line(l) => Some(Line {
+                    gap: 0,
+                    ..l.clone()
+                }),
+                _ => None,
+            })
+            .collect();
+        self.items.push(Item::TableStart(header_lines));
         for r in rows {
             let cells: Vec<(Font, u32, &str)> =
                 r.iter().map(|c| (Font::Regular, 9, c.as_str())).collect();
             self.row(cols, &cells, 2);
         }
+        self.items.push(Item::TableEnd);
     }
 }
 
@@ -1009,6 +1026,37 @@ fn document(report: &SignedReport, json_name: &str, json_sha256: &str) -> Doc {
     doc
 }
 
+/// Draws `line` with its baseline at `y`.
+fn draw(fg: &mut String, line: &Line, y: u32) {
+    for run in &line.runs {
+        if run.gray > 0.0 {
+            let _ = writeln!(fg, "{:.2} g", run.gray);
+        }
+        let _ = writeln!(
+            fg,
+            "BT /{} {} Tf {:.1} {} Td ({}) Tj ET",
+            run.font.name(),
+            run.size,
+            MARGIN as f32 + run.x,
+            y,
+            escape(&run.text)
+        );
+        if run.gray > 0.0 {
+            let _ = writeln!(fg, "0 g");
+        }
+    }
+    if line.rule {
+        let _ = writeln!(
+            fg,
+            "0.6 G 0.5 w {} {} m {} {} l S 0 G",
+            MARGIN,
+            y - 4,
+            PAGE_WIDTH - MARGIN,
+            y - 4
+        );
+    }
+}
+
 /// Lays the document out on pages: the content stream of each.
 fn layout(doc: &Doc, footer: &str) -> Vec<String> {
     let top = PAGE_HEIGHT - MARGIN;
@@ -1018,6 +1066,7 @@ fn layout(doc: &Doc, footer: &str) -> Vec<String> {
     let mut fg = String::new();
     let mut y = top;
     let mut box_top: Option<([f32; 3], u32)> = None;
+    let mut repeat: Option<&Vec<Line>> = None;
     let flush_box = |bg: &mut String, from: u32, to: u32, fill: [f32; 3]| {
         let _ = writeln!(
             bg,
@@ -1044,6 +1093,8 @@ fn layout(doc: &Doc, footer: &str) -> Vec<String> {
                     flush_box(&mut bg, from, y, fill);
                 }
             }
+            Item::TableStart(header) => repeat = Some(header),
+            Item::TableEnd => repeat = None,
             Item::Line(line) => {
                 let advance = line.gap + line.height;
                 if y < bottom + advance {
@@ -1054,35 +1105,13 @@ fn layout(doc: &Doc, footer: &str) -> Vec<String> {
                     pages.push(format!("{bg}{}", std::mem::take(&mut fg)));
                     bg.clear();
                     y = top;
+                    for h in repeat.into_iter().flatten() {
+                        y -= h.height;
+                        draw(&mut fg, h, y);
+                    }
                 }
                 y -= advance;
-                for run in &line.runs {
-                    if run.gray > 0.0 {
-                        let _ = writeln!(fg, "{:.2} g", run.gray);
-                    }
-                    let _ = writeln!(
-                        fg,
-                        "BT /{} {} Tf {:.1} {} Td ({}) Tj ET",
-                        run.font.name(),
-                        run.size,
-                        MARGIN as f32 + run.x,
-                        y,
-                        escape(&run.text)
-                    );
-                    if run.gray > 0.0 {
-                        let _ = writeln!(fg, "0 g");
-                    }
-                }
-                if line.rule {
-                    let _ = writeln!(
-                        fg,
-                        "0.6 G 0.5 w {} {} m {} {} l S 0 G",
-                        MARGIN,
-                        y - 4,
-                        PAGE_WIDTH - MARGIN,
-                        y - 4
-                    );
-                }
+                draw(&mut fg, line, y);
             }
         }
     }
@@ -1642,6 +1671,11 @@ pub(crate) mod tests {
                 s.contains(&format!("(Page {} of {pages})", i + 1)),
                 "page {i}"
             );
+            // A table continued on this page repeats its header first.
+            if s.contains("(action.number_") {
+                let header = s.find("(Action) Tj").expect("the header on every page");
+                assert!(header < s.find("(action.number_").unwrap(), "page {i}");
+            }
         }
         for s in &streams {
             for line in s
