@@ -444,6 +444,11 @@ async fn names(
         if c.target_type == "identity" {
             wanted.extend(c.target_id.as_deref().and_then(|t| Uuid::parse_str(t).ok()));
         }
+        // A project grant names its grantee in the body.
+        for v in [&c.before, &c.after] {
+            let grantee = v.pointer("/identity_id").and_then(|i| i.as_str());
+            wanted.extend(grantee.and_then(|t| Uuid::parse_str(t).ok()));
+        }
     }
     for a in &tally.activity.top_denied_actors {
         if a.actor_type == "identity" {

@@ -668,6 +668,18 @@ async fn l3_l6_the_first_page_answers_whether_anything_is_wrong() {
         )
         .await;
     assert!(r.status.is_success(), "{:?}", r.body);
+    let project = app.create_project(&ada, &env, "Launch").await;
+    let r = app
+        .put(
+            &format!(
+                "/v1/environments/{env}/projects/{project}/grants/{}",
+                bob.id
+            ),
+            &ada.token,
+            serde_json::json!({ "role": "contributor" }),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
     let (status, _) = app
         .get_raw(
             &format!("/v1/environments/{env}/audit/export?format=jsonl"),
@@ -753,6 +765,7 @@ async fn l3_l6_the_first_page_answers_whether_anything_is_wrong() {
         "Role of bob <bob@example.com> changed from admin",
         "Data keys rotated to version 2 (requested)",
         "Audit log exported as jsonl",
+        "Project grant: bob <bob@example.com> gets",
         "ada <ada@example.com>, owner",
         &format!("portcullis audit verify --environment {env}"),
         "Page 1 of",

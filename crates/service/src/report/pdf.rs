@@ -516,10 +516,11 @@ fn describe(summary: &Summary, c: &PrivilegedChange) -> String {
         }
         "project.grant_set" => format!(
             "Project grant: {} gets {} on project {}",
-            who(
+            who_as(
                 summary,
                 "identity",
-                c.after.pointer("/identity_id").and_then(Value::as_str)
+                c.after.pointer("/identity_id").and_then(Value::as_str),
+                false
             ),
             at(&c.after, "/role"),
             c.target_id.as_deref().unwrap_or("?")
