@@ -258,11 +258,13 @@ pub(crate) async fn run(command: AuditCommand, config: Config) -> anyhow::Result
                     &store,
                     &signer,
                     &anchors,
+                    &vault,
                     environment.as_uuid(),
                     month,
                     &mut |step, done, total| {
                         let what = match step {
                             portcullis_service::report::Step::Reading => "reading the log",
+                            portcullis_service::report::Step::Verifying => "verifying the log",
                             portcullis_service::report::Step::Checking => "checking the report",
                         };
                         steps.update(what, "entries", done, total);
@@ -274,7 +276,19 @@ pub(crate) async fn run(command: AuditCommand, config: Config) -> anyhow::Result
                 let (json, pdf) = portcullis_service::report::write_files(&report, &out)?;
                 println!("{}", json.display());
                 println!("{}", pdf.display());
-                Ok(ExitCode::SUCCESS)
+                // A log that fails verification still gets its report, which says what failed;
+                // the exit status says it too, for whoever runs this monthly.
+                let verdict = report.body.summary.as_ref().map(|s| &s.verdict);
+                match verdict {
+                    Some(v) if v.status == portcullis_audit::report::VerdictStatus::Failed => {
+                        for a in &v.anomalies {
+                            let at = a.seq.map(|s| format!(" at entry {s}")).unwrap_or_default();
+                            println!("FAILED: {}{at}: {}", a.kind, a.detail);
+                        }
+                        Ok(ExitCode::FAILURE)
+                    }
+                    _ => Ok(ExitCode::SUCCESS),
+                }
             }
             AuditCommand::VerifyReport { .. } | AuditCommand::FetchCheckpoints { .. } => {
                 Ok(ExitCode::from(2))

@@ -145,6 +145,29 @@ pub(crate) async fn verify_report(
             prev.month, prev.checkpoint.tree_size, prev.checkpoint.root_hash
         );
     }
+    if let Some(summary) = &body.summary {
+        let v = &summary.verdict;
+        println!(
+            "  when made: the log verified through entry {} of {}, {} checkpoints, anchored in {}",
+            v.verified_through, v.log_size, v.checkpoints_verified, v.anchors.location
+        );
+        println!(
+            "  {} privileged changes, {} refused and {} failed entries",
+            summary.privileged.changes.len(),
+            summary
+                .activity
+                .by_outcome
+                .get("denied")
+                .copied()
+                .unwrap_or(0),
+            summary
+                .activity
+                .by_outcome
+                .get("failure")
+                .copied()
+                .unwrap_or(0)
+        );
+    }
     println!("  facts checked against {checked_against}");
     Ok(ExitCode::SUCCESS)
 }

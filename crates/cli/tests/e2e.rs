@@ -767,7 +767,11 @@ async fn l6_cli_writes_and_verifies_a_monthly_report() {
     // Progress (issue 12, item 9) on stderr, one finished line per read of the log, plain
     // since stderr is not a terminal here; stdout carries only the two paths.
     let stderr = text(&out.stderr);
-    for step in ["reading the log: ", "checking the report: "] {
+    for step in [
+        "reading the log: ",
+        "verifying the log: ",
+        "checking the report: ",
+    ] {
         assert!(
             stderr
                 .lines()
@@ -969,6 +973,53 @@ async fn l6_cli_writes_and_verifies_a_monthly_report() {
         text(&out.stderr).contains("has not ended"),
         "{}",
         text(&out.stderr)
+    );
+
+    // Control L3/L6: an entry of March edited as the superuser. The report is still written,
+    // says what failed, and the command exits 1; verify-report of it exits 1 on the verdict.
+    for statement in [
+        "ALTER TABLE audit_log DISABLE TRIGGER audit_log_no_update_delete",
+        "UPDATE audit_log SET action = 'auth.logout' WHERE environment_id = $1 AND seq = 4",
+        "ALTER TABLE audit_log ENABLE TRIGGER audit_log_no_update_delete",
+    ] {
+        sqlx::query(statement)
+            .bind(env)
+            .execute(&mut admin)
+            .await
+            .unwrap();
+    }
+    let broken_dir = data.join("broken");
+    let out = run(&[
+        "audit",
+        "report",
+        "--environment",
+        &env_s,
+        "--month",
+        "2025-03",
+        "--out",
+        broken_dir.to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+    let stdout = text(&out.stdout);
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert!(
+        lines[0].ends_with(".report.json") && lines[1].ends_with(".report.pdf"),
+        "{stdout}"
+    );
+    assert!(
+        lines[2].starts_with("FAILED: Changed at entry 4: "),
+        "{stdout}"
+    );
+    let broken: Value = serde_json::from_slice(&std::fs::read(lines[0]).unwrap()).unwrap();
+    assert_eq!(broken["summary"]["verdict"]["status"], "failed");
+    let out = run(&["audit", "verify-report", lines[0], "--keys", keys_s]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stdout));
+    assert!(
+        text(&out.stdout).starts_with(
+            "FAILED: summary.verdict: the report states that the log failed verification"
+        ),
+        "{}",
+        text(&out.stdout)
     );
 }
 

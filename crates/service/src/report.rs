@@ -5,17 +5,20 @@
 
 pub mod pdf;
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
 use portcullis_audit::checkpoint::{PublicKey, SignedCheckpoint};
 use portcullis_audit::merkle;
 use portcullis_audit::report::{
-    compare, watched_sizes, Finding, Month, PreviousMonth, ReportBody, ReportCheckpoint,
-    SignedReport, Tally, TallyResult, Window, REPORT_FORMAT,
+    compare, default_rules, rules_of, watched_sizes, AnchorPlace, Anomaly, Finding, LogVerdict,
+    Month, Person, PreviousMonth, Privileged, ReportBody, ReportCheckpoint, SignedReport, Summary,
+    Tally, TallyResult, VerdictStatus, Window, REPORT_FORMAT,
 };
 use portcullis_core::{EnvironmentId, Permission, PermissionSet};
 use portcullis_store::audit_writer::entry_body;
-use portcullis_store::queries::audit_log;
+use portcullis_store::queries::{audit_log, environments, members, Page};
+use portcullis_store::vault::Vault;
 use portcullis_store::{AuditEvent, Store, StoreError};
 use time::OffsetDateTime;
 use uuid::Uuid;
@@ -31,8 +34,6 @@ pub enum ReportError {
     Store(#[from] StoreError),
     #[error("month {month} has not ended yet (it ends {ends}); a report covers a whole month, so generate it after that")]
     NotEnded { month: Month, ends: String },
-    #[error("the audit log of environment {env} does not verify ({problem}); run `portcullis audit verify --environment {env}` — no report is signed over a broken log")]
-    BrokenLog { env: Uuid, problem: String },
     #[error("{0}")]
     Integrity(String),
     #[error("{path}: {source}")]
@@ -75,6 +76,8 @@ fn hash32(bytes: &[u8], what: &str) -> Result<[u8; 32], ReportError> {
 pub enum Step {
     /// Reading the entries to state the month's facts.
     Reading,
+    /// Verifying the whole log against checkpoints, anchors and the head row, for the verdict.
+    Verifying,
     /// Reading them again to check the signed report before it is handed out (and in
     /// [`verify_with_db`]).
     Checking,
@@ -94,6 +97,7 @@ pub async fn tally_from_db(
     env: Uuid,
     month: Month,
     watch: &[u64],
+    rules: Vec<portcullis_audit::report::PrivilegedRule>,
     progress: &mut (dyn FnMut(u64, u64) + Send),
 ) -> Result<TallyResult, ReportError> {
     let perms = PermissionSet::of(&[Permission::AuditRead]);
@@ -106,7 +110,7 @@ pub async fn tally_from_db(
         .and_then(|(seq, _, _)| u64::try_from(seq).ok())
         .unwrap_or(0);
     progress(0, total);
-    let mut tally = Tally::new(env, month, watch);
+    let mut tally = Tally::new(env, month, watch).with_rules(rules);
     let mut after = 0i64;
     loop {
         let rows = audit_log::stored_range(&mut tx, after, TALLY_BATCH).await?;
@@ -161,24 +165,40 @@ async fn stored_checkpoints(
 }
 
 /// Generates and signs the report of `env` for `month`, which must have ended by `now`. If no
-/// checkpoint covers the month's last entry yet, one is cut (and anchored) now. The report is
-/// checked against the entries before it is returned, and its generation is audited.
+/// checkpoint covers the month's last entry yet, one is cut (and anchored) now. The whole log
+/// is verified (chain, checkpoints, anchors, head row) for the summary's verdict; a log that
+/// fails still gets its report, which says what failed (see [`SignedReport::check`]: such a
+/// report never verifies as clean). A clean report is checked against the entries before it is
+/// returned, and generation is audited. `vault` opens the names of the people it lists.
 pub async fn generate(
     store: &Store,
     signer: &Signer,
     anchors: &Anchors,
+    vault: &Vault,
     env: Uuid,
     month: Month,
     now: OffsetDateTime,
 ) -> Result<SignedReport, ReportError> {
-    generate_with_progress(store, signer, anchors, env, month, now, &mut |_, _, _| {}).await
+    generate_with_progress(
+        store,
+        signer,
+        anchors,
+        vault,
+        env,
+        month,
+        now,
+        &mut |_, _, _| {},
+    )
+    .await
 }
 
-/// [`generate`], reporting the progress of its two reads of the log.
+/// [`generate`], reporting the progress of its three reads of the log.
+#[allow(clippy::too_many_arguments)]
 pub async fn generate_with_progress(
     store: &Store,
     signer: &Signer,
     anchors: &Anchors,
+    vault: &Vault,
     env: Uuid,
     month: Month,
     now: OffsetDateTime,
@@ -191,22 +211,12 @@ pub async fn generate_with_progress(
             ends: month.window_to(),
         });
     }
-    let tally = tally_from_db(store, env, month, &[], &mut |n, t| {
+    let tally = tally_from_db(store, env, month, &[], default_rules(), &mut |n, t| {
         progress(Step::Reading, n, t)
     })
     .await?;
-    if let Some(problem) = &tally.chain_problem {
-        return Err(ReportError::BrokenLog {
-            env,
-            problem: problem.to_string(),
-        });
-    }
-    if let Some(f) = &tally.malformed {
-        return Err(ReportError::BrokenLog {
-            env,
-            problem: f.to_string(),
-        });
-    }
+    // No checkpoint is cut over a chain that does not verify: the report says what failed.
+    let broken = tally.chain_problem.is_some() || tally.malformed.is_some();
 
     let mut rows = stored_checkpoints(store, env).await?;
     let closing = if tally.log_size_at_close == 0 {
@@ -214,6 +224,7 @@ pub async fn generate_with_progress(
     } else {
         match covering(&rows, tally.log_size_at_close)? {
             Some(cp) => Some(cp),
+            None if broken => None,
             None => {
                 trail::checkpoint(store, signer, anchors, env).await?;
                 rows = stored_checkpoints(store, env).await?;
@@ -227,39 +238,31 @@ pub async fn generate_with_progress(
         }
     };
 
-    let previous = match (&closing, tally.previous_size_at_close) {
-        (Some(new), old_size) if old_size > 0 => {
-            let old = covering(&rows, old_size)?.ok_or_else(|| {
-                ReportError::Integrity(format!("no checkpoint covers entry {old_size}"))
-            })?;
-            let new_size = new.checkpoint.tree_size;
-            let mut tx = store
-                .tenant_as_system(
-                    EnvironmentId::from_uuid(env),
-                    PermissionSet::of(&[Permission::AuditRead]),
-                    trail::meta(),
-                )
-                .await?;
-            let size =
-                i64::try_from(new_size).map_err(|_| ReportError::Integrity("tree size".into()))?;
-            let hashes = audit_log::entry_hashes(&mut tx, size).await?;
-            tx.commit().await?;
-            let leaves: Vec<[u8; 32]> = hashes.iter().map(|h| merkle::leaf_hash(h)).collect();
-            let old_size = old.checkpoint.tree_size;
-            let proof =
-                merkle::consistency_proof(&leaves, old_size, new_size).ok_or_else(|| {
-                    ReportError::Integrity(format!("no consistency proof {old_size} -> {new_size}"))
-                })?;
-            Some(PreviousMonth {
-                month: month.previous().map(|m| m.to_string()).unwrap_or_default(),
-                log_size_at_close: tally.previous_size_at_close,
-                checkpoint: ReportCheckpoint::from_signed(&old),
-                consistency_proof: proof.iter().map(|h| trail::hex(h)).collect(),
-            })
-        }
-        _ => None,
+    let total = tally.size;
+    let verification = trail::verify_environment(store, env, signer.public_keys(), anchors, |n| {
+        progress(Step::Verifying, n, total.max(n))
+    })
+    .await?;
+    progress(
+        Step::Verifying,
+        verification.entries.max(total),
+        verification.entries.max(total),
+    );
+    let verdict = log_verdict(&verification, &tally, anchors);
+    let failed = verdict.status == VerdictStatus::Failed;
+
+    let previous = match previous_month(store, env, month, &rows, &closing, &tally).await {
+        Ok(p) => p,
+        // Over a failed log the proof may not exist; the verdict already says why.
+        Err(_) if failed => None,
+        Err(e) => return Err(e),
     };
 
+    let privileged = Privileged {
+        rules: default_rules(),
+        changes: tally.privileged_changes.clone(),
+    };
+    let (environment_name, people) = names(store, vault, env, &tally, &privileged).await?;
     let body = ReportBody {
         format: REPORT_FORMAT.to_owned(),
         environment_id: env,
@@ -274,16 +277,32 @@ pub async fn generate_with_progress(
         closing_checkpoint: closing.as_ref().map(ReportCheckpoint::from_signed),
         previous,
         generated_at: utc_seconds(now),
+        summary: Some(Summary {
+            environment_name,
+            verdict,
+            activity: tally.activity.clone(),
+            privileged,
+            people,
+        }),
     };
     let report = signer.sign_report(body)?;
 
-    // What we sign must verify, against the stored entries and tree, before anyone sees it.
-    if let Some(f) = verify_with_db_progress(store, &report, signer.public_keys(), &mut |n, t| {
-        progress(Step::Checking, n, t)
-    })
-    .await?
-    .first()
+    if failed {
+        // The log does not verify, so neither would the report against it: its signature is
+        // what can be checked.
+        if let Err(f) = report.check_signature(signer.public_keys()) {
+            return Err(ReportError::Integrity(format!(
+                "the generated report does not verify: {f}"
+            )));
+        }
+    } else if let Some(f) =
+        verify_with_db_progress(store, &report, signer.public_keys(), &mut |n, t| {
+            progress(Step::Checking, n, t)
+        })
+        .await?
+        .first()
     {
+        // What we sign must verify, against the stored entries and tree, before anyone sees it.
         return Err(ReportError::Integrity(format!(
             "the generated report does not verify: {f}"
         )));
@@ -304,6 +323,7 @@ pub async fn generate_with_progress(
                 "jsonl_sha256": report.body.entries.jsonl_sha256,
                 "closing_checkpoint": report.body.closing_checkpoint.as_ref().map(|c| c.tree_size),
                 "key_id": report.signature.key_id,
+                "verdict": if failed { "failed" } else { "verified" },
             }),
         ),
     )
@@ -312,11 +332,188 @@ pub async fn generate_with_progress(
     Ok(report)
 }
 
+/// The verdict of `verification` (and of the tally's own read of the chain).
+fn log_verdict(
+    verification: &portcullis_audit::verify::Report,
+    tally: &TallyResult,
+    anchors: &Anchors,
+) -> LogVerdict {
+    let anomaly = |p: &portcullis_audit::verify::Problem| Anomaly {
+        kind: format!("{:?}", p.kind),
+        seq: p.seq,
+        detail: p.detail.clone(),
+    };
+    let mut anomalies: Vec<Anomaly> = vec![];
+    for p in verification
+        .first_problem
+        .iter()
+        .chain(verification.findings.iter())
+        .chain(tally.chain_problem.iter())
+    {
+        let a = anomaly(p);
+        if !anomalies.contains(&a) {
+            anomalies.push(a);
+        }
+    }
+    if let Some(f) = &tally.malformed {
+        anomalies.push(Anomaly {
+            kind: "Malformed".into(),
+            seq: None,
+            detail: f.to_string(),
+        });
+    }
+    let (kind, location) = match anchors {
+        Anchors::Local(_) => ("local_directory", anchors.to_string()),
+        Anchors::S3(_) => ("s3_object_lock", anchors.to_string()),
+    };
+    LogVerdict {
+        status: if anomalies.is_empty() {
+            VerdictStatus::Verified
+        } else {
+            VerdictStatus::Failed
+        },
+        log_size: tally.size.max(verification.entries),
+        verified_through: verification.entries,
+        checkpoints_verified: u64::try_from(verification.checkpoints_checked).unwrap_or(u64::MAX),
+        covered_through: verification.covered,
+        anchors: AnchorPlace {
+            kind: kind.into(),
+            location,
+        },
+        anomalies,
+    }
+}
+
+/// The previous month's closing checkpoint and the consistency proof from it to `closing`.
+async fn previous_month(
+    store: &Store,
+    env: Uuid,
+    month: Month,
+    rows: &[audit_log::CheckpointRow],
+    closing: &Option<SignedCheckpoint>,
+    tally: &TallyResult,
+) -> Result<Option<PreviousMonth>, ReportError> {
+    let (Some(new), old_size) = (closing, tally.previous_size_at_close) else {
+        return Ok(None);
+    };
+    if old_size == 0 {
+        return Ok(None);
+    }
+    let old = covering(rows, old_size)?
+        .ok_or_else(|| ReportError::Integrity(format!("no checkpoint covers entry {old_size}")))?;
+    let new_size = new.checkpoint.tree_size;
+    let mut tx = store
+        .tenant_as_system(
+            EnvironmentId::from_uuid(env),
+            PermissionSet::of(&[Permission::AuditRead]),
+            trail::meta(),
+        )
+        .await?;
+    let size = i64::try_from(new_size).map_err(|_| ReportError::Integrity("tree size".into()))?;
+    let hashes = audit_log::entry_hashes(&mut tx, size).await?;
+    tx.commit().await?;
+    let leaves: Vec<[u8; 32]> = hashes.iter().map(|h| merkle::leaf_hash(h)).collect();
+    let old_size = old.checkpoint.tree_size;
+    let proof = merkle::consistency_proof(&leaves, old_size, new_size).ok_or_else(|| {
+        ReportError::Integrity(format!("no consistency proof {old_size} -> {new_size}"))
+    })?;
+    Ok(Some(PreviousMonth {
+        month: month.previous().map(|m| m.to_string()).unwrap_or_default(),
+        log_size_at_close: tally.previous_size_at_close,
+        checkpoint: ReportCheckpoint::from_signed(&old),
+        consistency_proof: proof.iter().map(|h| trail::hex(h)).collect(),
+    }))
+}
+
+/// The environment's name and the people the summary names (actors and identity targets of
+/// privileged changes, the most denied actors), opened from their sealed form here, where
+/// the node holds the keys. A person who is no longer a member cannot be opened: they are
+/// listed by id with a note saying so.
+async fn names(
+    store: &Store,
+    vault: &Vault,
+    env: Uuid,
+    tally: &TallyResult,
+    privileged: &Privileged,
+) -> Result<(Option<String>, BTreeMap<Uuid, Person>), ReportError> {
+    let mut wanted: BTreeSet<Uuid> = BTreeSet::new();
+    for c in &privileged.changes {
+        if c.actor_type == "identity" {
+            wanted.extend(c.actor_id);
+        }
+        if c.target_type == "identity" {
+            wanted.extend(c.target_id.as_deref().and_then(|t| Uuid::parse_str(t).ok()));
+        }
+        // A project grant names its grantee in the body.
+        for v in [&c.before, &c.after] {
+            let grantee = v.pointer("/identity_id").and_then(|i| i.as_str());
+            wanted.extend(grantee.and_then(|t| Uuid::parse_str(t).ok()));
+        }
+    }
+    for a in &tally.activity.top_denied_actors {
+        if a.actor_type == "identity" {
+            wanted.extend(a.actor_id);
+        }
+    }
+    let perms = PermissionSet::of(&[Permission::AuditRead, Permission::MembersRead]);
+    let mut tx = store
+        .tenant_as_system(EnvironmentId::from_uuid(env), perms, trail::meta())
+        .await?;
+    let name = match environments::get(&mut tx).await {
+        Ok(e) => Some(e.name),
+        Err(StoreError::NotFound) => None,
+        Err(e) => return Err(e.into()),
+    };
+    let mut people = BTreeMap::new();
+    if !wanted.is_empty() {
+        let mut page = Page::new(None, Some(Page::MAX_LIMIT));
+        loop {
+            let listed = members::list(&mut tx, vault, page).await?;
+            for m in listed.items {
+                if wanted.remove(&m.identity_id) {
+                    people.insert(
+                        m.identity_id,
+                        Person {
+                            name: Some(m.display_name),
+                            email: Some(m.email),
+                            role: Some(m.role),
+                            note: None,
+                        },
+                    );
+                }
+            }
+            match listed.next {
+                Some(after) if !wanted.is_empty() => {
+                    page = Page::new(Some(after), page.limit.into())
+                }
+                _ => break,
+            }
+        }
+    }
+    tx.commit().await?;
+    for id in wanted {
+        people.insert(
+            id,
+            Person {
+                name: None,
+                email: None,
+                role: None,
+                note: Some(
+                    "no longer a member of this environment when the report was made: name not opened"
+                        .into(),
+                ),
+            },
+        );
+    }
+    Ok((name, people))
+}
+
 /// [`generate`] as of the current time.
 pub async fn generate_now(
     store: &Store,
     signer: &Signer,
     anchors: &Anchors,
+    vault: &Vault,
     env: Uuid,
     month: Month,
 ) -> Result<SignedReport, ReportError> {
@@ -324,6 +521,7 @@ pub async fn generate_now(
         store,
         signer,
         anchors,
+        vault,
         env,
         month,
         OffsetDateTime::now_utc(),
@@ -336,12 +534,13 @@ pub async fn generate_now_with_progress(
     store: &Store,
     signer: &Signer,
     anchors: &Anchors,
+    vault: &Vault,
     env: Uuid,
     month: Month,
     progress: Progress<'_>,
 ) -> Result<SignedReport, ReportError> {
     let now = OffsetDateTime::now_utc();
-    generate_with_progress(store, signer, anchors, env, month, now, progress).await
+    generate_with_progress(store, signer, anchors, vault, env, month, now, progress).await
 }
 
 /// The file names of a report: `<environment>-<YYYY-MM>.report.json` and `.report.pdf`.
@@ -408,6 +607,7 @@ pub async fn verify_with_db_progress(
         report.body.environment_id,
         month,
         &watched_sizes(&report.body),
+        rules_of(&report.body),
         progress,
     )
     .await?;

@@ -3,7 +3,10 @@
 
 use uuid::Uuid;
 
-use super::{Finding, Month, ReportBody, ReportCheckpoint, SignedReport, REPORT_FORMAT};
+use super::{
+    Finding, Month, ReportBody, ReportCheckpoint, SignedReport, Summary, VerdictStatus,
+    REPORT_FORMAT, REPORT_FORMAT_V1,
+};
 use crate::checkpoint::{PublicKey, SignedCheckpoint};
 use crate::merkle::verify_consistency;
 use crate::{hex, Hash};
@@ -80,10 +83,29 @@ fn check_checkpoint(
 
 fn check_body(body: &ReportBody, trusted: &[PublicKey]) -> Vec<Finding> {
     let mut out = vec![];
+    let failed = match (body.format.as_str(), &body.summary) {
+        (REPORT_FORMAT, Some(summary)) => {
+            check_summary(summary, body.log_size_at_close, &mut out);
+            summary.verdict.status == VerdictStatus::Failed
+        }
+        (REPORT_FORMAT, None) => {
+            out.push(Finding::new("summary", "missing (format 2 has one)"));
+            false
+        }
+        (REPORT_FORMAT_V1, None) => false,
+        (REPORT_FORMAT_V1, Some(_)) => {
+            out.push(Finding::new("summary", "format 1 has no summary"));
+            false
+        }
+        _ => {
+            out.push(Finding::new(
+                "format",
+                format!("expected {REPORT_FORMAT:?} or {REPORT_FORMAT_V1:?}"),
+            ));
+            false
+        }
+    };
     let mut push = |f: &str, r: String| out.push(Finding::new(f, r));
-    if body.format != REPORT_FORMAT {
-        push("format", format!("expected {REPORT_FORMAT:?}"));
-    }
     let month: Option<Month> = match body.month.parse() {
         Ok(m) => Some(m),
         Err(e) => {
@@ -168,7 +190,9 @@ fn check_body(body: &ReportBody, trusted: &[PublicKey]) -> Vec<Finding> {
 
     let closing = match &body.closing_checkpoint {
         None => {
-            if body.log_size_at_close > 0 {
+            // A report of a log that failed verification may lack a checkpoint: none is cut
+            // over a broken chain.
+            if body.log_size_at_close > 0 && !failed {
                 push(
                     "closing_checkpoint",
                     format!(
@@ -269,6 +293,74 @@ fn check_body(body: &ReportBody, trusted: &[PublicKey]) -> Vec<Finding> {
         }
     }
     out
+}
+
+/// The summary's own coherence; its facts are compared with the entries by `compare`. A
+/// report that states a failed verification is itself a finding: it verifies as a statement,
+/// but the log it describes did not.
+fn check_summary(s: &Summary, log_size_at_close: u64, out: &mut Vec<Finding>) {
+    let v = &s.verdict;
+    match (v.status, v.anomalies.first()) {
+        (VerdictStatus::Verified, None) => {
+            if v.verified_through != v.log_size {
+                out.push(Finding::new(
+                    "summary.verdict.verified_through",
+                    format!(
+                        "{} entries verified of {}, but the verdict is verified",
+                        v.verified_through, v.log_size
+                    ),
+                ));
+            }
+            if v.log_size < log_size_at_close {
+                out.push(Finding::new(
+                    "summary.verdict.log_size",
+                    format!(
+                        "{} is below the {log_size_at_close} entries logged by the month's end",
+                        v.log_size
+                    ),
+                ));
+            }
+        }
+        (VerdictStatus::Verified, Some(_)) => out.push(Finding::new(
+            "summary.verdict.status",
+            "is verified but anomalies are listed",
+        )),
+        (VerdictStatus::Failed, None) => out.push(Finding::new(
+            "summary.verdict.anomalies",
+            "the verdict is failed but no anomaly is listed",
+        )),
+        (VerdictStatus::Failed, Some(first)) => out.push(Finding::new(
+            "summary.verdict",
+            format!(
+                "the report states that the log failed verification when it was made ({} anomalies; first: {}{}: {})",
+                v.anomalies.len(),
+                first.kind,
+                first.seq.map(|s| format!(" at entry {s}")).unwrap_or_default(),
+                first.detail
+            ),
+        )),
+    }
+    if v.verified_through > v.log_size || v.covered_through > v.log_size {
+        out.push(Finding::new(
+            "summary.verdict.log_size",
+            format!(
+                "{} is below the entries said to be verified ({}) or covered ({})",
+                v.log_size, v.verified_through, v.covered_through
+            ),
+        ));
+    }
+    if !matches!(
+        v.anchors.kind.as_str(),
+        "local_directory" | "s3_object_lock"
+    ) {
+        out.push(Finding::new(
+            "summary.verdict.anchors.kind",
+            format!(
+                "{:?} is neither local_directory nor s3_object_lock",
+                v.anchors.kind
+            ),
+        ));
+    }
 }
 
 /// `YYYY-MM-DDTHH:MM:SSZ`.

@@ -66,6 +66,48 @@ pub fn compare(body: &ReportBody, tally: &TallyResult) -> Vec<Finding> {
             .to_string(),
         tally.previous_size_at_close.to_string(),
     );
+    if let Some(summary) = &body.summary {
+        differs(
+            "summary.activity",
+            serde_json::to_string(&summary.activity).unwrap_or_default(),
+            serde_json::to_string(&tally.activity).unwrap_or_default(),
+        );
+        let stated = &summary.privileged.changes;
+        let actual = &tally.privileged_changes;
+        if stated != actual {
+            let seqs = |c: &[super::PrivilegedChange]| {
+                c.iter()
+                    .map(|c| c.seq.to_string())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            };
+            let first = stated
+                .iter()
+                .zip(actual.iter())
+                .find(|(a, b)| a != b)
+                .map(|(a, _)| format!("; entry {} differs first", a.seq))
+                .unwrap_or_default();
+            out.push(Finding::new(
+                "summary.privileged.changes",
+                format!(
+                    "report lists entries [{}], the entries give [{}]{first}",
+                    seqs(stated),
+                    seqs(actual)
+                ),
+            ));
+        }
+        if summary.verdict.status == super::VerdictStatus::Verified
+            && tally.size < summary.verdict.verified_through
+        {
+            out.push(Finding::new(
+                "summary.verdict.verified_through",
+                format!(
+                    "the report verified {} entries but the log holds {}",
+                    summary.verdict.verified_through, tally.size
+                ),
+            ));
+        }
+    }
     let checkpoints = [
         ("closing_checkpoint", body.closing_checkpoint.as_ref()),
         (

@@ -3,7 +3,7 @@
 use serde::Deserialize;
 use serde_json::Value;
 
-use super::{watched_sizes, Finding, Month, MonthError, ReportBody, Tally, TallyResult};
+use super::{rules_of, watched_sizes, Finding, Month, MonthError, ReportBody, Tally, TallyResult};
 use crate::checkpoint::PublicKey;
 use crate::hex;
 
@@ -44,7 +44,8 @@ pub fn tally_bundle<R: std::io::BufRead>(
             ),
         ));
     }
-    let mut tally = Tally::new(environment_id, month, &watched_sizes(body));
+    let mut tally =
+        Tally::new(environment_id, month, &watched_sizes(body)).with_rules(rules_of(body));
     let mut line_no = 1u64;
     loop {
         line.clear();

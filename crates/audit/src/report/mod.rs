@@ -23,6 +23,7 @@ mod from_bundle;
 mod model;
 mod month;
 mod sign;
+mod summary;
 mod tally;
 #[cfg(test)]
 mod tests;
@@ -38,10 +39,17 @@ pub use model::{
     WindowEntries,
 };
 pub use month::{entry_month, Month, MonthError};
-pub use tally::{jsonl_line, watched_sizes, Tally, TallyResult};
+pub use summary::{
+    default_rules, Activity, AnchorPlace, Anomaly, Condition, DeniedActor, LogVerdict, Person,
+    Privileged, PrivilegedChange, PrivilegedRule, Summary, VerdictStatus, TOP_DENIED_ACTORS,
+};
+pub use tally::{jsonl_line, rules_of, watched_sizes, Tally, TallyResult};
 
-/// The `format` member of every report of this version.
-pub const REPORT_FORMAT: &str = "portcullis-audit-report/1";
+/// The `format` member of the reports made now: format 1 and a `summary`.
+pub const REPORT_FORMAT: &str = "portcullis-audit-report/2";
+
+/// The first format, without `summary`; reports of it still verify.
+pub const REPORT_FORMAT_V1: &str = "portcullis-audit-report/1";
 
 /// The signature algorithm named in a report.
 pub const SIGNATURE_ALGORITHM: &str = "ed25519";

@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use uuid::Uuid;
 
-use super::REPORT_FORMAT;
+use super::{Summary, REPORT_FORMAT, REPORT_FORMAT_V1};
 use crate::checkpoint::SignedCheckpoint;
 use crate::hex;
 
@@ -33,6 +33,9 @@ pub struct ReportBody {
     pub previous: Option<PreviousMonth>,
     /// When the report was made, RFC 3339 UTC to the second (`YYYY-MM-DDTHH:MM:SSZ`).
     pub generated_at: String,
+    /// The first page for a person (format 2; absent in format 1).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub summary: Option<Summary>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -137,8 +140,8 @@ impl fmt::Display for Finding {
 }
 
 impl SignedReport {
-    /// Parses a report file (any JSON layout). A document that is not a report of this
-    /// version is a [`Finding`] on `report` (or on the member that does not parse).
+    /// Parses a report file (any JSON layout) of format 2 or 1. A document that is not a
+    /// report of either is a [`Finding`] on `report` (or on the member that does not parse).
     pub fn parse(text: &[u8]) -> Result<SignedReport, Finding> {
         let value: Value = serde_json::from_slice(text)
             .map_err(|e| Finding::new("report", format!("not JSON: {e}")))?;
@@ -146,11 +149,11 @@ impl SignedReport {
             return Err(Finding::new("report", "not a JSON object"));
         };
         match object.get("format") {
-            Some(Value::String(f)) if f == REPORT_FORMAT => {}
+            Some(Value::String(f)) if f == REPORT_FORMAT || f == REPORT_FORMAT_V1 => {}
             other => {
                 return Err(Finding::new(
                     "format",
-                    format!("expected {REPORT_FORMAT:?}, found {other:?}"),
+                    format!("expected {REPORT_FORMAT:?} or {REPORT_FORMAT_V1:?}, found {other:?}"),
                 ))
             }
         }

@@ -8,7 +8,11 @@ use serde_json::Value;
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
-use super::{entry_month, Finding, Month, ReportBody, WindowEntries};
+use super::summary::ActivityTally;
+use super::{
+    default_rules, entry_month, Activity, Finding, Month, PrivilegedChange, PrivilegedRule,
+    ReportBody, WindowEntries,
+};
 use crate::canonical::write_canonical_json;
 use crate::entry::merkle_leaf;
 use crate::merkle::MerkleTree;
@@ -49,6 +53,7 @@ pub struct Tally {
     size: u64,
     malformed: Option<Finding>,
     line: Vec<u8>,
+    activity: ActivityTally,
 }
 
 impl fmt::Debug for Tally {
@@ -77,10 +82,16 @@ pub struct TallyResult {
     pub chain_problem: Option<Problem>,
     /// The first entry whose body lacks a well-formed `occurred_at` or `action`.
     pub malformed: Option<Finding>,
+    /// What failed or was refused in the window (format 2's `summary.activity`).
+    pub activity: Activity,
+    /// The window's privileged changes under the tally's rules (`summary.privileged.changes`).
+    pub privileged_changes: Vec<PrivilegedChange>,
 }
 
 impl Tally {
-    /// `watch`: tree sizes whose root and head to record (the report's checkpoints).
+    /// `watch`: tree sizes whose root and head to record (the report's checkpoints). Privileged
+    /// changes are picked by [`default_rules`] unless [`with_rules`](Self::with_rules) says
+    /// otherwise.
     pub fn new(environment_id: Uuid, month: Month, watch: &[u64]) -> Tally {
         Tally {
             month,
@@ -98,7 +109,14 @@ impl Tally {
             size: 0,
             malformed: None,
             line: Vec::with_capacity(1024),
+            activity: ActivityTally::new(default_rules()),
         }
+    }
+
+    /// Picks privileged changes by `rules` (a report's own, when checking it).
+    pub fn with_rules(mut self, rules: Vec<PrivilegedRule>) -> Tally {
+        self.activity = ActivityTally::new(rules);
+        self
     }
 
     pub fn push(&mut self, seq: u64, prev_hash: &Hash, entry_hash: &Hash, body: &Value) {
@@ -148,6 +166,7 @@ impl Tally {
         self.first = Some(self.first.map_or(seq, |f| f.min(seq)));
         self.last = Some(self.last.map_or(seq, |l| l.max(seq)));
         *self.counts.entry(action.to_owned()).or_insert(0) += 1;
+        self.activity.push(seq, action, body);
         self.line.clear();
         jsonl_line(seq, prev_hash, entry_hash, body, &mut self.line);
         self.sha.update(&self.line);
@@ -155,6 +174,7 @@ impl Tally {
 
     pub fn finish(self) -> TallyResult {
         let report = self.verifier.finish();
+        let (activity, privileged_changes) = self.activity.finish();
         TallyResult {
             entries: WindowEntries {
                 count: self.count,
@@ -169,8 +189,18 @@ impl Tally {
             roots: self.roots,
             chain_problem: report.first_problem,
             malformed: self.malformed,
+            activity,
+            privileged_changes,
         }
     }
+}
+
+/// The rules a [`Tally`] must pick privileged changes by to check `body`: its own (format 2),
+/// or the current ones (format 1 states none and is not checked for them).
+pub fn rules_of(body: &ReportBody) -> Vec<PrivilegedRule> {
+    body.summary
+        .as_ref()
+        .map_or_else(default_rules, |s| s.privileged.rules.clone())
 }
 
 /// The tree sizes a [`Tally`] must watch to check `body`'s checkpoints.

@@ -30,9 +30,17 @@ impl Log {
     }
 
     fn add(&mut self, at: &str, action: &str) {
+        self.add_with(at, action, serde_json::json!({}));
+    }
+
+    /// An entry with further members (`outcome`, `actor_id`, `after`, ...).
+    fn add_with(&mut self, at: &str, action: &str, extra: Value) {
         let seq = self.entries.len() as u64 + 1;
         let prev = self.entries.last().map_or(GENESIS_PREV_HASH, |e| e.2);
-        let body = serde_json::json!({ "occurred_at": at, "action": action, "n": seq });
+        let mut body = serde_json::json!({ "occurred_at": at, "action": action, "n": seq });
+        if let (Value::Object(b), Value::Object(x)) = (&mut body, extra) {
+            b.extend(x);
+        }
         let hash = entry_hash(&EntryHashInput {
             environment_id: self.env,
             seq,
@@ -60,7 +68,11 @@ impl Log {
     }
 
     fn tally(&self, month: Month, watch: &[u64]) -> TallyResult {
-        let mut t = Tally::new(self.env, month, watch);
+        self.tally_by(month, watch, default_rules())
+    }
+
+    fn tally_by(&self, month: Month, watch: &[u64], rules: Vec<PrivilegedRule>) -> TallyResult {
+        let mut t = Tally::new(self.env, month, watch).with_rules(rules);
         for (seq, prev, hash, body) in &self.entries {
             t.push(*seq, prev, hash, body);
         }
@@ -99,7 +111,7 @@ impl Log {
             }
         });
         ReportBody {
-            format: REPORT_FORMAT.into(),
+            format: REPORT_FORMAT_V1.into(),
             environment_id: self.env,
             month: month.to_string(),
             window: Window {
@@ -112,6 +124,7 @@ impl Log {
             closing_checkpoint: closing.as_ref().map(ReportCheckpoint::from_signed),
             previous,
             generated_at: "2026-06-01T08:00:00Z".into(),
+            summary: None,
         }
         .sign(key)
         .unwrap()
@@ -124,7 +137,7 @@ impl Log {
             Err(f) => return vec![f],
         };
         let month = report.body.month.parse().unwrap();
-        let tally = self.tally(month, &watched_sizes(&report.body));
+        let tally = self.tally_by(month, &watched_sizes(&report.body), rules_of(&report.body));
         let mut out = compare(&report.body, &tally);
         out.extend(report.check(trusted));
         out
@@ -387,11 +400,11 @@ fn l6_unknown_key_and_bad_signature_fail() {
     assert!(err.reason.contains("does not verify"), "{err}");
     // Not a report at all, or another version.
     assert_eq!(SignedReport::parse(b"[]").unwrap_err().field, "report");
-    let v2 = String::from_utf8(report.to_json_pretty())
+    let v3 = String::from_utf8(report.to_json_pretty())
         .unwrap()
-        .replace("report/1", "report/2");
+        .replace("report/1", "report/3");
     assert_eq!(
-        SignedReport::parse(v2.as_bytes()).unwrap_err().field,
+        SignedReport::parse(v3.as_bytes()).unwrap_err().field,
         "format"
     );
 }
@@ -549,4 +562,268 @@ fn l6_entries_changed_after_the_report_fail() {
         vec!["closing_checkpoint.tree_size"],
         "{findings:?}"
     );
+}
+
+/// A format-2 report of `log` for March 2026: format 1's members and a summary from the
+/// tally, as the generator makes it (verdict and names as the generator saw them).
+fn report_v2(log: &Log, key: &SigningKey) -> SignedReport {
+    let v1 = log.report(key, "2026-03", &[2, log.entries.len() as u64]);
+    let t = log.tally("2026-03".parse().unwrap(), &[]);
+    let mut body = v1.body;
+    body.format = REPORT_FORMAT.into();
+    body.summary = Some(Summary {
+        environment_name: Some("Acme".into()),
+        verdict: LogVerdict {
+            status: VerdictStatus::Verified,
+            log_size: t.size,
+            verified_through: t.size,
+            checkpoints_verified: 2,
+            covered_through: t.size,
+            anchors: AnchorPlace {
+                kind: "local_directory".into(),
+                location: "/var/lib/portcullis/anchors".into(),
+            },
+            anomalies: vec![],
+        },
+        activity: t.activity,
+        privileged: Privileged {
+            rules: default_rules(),
+            changes: t.privileged_changes,
+        },
+        people: Default::default(),
+    });
+    body.sign(key).unwrap()
+}
+
+fn activity_log() -> Log {
+    let mut log = sample();
+    let bob = "0190f3c4-0000-7000-8000-00000000000b";
+    let ada = "0190f3c4-0000-7000-8000-00000000000a";
+    for (at, action, extra) in [
+        (
+            "2026-03-03T10:00:00.000000Z",
+            "authorization.denied",
+            serde_json::json!({"outcome": "denied", "actor_type": "identity", "actor_id": bob, "after": {"code": "role_access_denied", "suppressed_before": 4}}),
+        ),
+        (
+            "2026-03-03T10:00:01.000000Z",
+            "authorization.denied",
+            serde_json::json!({"outcome": "denied", "actor_type": "identity", "actor_id": bob, "after": {"code": "role_access_denied", "suppressed_before": 0}}),
+        ),
+        (
+            "2026-03-04T10:00:00.000000Z",
+            "auth.login_failed",
+            serde_json::json!({"outcome": "failure", "actor_type": "anonymous"}),
+        ),
+        (
+            "2026-03-05T10:00:00.000000Z",
+            "member.role_changed",
+            serde_json::json!({"outcome": "success", "actor_type": "identity", "actor_id": ada, "target_type": "identity", "target_id": bob, "before": {"role": "admin"}, "after": {"role": "viewer"}}),
+        ),
+        (
+            "2026-03-06T10:00:00.000000Z",
+            "token.created",
+            serde_json::json!({"outcome": "success", "actor_type": "identity", "actor_id": ada, "after": {"name": "ci", "role": "viewer"}}),
+        ),
+        (
+            "2026-03-07T10:00:00.000000Z",
+            "token.created",
+            serde_json::json!({"outcome": "success", "actor_type": "identity", "actor_id": ada, "after": {"name": "deploy", "role": "admin"}}),
+        ),
+        (
+            "2026-03-08T10:00:00.000000Z",
+            "keys.rotated",
+            serde_json::json!({"outcome": "success", "actor_type": "system", "after": {"version": 2, "reason": "scheduled"}}),
+        ),
+        // April: outside the window.
+        (
+            "2026-04-02T10:00:00.000000Z",
+            "keys.rotated",
+            serde_json::json!({"outcome": "success", "actor_type": "system"}),
+        ),
+    ] {
+        log.add_with(at, action, extra);
+    }
+    log
+}
+
+/// Control L6 (issue 11): the summary's facts are the entries': outcomes, refusals by actor
+/// (with what the rate limit left out), and the privileged changes the report's own rules
+/// pick (a token only when it acts as admin or owner). A report of format 2 verifies.
+#[test]
+fn l6_summary_states_refusals_and_privileged_changes_from_the_entries() {
+    let log = activity_log();
+    let key = SigningKey::from_seed(&SEED).unwrap();
+    let report = report_v2(&log, &key);
+    let s = report.body.summary.as_ref().unwrap();
+    let a = &s.activity;
+    assert_eq!(a.by_outcome["denied"], 2);
+    assert_eq!(a.by_outcome["failure"], 1);
+    assert_eq!(a.not_successful["authorization.denied"]["denied"], 2);
+    assert_eq!(a.denials_suppressed, 4);
+    assert_eq!(a.top_denied_actors.len(), 1);
+    assert_eq!(a.top_denied_actors[0].denials, 2);
+    let picked: Vec<(&str, u64)> = s
+        .privileged
+        .changes
+        .iter()
+        .map(|c| (c.action.as_str(), c.seq))
+        .collect();
+    assert_eq!(
+        picked,
+        vec![
+            ("member.role_changed", 10),
+            ("token.created", 12),
+            ("keys.rotated", 13)
+        ]
+    );
+    assert_eq!(
+        s.privileged.changes[0].before,
+        serde_json::json!({"role": "admin"})
+    );
+    assert_eq!(
+        log.verify(&report.to_json_pretty(), &[key.public_key()]),
+        vec![]
+    );
+}
+
+/// Control L6 (issue 11): every summary member the entries fix is checked, edited or re-signed;
+/// the verdict must be coherent; a stated failure never verifies as clean; format 1 reports
+/// still verify and the two formats cannot be mixed.
+#[test]
+fn l6_edited_summaries_and_stated_failures_are_findings() {
+    let log = activity_log();
+    let key = SigningKey::from_seed(&SEED).unwrap();
+    let trusted = [key.public_key()];
+    let report = report_v2(&log, &key);
+    let json: Value = serde_json::from_slice(&report.to_json_pretty()).unwrap();
+    for (pointer, value, field) in [
+        (
+            "/summary/activity/by_outcome/denied",
+            serde_json::json!(1),
+            "summary.activity",
+        ),
+        (
+            "/summary/activity/denials_suppressed",
+            serde_json::json!(0),
+            "summary.activity",
+        ),
+        (
+            "/summary/activity/top_denied_actors",
+            serde_json::json!([]),
+            "summary.activity",
+        ),
+        (
+            "/summary/privileged/changes/0/after/role",
+            serde_json::json!("owner"),
+            "summary.privileged.changes",
+        ),
+        (
+            "/summary/verdict/verified_through",
+            serde_json::json!(3),
+            "summary.verdict.verified_through",
+        ),
+        (
+            "/summary/verdict/anchors/kind",
+            serde_json::json!("nowhere"),
+            "summary.verdict.anchors.kind",
+        ),
+        (
+            "/summary/environment_name",
+            serde_json::json!("Someone else"),
+            "signature",
+        ),
+    ] {
+        let mut edited = json.clone();
+        *edited.pointer_mut(pointer).unwrap() = value;
+        let findings = log.verify(&serde_json::to_vec(&edited).unwrap(), &trusted);
+        assert!(
+            fields(&findings).contains(&field),
+            "{pointer}: {findings:?}"
+        );
+        assert!(
+            fields(&findings).contains(&"signature"),
+            "{pointer}: {findings:?}"
+        );
+    }
+
+    // Re-signed with a privileged change left out: the entries say otherwise.
+    let mut body = report.body.clone();
+    body.summary.as_mut().unwrap().privileged.changes.remove(1);
+    let findings = log.verify(&body.sign(&key).unwrap().to_json_pretty(), &trusted);
+    assert_eq!(
+        fields(&findings),
+        vec!["summary.privileged.changes"],
+        "{findings:?}"
+    );
+    assert!(findings[0].reason.contains("[10, 13]") && findings[0].reason.contains("[10, 12, 13]"));
+
+    // Re-signed with the token rule removed: checked against its own (weaker) rules, and the
+    // PDF's appendix states them; with the change still listed, the entries disagree.
+    let mut body = report.body.clone();
+    body.summary
+        .as_mut()
+        .unwrap()
+        .privileged
+        .rules
+        .retain(|r| r.action != "token.created");
+    let findings = log.verify(&body.clone().sign(&key).unwrap().to_json_pretty(), &trusted);
+    assert_eq!(
+        fields(&findings),
+        vec!["summary.privileged.changes"],
+        "{findings:?}"
+    );
+    body.summary
+        .as_mut()
+        .unwrap()
+        .privileged
+        .changes
+        .retain(|c| c.action != "token.created");
+    assert_eq!(
+        log.verify(&body.sign(&key).unwrap().to_json_pretty(), &trusted),
+        vec![]
+    );
+
+    // A stated failure is a finding even over an intact log; incoherent verdicts too.
+    let failed = |edit: &dyn Fn(&mut LogVerdict)| {
+        let mut body = report.body.clone();
+        edit(&mut body.summary.as_mut().unwrap().verdict);
+        log.verify(&body.sign(&key).unwrap().to_json_pretty(), &trusted)
+    };
+    let anomaly = Anomaly {
+        kind: "Changed".into(),
+        seq: Some(6),
+        detail: "edited".into(),
+    };
+    let a = anomaly.clone();
+    let findings = failed(&move |v| {
+        v.status = VerdictStatus::Failed;
+        v.anomalies = vec![a.clone()];
+    });
+    assert_eq!(fields(&findings), vec!["summary.verdict"], "{findings:?}");
+    assert!(
+        findings[0].reason.contains("Changed at entry 6: edited"),
+        "{findings:?}"
+    );
+    let findings = failed(&|v| v.status = VerdictStatus::Failed);
+    assert_eq!(fields(&findings), vec!["summary.verdict.anomalies"]);
+    let findings = failed(&move |v| v.anomalies = vec![anomaly.clone()]);
+    assert_eq!(fields(&findings), vec!["summary.verdict.status"]);
+
+    // Formats: 2 needs a summary, 1 has none; anything else is unknown.
+    let mut body = report.body.clone();
+    body.summary = None;
+    let findings = log.verify(&body.sign(&key).unwrap().to_json_pretty(), &trusted);
+    assert_eq!(fields(&findings), vec!["summary"], "{findings:?}");
+    let mut body = report.body.clone();
+    body.format = REPORT_FORMAT_V1.into();
+    let findings = log.verify(&body.sign(&key).unwrap().to_json_pretty(), &trusted);
+    assert_eq!(fields(&findings), vec!["summary"], "{findings:?}");
+    let v1 = log.report(&key, "2026-03", &[2, log.entries.len() as u64]);
+    assert_eq!(v1.body.format, REPORT_FORMAT_V1);
+    assert_eq!(log.verify(&v1.to_json_pretty(), &trusted), vec![]);
+    let mut other = json.clone();
+    other["format"] = "portcullis-audit-report/3".into();
+    let findings = log.verify(&serde_json::to_vec(&other).unwrap(), &trusted);
+    assert_eq!(fields(&findings), vec!["format"], "{findings:?}");
 }

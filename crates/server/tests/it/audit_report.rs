@@ -2,7 +2,9 @@
 //! history, verified against the database and an offline bundle, and attacked.
 
 use portcullis_audit::checkpoint::SigningKey;
-use portcullis_audit::report::{compare, tally_bundle, Finding, Month, SignedReport};
+use portcullis_audit::report::{
+    compare, tally_bundle, Finding, Month, SignedReport, VerdictStatus,
+};
 use portcullis_core::{EnvironmentId, Permission, PermissionSet};
 use portcullis_service::anchor::Anchors;
 use portcullis_service::report::{self, ReportError};
@@ -83,6 +85,7 @@ impl History {
             &self.store,
             &self.signer,
             &self.anchors,
+            &self.vault,
             self.env,
             month.parse().unwrap(),
         )
@@ -349,11 +352,36 @@ async fn l6_report_fails_after_its_entries_are_tampered_in_the_database() {
         "{findings:?}"
     );
     assert!(!f.contains(&"signature"), "the report itself is intact");
-    // A new report over the broken log is refused.
-    match h.generate("2025-03").await {
-        Err(ReportError::BrokenLog { problem, .. }) => assert!(problem.contains("seq 6")),
-        other => panic!("{other:?}"),
-    }
+    // A new report over the broken log says what failed, on page 1 of the PDF as well, and
+    // never verifies as clean.
+    let broken = h.generate("2025-03").await.unwrap();
+    let verdict = &broken.body.summary.as_ref().unwrap().verdict;
+    assert_eq!(verdict.status, VerdictStatus::Failed);
+    assert_eq!(verdict.verified_through, 5, "{verdict:?}");
+    assert_eq!(
+        (verdict.anomalies[0].kind.as_str(), verdict.anomalies[0].seq),
+        ("Changed", Some(6)),
+        "{verdict:?}"
+    );
+    let findings = h.verify_db(&broken).await;
+    assert!(
+        fields(&findings).contains(&"summary.verdict"),
+        "{findings:?}"
+    );
+    assert!(!fields(&findings).contains(&"signature"), "{findings:?}");
+    let (_, pdf) = report::render(&broken);
+    let first = first_page_text(&pdf);
+    assert!(
+        first.contains("FAILED: the audit log does not verify"),
+        "{first}"
+    );
+    assert!(first.contains("Changed at entry 6"), "{first}");
+    assert!(first.contains("verified through entry 5 of 9"), "{first}");
+    assert!(
+        !first.contains("VERIFIED") && !first.contains("0 anomalies"),
+        "{first}"
+    );
+    look_at_first_page(&pdf, "broken-chain", &["FAILED", "Changed at entry 6"]);
 
     // The same edit with every hash recomputed: the chain is clean, the tree is not the
     // one the closing checkpoint signed.
@@ -489,9 +517,10 @@ async fn l6_edited_reports_unknown_keys_and_forged_proofs_fail() {
     assert_eq!(h.verify_db(&report).await, vec![]);
 }
 
-/// Issue 12, item 9 (control L6): generating a report reports its progress through both reads
-/// of the log (stating the facts, then checking what was signed), each counting up to the
-/// log's size and never backwards; the CLI draws these (`audit report`).
+/// Issue 12, item 9 (control L6): generating a report reports its progress through its three
+/// reads of the log (stating the facts, verifying the whole log for the verdict, then checking
+/// what was signed), each counting up to the log's size and never backwards; the CLI draws
+/// these (`audit report`).
 #[tokio::test]
 async fn l6_report_generation_reports_progress_through_both_reads_of_the_log() {
     let h = history().await;
@@ -500,6 +529,7 @@ async fn l6_report_generation_reports_progress_through_both_reads_of_the_log() {
         &h.store,
         &h.signer,
         &h.anchors,
+        &h.vault,
         h.env,
         "2025-03".parse().unwrap(),
         &mut |step, done, total| seen.push((step, done, total)),
@@ -507,28 +537,298 @@ async fn l6_report_generation_reports_progress_through_both_reads_of_the_log() {
     .await
     .unwrap();
     assert_eq!(report.body.entries.count, 4);
-    for step in [report::Step::Reading, report::Step::Checking] {
+    let steps = [
+        report::Step::Reading,
+        report::Step::Verifying,
+        report::Step::Checking,
+    ];
+    for step in steps {
         let of: Vec<(u64, u64)> = seen
             .iter()
             .filter(|(s, _, _)| *s == step)
             .map(|(_, d, t)| (*d, *t))
             .collect();
-        assert_eq!(of.first(), Some(&(0, 8)), "{step:?}: {seen:?}");
+        if step != report::Step::Verifying {
+            assert_eq!(of.first(), Some(&(0, 8)), "{step:?}: {seen:?}");
+        }
         assert_eq!(of.last(), Some(&(8, 8)), "{step:?}: {seen:?}");
         assert!(
             of.windows(2).all(|w| w[0].0 <= w[1].0),
             "{step:?}: {seen:?}"
         );
     }
-    // Reading comes first, checking after it, each once.
-    let first_check = seen
-        .iter()
-        .position(|(s, _, _)| *s == report::Step::Checking)
+    // Reading comes first, verifying next, checking last, each once.
+    let order: Vec<report::Step> = seen.iter().map(|(s, _, _)| *s).fold(vec![], |mut v, s| {
+        if v.last() != Some(&s) {
+            v.push(s);
+        }
+        v
+    });
+    assert_eq!(order, steps, "{seen:?}");
+}
+
+/// The text of page 1 as drawn: the strings of its text operators, unescaped, joined by
+/// spaces (page 1's content is the file's first stream).
+fn first_page_text(pdf: &[u8]) -> String {
+    let text = String::from_utf8_lossy(pdf);
+    let start = text.find("stream\n").expect("a content stream") + 7;
+    let end = start + text[start..].find("\nendstream").expect("its end");
+    text[start..end]
+        .lines()
+        .filter_map(|l| {
+            let from = l.find(" Td (")? + 5;
+            let to = l.rfind(") Tj ET")?;
+            Some(
+                l[from..to]
+                    .replace("\\(", "(")
+                    .replace("\\)", ")")
+                    .replace("\\\\", "\\"),
+            )
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// Renders page 1 to `target/report-samples/<name>-1.png` with `pdftoppm -png -r 80` (to look
+/// at) and reads it back with `pdftotext`, which must find every one of `expect`; prints
+/// SKIPPED where poppler-utils is not installed (`.ci/run` installs it).
+fn look_at_first_page(pdf: &[u8], name: &str, expect: &[&str]) {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/report-samples");
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join(format!("{name}.pdf"));
+    std::fs::write(&path, pdf).unwrap();
+    let run = |cmd: &mut std::process::Command| cmd.output().ok().filter(|o| o.status.success());
+    let Some(text) = run(std::process::Command::new("pdftotext")
+        .args(["-f", "1", "-l", "1"])
+        .arg(&path)
+        .arg("-"))
+    else {
+        println!("SKIPPED: pdftotext/pdftoppm not installed (apt-get install poppler-utils)");
+        return;
+    };
+    let text = String::from_utf8_lossy(&text.stdout)
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ");
+    for e in expect {
+        assert!(text.contains(e), "pdftotext of page 1 lacks {e:?}: {text}");
+    }
+    let png = dir.join(name);
+    let out = run(std::process::Command::new("pdftoppm")
+        .args(["-png", "-r", "80", "-f", "1", "-l", "1"])
+        .arg(&path)
+        .arg(&png))
+    .expect("pdftoppm renders page 1");
+    assert!(
+        out.stderr.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let png = dir.join(format!("{name}-1.png"));
+    let bytes = std::fs::read(&png).unwrap();
+    assert!(
+        bytes.starts_with(b"\x89PNG") && bytes.len() > 10_000,
+        "{}",
+        png.display()
+    );
+}
+
+/// Control L3/L6 (issue 11, the report for a person): an environment whose month has denials,
+/// a role change, a key rotation and an export, driven through the API. The report's first
+/// page names the environment, gives the verdict (chain, checkpoints, anchors, no anomalies),
+/// the refusals and who was refused, the privileged changes with the names of who made them
+/// (opened where the report is made), and the commands to re-verify; the JSON carries the same
+/// summary, recomputed from the entries by the verifier. Then an audit row is edited as the
+/// superuser: the next report says on page 1 exactly what failed.
+#[tokio::test]
+async fn l3_l6_the_first_page_answers_whether_anything_is_wrong() {
+    use crate::support::app::TestApp;
+    use axum::http::StatusCode;
+    let app = TestApp::spawn().await;
+    let ada = app.signup("ada@example.com").await;
+    let env = app.create_environment(&ada, "Acme Robotics").await;
+    let bob = app.signup("bob@example.com").await;
+    app.add_member(&ada, &env, &bob, "admin").await;
+    let r = app
+        .patch(
+            &format!("/v1/environments/{env}/members/{}", bob.id),
+            &ada.token,
+            serde_json::json!({ "role": "viewer" }),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
+    for _ in 0..3 {
+        let r = app
+            .post(
+                &format!("/v1/environments/{env}/projects"),
+                &bob.token,
+                serde_json::json!({ "name": "not allowed" }),
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::FORBIDDEN);
+    }
+    let r = app
+        .post(
+            &format!("/v1/environments/{env}/keys/rotate"),
+            &ada.token,
+            serde_json::json!({}),
+        )
+        .await;
+    assert!(r.status.is_success(), "{:?}", r.body);
+    let project = app.create_project(&ada, &env, "Launch").await;
+    let r = app
+        .put(
+            &format!(
+                "/v1/environments/{env}/projects/{project}/grants/{}",
+                bob.id
+            ),
+            &ada.token,
+            serde_json::json!({ "role": "contributor" }),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
+    let (status, _) = app
+        .get_raw(
+            &format!("/v1/environments/{env}/audit/export?format=jsonl"),
+            &ada.token,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+
+    let store = app.db.store().await;
+    let signer = support::trail::signer(&app.db, &app.vault).await;
+    let anchors = support::trail::local_anchors("pc-report-seeded");
+    let env_id = Uuid::parse_str(&env).unwrap();
+    let now = OffsetDateTime::now_utc();
+    let month: Month = format!("{:04}-{:02}", now.year(), u8::from(now.month()))
+        .parse()
         .unwrap();
-    assert!(seen[..first_check]
+    // The month has not ended: the report is made as of the next month's first day.
+    let after = OffsetDateTime::parse(
+        &month.window_to(),
+        &time::format_description::well_known::Rfc3339,
+    )
+    .unwrap()
+        + time::Duration::hours(9);
+    let generate = || report::generate(&store, &signer, &anchors, &app.vault, env_id, month, after);
+    let made = generate().await.unwrap();
+    let summary = made.body.summary.as_ref().unwrap();
+    assert_eq!(summary.environment_name.as_deref(), Some("Acme Robotics"));
+    let v = &summary.verdict;
+    assert_eq!(v.status, VerdictStatus::Verified, "{v:?}");
+    assert!(v.anomalies.is_empty());
+    assert_eq!(v.verified_through, v.log_size);
+    assert!(v.checkpoints_verified >= 1 && v.covered_through >= made.body.log_size_at_close);
+    assert_eq!(v.anchors.kind, "local_directory");
+    let actions: Vec<&str> = summary
+        .privileged
+        .changes
         .iter()
-        .all(|(s, _, _)| *s == report::Step::Reading));
-    assert!(seen[first_check..]
+        .map(|c| c.action.as_str())
+        .collect();
+    for action in ["member.role_changed", "keys.rotated", "audit.exported"] {
+        assert!(actions.contains(&action), "{action}: {actions:?}");
+    }
+    let role_change = summary
+        .privileged
+        .changes
         .iter()
-        .all(|(s, _, _)| *s == report::Step::Checking));
+        .find(|c| c.action == "member.role_changed")
+        .unwrap();
+    assert_eq!(
+        role_change.actor_id.map(|u| u.to_string()),
+        Some(ada.id.clone())
+    );
+    let ada_id = Uuid::parse_str(&ada.id).unwrap();
+    let bob_id = Uuid::parse_str(&bob.id).unwrap();
+    let person = &summary.people[&ada_id];
+    assert_eq!(
+        (person.email.as_deref(), person.role.as_deref()),
+        (Some("ada@example.com"), Some("owner"))
+    );
+    assert_eq!(summary.people[&bob_id].role.as_deref(), Some("viewer"));
+    assert_eq!(summary.activity.by_outcome.get("denied"), Some(&3));
+    let top = &summary.activity.top_denied_actors[0];
+    assert_eq!((top.actor_id, top.denials), (Some(bob_id), 3));
+    // Generation checked what it signed against the entries, summary included (checking it
+    // again here would count this month's own `audit.report_generated` entry: the month has
+    // not really ended).
+
+    let (json, pdf) = report::render(&made);
+    assert!(SignedReport::parse(&json).unwrap().body.summary.is_some());
+    let first = first_page_text(&pdf);
+    for fact in [
+        "Acme Robotics",
+        "VERIFIED: no anomalies found",
+        &format!(
+            "Hash chain verified through entry {} of {}",
+            v.log_size, v.log_size
+        ),
+        "anchored write-once in a local directory",
+        "0 anomalies.",
+        "3 refused",
+        "authorization.denied",
+        "bob <bob@example.com>, viewer",
+        "Role of bob <bob@example.com> changed from admin",
+        "Data keys rotated to version 2 (requested)",
+        "Audit log exported as jsonl",
+        "Project grant: bob <bob@example.com> gets",
+        "ada <ada@example.com>, owner",
+        &format!("portcullis audit verify --environment {env}"),
+        "Page 1 of",
+    ] {
+        assert!(first.contains(fact), "page 1 lacks {fact:?}: {first}");
+    }
+    let human_from = {
+        let from = month.window_from();
+        let t =
+            OffsetDateTime::parse(&from, &time::format_description::well_known::Rfc3339).unwrap();
+        format!("period 1 {} {}, 00:00 UTC", t.month(), t.year())
+    };
+    assert!(first.contains(&human_from), "{human_from}: {first}");
+    assert!(
+        !first.contains(&made.body.entries.jsonl_sha256),
+        "hashes are in the appendix"
+    );
+    look_at_first_page(
+        &pdf,
+        "seeded-month",
+        &[
+            "VERIFIED: no anomalies found",
+            "Acme Robotics",
+            "Privileged changes",
+        ],
+    );
+
+    // The role change, edited as the superuser: page 1 says what failed and where.
+    chain::tamper(
+        &app.db,
+        AuditTable::Log,
+        env_id,
+        &format!(
+            "UPDATE audit_log SET after = '{{\"role\": \"owner\"}}' WHERE environment_id = $1 AND seq = {}",
+            role_change.seq
+        ),
+    )
+    .await;
+    let broken = generate().await.unwrap();
+    let v = &broken.body.summary.as_ref().unwrap().verdict;
+    assert_eq!(v.status, VerdictStatus::Failed);
+    assert_eq!(v.anomalies[0].seq, Some(role_change.seq), "{v:?}");
+    // The list shows the entries as they are now, the edit included.
+    let edited = &broken.body.summary.as_ref().unwrap().privileged.changes[0];
+    assert_eq!(edited.after, serde_json::json!({ "role": "owner" }));
+    let (_, pdf) = report::render(&broken);
+    let first = first_page_text(&pdf);
+    let place = format!("Changed at entry {}", role_change.seq);
+    assert!(
+        first.contains("FAILED: the audit log does not verify"),
+        "{first}"
+    );
+    assert!(first.contains(&place), "{first}");
+    assert!(
+        !first.contains("VERIFIED") && !first.contains("0 anomalies"),
+        "{first}"
+    );
+    look_at_first_page(&pdf, "seeded-month-broken", &["FAILED", &place]);
 }
