@@ -164,7 +164,8 @@ pub struct ErrorDetail {
     pub message: String,
 }
 
-/// The code of a 403, in response extensions for the middleware that records refusals.
+/// The code of a 403 (or of a 401 `unauthenticated`), in response extensions for the middleware
+/// that records refusals.
 #[derive(Clone, Copy, Debug)]
 pub struct Refused(pub &'static str);
 
@@ -182,7 +183,7 @@ impl IntoResponse for ApiError {
             },
         };
         let mut response = (status, Json(body)).into_response();
-        if status == StatusCode::FORBIDDEN {
+        if status == StatusCode::FORBIDDEN || matches!(self, ApiError::Unauthenticated) {
             response.extensions_mut().insert(Refused(self.code()));
         }
         response

@@ -3,7 +3,7 @@
 use std::time::{Duration, Instant};
 
 use axum::extract::Request;
-use axum::http::{header, HeaderValue};
+use axum::http::{header, HeaderValue, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
@@ -64,7 +64,9 @@ pub struct CallerSlot(
 
 /// Records a 403 of an authenticated caller in the audit trail before answering
 /// (`portcullis_service::denials`, rate-limited per caller): on an environment's route in that
-/// environment's log, on any other route (account, platform) in the platform scope.
+/// environment's log, on any other route (account, platform) in the platform scope. A 401 for
+/// a presented credential that is not valid is recorded anonymously in the platform scope
+/// (`record_refused_credential`, rate-limited per client address).
 pub async fn record_denials(
     state: crate::state::AppState,
     mut req: Request,
@@ -74,11 +76,29 @@ pub async fn record_denials(
     req.extensions_mut().insert(slot.clone());
     let method = req.method().as_str().to_owned();
     let path = req.uri().path().to_owned();
+    let presented = crate::auth::presented(req.headers())
+        .map(|(token, _)| portcullis_service::denials::credential_kind(&token));
+    // Only a request that presents a credential can be recorded as refusing one.
+    let (parts, body) = req.into_parts();
+    let meta = presented.map(|_| crate::auth::request_meta(&parts));
+    let req = Request::from_parts(parts, body);
     let response = next.run(req).await;
-    let (Some(Refused(code)), Some(caller)) = (
-        response.extensions().get::<Refused>().copied(),
-        slot.0.get(),
-    ) else {
+    let Some(Refused(code)) = response.extensions().get::<Refused>().copied() else {
+        return response;
+    };
+    let Some(caller) = slot.0.get() else {
+        // No caller: a 401 for a credential that is not valid (none presented: nothing to say).
+        if let (StatusCode::UNAUTHORIZED, Some(kind), Some(meta)) =
+            (response.status(), presented, meta)
+        {
+            if let Err(e) = portcullis_service::denials::record_refused_credential(
+                &state, meta, kind, &method, &path,
+            )
+            .await
+            {
+                tracing::warn!(error = %e, %path, "could not record a refused credential in the audit trail");
+            }
+        }
         return response;
     };
     let env = path

@@ -177,6 +177,58 @@ pub async fn record_denial(
     Ok(true)
 }
 
+/// What kind of credential a presented token claims to be, by its readable prefix (never more
+/// of the token than that): `session`, `api_token`, `operator`, ... or `unrecognized`.
+pub fn credential_kind(token: &str) -> &'static str {
+    use portcullis_crypto::TokenKind;
+    let Some(kind) = TokenKind::ALL
+        .iter()
+        .find(|k| token.starts_with(k.prefix()))
+    else {
+        return "unrecognized";
+    };
+    match kind {
+        TokenKind::Session => "session",
+        TokenKind::ApiToken => "api_token",
+        TokenKind::Invitation => "invitation",
+        TokenKind::Setup => "setup",
+        TokenKind::Operator => "operator",
+    }
+}
+
+/// Records that a request presented a credential that is not valid (unknown, forged, revoked,
+/// expired, or of a kind the route does not take) and was answered 401: anonymously, in the
+/// platform scope, as `auth.credential_refused` with the route and the kind the credential
+/// claimed to be (`credential`: [`credential_kind`]); nothing of the token itself. Rate-limited
+/// per client address like [`record_denial`] (a flood of forged tokens records
+/// [`PER_WINDOW`] a minute per address, the rest counted). A request with no credential at
+/// all records nothing. Returns whether an entry was written.
+pub async fn record_refused_credential(
+    services: &Services,
+    meta: portcullis_store::RequestMeta,
+    credential: &str,
+    method: &str,
+    path: &str,
+) -> ServiceResult<bool> {
+    let platform = EnvironmentId::from_uuid(PLATFORM_SCOPE);
+    let address = format!("address:{}", meta.ip.as_deref().unwrap_or("unknown"));
+    let suppressed_before = match services.denials().admit(platform, &address, Instant::now()) {
+        Admit::Record { suppressed_before } => suppressed_before,
+        Admit::Suppress => return Ok(false),
+    };
+    let route = format!("{method} {}", route_template(path));
+    let event = AuditEvent::success("auth.credential_refused", "route", &route)
+        .outcome(Outcome::Failure)
+        .after(serde_json::json!({
+            "credential": credential,
+            "suppressed_before": suppressed_before,
+        }));
+    let mut tx = services.store().auth(meta).await?;
+    tx.audit(Actor::Anonymous, event).await?;
+    tx.commit().await?;
+    Ok(true)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

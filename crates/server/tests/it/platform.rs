@@ -383,7 +383,8 @@ async fn l7_refused_account_requests_are_recorded_in_the_platform_scope_and_rate
         portcullis_service::denials::PER_WINDOW,
         "{denied:?}"
     );
-    // Unauthenticated requests name nobody and record nothing.
+    // A request with a credential that is not valid names nobody: it is recorded anonymously
+    // (`l7_refused_credentials_are_recorded_anonymously_without_the_token_and_rate_limited`).
     let before = app.platform_actions().await.len();
     let r = app.get("/v1/me", "pcs_sess_nonsense").await;
     assert_eq!(r.status, StatusCode::UNAUTHORIZED);
@@ -397,10 +398,83 @@ async fn l7_refused_account_requests_are_recorded_in_the_platform_scope_and_rate
         .await;
     assert_eq!(r.status, StatusCode::OK);
     let after = app.platform_actions().await;
+    let new: Vec<&Value> = after[before..].iter().collect();
+    assert_eq!(new.len(), 2, "{new:?}");
+    assert_eq!(new[0]["action"], "auth.credential_refused");
+    assert_eq!(new[0]["actor_type"], "anonymous");
+    assert_eq!(new[1]["action"], "auth.login");
+}
+
+/// Control L7: a request that presents a credential which is not valid (forged, or a session
+/// that was signed out) is answered 401 as before and recorded anonymously in the platform
+/// scope as `auth.credential_refused`, with the route and the kind of credential claimed and
+/// nothing of the token; a flood records at most `PER_WINDOW` a minute per client address; a
+/// request with no credential records nothing.
+#[tokio::test]
+async fn l7_refused_credentials_are_recorded_anonymously_without_the_token_and_rate_limited() {
+    use portcullis_service::denials::PER_WINDOW;
+    let app = TestApp::spawn().await;
+    let ada = app.signup("ada@example.com").await;
+    let refused = |entries: Vec<Value>| -> Vec<Value> {
+        entries
+            .into_iter()
+            .filter(|e| e["action"] == "auth.credential_refused")
+            .collect()
+    };
+
+    // No credential at all: 401, nothing recorded.
+    let r = app
+        .send(with_body(request(Method::GET, "/v1/me", None), None))
+        .await;
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED);
+    assert!(refused(app.platform_actions().await).is_empty());
+
+    // A forged session token and a signed-out session.
+    let forged = format!("pcs_sess_{}", "a".repeat(52));
     assert_eq!(
-        after.len(),
-        before + 1,
-        "only the login: {:?}",
-        &after[before..]
+        app.get("/v1/me", &forged).await.status,
+        StatusCode::UNAUTHORIZED
     );
+    let r = app.post("/v1/auth/logout", &ada.token, json!({})).await;
+    assert!(r.status.is_success(), "{:?}", r.body);
+    assert_eq!(
+        app.get(
+            &format!("/v1/environments/{}/audit", uuid::Uuid::now_v7()),
+            &ada.token
+        )
+        .await
+        .status,
+        StatusCode::UNAUTHORIZED
+    );
+    let entries = refused(app.platform_actions().await);
+    assert_eq!(entries.len(), 2, "{entries:#?}");
+    assert_eq!(entries[0]["target_id"], "GET /v1/me");
+    assert_eq!(entries[1]["target_id"], "GET /v1/environments/{id}/audit");
+    for e in &entries {
+        assert_eq!(e["actor_type"], "anonymous", "{e}");
+        assert_eq!(e["outcome"], "failure", "{e}");
+        assert_eq!(e["after"]["credential"], "session", "{e}");
+    }
+
+    // A flood of forged API tokens from one address.
+    let mut sent = Vec::new();
+    for i in 0..(PER_WINDOW + 15) {
+        let token = format!("pcs_live_{i:0>52}");
+        assert_eq!(
+            app.get("/v1/me", &token).await.status,
+            StatusCode::UNAUTHORIZED
+        );
+        sent.push(token);
+    }
+    let all = app.platform_actions().await;
+    let entries = refused(all.clone());
+    assert_eq!(entries.len() as u32, PER_WINDOW, "{entries:#?}");
+    let text = serde_json::to_string(&all).unwrap();
+    for token in sent.iter().chain([&forged, &ada.token]) {
+        assert!(!text.contains(token.as_str()), "a token reached the log");
+        assert!(
+            !text.contains(&TokenHash::of(token).to_hex()),
+            "a token's hash reached the log"
+        );
+    }
 }
