@@ -676,9 +676,19 @@ async fn l3_kill_during_write_storm_loses_no_acknowledged_entry() {
     assert!(out.status.success(), "{stdout}");
     // The verdict states its coverage (issue 11, item 3) ...
     assert!(stdout.contains("signed checkpoints cover"), "{stdout}");
+    // The file holds its own export's entry, the last one in it (as the API's export does).
+    let text = std::fs::read_to_string(&bundle).unwrap();
+    let last_entry = text
+        .lines()
+        .filter(|l| l.contains("\"action\""))
+        .last()
+        .unwrap();
+    assert!(
+        last_entry.contains("audit.exported") && last_entry.contains("cli"),
+        "{last_entry}"
+    );
     // ... and a bundle with every checkpoint line removed fails unless that is accepted.
     let stripped = data.join("audit.stripped.jsonl");
-    let text = std::fs::read_to_string(&bundle).unwrap();
     let kept: String = text
         .lines()
         .filter(|l| !l.starts_with("{\"checkpoint\""))

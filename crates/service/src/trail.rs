@@ -1017,17 +1017,28 @@ pub async fn export_to_file(
 ) -> Result<u64, TrailError> {
     use std::io::Write;
     let format: ExportFormat = format.parse().map_err(TrailError::Malformed)?;
-    store.sequence(env).await?;
+    let environment = EnvironmentId::from_uuid(env);
+    // Audited first, in a transaction of its own, then chained: the file covers everything
+    // committed before it, its own `audit.exported` entry included (as the API's export).
     let mut tx = store
-        .tenant_as_system(EnvironmentId::from_uuid(env), PermissionSet::all(), meta())
+        .tenant_as_system(environment, PermissionSet::all(), meta())
         .await?;
-    let checkpoints = audit_log::checkpoints(&mut tx).await?;
     tx.audit(
         portcullis_store::AuditEvent::success("audit.exported", "audit_log", env).after(
             serde_json::json!({ "format": format!("{format:?}").to_lowercase(), "via": "cli" }),
         ),
     )
     .await?;
+    tx.commit().await?;
+    store.sequence(env).await?;
+    let mut tx = store
+        .tenant_as_system(
+            environment,
+            PermissionSet::of(&[Permission::AuditRead]),
+            meta(),
+        )
+        .await?;
+    let checkpoints = audit_log::checkpoints(&mut tx).await?;
     let keys = published_keys(store).await?;
     let checkpoints = if format == ExportFormat::Bundle {
         bundle_checkpoints(&checkpoints, anchors, env).await?

@@ -130,8 +130,9 @@ impl Case {
 
     /// A signed report whose closing checkpoint is `closing`.
     fn report(&self, env: Uuid, closing: &SignedCheckpoint) -> String {
+        // Format 1 (no summary for a person): only its checkpoints matter here.
         let body = ReportBody {
-            format: portcullis_audit::report::REPORT_FORMAT.into(),
+            format: portcullis_audit::report::REPORT_FORMAT_V1.into(),
             environment_id: env,
             month: "2026-11".into(),
             window: Window {
@@ -149,6 +150,7 @@ impl Case {
             closing_checkpoint: Some(ReportCheckpoint::from_signed(closing)),
             previous: None,
             generated_at: "2026-12-01T08:00:00Z".into(),
+            summary: None,
         };
         String::from_utf8(body.sign(&self.key).unwrap().to_json_pretty()).unwrap()
     }
