@@ -680,8 +680,8 @@ async fn l3_kill_during_write_storm_loses_no_acknowledged_entry() {
     let text = std::fs::read_to_string(&bundle).unwrap();
     let last_entry = text
         .lines()
-        .filter(|l| l.contains("\"action\""))
-        .last()
+        .rev()
+        .find(|l| l.contains("\"action\""))
         .unwrap();
     assert!(
         last_entry.contains("audit.exported") && last_entry.contains("cli"),
