@@ -75,8 +75,13 @@ impl BuiltinRole {
                 P::EnvironmentDelete,
                 P::OwnershipTransfer,
             ])),
-            BuiltinRole::Contributor => PermissionSet::of(READ_CONTENT)
-                .union(PermissionSet::of(&[P::DocumentsWrite, P::DocumentsDelete, P::ModelsInvoke])),
+            BuiltinRole::Contributor => {
+                PermissionSet::of(READ_CONTENT).union(PermissionSet::of(&[
+                    P::DocumentsWrite,
+                    P::DocumentsDelete,
+                    P::ModelsInvoke,
+                ]))
+            }
             BuiltinRole::Reviewer => {
                 PermissionSet::of(READ_CONTENT).union(PermissionSet::of(&[P::ApprovalsDecide]))
             }

@@ -110,7 +110,8 @@ impl StreamAccount {
             }
             "content_block_delta" => {
                 let i = v["index"].as_u64().unwrap_or(0) as usize;
-                let (Some(block), Some(partial)) = (self.blocks.get_mut(i), self.partial.get_mut(i))
+                let (Some(block), Some(partial)) =
+                    (self.blocks.get_mut(i), self.partial.get_mut(i))
                 else {
                     return;
                 };
@@ -118,13 +119,16 @@ impl StreamAccount {
                 match d["type"].as_str().unwrap_or("") {
                     "text_delta" => append(block, "text", d["text"].as_str()),
                     "thinking_delta" => append(block, "thinking", d["thinking"].as_str()),
-                    "input_json_delta" => partial.push_str(d["partial_json"].as_str().unwrap_or("")),
+                    "input_json_delta" => {
+                        partial.push_str(d["partial_json"].as_str().unwrap_or(""))
+                    }
                     _ => {}
                 }
             }
             "content_block_stop" => {
                 let i = v["index"].as_u64().unwrap_or(0) as usize;
-                if let (Some(block), Some(partial)) = (self.blocks.get_mut(i), self.partial.get(i)) {
+                if let (Some(block), Some(partial)) = (self.blocks.get_mut(i), self.partial.get(i))
+                {
                     if !partial.is_empty() {
                         block["input"] =
                             serde_json::from_str(partial).unwrap_or_else(|_| json!(partial));
@@ -155,9 +159,25 @@ impl StreamAccount {
     /// The message as the stream built it, for the record.
     pub fn message(&self) -> Value {
         let mut m = self.message.clone();
+        let u = self.usage;
+        m.insert(
+            "usage".to_owned(),
+            json!({
+                "input_tokens": u.input_tokens,
+                "output_tokens": u.output_tokens,
+                "cache_creation_input_tokens": u.cache_creation_input_tokens,
+                "cache_read_input_tokens": u.cache_read_input_tokens,
+            }),
+        );
         m.insert(
             "content".to_owned(),
-            Value::Array(self.blocks.iter().filter(|b| !b.is_null()).cloned().collect()),
+            Value::Array(
+                self.blocks
+                    .iter()
+                    .filter(|b| !b.is_null())
+                    .cloned()
+                    .collect(),
+            ),
         );
         Value::Object(m)
     }

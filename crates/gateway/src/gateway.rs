@@ -43,9 +43,8 @@ impl Gateway {
         let client = Client::new(limits).map_err(|e| e.to_string())?;
         let key = match &config.platform_key_file {
             Some(path) => {
-                let text = std::fs::read_to_string(path).map_err(|e| {
-                    format!("gateway.platform_key_file {}: {e}", path.display())
-                })?;
+                let text = std::fs::read_to_string(path)
+                    .map_err(|e| format!("gateway.platform_key_file {}: {e}", path.display()))?;
                 let key = text.trim();
                 if key.is_empty() {
                     return Err(format!(

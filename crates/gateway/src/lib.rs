@@ -38,4 +38,4 @@ pub use connect::connect_model_key;
 pub use error::{ErrorKind, GatewayError};
 pub use gateway::Gateway;
 pub use pipeline::{call, open_logged, Answer, LoggedCall, ModelCall, Operation};
-pub use wire::{FORWARDED_HEADERS, DEFAULT_ANTHROPIC_VERSION};
+pub use wire::{DEFAULT_ANTHROPIC_VERSION, FORWARDED_HEADERS};

@@ -115,8 +115,17 @@ pub async fn call(
         Ok(p) => p,
         Err(refusal) => {
             if call.operation != Operation::Models {
-                log(services, &mut tx, &record, None, Usage::default(), false, Some(&refusal.message), None)
-                    .await?;
+                log(
+                    services,
+                    &mut tx,
+                    &record,
+                    None,
+                    Usage::default(),
+                    false,
+                    Some(&refusal.message),
+                    None,
+                )
+                .await?;
             }
             tx.commit().await.map_err(GatewayError::from)?;
             return Err(refusal);
@@ -145,9 +154,14 @@ pub async fn call(
         Err(e) => {
             let err = GatewayError {
                 detail: Some(e.to_string()),
-                ..GatewayError::new(ErrorKind::Upstream, "the model provider could not be reached")
+                ..GatewayError::new(
+                    ErrorKind::Upstream,
+                    "the model provider could not be reached",
+                )
             };
-            logger.finish(None, Usage::default(), false, Some(&err.message), None).await;
+            logger
+                .finish(None, Usage::default(), false, Some(&err.message), None)
+                .await;
             return Err(err);
         }
     };
@@ -175,7 +189,15 @@ pub async fn call(
                 detail: Some(e.to_string()),
                 ..GatewayError::new(ErrorKind::Upstream, "the model provider's answer broke off")
             };
-            logger.finish(None, Usage::default(), false, Some(&err.message), upstream_id).await;
+            logger
+                .finish(
+                    None,
+                    Usage::default(),
+                    false,
+                    Some(&err.message),
+                    upstream_id,
+                )
+                .await;
             return Err(err);
         }
     };
@@ -191,14 +213,24 @@ pub async fn call(
             ErrorKind::KeyRejected,
             format!("the model provider refused {whose} ({status}): {reason}"),
         );
-        logger.finish(Some(body), Usage::default(), false, Some(&err.message), upstream_id).await;
+        logger
+            .finish(
+                Some(body),
+                Usage::default(),
+                false,
+                Some(&err.message),
+                upstream_id,
+            )
+            .await;
         return Err(err);
     }
     let success = full.is_success();
     let error = (!success).then(|| provider_message(&body));
     if logger.operation != Operation::Models {
         let usage = Usage::of_message(&body);
-        logger.finish(Some(body), usage, success, error.as_deref(), upstream_id).await;
+        logger
+            .finish(Some(body), usage, success, error.as_deref(), upstream_id)
+            .await;
     }
     Ok(Answer::Complete {
         status,
@@ -214,10 +246,16 @@ fn parse(call: &ModelCall) -> Result<(String, bool), GatewayError> {
         return Ok(("-".to_owned(), false));
     }
     let v: Value = serde_json::from_slice(&call.body).map_err(|e| {
-        GatewayError::new(ErrorKind::InvalidRequest, format!("the body is not JSON: {e}"))
+        GatewayError::new(
+            ErrorKind::InvalidRequest,
+            format!("the body is not JSON: {e}"),
+        )
     })?;
     let Some(obj) = v.as_object() else {
-        return Err(GatewayError::new(ErrorKind::InvalidRequest, "the body must be a JSON object"));
+        return Err(GatewayError::new(
+            ErrorKind::InvalidRequest,
+            "the body must be a JSON object",
+        ));
     };
     let model = match obj.get("model") {
         Some(Value::String(m)) if !m.is_empty() && m.len() <= 200 => m.clone(),
@@ -233,7 +271,10 @@ fn parse(call: &ModelCall) -> Result<(String, bool), GatewayError> {
             None | Some(Value::Null) => false,
             Some(Value::Bool(b)) => *b,
             Some(_) => {
-                return Err(GatewayError::new(ErrorKind::InvalidRequest, "stream: must be a boolean"))
+                return Err(GatewayError::new(
+                    ErrorKind::InvalidRequest,
+                    "stream: must be a boolean",
+                ))
             }
         };
     Ok((model, stream))
@@ -359,17 +400,26 @@ async fn relay(
         let event = "event: error\ndata: {\"type\":\"error\",\"error\":{\"type\":\"api_error\",\"message\":\"the model provider's stream broke off\"}}\n\n";
         let _ = tx.send(Bytes::from_static(event.as_bytes())).await;
     }
-    drop(tx);
     let success = account.stopped && account.error.is_none() && broken.is_none();
     let error = account
         .error
         .clone()
         .or_else(|| broken.map(|_| "the model provider's stream broke off".to_owned()))
         .or_else(|| (!account.stopped).then(|| "the stream ended without message_stop".to_owned()))
-        .or_else(|| client_gone.then(|| "the client went away; the stream was read to its end".to_owned()));
+        .or_else(|| {
+            client_gone.then(|| "the client went away; the stream was read to its end".to_owned())
+        });
     logger
-        .finish(Some(account.message()), account.usage, success, error.as_deref(), upstream_id)
+        .finish(
+            Some(account.message()),
+            account.usage,
+            success,
+            error.as_deref(),
+            upstream_id,
+        )
         .await;
+    // The client's stream ends only now: once it has seen the end, the call is on the record.
+    drop(tx);
 }
 
 /// Writes the call's record after the upstream answered, in a transaction of its own.
@@ -405,8 +455,17 @@ impl Logger {
                         .await?
                 }
             };
-            log(&self.services, &mut tx, &self.record, output, usage, success, error, upstream_id)
-                .await?;
+            log(
+                &self.services,
+                &mut tx,
+                &self.record,
+                output,
+                usage,
+                success,
+                error,
+                upstream_id,
+            )
+            .await?;
             tx.commit().await.map_err(GatewayError::from)
         }
         .await;

@@ -188,9 +188,15 @@ pub fn error_response(status: u16) -> Response<Body> {
     let (kind, message) = match status {
         400 => ("invalid_request_error", "invalid request"),
         401 => ("authentication_error", "invalid x-api-key"),
-        403 => ("permission_error", "Your API key does not have permission to use the specified resource."),
+        403 => (
+            "permission_error",
+            "Your API key does not have permission to use the specified resource.",
+        ),
         404 => ("not_found_error", "Not found"),
-        429 => ("rate_limit_error", "Number of request tokens has exceeded your per-minute rate limit"),
+        429 => (
+            "rate_limit_error",
+            "Number of request tokens has exceeded your per-minute rate limit",
+        ),
         529 => ("overloaded_error", "Overloaded"),
         _ => ("api_error", "Internal server error"),
     };
@@ -209,7 +215,11 @@ pub fn error_response(status: u16) -> Response<Body> {
 
 async fn answer(state: Arc<Mutex<State>>, req: Request<Incoming>) -> Response<Body> {
     let (parts, body) = req.into_parts();
-    let body = body.collect().await.map(|b| b.to_bytes()).unwrap_or_default();
+    let body = body
+        .collect()
+        .await
+        .map(|b| b.to_bytes())
+        .unwrap_or_default();
     let recorded = Recorded {
         method: parts.method.to_string(),
         path: parts.uri.path().to_owned(),
@@ -332,27 +342,46 @@ fn stream(
             let tx = tx.clone();
             async move { tx.send(b).await.is_ok() }
         };
-        let mut events = vec![
-            event("message_start", json!({ "type": "message_start", "message": {
+        let mut events = vec![event(
+            "message_start",
+            json!({ "type": "message_start", "message": {
                 "id": "msg_fake_1", "type": "message", "role": "assistant", "model": model, "content": [],
                 "stop_reason": null, "stop_sequence": null,
-                "usage": { "input_tokens": input, "output_tokens": 1, "cache_creation_input_tokens": 0, "cache_read_input_tokens": 0 } } })),
-        ];
+                "usage": { "input_tokens": input, "output_tokens": 1, "cache_creation_input_tokens": 0, "cache_read_input_tokens": 0 } } }),
+        )];
         let (first_delta, rest, stop, output): (Bytes, Vec<Bytes>, &str, u64) = match &tool {
             Some(name) => {
                 events.push(event("content_block_start", json!({ "type": "content_block_start", "index": 0,
                     "content_block": { "type": "tool_use", "id": "toolu_fake_1", "name": name, "input": {} } })));
                 let (a, b) = TOOL_INPUT.split_at(9);
-                let delta = |p: &str| event("content_block_delta", json!({ "type": "content_block_delta", "index": 0,
-                    "delta": { "type": "input_json_delta", "partial_json": p } }));
+                let delta = |p: &str| {
+                    event(
+                        "content_block_delta",
+                        json!({ "type": "content_block_delta", "index": 0,
+                    "delta": { "type": "input_json_delta", "partial_json": p } }),
+                    )
+                };
                 (delta(a), vec![delta(b)], "tool_use", 12)
             }
             None => {
-                events.push(event("content_block_start", json!({ "type": "content_block_start", "index": 0,
-                    "content_block": { "type": "text", "text": "" } })));
-                let delta = |t: &str| event("content_block_delta", json!({ "type": "content_block_delta", "index": 0,
-                    "delta": { "type": "text_delta", "text": t } }));
-                (delta("Hello from "), vec![delta("the fake "), delta("upstream.")], "end_turn", 7)
+                events.push(event(
+                    "content_block_start",
+                    json!({ "type": "content_block_start", "index": 0,
+                    "content_block": { "type": "text", "text": "" } }),
+                ));
+                let delta = |t: &str| {
+                    event(
+                        "content_block_delta",
+                        json!({ "type": "content_block_delta", "index": 0,
+                    "delta": { "type": "text_delta", "text": t } }),
+                    )
+                };
+                (
+                    delta("Hello from "),
+                    vec![delta("the fake "), delta("upstream.")],
+                    "end_turn",
+                    7,
+                )
             }
         };
         events.push(event("ping", json!({ "type": "ping" })));
@@ -372,7 +401,10 @@ fn stream(
             _ => {}
         }
         let mut tail = rest;
-        tail.push(event("content_block_stop", json!({ "type": "content_block_stop", "index": 0 })));
+        tail.push(event(
+            "content_block_stop",
+            json!({ "type": "content_block_stop", "index": 0 }),
+        ));
         tail.push(event("message_delta", json!({ "type": "message_delta",
             "delta": { "stop_reason": stop, "stop_sequence": null }, "usage": { "output_tokens": output } })));
         tail.push(event("message_stop", json!({ "type": "message_stop" })));

@@ -292,15 +292,18 @@ impl StreamingResponse {
             let Some(frame) = frame else {
                 return Ok(None);
             };
-            let frame =
-                frame.map_err(|e| Error::transport(endpoint, format!("reading the response: {e}")))?;
+            let frame = frame
+                .map_err(|e| Error::transport(endpoint, format!("reading the response: {e}")))?;
             // Trailers carry nothing a caller reads.
             let Ok(data) = frame.into_data() else {
                 continue;
             };
             self.read += data.len();
             if self.read > self.limits.max_bytes {
-                return Err(Error::transport(endpoint, "the response is over the size cap"));
+                return Err(Error::transport(
+                    endpoint,
+                    "the response is over the size cap",
+                ));
             }
             return Ok(Some(data));
         }

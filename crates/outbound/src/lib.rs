@@ -25,8 +25,8 @@ pub mod testing;
 
 pub use aws::AwsCredentials;
 pub use client::{BoxFuture, Client, Limits, Session, StreamLimits, StreamingResponse, Transport};
-pub use hyper::body::Bytes;
 pub use endpoint::Endpoint;
+pub use hyper::body::Bytes;
 pub use hyper::Method;
 pub use message::{sanitize_remote_message, Request, Response, MAX_REMOTE_MESSAGE_CHARS};
 /// The trust anchors a [`Client`] is built with (rustls's type).

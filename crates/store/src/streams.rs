@@ -173,11 +173,23 @@ pub fn intelligence_digest(r: &StoredIntelligence) -> String {
         let hex = |b: &Option<Vec<u8>>| b.as_deref().map(portcullis_audit::hex::encode);
         for (k, v) in [
             ("provider", serde_json::json!(r.provider)),
-            ("cache_creation_tokens", serde_json::json!(r.cache_creation_tokens)),
+            (
+                "cache_creation_tokens",
+                serde_json::json!(r.cache_creation_tokens),
+            ),
             ("cache_read_tokens", serde_json::json!(r.cache_read_tokens)),
-            ("upstream_request_id", serde_json::json!(r.upstream_request_id)),
-            ("input_ciphertext", serde_json::json!(hex(&r.input_ciphertext))),
-            ("output_ciphertext", serde_json::json!(hex(&r.output_ciphertext))),
+            (
+                "upstream_request_id",
+                serde_json::json!(r.upstream_request_id),
+            ),
+            (
+                "input_ciphertext",
+                serde_json::json!(hex(&r.input_ciphertext)),
+            ),
+            (
+                "output_ciphertext",
+                serde_json::json!(hex(&r.output_ciphertext)),
+            ),
             ("content_key_version", serde_json::json!(version)),
         ] {
             obj.insert(k.to_owned(), v);

@@ -41,7 +41,10 @@ pub struct GatewayCaller(Principal);
 impl FromRequestParts<AppState> for GatewayCaller {
     type Rejection = GatewayFailure;
 
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
         let request_id = parts.extensions.get::<RequestId>().map(|r| r.0.clone());
         let fail = |e: GatewayError| GatewayFailure(e, request_id.clone());
         let token = presented(&parts.headers).ok_or_else(|| {
@@ -50,15 +53,21 @@ impl FromRequestParts<AppState> for GatewayCaller {
                 "send a Portcullis API token (pcs_live_...) in x-api-key or Authorization: Bearer",
             ))
         })?;
-        let principal = portcullis_service::caller::authenticate(state, &token, request_meta(parts))
-            .await
-            .map_err(|e| fail(e.into()))?;
+        let principal =
+            portcullis_service::caller::authenticate(state, &token, request_meta(parts))
+                .await
+                .map_err(|e| fail(e.into()))?;
         Ok(GatewayCaller(principal))
     }
 }
 
 fn presented(headers: &HeaderMap) -> Option<String> {
-    let text = |name: &str| headers.get(name).and_then(|v| v.to_str().ok()).map(str::trim);
+    let text = |name: &str| {
+        headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::trim)
+    };
     if let Some(key) = text("x-api-key").filter(|k| !k.is_empty()) {
         return Some(key.to_owned());
     }
@@ -129,9 +138,18 @@ impl<S: Send + Sync> FromRequestParts<S> for Call {
     }
 }
 
-async fn run(state: AppState, caller: GatewayCaller, call: Call, operation: Operation, body: Bytes) -> Response {
+async fn run(
+    state: AppState,
+    caller: GatewayCaller,
+    call: Call,
+    operation: Operation,
+    body: Bytes,
+) -> Response {
     let Some(gateway) = state.gateway() else {
-        let e = GatewayError::new(ErrorKind::Unavailable, "the model gateway is not configured on this node");
+        let e = GatewayError::new(
+            ErrorKind::Unavailable,
+            "the model gateway is not configured on this node",
+        );
         return GatewayFailure(e, call.request_id).into_response();
     };
     let model_call = ModelCall {
@@ -148,19 +166,32 @@ async fn run(state: AppState, caller: GatewayCaller, call: Call, operation: Oper
 
 fn relay(answer: Answer, request_id: Option<&str>) -> Response {
     let (status, headers, mut response) = match answer {
-        Answer::Complete { status, headers, body } => {
+        Answer::Complete {
+            status,
+            headers,
+            body,
+        } => {
             let mut r = Response::new(Body::from(body));
             r.headers_mut()
                 .insert("content-type", HeaderValue::from_static("application/json"));
             (status, headers, r)
         }
-        Answer::Stream { status, headers, events } => {
+        Answer::Stream {
+            status,
+            headers,
+            events,
+        } => {
             let frames = futures_util::stream::unfold(events, |mut rx| async move {
-                rx.recv().await.map(|b| (Ok::<_, std::convert::Infallible>(b), rx))
+                rx.recv()
+                    .await
+                    .map(|b| (Ok::<_, std::convert::Infallible>(b), rx))
             });
             let mut r = Response::new(Body::from_stream(frames));
             let h = r.headers_mut();
-            h.insert("content-type", HeaderValue::from_static("text/event-stream; charset=utf-8"));
+            h.insert(
+                "content-type",
+                HeaderValue::from_static("text/event-stream; charset=utf-8"),
+            );
             h.insert("cache-control", HeaderValue::from_static("no-cache"));
             (status, headers, r)
         }
@@ -179,12 +210,22 @@ fn relay(answer: Answer, request_id: Option<&str>) -> Response {
 }
 
 /// `POST /gateway/v1/messages`: a JSON message, or server-sent events with `"stream": true`.
-async fn messages(State(state): State<AppState>, caller: GatewayCaller, call: Call, body: Bytes) -> Response {
+async fn messages(
+    State(state): State<AppState>,
+    caller: GatewayCaller,
+    call: Call,
+    body: Bytes,
+) -> Response {
     run(state, caller, call, Operation::Messages, body).await
 }
 
 /// `POST /gateway/v1/messages/count_tokens`.
-async fn count_tokens(State(state): State<AppState>, caller: GatewayCaller, call: Call, body: Bytes) -> Response {
+async fn count_tokens(
+    State(state): State<AppState>,
+    caller: GatewayCaller,
+    call: Call,
+    body: Bytes,
+) -> Response {
     run(state, caller, call, Operation::CountTokens, body).await
 }
 

@@ -20,6 +20,7 @@ mod contract;
 mod csrf;
 mod encryption;
 mod erasure;
+mod gateway;
 mod headers;
 mod matrix;
 mod openapi;

@@ -8,9 +8,9 @@ use axum::http::{header, Method, Request, StatusCode};
 use axum::Router;
 use http_body_util::BodyExt;
 use portcullis_crypto::PasswordHasher;
+use portcullis_gateway::testing::FakeAnthropic;
 use portcullis_server::app::{router, Limits};
 use portcullis_server::AppState;
-use portcullis_gateway::testing::FakeAnthropic;
 use portcullis_service::config::{AuthConfig, GatewayConfig};
 use portcullis_store::testing::TestDb;
 use serde_json::{json, Value};
@@ -152,7 +152,8 @@ impl TestApp {
             vault.clone(),
             portcullis_service::config::KeysConfig::default().reencrypt_batch,
         );
-        let client = portcullis_outbound::Client::new(portcullis_outbound::Limits::default()).unwrap();
+        let client =
+            portcullis_outbound::Client::new(portcullis_outbound::Limits::default()).unwrap();
         let gw = portcullis_gateway::Gateway::new(
             &gateway.config,
             client,
