@@ -1,13 +1,15 @@
 """The official `anthropic` Python SDK against the Portcullis gateway, unmodified.
 
-Driven by crates/server/tests/it/sdk.rs, once per scenario and SDK version:
+Driven by crates/server/tests/it/sdk.rs, one process per SDK version (importing the SDK takes
+seconds): it reads a scenario name per line on stdin and answers one JSON line on stdout, so
+the driver can script the fake upstream between scenarios.
 
-    python anthropic_sdk.py SCENARIO
+    python anthropic_sdk.py      (then: create\nstream_text\n...)
 
 Environment: GATEWAY_BASE_URL (".../gateway"), GATEWAY_TOKEN (an API token of an
 environment with its own key), SESSION_TOKEN (a session: refused), KEYLESS_TOKEN (an API
-token of another environment with no key and no trial: refused). Prints one JSON line with
-what it saw; any assertion failure exits non-zero with the reason.
+token of another environment with no key and no trial: refused). Each answer is the JSON of
+what it saw, or {"failed": reason}.
 """
 
 import json
@@ -33,9 +35,13 @@ def client(token=None, **kw):
     return anthropic.Anthropic(base_url=BASE, api_key=token or os.environ["GATEWAY_TOKEN"], **kw)
 
 
+class Failed(Exception):
+    pass
+
+
 def expect(cond, what):
     if not cond:
-        raise SystemExit(f"FAILED ({anthropic.__version__}): {what}")
+        raise Failed(what)
 
 
 def create():
@@ -98,7 +104,7 @@ def mid_stream_error():
     except anthropic.APIError as e:
         expect("Overloaded" in str(e), f"{e!r}")
         return {"raised": type(e).__name__}
-    raise SystemExit("FAILED: a mid-stream error event did not raise")
+    raise Failed("a mid-stream error event did not raise")
 
 
 def refused(token, cls, status):
@@ -109,7 +115,7 @@ def refused(token, cls, status):
         expect(e.response.headers.get("request-id"), "no request-id header")
         body = e.body if isinstance(e.body, dict) else {}
         return {"status": e.status_code, "type": body.get("error", {}).get("type"), "code": body.get("error", {}).get("code")}
-    raise SystemExit(f"FAILED: no {cls.__name__}")
+    raise Failed(f"no {cls.__name__}")
 
 
 SCENARIOS = {
@@ -126,6 +132,11 @@ SCENARIOS = {
 }
 
 if __name__ == "__main__":
-    result = SCENARIOS[sys.argv[1]]()
-    result["sdk"] = anthropic.__version__
-    print(json.dumps(result))
+    for line in sys.stdin:
+        name = line.strip()
+        try:
+            result = SCENARIOS[name]()
+        except Exception as e:  # the driver prints it and fails
+            result = {"failed": f"{name}: {type(e).__name__}: {e}"}
+        result["sdk"] = anthropic.__version__
+        print(json.dumps(result), flush=True)
