@@ -45,8 +45,9 @@ pub async fn get_model_key(
     Ok(axum::Json(key.into()))
 }
 
-/// Set the environment's own model-provider key (bring your own key). Write-only. The key is
-/// checked with the provider first (its models list, then a 1-token request); a key the
+/// Set the environment's own model-provider key (bring your own key). Write-only.
+///
+/// The key is checked with the provider first (its models list, then a 1-token request); a key the
 /// provider refuses is 400 `model_key_invalid` with the provider's reason, and is not stored.
 #[utoipa::path(put, path = "/v1/environments/{environment_id}/model-key", tag = "integrations", params(("environment_id" = Uuid, Path)), request_body = ModelKeyInput,
     responses((status = 200, body = ModelKey), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
