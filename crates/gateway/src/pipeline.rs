@@ -113,8 +113,9 @@ pub async fn call(
     // Preflight: whose key pays. A refusal is on the record too, before any upstream call.
     let paying = match choose_key(gw, services, &mut tx).await {
         Ok(p) => p,
-        Err(refusal) => {
+        Err((refusal, source)) => {
             if call.operation != Operation::Models {
+                let record = CallRecord { source, ..record };
                 log(
                     services,
                     &mut tx,
@@ -282,31 +283,38 @@ fn parse(call: &ModelCall) -> Result<(String, bool), GatewayError> {
 
 /// M1, M2: the environment's own key if it has one (never another's: read in its own
 /// transaction, under RLS); else the platform key while the environment is in its trial;
-/// else `connect_your_key`.
+/// else `connect_your_key`. A refusal names the key source it refused.
 async fn choose_key(
     gw: &Gateway,
     services: &Services,
     tx: &mut TenantTx,
-) -> Result<Paying, GatewayError> {
-    if let Some(stored) = integrations::model_key(tx).await? {
+) -> Result<Paying, (GatewayError, KeySource)> {
+    let byok = |e: GatewayError| (e, KeySource::Byok);
+    let stored = integrations::model_key(tx)
+        .await
+        .map_err(|e| byok(e.into()))?;
+    if let Some(stored) = stored {
         if stored.provider != "anthropic" {
-            return Err(GatewayError::new(
+            return Err(byok(GatewayError::new(
                 ErrorKind::Permission,
                 format!(
                     "this environment's model key is for `{}`; the gateway speaks to Anthropic only",
                     stored.provider
                 ),
-            ));
+            )));
         }
         let key = model_key::model_key_secret(services, tx)
-            .await?
-            .ok_or_else(|| GatewayError::from(ServiceError::NotFound))?;
+            .await
+            .map_err(|e| byok(e.into()))?
+            .ok_or_else(|| byok(ServiceError::NotFound.into()))?;
         return Ok(Paying {
             key,
             source: KeySource::Byok,
         });
     }
-    let env = environments::get(tx).await?;
+    let env = environments::get(tx)
+        .await
+        .map_err(|e| (e.into(), KeySource::Platform))?;
     let in_trial = OffsetDateTime::now_utc() < env.created_at + gw.inner.trial;
     match (&gw.inner.platform_key, in_trial) {
         (Some(key), true) => Ok(Paying {
@@ -319,7 +327,7 @@ async fn choose_key(
             } else {
                 "this environment's trial of the platform model key has ended"
             };
-            Err(GatewayError {
+            let refusal = GatewayError {
                 console_url: Some(gw.inner.console_url.clone()),
                 ..GatewayError::new(
                     ErrorKind::ConnectYourKey,
@@ -328,7 +336,8 @@ async fn choose_key(
                         gw.inner.console_url
                     ),
                 )
-            })
+            };
+            Err((refusal, KeySource::Platform))
         }
     }
 }

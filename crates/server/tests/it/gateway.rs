@@ -306,9 +306,9 @@ async fn m2_platform_key_pays_only_during_the_trial_then_connect_your_key() {
         );
         let rows = logged(&app, &env).await;
         assert_eq!(rows.len(), 2, "each refused model call is on the record");
-        assert!(rows
-            .iter()
-            .all(|r| !r.success && r.error.as_deref().unwrap().contains("connect your own")));
+        assert!(rows.iter().all(|r| !r.success
+            && r.error.as_deref().unwrap().contains("connect your own")
+            && r.key_source == "platform"));
     }
 }
 
