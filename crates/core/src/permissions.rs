@@ -63,6 +63,7 @@ permissions! {
     KeysManage = 15, "keys.manage", Environment, "Rotate encryption keys, switch to a customer-managed key, set the model-provider key.";
     IntegrationsRead = 16, "integrations.read", Environment, "List integrations (names and credential hints, never the credentials).";
     IntegrationsManage = 17, "integrations.manage", Environment, "Create, replace and delete integration credentials.";
+    ModelsInvoke = 18, "models.invoke", Environment, "Call models through the gateway, paid by the environment's own model key or its platform trial (the key itself stays sealed).";
 }
 
 impl fmt::Display for Permission {

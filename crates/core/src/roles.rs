@@ -60,7 +60,7 @@ impl BuiltinRole {
         match self {
             BuiltinRole::Owner => "The single accountable member: everything, including deleting the environment and transferring ownership.",
             BuiltinRole::Admin => "Runs the environment day to day: members, roles, projects, tokens, content and the audit log; cannot delete the environment or take ownership.",
-            BuiltinRole::Contributor => "Reads and writes content in every project.",
+            BuiltinRole::Contributor => "Reads and writes content in every project; calls models through the gateway.",
             BuiltinRole::Reviewer => "Reads content and decides pending agent actions.",
             BuiltinRole::Viewer => "Reads content in every project.",
             BuiltinRole::Auditor => "External, read-only access to the audit log; sees no customer content.",
@@ -75,8 +75,13 @@ impl BuiltinRole {
                 P::EnvironmentDelete,
                 P::OwnershipTransfer,
             ])),
-            BuiltinRole::Contributor => PermissionSet::of(READ_CONTENT)
-                .union(PermissionSet::of(&[P::DocumentsWrite, P::DocumentsDelete])),
+            BuiltinRole::Contributor => {
+                PermissionSet::of(READ_CONTENT).union(PermissionSet::of(&[
+                    P::DocumentsWrite,
+                    P::DocumentsDelete,
+                    P::ModelsInvoke,
+                ]))
+            }
             BuiltinRole::Reviewer => {
                 PermissionSet::of(READ_CONTENT).union(PermissionSet::of(&[P::ApprovalsDecide]))
             }

@@ -201,6 +201,22 @@ impl Connection {
         request: hyper::Request<Full<Bytes>>,
         limits: Limits,
     ) -> Result<Response, Error> {
+        let (status, headers, body) = self.send_head(request).await?;
+        let body = Limited::new(body, limits.max_response_bytes)
+            .collect()
+            .await
+            .map_err(|e| Error::transport(&self.endpoint, format!("reading the response: {e}")))?
+            .to_bytes();
+        let mut response = Response::new(status, body.to_vec());
+        response.headers = headers;
+        Ok(response)
+    }
+
+    /// Sends `request` and waits for the answer's head; the body is left to the caller.
+    async fn send_head(
+        &mut self,
+        request: hyper::Request<Full<Bytes>>,
+    ) -> Result<(u16, Vec<(String, String)>, hyper::body::Incoming), Error> {
         let fail = |message: String| Error::transport(&self.endpoint, message);
         self.sender
             .ready()
@@ -217,14 +233,117 @@ impl Connection {
             .iter()
             .filter_map(|(n, v)| Some((n.as_str().to_owned(), v.to_str().ok()?.to_owned())))
             .collect();
-        let body = Limited::new(response.into_body(), limits.max_response_bytes)
-            .collect()
-            .await
-            .map_err(|e| fail(format!("reading the response: {e}")))?
-            .to_bytes();
-        let mut response = Response::new(status, body.to_vec());
-        response.headers = headers;
+        Ok((status, headers, response.into_body()))
+    }
+}
+
+/// How a streamed answer's body is read ([`Client::open`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct StreamLimits {
+    /// The longest wait for the next piece of the body.
+    pub idle_timeout: Duration,
+    /// The whole body's cap; more is a transport error.
+    pub max_bytes: usize,
+}
+
+/// An answer whose body is read as it arrives (server-sent events, long downloads). Holds
+/// its connection: dropping it closes the connection, which is how a caller abandons the rest.
+pub struct StreamingResponse {
+    pub status: u16,
+    /// Lower-cased names; values that are not visible ASCII are left out.
+    pub headers: Vec<(String, String)>,
+    body: hyper::body::Incoming,
+    limits: StreamLimits,
+    read: usize,
+    connection: Connection,
+}
+
+impl fmt::Debug for StreamingResponse {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("StreamingResponse")
+            .field("status", &self.status)
+            .field("headers", &self.headers)
+            .field("read", &self.read)
+            .finish_non_exhaustive()
+    }
+}
+
+impl StreamingResponse {
+    pub fn is_success(&self) -> bool {
+        (200..300).contains(&self.status)
+    }
+
+    /// The first header of that name, compared case-insensitively.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// The next piece of the body as it arrived; `None` at its end. Waiting longer than the
+    /// idle timeout, or going over the cap, is a transport error.
+    pub async fn chunk(&mut self) -> Result<Option<Bytes>, Error> {
+        let endpoint = &self.connection.endpoint;
+        loop {
+            let frame = tokio::time::timeout(self.limits.idle_timeout, self.body.frame())
+                .await
+                .map_err(|_| Error::transport(endpoint, "the response stalled"))?;
+            let Some(frame) = frame else {
+                return Ok(None);
+            };
+            let frame = frame
+                .map_err(|e| Error::transport(endpoint, format!("reading the response: {e}")))?;
+            // Trailers carry nothing a caller reads.
+            let Ok(data) = frame.into_data() else {
+                continue;
+            };
+            self.read += data.len();
+            if self.read > self.limits.max_bytes {
+                return Err(Error::transport(
+                    endpoint,
+                    "the response is over the size cap",
+                ));
+            }
+            return Ok(Some(data));
+        }
+    }
+
+    /// The rest of the body, in memory (an error answer, usually).
+    pub async fn collect(mut self) -> Result<Response, Error> {
+        let mut body = Vec::new();
+        while let Some(chunk) = self.chunk().await? {
+            body.extend_from_slice(&chunk);
+        }
+        let mut response = Response::new(self.status, body);
+        response.headers = std::mem::take(&mut self.headers);
         Ok(response)
+    }
+}
+
+impl Client {
+    /// One request over a connection of its own, answered as soon as the head arrives (within
+    /// the request timeout); the body is then read piece by piece under `stream`'s limits.
+    pub async fn open(
+        &self,
+        request: &Request,
+        stream: StreamLimits,
+    ) -> Result<StreamingResponse, Error> {
+        let endpoint = &request.endpoint;
+        tokio::time::timeout(self.limits.request_timeout, async {
+            let mut connection = self.connect(endpoint).await?;
+            let (status, headers, body) = connection.send_head(self.wire(request)?).await?;
+            Ok(StreamingResponse {
+                status,
+                headers,
+                body,
+                limits: stream,
+                read: 0,
+                connection,
+            })
+        })
+        .await
+        .map_err(|_| Error::transport(endpoint, "request timed out"))?
     }
 }
 

@@ -1,7 +1,8 @@
 //! Outbound HTTPS: the one client through which Portcullis calls other services (AWS KMS, S3
 //! today; object storage, OIDC discovery and model providers next). HTTP/1.1 over hyper's
 //! client connection API and rustls (ring, the Mozilla root set), with connect and request
-//! timeouts and a cap on every response body; AWS Signature Version 4 and AWS credentials.
+//! timeouts and a cap on every response body, read whole or as it arrives
+//! ([`Client::open`], for server-sent events); AWS Signature Version 4 and AWS credentials.
 //!
 //! Protects against: credentials or keys sent in clear text to another machine (an
 //! [`Endpoint`] is `https://`, or plain `http://` only on a loopback host, where test servers
@@ -23,8 +24,9 @@ pub mod sigv4;
 pub mod testing;
 
 pub use aws::AwsCredentials;
-pub use client::{BoxFuture, Client, Limits, Session, Transport};
+pub use client::{BoxFuture, Client, Limits, Session, StreamLimits, StreamingResponse, Transport};
 pub use endpoint::Endpoint;
+pub use hyper::body::Bytes;
 pub use hyper::Method;
 pub use message::{sanitize_remote_message, Request, Response, MAX_REMOTE_MESSAGE_CHARS};
 /// The trust anchors a [`Client`] is built with (rustls's type).

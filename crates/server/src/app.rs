@@ -52,6 +52,7 @@ pub fn router(state: AppState, limits: Limits) -> Router {
     let services = state.clone();
     Router::new()
         .merge(api)
+        .merge(routes::gateway::router())
         .route(
             "/v1/openapi.json",
             get(move || {

@@ -113,8 +113,13 @@ pub async fn record_denials(
     response
 }
 
-/// Answers 503 when a request runs longer than `limit`.
+/// Answers 503 when a request runs longer than `limit`. Not on the model gateway's routes: a
+/// model may take minutes to answer, and the gateway bounds its upstream waits itself
+/// (`gateway.upstream_timeout_seconds`).
 pub async fn timeout(limit: Duration, req: Request, next: Next) -> Response {
+    if req.uri().path().starts_with(crate::routes::gateway::PREFIX) {
+        return next.run(req).await;
+    }
     match tokio::time::timeout(limit, next.run(req)).await {
         Ok(r) => r,
         Err(_) => ApiError::Timeout.into_response(),

@@ -169,7 +169,12 @@ async fn serve_with(config: &Config, db: &Database) -> anyhow::Result<()> {
         config.keys.reencrypt_batch,
         trail_access,
     )
-    .with_public_origins(PublicOrigins::new(config.server.public_origins()));
+    .with_public_origins(PublicOrigins::new(config.server.public_origins()))
+    .with_gateway(
+        portcullis_gateway::Gateway::from_config(&config.gateway)
+            .map_err(anyhow::Error::msg)
+            .context("invalid [gateway] configuration")?,
+    );
     let app = router(
         state,
         Limits {

@@ -13,6 +13,8 @@ use crate::auth::PublicOrigins;
 pub struct AppState {
     services: Services,
     public_origins: Arc<PublicOrigins>,
+    /// The model gateway; `serve` always sets it (`with_gateway`).
+    gateway: Option<portcullis_gateway::Gateway>,
 }
 
 impl AppState {
@@ -31,7 +33,18 @@ impl AppState {
         AppState {
             services: Services::new(store, hasher, auth, regions, vault, reencrypt_batch, trail),
             public_origins: Arc::new(PublicOrigins::default()),
+            gateway: None,
         }
+    }
+
+    /// The model gateway this node's `/gateway/v1` routes and model-key checks use.
+    pub fn with_gateway(mut self, gateway: portcullis_gateway::Gateway) -> Self {
+        self.gateway = Some(gateway);
+        self
+    }
+
+    pub fn gateway(&self) -> Option<&portcullis_gateway::Gateway> {
+        self.gateway.as_ref()
     }
 
     /// The origins a cookie-authenticated state-changing request must come from

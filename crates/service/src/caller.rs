@@ -111,6 +111,30 @@ impl Principal {
         }
     }
 
+    /// Opens a transaction inside the environment an API token belongs to: the token names it
+    /// (the model gateway's routes carry no environment). An unknown, revoked or expired token
+    /// is `Unauthenticated`; a live session or operator token is the wrong credential
+    /// (`ForbiddenReason`), anything else `Unauthenticated`.
+    pub async fn enter_token_environment(&self, services: &Services) -> ServiceResult<TenantTx> {
+        match &self.credential {
+            Credential::ApiToken(hash) => {
+                match services
+                    .store()
+                    .tenant_as_api_token(hash, None, self.meta.clone())
+                    .await
+                {
+                    Ok(tx) => Ok(tx),
+                    Err(StoreError::NotFound) => Err(ServiceError::Unauthenticated),
+                    Err(e) => Err(e.into()),
+                }
+            }
+            Credential::Session { .. } => Err(ServiceError::ForbiddenReason(
+                "this route takes an environment's API token (pcs_live_...), not a session".into(),
+            )),
+            Credential::Operator(hash) => Err(self.operator_elsewhere(services, hash).await),
+        }
+    }
+
     /// Opens a transaction inside `environment` as this caller. Someone who is not a member,
     /// or a token of another environment, gets `NotFound`: the environment's existence is not
     /// revealed.

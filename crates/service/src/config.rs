@@ -16,7 +16,44 @@ pub struct Config {
     pub auth: AuthConfig,
     pub keys: KeysConfig,
     pub audit: AuditConfig,
+    pub gateway: GatewayConfig,
     pub log: LogConfig,
+}
+
+/// The model gateway (`/gateway/v1/...`, crate `portcullis-gateway`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct GatewayConfig {
+    /// Where Anthropic's Messages API is reached: an origin, `https://` (or `http://` on a
+    /// loopback host, for a local test double).
+    pub anthropic_base_url: String,
+    /// The operator's own Anthropic key, in a file (trimmed). Without it, only environments
+    /// with their own key can call models.
+    pub platform_key_file: Option<PathBuf>,
+    /// How long after its creation an environment may use the platform key.
+    pub trial_days: u32,
+    /// Where a tenant sets its own key, named in the `connect_your_key` error.
+    pub console_url: String,
+    /// The model the connect-time check sends its 1-token request to.
+    pub validation_model: String,
+    /// How long the upstream may take to start answering, and between two pieces of a stream.
+    pub upstream_timeout_seconds: u64,
+    /// The largest upstream answer, streamed or not.
+    pub max_response_bytes: usize,
+}
+
+impl Default for GatewayConfig {
+    fn default() -> Self {
+        GatewayConfig {
+            anthropic_base_url: "https://api.anthropic.com".into(),
+            platform_key_file: None,
+            trial_days: 14,
+            console_url: "https://127.0.0.1:8443/console/model-key".into(),
+            validation_model: "claude-haiku-4-5".into(),
+            upstream_timeout_seconds: 600,
+            max_response_bytes: 32 * 1024 * 1024,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -37,20 +37,45 @@ impl KeySource {
     }
 }
 
-/// One AI call. `input` and `output` must already be redacted of secrets.
+/// One AI call. Its content (prompt and output) arrives sealed: the caller seals it under the
+/// environment's data key for this row ([`crate::vault::INTELLIGENCE_INPUT`],
+/// [`crate::vault::INTELLIGENCE_OUTPUT`], row = `entry_id`), so the store never holds it in
+/// clear; the database refuses a row without it (migration 0018).
 #[derive(Clone, Debug)]
 pub struct IntelligenceEntry {
+    /// Chosen by the caller: the sealed content is bound to it.
+    pub entry_id: Uuid,
     pub workflow_id: Option<String>,
     pub model: String,
+    /// e.g. `anthropic`.
+    pub provider: String,
     pub key_source: KeySource,
-    pub input: Value,
-    pub output: Option<Value>,
-    pub reasoning_excerpt: Option<String>,
+    pub content: SealedContent,
     pub input_tokens: i32,
     pub output_tokens: i32,
+    pub cache_creation_tokens: i32,
+    pub cache_read_tokens: i32,
     pub cost_micros: i64,
     pub success: bool,
     pub error: Option<String>,
+    /// The provider's own id for the call (its `request-id`), when it answered.
+    pub upstream_request_id: Option<String>,
+}
+
+/// Prompt and output of a call, sealed with data-key version `key_version`.
+#[derive(Clone)]
+pub struct SealedContent {
+    pub input: Vec<u8>,
+    pub output: Option<Vec<u8>>,
+    pub key_version: i32,
+}
+
+impl std::fmt::Debug for SealedContent {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SealedContent")
+            .field("key_version", &self.key_version)
+            .finish_non_exhaustive()
+    }
 }
 
 /// One step of an agent's work.
@@ -73,7 +98,8 @@ fn excerpt(text: Option<String>) -> Option<String> {
     text.map(|t| t.chars().take(4000).collect())
 }
 
-/// An intelligence-log row as stored, as far as its digest covers it.
+/// An intelligence-log row as stored, as far as its digest covers it. Rows written before
+/// migration 0018 hold `input`/`output` in clear and none of the later columns.
 #[derive(Clone, Debug, sqlx::FromRow)]
 pub struct StoredIntelligence {
     pub entry_id: Uuid,
@@ -83,7 +109,7 @@ pub struct StoredIntelligence {
     pub workflow_id: Option<String>,
     pub model: String,
     pub key_source: String,
-    pub input: Value,
+    pub input: Option<Value>,
     pub output: Option<Value>,
     pub reasoning_excerpt: Option<String>,
     pub input_tokens: i32,
@@ -92,6 +118,13 @@ pub struct StoredIntelligence {
     pub success: bool,
     pub error: Option<String>,
     pub request_id: Option<String>,
+    pub provider: Option<String>,
+    pub cache_creation_tokens: i32,
+    pub cache_read_tokens: i32,
+    pub upstream_request_id: Option<String>,
+    pub input_ciphertext: Option<Vec<u8>>,
+    pub output_ciphertext: Option<Vec<u8>>,
+    pub content_key_version: Option<i32>,
 }
 
 /// A kernel-trace row as stored.
@@ -115,9 +148,10 @@ fn sha256_hex(value: &Value) -> String {
 }
 
 /// SHA-256 (hex) of the canonical JSON of an intelligence-log row: what its audit commitment
-/// holds.
+/// holds. A sealed row (migration 0018) is committed to with its ciphertexts, so neither the
+/// digest nor the chain reveals the content; a row from before keeps its original digest.
 pub fn intelligence_digest(r: &StoredIntelligence) -> String {
-    sha256_hex(&serde_json::json!({
+    let mut doc = serde_json::json!({
         "entry_id": r.entry_id,
         "occurred_at": rfc3339_micros(r.occurred_at),
         "actor_type": r.actor_type,
@@ -134,7 +168,34 @@ pub fn intelligence_digest(r: &StoredIntelligence) -> String {
         "success": r.success,
         "error": r.error,
         "request_id": r.request_id,
-    }))
+    });
+    if let (Some(version), Some(obj)) = (r.content_key_version, doc.as_object_mut()) {
+        let hex = |b: &Option<Vec<u8>>| b.as_deref().map(portcullis_audit::hex::encode);
+        for (k, v) in [
+            ("provider", serde_json::json!(r.provider)),
+            (
+                "cache_creation_tokens",
+                serde_json::json!(r.cache_creation_tokens),
+            ),
+            ("cache_read_tokens", serde_json::json!(r.cache_read_tokens)),
+            (
+                "upstream_request_id",
+                serde_json::json!(r.upstream_request_id),
+            ),
+            (
+                "input_ciphertext",
+                serde_json::json!(hex(&r.input_ciphertext)),
+            ),
+            (
+                "output_ciphertext",
+                serde_json::json!(hex(&r.output_ciphertext)),
+            ),
+            ("content_key_version", serde_json::json!(version)),
+        ] {
+            obj.insert(k.to_owned(), v);
+        }
+    }
+    sha256_hex(&doc)
 }
 
 /// SHA-256 (hex) of the canonical JSON of a kernel-trace row.
@@ -163,32 +224,44 @@ impl TenantTx {
     /// Records an AI call in this environment's intelligence log, and its commitment in the
     /// audit chain; returns its id.
     pub async fn log_intelligence(&mut self, e: IntelligenceEntry) -> Result<Uuid, StoreError> {
-        let id = Uuid::now_v7();
+        let id = e.entry_id;
         let env = self.environment_id().as_uuid();
         let actor = self.caller().actor;
+        let clean = |t: String| t.replace('\0', "");
         let row = StoredIntelligence {
             entry_id: id,
             occurred_at: now_micros(),
             actor_type: actor.kind().to_owned(),
             actor_id: actor.id(),
             workflow_id: e.workflow_id,
-            model: e.model,
+            model: clean(e.model),
             key_source: e.key_source.as_str().to_owned(),
-            input: jsonb_exact(e.input),
-            output: e.output.map(jsonb_exact),
-            reasoning_excerpt: excerpt(e.reasoning_excerpt),
+            input: None,
+            output: None,
+            reasoning_excerpt: None,
             input_tokens: e.input_tokens,
             output_tokens: e.output_tokens,
             cost_micros: e.cost_micros,
             success: e.success,
-            error: e.error.map(|t| t.replace('\0', "")),
+            error: e.error.map(clean),
             request_id: self.meta().request_id.clone(),
+            provider: Some(e.provider),
+            cache_creation_tokens: e.cache_creation_tokens,
+            cache_read_tokens: e.cache_read_tokens,
+            upstream_request_id: e
+                .upstream_request_id
+                .map(|t| clean(t).chars().take(200).collect()),
+            input_ciphertext: Some(e.content.input),
+            output_ciphertext: e.content.output,
+            content_key_version: Some(e.content.key_version),
         };
         let digest = intelligence_digest(&row);
         sqlx::query(
             "INSERT INTO intelligence_log (environment_id, entry_id, occurred_at, actor_type, actor_id, workflow_id, model, key_source,
-                                           input, output, reasoning_excerpt, input_tokens, output_tokens, cost_micros, success, error, request_id)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)",
+                                           input_tokens, output_tokens, cost_micros, success, error, request_id, provider,
+                                           cache_creation_tokens, cache_read_tokens, upstream_request_id, input_ciphertext,
+                                           output_ciphertext, content_key_version)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21)",
         )
         .bind(env)
         .bind(id)
@@ -198,15 +271,19 @@ impl TenantTx {
         .bind(&row.workflow_id)
         .bind(&row.model)
         .bind(&row.key_source)
-        .bind(&row.input)
-        .bind(&row.output)
-        .bind(&row.reasoning_excerpt)
         .bind(row.input_tokens)
         .bind(row.output_tokens)
         .bind(row.cost_micros)
         .bind(row.success)
         .bind(&row.error)
         .bind(&row.request_id)
+        .bind(&row.provider)
+        .bind(row.cache_creation_tokens)
+        .bind(row.cache_read_tokens)
+        .bind(&row.upstream_request_id)
+        .bind(&row.input_ciphertext)
+        .bind(&row.output_ciphertext)
+        .bind(row.content_key_version)
         .execute(self.conn())
         .await?;
         self.audit(
@@ -267,6 +344,26 @@ impl TenantTx {
     }
 }
 
+const SELECT_INTELLIGENCE: &str = "SELECT entry_id, occurred_at, actor_type, actor_id, workflow_id, model, key_source, input, output,
+        reasoning_excerpt, input_tokens, output_tokens, cost_micros, success, error, request_id, provider,
+        cache_creation_tokens, cache_read_tokens, upstream_request_id, input_ciphertext, output_ciphertext,
+        content_key_version
+   FROM intelligence_log WHERE environment_id = $1 ORDER BY entry_id LIMIT $2";
+
+/// The environment's intelligence-log rows, oldest first, at most `limit` (all with `None`);
+/// needs `audit.read`. Sealed content stays sealed: the caller opens it.
+pub async fn intelligence_rows(
+    tx: &mut TenantTx,
+    limit: Option<i64>,
+) -> Result<Vec<StoredIntelligence>, StoreError> {
+    let env = tx.environment_id().as_uuid();
+    Ok(sqlx::query_as(SELECT_INTELLIGENCE)
+        .bind(env)
+        .bind(limit)
+        .fetch_all(tx.conn())
+        .await?)
+}
+
 /// What [`check`] found wrong with a stream row.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct StreamProblem {
@@ -294,14 +391,11 @@ pub async fn check(tx: &mut TenantTx) -> Result<StreamsReport, StoreError> {
     let env = tx.environment_id().as_uuid();
     let mut report = StreamsReport::default();
     let committed = commitments(tx, env, "intelligence.recorded").await?;
-    let rows: Vec<StoredIntelligence> = sqlx::query_as(
-        "SELECT entry_id, occurred_at, actor_type, actor_id, workflow_id, model, key_source, input, output,
-                reasoning_excerpt, input_tokens, output_tokens, cost_micros, success, error, request_id
-           FROM intelligence_log WHERE environment_id = $1 ORDER BY entry_id",
-    )
-    .bind(env)
-    .fetch_all(tx.conn())
-    .await?;
+    let rows: Vec<StoredIntelligence> = sqlx::query_as(SELECT_INTELLIGENCE)
+        .bind(env)
+        .bind(None::<i64>)
+        .fetch_all(tx.conn())
+        .await?;
     report.intelligence_rows = rows.len() as u64;
     compare(
         "intelligence_log",

@@ -15,6 +15,7 @@ pub mod audit_access;
 pub mod audit_log;
 pub mod documents;
 pub mod environments;
+pub mod gateway;
 pub mod grants;
 pub(crate) mod input;
 pub mod integrations;

@@ -8,7 +8,7 @@ use portcullis_service::model_key;
 use serde::Deserialize;
 
 use crate::auth::Auth;
-use crate::error::{ApiResult, ErrorBody};
+use crate::error::{ApiError, ApiResult, ErrorBody};
 use crate::extract::{Json, Path};
 use crate::state::AppState;
 use crate::views::integrations::ModelKey;
@@ -46,6 +46,9 @@ pub async fn get_model_key(
 }
 
 /// Set the environment's own model-provider key (bring your own key). Write-only.
+///
+/// The key is checked with the provider first (its models list, then a 1-token request); a key the
+/// provider refuses is 400 `model_key_invalid` with the provider's reason, and is not stored.
 #[utoipa::path(put, path = "/v1/environments/{environment_id}/model-key", tag = "integrations", params(("environment_id" = Uuid, Path)), request_body = ModelKeyInput,
     responses((status = 200, body = ModelKey), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub async fn put_model_key(
@@ -54,7 +57,11 @@ pub async fn put_model_key(
     Path(env): Path<EnvironmentId>,
     Json(req): Json<ModelKeyInput>,
 ) -> ApiResult<axum::Json<ModelKey>> {
-    let key = model_key::put_model_key(&state, &auth, env, req.into()).await?;
+    let gateway = state.gateway().ok_or_else(|| {
+        ApiError::Unavailable("the model gateway is not configured on this node".into())
+    })?;
+    let key =
+        portcullis_gateway::connect_model_key(gateway, &state, &auth, env, req.into()).await?;
     Ok(axum::Json(key.into()))
 }
 

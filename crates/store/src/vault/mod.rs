@@ -129,6 +129,25 @@ pub const ENCRYPTED_COLUMNS: &[EncryptedColumn] = &[
     ),
 ];
 
+/// The intelligence log's sealed prompt and output (L1, migration 0018), bound to the row's
+/// `entry_id`. Deliberately not in [`ENCRYPTED_COLUMNS`]: the table is append-only (L2) and
+/// each row's audit commitment covers its ciphertext, so these values are never re-encrypted;
+/// they open while their data-key version is not retired.
+pub const INTELLIGENCE_INPUT: EncryptedColumn = encrypted_column!(
+    "intelligence_log",
+    "entry_id",
+    "input_ciphertext",
+    "content_key_version",
+    "input"
+);
+pub const INTELLIGENCE_OUTPUT: EncryptedColumn = encrypted_column!(
+    "intelligence_log",
+    "entry_id",
+    "output_ciphertext",
+    "content_key_version",
+    "output"
+);
+
 #[derive(Clone, Debug)]
 pub struct VaultConfig {
     /// The KEK that protects the data keys of new environments.

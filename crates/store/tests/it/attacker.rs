@@ -1461,9 +1461,9 @@ async fn l3_attacker_cannot_append_to_another_tenants_audit_chain() {
             ),
             (
                 "intelligence log entry",
-                "INSERT INTO intelligence_log (environment_id, entry_id, occurred_at, actor_type, model, key_source, input,
-                                               input_tokens, output_tokens, cost_micros, success)
-                 VALUES ($1, $2, now(), 'system', 'forged', 'platform', '{}', 0, 0, 0, true)",
+                "INSERT INTO intelligence_log (environment_id, entry_id, occurred_at, actor_type, model, key_source, provider,
+                                               input_ciphertext, content_key_version, input_tokens, output_tokens, cost_micros, success)
+                 VALUES ($1, $2, now(), 'system', 'forged', 'platform', 'anthropic', '\\x00', 1, 0, 0, 0, true)",
                 args![w.b.env, Uuid::now_v7()],
             ),
             (

@@ -454,7 +454,7 @@ async fn t1_tenant_tx_requires_membership() {
 /// tenant transaction, visible only with audit.read inside their environment, and append-only.
 #[tokio::test]
 async fn l1_intelligence_log_and_kernel_trace() {
-    use portcullis_store::streams::{IntelligenceEntry, KeySource, TraceStep};
+    use portcullis_store::streams::{IntelligenceEntry, KeySource, SealedContent, TraceStep};
     let db = TestDb::new().await;
     let store = db.store().await;
     let a = tenant(&store, "alpha").await;
@@ -465,17 +465,24 @@ async fn l1_intelligence_log_and_kernel_trace() {
         .unwrap();
     let call = tx
         .log_intelligence(IntelligenceEntry {
+            entry_id: uuid::Uuid::now_v7(),
             workflow_id: Some("inbox-triage".into()),
             model: "claude-fast".into(),
+            provider: "anthropic".into(),
             key_source: KeySource::Byok,
-            input: serde_json::json!({ "prompt": "summarise" }),
-            output: Some(serde_json::json!({ "text": "done" })),
-            reasoning_excerpt: Some("x".repeat(5000)),
+            content: SealedContent {
+                input: b"sealed prompt".to_vec(),
+                output: Some(b"sealed output".to_vec()),
+                key_version: 1,
+            },
             input_tokens: 12,
             output_tokens: 3,
+            cache_creation_tokens: 0,
+            cache_read_tokens: 0,
             cost_micros: 42,
             success: true,
             error: None,
+            upstream_request_id: Some("req_upstream".into()),
         })
         .await
         .unwrap();
@@ -502,12 +509,29 @@ async fn l1_intelligence_log_and_kernel_trace() {
     }
     tx.commit().await.unwrap();
     let mut admin = db.admin_conn().await;
-    let excerpt_len: i32 =
-        sqlx::query_scalar("SELECT length(reasoning_excerpt) FROM intelligence_log")
-            .fetch_one(&mut admin)
+    // Content in clear is refused by the database itself (migration 0018), whoever writes it.
+    for (what, sql) in [
+        ("a plaintext prompt", "INSERT INTO intelligence_log (environment_id, entry_id, occurred_at, actor_type, model, key_source, input,
+                                input_tokens, output_tokens, cost_micros, success, provider, input_ciphertext, content_key_version)
+            VALUES ($1, $2, now(), 'system', 'm', 'platform', '{\"prompt\":\"hi\"}', 0, 0, 0, true, 'anthropic', '\\x00', 1)"),
+        ("a plaintext excerpt", "INSERT INTO intelligence_log (environment_id, entry_id, occurred_at, actor_type, model, key_source,
+                                reasoning_excerpt, input_tokens, output_tokens, cost_micros, success, provider, input_ciphertext, content_key_version)
+            VALUES ($1, $2, now(), 'system', 'm', 'platform', 'why', 0, 0, 0, true, 'anthropic', '\\x00', 1)"),
+        ("no sealed prompt", "INSERT INTO intelligence_log (environment_id, entry_id, occurred_at, actor_type, model, key_source,
+                                input_tokens, output_tokens, cost_micros, success, provider)
+            VALUES ($1, $2, now(), 'system', 'm', 'platform', 0, 0, 0, true, 'anthropic')"),
+    ] {
+        let err = sqlx::query(sql)
+            .bind(a.env.as_uuid())
+            .bind(uuid::Uuid::now_v7())
+            .execute(&mut admin)
             .await
-            .unwrap();
-    assert_eq!(excerpt_len, 4000, "reasoning excerpts are capped");
+            .unwrap_err();
+        assert!(
+            err.to_string().contains("intelligence_log_content_sealed"),
+            "{what}: {err}"
+        );
+    }
     for sql in [
         "UPDATE intelligence_log SET success = false",
         "DELETE FROM kernel_trace",
@@ -547,7 +571,7 @@ async fn l1_intelligence_log_and_kernel_trace() {
 /// are each found, even when a superuser bypasses the append-only triggers.
 #[tokio::test]
 async fn l3_stream_rows_are_committed_in_the_audit_chain() {
-    use portcullis_store::streams::{self, IntelligenceEntry, KeySource, TraceStep};
+    use portcullis_store::streams::{self, IntelligenceEntry, KeySource, SealedContent, TraceStep};
     let db = TestDb::new().await;
     let store = db.store().await;
     let a = tenant(&store, "alpha").await;
@@ -559,17 +583,24 @@ async fn l3_stream_rows_are_committed_in_the_audit_chain() {
     for i in 0..3 {
         calls.push(
             tx.log_intelligence(IntelligenceEntry {
+                entry_id: uuid::Uuid::now_v7(),
                 workflow_id: Some("triage".into()),
                 model: "claude-fast".into(),
+                provider: "anthropic".into(),
                 key_source: KeySource::Platform,
-                input: serde_json::json!({ "prompt": format!("p{i}"), "temperature": 0.25, "big": 1e16 }),
-                output: Some(serde_json::json!({ "text": "ok\u{0}" })),
-                reasoning_excerpt: None,
+                content: SealedContent {
+                    input: format!("p{i}").into_bytes(),
+                    output: Some(b"ok\0".to_vec()),
+                    key_version: 1,
+                },
                 input_tokens: 10,
                 output_tokens: 2,
+                cache_creation_tokens: 3,
+                cache_read_tokens: 4,
                 cost_micros: 7,
                 success: true,
-                error: None,
+                error: Some("upstream\u{0} said".into()),
+                upstream_request_id: Some("req_1".into()),
             })
             .await
             .unwrap(),
@@ -611,7 +642,7 @@ async fn l3_stream_rows_are_committed_in_the_audit_chain() {
     ] {
         sqlx::query(sql).execute(&mut admin).await.unwrap();
     }
-    sqlx::query("UPDATE intelligence_log SET cost_micros = 0 WHERE entry_id = $1")
+    sqlx::query("UPDATE intelligence_log SET output_ciphertext = '\\x00' WHERE entry_id = $1")
         .bind(calls[1])
         .execute(&mut admin)
         .await

@@ -8,9 +8,10 @@ use axum::http::{header, Method, Request, StatusCode};
 use axum::Router;
 use http_body_util::BodyExt;
 use portcullis_crypto::PasswordHasher;
+use portcullis_gateway::testing::FakeAnthropic;
 use portcullis_server::app::{router, Limits};
 use portcullis_server::AppState;
-use portcullis_service::config::AuthConfig;
+use portcullis_service::config::{AuthConfig, GatewayConfig};
 use portcullis_store::testing::TestDb;
 use serde_json::{json, Value};
 use tower::ServiceExt;
@@ -21,6 +22,36 @@ pub struct TestApp {
     pub vault: std::sync::Arc<portcullis_store::vault::Vault>,
     /// The anchor store the app's exports read (a fresh directory; L4).
     pub anchors: portcullis_service::anchor::Anchors,
+    /// The model provider the gateway talks to (by default any key is accepted).
+    pub upstream: std::sync::Arc<FakeAnthropic>,
+    /// The router's state, for tests that serve it on a socket or call use cases directly.
+    pub state: AppState,
+}
+
+/// How a test's gateway is set up: its upstream and configuration, and the platform key.
+pub struct GatewaySetup {
+    pub upstream: FakeAnthropic,
+    pub config: GatewayConfig,
+    pub platform_key: Option<String>,
+}
+
+impl GatewaySetup {
+    pub async fn accepting_any_key() -> GatewaySetup {
+        GatewaySetup::with(FakeAnthropic::start().await)
+    }
+
+    pub fn with(upstream: FakeAnthropic) -> GatewaySetup {
+        let config = GatewayConfig {
+            anthropic_base_url: upstream.base_url(),
+            console_url: "https://console.example.com/model-key".into(),
+            ..GatewayConfig::default()
+        };
+        GatewaySetup {
+            upstream,
+            config,
+            platform_key: None,
+        }
+    }
 }
 
 #[derive(Debug)]
@@ -65,9 +96,30 @@ impl TestApp {
     }
 
     pub async fn spawn_with_vault(
+        auth: AuthConfig,
+        limits: Limits,
+        vault: portcullis_store::vault::Vault,
+    ) -> TestApp {
+        let gateway = GatewaySetup::accepting_any_key().await;
+        Self::spawn_inner(auth, limits, vault, gateway).await
+    }
+
+    /// With this gateway setup (upstream, configuration, platform key).
+    pub async fn spawn_gateway(gateway: GatewaySetup) -> TestApp {
+        Self::spawn_inner(
+            AuthConfig::default(),
+            Limits::default(),
+            portcullis_store::testing::test_vault_with_ttl(Duration::from_secs(300)),
+            gateway,
+        )
+        .await
+    }
+
+    async fn spawn_inner(
         mut auth: AuthConfig,
         limits: Limits,
         vault: portcullis_store::vault::Vault,
+        gateway: GatewaySetup,
     ) -> TestApp {
         let db = TestDb::new().await;
         // The credential cache on, as `serve` runs it, so every test also checks that what it
@@ -108,11 +160,22 @@ impl TestApp {
             portcullis_service::config::KeysConfig::default().reencrypt_batch,
             trail,
         );
+        let client =
+            portcullis_outbound::Client::new(portcullis_outbound::Limits::default()).unwrap();
+        let gw = portcullis_gateway::Gateway::new(
+            &gateway.config,
+            client,
+            gateway.platform_key.map(portcullis_crypto::Secret::new),
+        )
+        .unwrap();
+        let state = state.with_gateway(gw);
         TestApp {
             db,
-            router: router(state, limits),
+            router: router(state.clone(), limits),
             vault,
             anchors,
+            upstream: std::sync::Arc::new(gateway.upstream),
+            state,
         }
     }
 

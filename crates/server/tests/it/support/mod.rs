@@ -5,7 +5,7 @@ pub mod app;
 pub mod chain;
 pub mod trail;
 
-pub use app::{request, with_body, Reply, TestApp, User, PASSWORD};
+pub use app::{request, with_body, GatewaySetup, Reply, TestApp, User, PASSWORD};
 pub use trail::owner_pool;
 
 /// A 32-byte hash from the lowercase hex the API answers with.
