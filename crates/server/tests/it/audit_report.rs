@@ -805,10 +805,10 @@ async fn l3_l6_the_first_page_answers_whether_anything_is_wrong() {
         &app.db,
         AuditTable::Log,
         env_id,
-        &format!(
-            "UPDATE audit_log SET after = '{{\"role\": \"owner\"}}' WHERE environment_id = $1 AND seq = {}",
-            role_change.seq
-        ),
+        "UPDATE audit_log SET after = '{\"role\": \"owner\"}'
+          WHERE environment_id = $1
+            AND seq = (SELECT min(seq) FROM audit_log
+                        WHERE environment_id = $1 AND action = 'member.role_changed')",
     )
     .await;
     let broken = generate().await.unwrap();
