@@ -110,6 +110,16 @@ impl LocalAnchors {
 
     /// Every anchored checkpoint of an environment, by tree size.
     pub fn list(&self, environment: Uuid) -> Result<Vec<(u64, String)>, AnchorError> {
+        self.list_after(environment, 0)
+    }
+
+    /// The anchored checkpoints of an environment with a tree size above `after`, by tree
+    /// size; only their files are read.
+    pub fn list_after(
+        &self,
+        environment: Uuid,
+        after: u64,
+    ) -> Result<Vec<(u64, String)>, AnchorError> {
         let dir = self.env_dir(environment);
         let entries = match fs::read_dir(&dir) {
             Ok(e) => e,
@@ -129,6 +139,7 @@ impl LocalAnchors {
                 .to_str()
                 .and_then(|n| n.strip_suffix(".checkpoint"))
                 .and_then(|n| n.parse::<u64>().ok())
+                .filter(|size| *size > after)
             else {
                 continue;
             };
@@ -191,12 +202,23 @@ impl Anchors {
 
     /// Every anchored checkpoint of an environment, by tree size.
     pub async fn list(&self, environment: Uuid) -> Result<Vec<(u64, String)>, AnchorError> {
+        self.list_after(environment, 0).await
+    }
+
+    /// The anchored checkpoints of an environment with a tree size above `after`, by tree size:
+    /// what the checkpointer reads before signing (only what is newer than what it already
+    /// verified).
+    pub async fn list_after(
+        &self,
+        environment: Uuid,
+        after: u64,
+    ) -> Result<Vec<(u64, String)>, AnchorError> {
         match self {
             Anchors::Local(local) => {
                 let owned = local.clone();
-                blocking(local.dir(), move || owned.list(environment)).await
+                blocking(local.dir(), move || owned.list_after(environment, after)).await
             }
-            Anchors::S3(s3) => s3.list(environment).await,
+            Anchors::S3(s3) => s3.list_after(environment, after).await,
         }
     }
 }
@@ -250,6 +272,11 @@ mod tests {
             ]
         );
         assert!(a.list(Uuid::now_v7()).unwrap().is_empty());
+        assert_eq!(
+            a.list_after(env, 3).unwrap(),
+            vec![(10, "checkpoint ten".to_owned())]
+        );
+        assert!(a.list_after(env, 10).unwrap().is_empty());
         fs::remove_dir_all(dir).unwrap();
     }
 

@@ -67,6 +67,10 @@ async fn l4_s3_anchors_are_write_once_and_locked() {
     moto.check_signatures(false);
     assert_eq!(anchors.list(env).await.unwrap(), expected);
     assert!(anchors.list(Uuid::now_v7()).await.unwrap().is_empty());
+    // What the checkpointer reads before signing: only what is newer than it verified.
+    assert_eq!(anchors.list_after(env, 3).await.unwrap(), expected[1..]);
+    assert_eq!(anchors.list_after(env, 7).await.unwrap(), expected[2..]);
+    assert!(anchors.list_after(env, 10).await.unwrap().is_empty());
     moto.check_signatures(true);
     assert_eq!(
         anchors.to_string(),

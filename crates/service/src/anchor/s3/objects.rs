@@ -162,6 +162,18 @@ impl S3Anchors {
     /// returned: two different texts for one size is a fork, and the verifier will reject
     /// whichever does not match the chain. Identical versions are returned once.
     pub async fn list(&self, environment: Uuid) -> Result<Vec<(u64, String)>, AnchorError> {
+        self.list_after(environment, 0).await
+    }
+
+    /// The anchored checkpoints of an environment with a tree size above `after`, as
+    /// [`S3Anchors::list`] returns them: the listing starts after that size's key
+    /// (`key-marker`), so only newer objects are listed and read (keys sort by size, which is
+    /// zero-padded).
+    pub async fn list_after(
+        &self,
+        environment: Uuid,
+        after: u64,
+    ) -> Result<Vec<(u64, String)>, AnchorError> {
         let prefix = format!("{}{environment}/", self.config().prefix);
         let mut session = self.session();
         let mut versions: Vec<(u64, String, String)> = vec![];
@@ -176,6 +188,12 @@ impl S3Anchors {
             if let Some((key, version)) = &marker {
                 query.push(("key-marker".to_owned(), key.clone()));
                 query.push(("version-id-marker".to_owned(), version.clone()));
+            } else if after > 0 {
+                // Without a version-id-marker the listing begins with the next key.
+                query.push((
+                    "key-marker".to_owned(),
+                    self.object_key(environment, after),
+                ));
             }
             let page = self
                 .send(
@@ -199,7 +217,7 @@ impl S3Anchors {
             let listing = parse_versions(text)?;
             delete_markers += listing.delete_markers;
             for (key, version_id) in listing.versions {
-                if let Some(size) = tree_size_of(&key, &prefix) {
+                if let Some(size) = tree_size_of(&key, &prefix).filter(|s| *s > after) {
                     versions.push((size, key, version_id));
                 }
             }
