@@ -26,4 +26,5 @@ mod matrix;
 mod openapi;
 mod personal_data;
 mod platform;
+mod signing_consistency;
 mod tls;
