@@ -585,7 +585,8 @@ async fn check_against_anchors(
     } else {
         (root, &anchored_root)
     };
-    if recomputed != Some(anchored_root) || !verify_consistency(old, new, old_root, new_root, &proof)
+    if recomputed != Some(anchored_root)
+        || !verify_consistency(old, new, old_root, new_root, &proof)
     {
         return contradiction(
             "the stored log is not an extension of the anchored checkpoint".into(),

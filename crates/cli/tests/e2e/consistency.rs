@@ -80,7 +80,10 @@ async fn l4_audit_checkpoint_refuses_a_rewritten_environment_and_signs_the_other
         .find(|l| l.starts_with("REFUSED:"))
         .unwrap_or_else(|| panic!("{stdout}"));
     assert!(refused.contains(&env.to_string()), "{refused}");
-    assert!(refused.contains("anchored checkpoint of size 4"), "{refused}");
+    assert!(
+        refused.contains("anchored checkpoint of size 4"),
+        "{refused}"
+    );
     assert!(!refused.contains(&other.to_string()), "{refused}");
     assert!(stdout.contains("1 environments left unsigned"), "{stdout}");
     assert_eq!(anchored(env), first, "nothing of the rewrite is anchored");

@@ -194,11 +194,8 @@ async fn l4_a_consistently_rewritten_log_is_not_signed_and_other_environments_ar
     let anchors = c.app.anchors.clone();
     let pass = c.pass(&c.signer, &anchors).await;
     assert!(pass.contradicted.is_empty() && pass.cut >= 2, "{pass:?}");
-    let anchored: portcullis_audit::checkpoint::SignedCheckpoint = anchors.list(c.env).await.unwrap()
-        [0]
-    .1
-    .parse()
-    .unwrap();
+    let anchored: portcullis_audit::checkpoint::SignedCheckpoint =
+        anchors.list(c.env).await.unwrap()[0].1.parse().unwrap();
     let size = anchored.checkpoint.tree_size;
     assert!(size >= 300);
 
@@ -214,7 +211,9 @@ async fn l4_a_consistently_rewritten_log_is_not_signed_and_other_environments_ar
     assert_eq!(refused.environment, c.env);
     assert_eq!(refused.anchored_size, size);
     assert_eq!(refused.anchored_root, anchored.checkpoint.root_hash);
-    let recomputed = refused.recomputed_root.expect("the log still has that size");
+    let recomputed = refused
+        .recomputed_root
+        .expect("the log still has that size");
     assert_ne!(recomputed, anchored.checkpoint.root_hash);
     assert!(refused.size > size);
     // Nothing of the environment was signed: no new database checkpoint, no new anchor.
@@ -298,7 +297,11 @@ async fn l4_a_truncated_and_rewritten_log_is_not_signed() {
     assert_eq!(pass.contradicted.len(), 1, "{pass:?}");
     let refused = &pass.contradicted[0];
     assert_eq!(
-        (refused.environment, refused.anchored_size, refused.recomputed_root),
+        (
+            refused.environment,
+            refused.anchored_size,
+            refused.recomputed_root
+        ),
         (c.env, newest, None)
     );
     assert!(refused.reason.contains("truncated"), "{refused:?}");

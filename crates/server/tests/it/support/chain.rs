@@ -155,11 +155,12 @@ impl Chain {
         row.prev_hash = self.prev.to_vec();
         row.entry_hash = hash.to_vec();
         let nodes = &mut self.nodes;
-        self.tree.push_reporting(merkle_leaf(&hash), |level, index, node| {
-            if level >= portcullis_audit::merkle::stored::STORED_LEVEL {
-                nodes.push((level, index, *node));
-            }
-        });
+        self.tree
+            .push_reporting(merkle_leaf(&hash), |level, index, node| {
+                if level >= portcullis_audit::merkle::stored::STORED_LEVEL {
+                    nodes.push((level, index, *node));
+                }
+            });
         self.seq = row.seq;
         self.prev = hash;
     }

@@ -190,10 +190,7 @@ impl S3Anchors {
                 query.push(("version-id-marker".to_owned(), version.clone()));
             } else if after > 0 {
                 // Without a version-id-marker the listing begins with the next key.
-                query.push((
-                    "key-marker".to_owned(),
-                    self.object_key(environment, after),
-                ));
+                query.push(("key-marker".to_owned(), self.object_key(environment, after)));
             }
             let page = self
                 .send(
