@@ -483,6 +483,24 @@ async fn anchor(
     Ok(())
 }
 
+/// The root of an anchored checkpoint text found at size `at`, if it verifies under the keys
+/// this node holds and names this environment and size; else why not.
+fn anchored_root(signer: &Signer, env: Uuid, at: u64, text: &str) -> Result<[u8; 32], String> {
+    let cp = text
+        .parse::<SignedCheckpoint>()
+        .map_err(|e| format!("does not parse: {e:?}"))?;
+    cp.verify(signer.public_keys())
+        .map_err(|e| format!("not signed by a key this node holds: {e:?}"))?;
+    let c = cp.checkpoint;
+    if c.environment_id != env || c.tree_size != at {
+        return Err(format!(
+            "names environment {} size {}",
+            c.environment_id, c.tree_size
+        ));
+    }
+    Ok(c.root_hash)
+}
+
 /// Checks a tree of `size` entries with root `root`, about to be signed or anchored, against
 /// the newest checkpoint of `env` in the anchor store that verifies under the node's keys
 /// (L4). Only what was anchored after the last check is read (the node keeps the newest
@@ -503,33 +521,22 @@ async fn check_against_anchors(
     use portcullis_audit::merkle::{consistency_proof_from, verify_consistency};
     let key = (anchors.to_string(), env);
     let known = signer.anchored.get(&key);
-    let mut listed = known.listed;
     let mut newest = known.newest;
-    for (at, text) in anchors.list_after(env, known.listed).await? {
-        listed = listed.max(at);
-        let verified = text
-            .parse::<SignedCheckpoint>()
-            .map_err(|e| format!("does not parse: {e:?}"))
-            .and_then(|cp| {
-                cp.verify(signer.public_keys())
-                    .map_err(|e| format!("not signed by a key this node holds: {e:?}"))?;
-                let c = cp.checkpoint;
-                if c.environment_id != env || c.tree_size != at {
-                    return Err(format!(
-                        "names environment {} size {}",
-                        c.environment_id, c.tree_size
-                    ));
-                }
-                Ok(c.root_hash)
-            });
-        match verified {
-            Ok(anchored_root) => {
-                if newest.is_none_or(|(s, _)| s < at) {
+    // Sizes only (one listing of what is newer than what was read before), then the newest
+    // ones read until one verifies: after a restart the first check reads one checkpoint, not
+    // the whole store.
+    let sizes = anchors.sizes_after(env, known.listed).await?;
+    let listed = sizes.last().copied().unwrap_or(known.listed);
+    'newest: for &at in sizes.iter().rev() {
+        for text in anchors.at(env, at).await? {
+            match anchored_root(signer, env, at, &text) {
+                Ok(anchored_root) => {
                     newest = Some((at, anchored_root));
+                    break 'newest;
                 }
+                Err(reason) => tracing::error!(control = "L4", environment = %env, size = at,
+                    reason = %reason, "anchored checkpoint this node cannot verify; not used as evidence"),
             }
-            Err(reason) => tracing::error!(control = "L4", environment = %env, size = at,
-                reason = %reason, "anchored checkpoint this node cannot verify; not used as evidence"),
         }
     }
     signer.anchored.advance(key, listed, newest);
