@@ -274,18 +274,22 @@ async fn l4_a_truncated_and_rewritten_log_is_not_signed() {
 
     // As the superuser: every entry after the first anchored size deleted (and the checkpoint
     // rows that covered them), the head rolled back to that size, then new entries written.
+    assert_eq!(
+        c.stored_sizes(c.env).await,
+        vec![first as i64, newest as i64]
+    );
     chain::tamper(
         &c.app.db,
         AuditTable::Log,
         c.env,
-        &format!("DELETE FROM audit_log WHERE environment_id = $1 AND seq > {first}"),
+        "DELETE FROM audit_log WHERE environment_id = $1 AND seq > (SELECT min(tree_size) FROM audit_checkpoints WHERE environment_id = $1)",
     )
     .await;
     chain::tamper(
         &c.app.db,
         AuditTable::Checkpoints,
         c.env,
-        &format!("DELETE FROM audit_checkpoints WHERE environment_id = $1 AND tree_size > {first}"),
+        "DELETE FROM audit_checkpoints WHERE environment_id = $1 AND tree_size > (SELECT min(tree_size) FROM audit_checkpoints WHERE environment_id = $1)",
     )
     .await;
     chain::rehash(&c.app.db, c.env).await;
