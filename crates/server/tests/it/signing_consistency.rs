@@ -147,7 +147,12 @@ impl Logs {
             .with_ansi(false)
             .with_writer(move || writer.clone())
             .finish();
-        (logs, tracing::subscriber::set_default(subscriber))
+        let guard = tracing::subscriber::set_default(subscriber);
+        // Tests on other threads may register the same callsites while this subscriber is
+        // being registered; recompute every callsite's interest (and the maximum level) now
+        // that it is, so none keeps the interest it had with no subscriber at all.
+        tracing::callsite::rebuild_interest_cache();
+        (logs, guard)
     }
 
     fn text(&self) -> String {
