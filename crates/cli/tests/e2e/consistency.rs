@@ -86,6 +86,37 @@ async fn l4_audit_checkpoint_refuses_a_rewritten_environment_and_signs_the_other
     );
     assert!(!refused.contains(&other.to_string()), "{refused}");
     assert!(stdout.contains("1 environments left unsigned"), "{stdout}");
+    // The L4 error on stderr (JSON logs) names the environment, the anchored size and root
+    // and the root the stored log has at that size.
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let anchored_cp: portcullis_audit::SignedCheckpoint =
+        std::fs::read_to_string(data.join("anchors").join(env.to_string()).join(&first[0]))
+            .unwrap()
+            .parse()
+            .unwrap();
+    let anchored_root = portcullis_audit::hex::encode(&anchored_cp.checkpoint.root_hash);
+    let error = stderr
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .find(|l| {
+            l["message"]
+                .as_str()
+                .is_some_and(|m| m.contains("contradicts its anchored checkpoint"))
+        })
+        .unwrap_or_else(|| panic!("no L4 error on stderr:\n{stderr}"));
+    assert_eq!(error["level"], "ERROR", "{error}");
+    let fields = &error; // the JSON log format flattens the fields
+    assert_eq!(fields["control"], "L4", "{error}");
+    assert_eq!(fields["environment"], env.to_string(), "{error}");
+    assert_eq!(fields["anchored_size"], 4, "{error}");
+    assert_eq!(fields["anchored_root"], anchored_root.as_str(), "{error}");
+    let recomputed = fields["recomputed_root"].as_str().unwrap();
+    assert_eq!(recomputed.len(), 64, "{error}");
+    assert_ne!(recomputed, anchored_root, "{error}");
+    assert!(
+        refused.contains(&anchored_root) && refused.contains(recomputed),
+        "{refused}"
+    );
     assert_eq!(anchored(env), first, "nothing of the rewrite is anchored");
     assert_eq!(anchored(other).len(), 2, "the other environment is signed");
     // And again on the next run: the refusal does not wear off.

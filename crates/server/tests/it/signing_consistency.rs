@@ -124,46 +124,6 @@ impl Case {
     }
 }
 
-/// Everything the logs received while `f` ran, at every level.
-#[derive(Clone, Default)]
-struct Logs(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
-
-impl std::io::Write for Logs {
-    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(b);
-        Ok(b.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-impl Logs {
-    fn capture() -> (Logs, tracing::subscriber::DefaultGuard) {
-        let logs = Logs::default();
-        let writer = logs.clone();
-        let subscriber = tracing_subscriber::fmt()
-            .with_max_level(tracing::Level::DEBUG)
-            .with_ansi(false)
-            .with_writer(move || writer.clone())
-            .finish();
-        let guard = tracing::subscriber::set_default(subscriber);
-        // Tests on other threads may register the same callsites while this subscriber is
-        // being registered; recompute every callsite's interest (and the maximum level) now
-        // that it is, so none keeps the interest it had with no subscriber at all.
-        tracing::callsite::rebuild_interest_cache();
-        (logs, guard)
-    }
-
-    fn text(&self) -> String {
-        String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
-    }
-}
-
-fn hex(h: &[u8]) -> String {
-    h.iter().map(|b| format!("{b:02x}")).collect()
-}
-
 /// Control L4: the normal case: no rewrite, several passes, each new checkpoint checked
 /// against the one anchored before it and signed and anchored; nothing is contradicted.
 #[tokio::test]
@@ -191,8 +151,10 @@ async fn l4_without_a_rewrite_the_checkpointer_keeps_signing_across_passes() {
 /// Control L4, the attack: entries written, checkpointed and anchored; then the superuser
 /// rewrites entry 2 and recomputes the chain, the subtree nodes and the head, and more entries
 /// are written. The next passes sign nothing of that environment (no database checkpoint, no
-/// anchor), log an L4 error naming the environment, the anchored size and root and the
-/// recomputed root, and report it; the other environment is still signed in the same pass.
+/// anchor) and report it with the anchored size and root and the recomputed root; the other
+/// environment is still signed in the same pass. (The L4 error line is checked on the CLI's
+/// own stderr, `cli/tests/e2e/consistency.rs`: a process of its own, where no other test's
+/// subscriber races for tracing's global callsite state.)
 #[tokio::test]
 async fn l4_a_consistently_rewritten_log_is_not_signed_and_other_environments_are() {
     let c = case().await;
@@ -208,9 +170,7 @@ async fn l4_a_consistently_rewritten_log_is_not_signed_and_other_environments_ar
     c.write(c.env, 5).await;
     c.write(c.other, 2).await;
 
-    let (logs, guard) = Logs::capture();
     let pass = c.pass(&c.signer, &anchors).await;
-    drop(guard);
     assert_eq!(pass.contradicted.len(), 1, "{pass:?}");
     let refused = &pass.contradicted[0];
     assert_eq!(refused.environment, c.env);
@@ -227,23 +187,6 @@ async fn l4_a_consistently_rewritten_log_is_not_signed_and_other_environments_ar
     // The other environment was signed and anchored in the same pass.
     assert_eq!(c.anchored_sizes(&anchors, c.other).await.len(), 2);
     assert!(pass.cut >= 1, "{pass:?}");
-    // The L4 error names the environment, the anchored size and root, the recomputed root.
-    let text = logs.text();
-    let line = text
-        .lines()
-        .find(|l| l.contains("contradicts its anchored checkpoint"))
-        .unwrap_or_else(|| panic!("no L4 error in the logs:\n{text}"));
-    assert!(line.contains("ERROR"), "{line}");
-    assert!(line.contains("control=\"L4\""), "{line}");
-    for needle in [
-        c.env.to_string(),
-        format!("anchored_size={size}"),
-        hex(&anchored.checkpoint.root_hash),
-        hex(&recomputed),
-    ] {
-        assert!(line.contains(&needle), "{needle} missing in {line}");
-    }
-
     // Every later pass refuses again, also after a restart (nothing cached), and the
     // single-environment cut (`trail::checkpoint`, as monthly reports use it) refuses too.
     let pass = c.pass(&c.signer, &anchors).await;
