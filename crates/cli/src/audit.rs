@@ -236,11 +236,24 @@ pub(crate) async fn run(command: AuditCommand, config: Config) -> anyhow::Result
                     "cut {} checkpoints, anchored {} earlier ones",
                     pass.cut, pass.reanchored
                 );
+                // L4: an environment whose log contradicts its anchored checkpoint was left
+                // unsigned; say which, and fail.
+                for c in &pass.contradicted {
+                    println!("REFUSED: {c}");
+                }
+                if !pass.contradicted.is_empty() {
+                    println!(
+                        "{} environments left unsigned: their audit log contradicts the anchored checkpoints (rewritten or truncated); run `portcullis audit verify --environment <id>`",
+                        pass.contradicted.len()
+                    );
+                }
                 if pass.anchor_failures > 0 {
                     println!(
-                        "{} checkpoints could not be anchored; the next pass retries them",
+                        "{} checkpoints could not be anchored (or checked against the anchors); the next pass retries them",
                         pass.anchor_failures
                     );
+                }
+                if pass.anchor_failures > 0 || !pass.contradicted.is_empty() {
                     return Ok(ExitCode::FAILURE);
                 }
                 Ok(ExitCode::SUCCESS)

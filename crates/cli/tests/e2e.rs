@@ -15,6 +15,11 @@ use std::time::{Duration, Instant};
 use portcullis_store::testing::TestDb;
 use serde_json::Value;
 
+#[path = "../../server/tests/it/support/chain.rs"]
+#[allow(dead_code)]
+mod chain;
+#[path = "e2e/consistency.rs"]
+mod consistency;
 #[path = "e2e/evidence.rs"]
 mod evidence;
 #[path = "e2e/feed.rs"]

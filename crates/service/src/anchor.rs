@@ -110,6 +110,50 @@ impl LocalAnchors {
 
     /// Every anchored checkpoint of an environment, by tree size.
     pub fn list(&self, environment: Uuid) -> Result<Vec<(u64, String)>, AnchorError> {
+        self.list_after(environment, 0)
+    }
+
+    /// The anchored checkpoints of an environment with a tree size above `after`, by tree
+    /// size; only their files are read.
+    pub fn list_after(
+        &self,
+        environment: Uuid,
+        after: u64,
+    ) -> Result<Vec<(u64, String)>, AnchorError> {
+        let mut out = vec![];
+        for (size, path) in self.files_after(environment, after)? {
+            out.push((size, read_lossy(&path)?));
+        }
+        Ok(out)
+    }
+
+    /// The tree sizes anchored for an environment above `after`, ascending; no file is read.
+    pub fn sizes_after(&self, environment: Uuid, after: u64) -> Result<Vec<u64>, AnchorError> {
+        Ok(self
+            .files_after(environment, after)?
+            .into_iter()
+            .map(|(size, _)| size)
+            .collect())
+    }
+
+    /// The checkpoint anchored at one tree size, if any (a local store holds one per size).
+    pub fn at(&self, environment: Uuid, tree_size: u64) -> Result<Vec<String>, AnchorError> {
+        let path = self
+            .env_dir(environment)
+            .join(format!("{tree_size:020}.checkpoint"));
+        match fs::metadata(&path) {
+            Ok(_) => Ok(vec![read_lossy(&path)?]),
+            Err(e) if e.kind() == ErrorKind::NotFound => Ok(vec![]),
+            Err(e) => Err(AnchorError::Io { path, source: e }),
+        }
+    }
+
+    /// The checkpoint files of an environment above `after`: (size, path), by size.
+    fn files_after(
+        &self,
+        environment: Uuid,
+        after: u64,
+    ) -> Result<Vec<(u64, PathBuf)>, AnchorError> {
         let dir = self.env_dir(environment);
         let entries = match fs::read_dir(&dir) {
             Ok(e) => e,
@@ -129,20 +173,23 @@ impl LocalAnchors {
                 .to_str()
                 .and_then(|n| n.strip_suffix(".checkpoint"))
                 .and_then(|n| n.parse::<u64>().ok())
+                .filter(|size| *size > after)
             else {
                 continue;
             };
-            let path = entry.path();
-            // Bytes that are not UTF-8 are kept (lossily) rather than failing the listing:
-            // verification reports such a file as malformed and goes on with the others.
-            let bytes = fs::read(&path).map_err(io(&path))?;
-            let text = String::from_utf8(bytes)
-                .unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned());
-            out.push((size, text));
+            out.push((size, entry.path()));
         }
-        out.sort_by_key(|(s, _)| *s);
+        out.sort();
         Ok(out)
     }
+}
+
+/// A file's text. Bytes that are not UTF-8 are kept (lossily) rather than failing the listing:
+/// verification reports such a file as malformed and goes on with the others.
+fn read_lossy(path: &Path) -> Result<String, AnchorError> {
+    let bytes = fs::read(path).map_err(io(path))?;
+    Ok(String::from_utf8(bytes)
+        .unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned()))
 }
 
 /// The configured anchor store. An enum rather than a trait object: there are two stores, and
@@ -191,12 +238,51 @@ impl Anchors {
 
     /// Every anchored checkpoint of an environment, by tree size.
     pub async fn list(&self, environment: Uuid) -> Result<Vec<(u64, String)>, AnchorError> {
+        self.list_after(environment, 0).await
+    }
+
+    /// The anchored checkpoints of an environment with a tree size above `after`, by tree size:
+    /// what the checkpointer reads before signing (only what is newer than what it already
+    /// verified).
+    pub async fn list_after(
+        &self,
+        environment: Uuid,
+        after: u64,
+    ) -> Result<Vec<(u64, String)>, AnchorError> {
         match self {
             Anchors::Local(local) => {
                 let owned = local.clone();
-                blocking(local.dir(), move || owned.list(environment)).await
+                blocking(local.dir(), move || owned.list_after(environment, after)).await
             }
-            Anchors::S3(s3) => s3.list(environment).await,
+            Anchors::S3(s3) => s3.list_after(environment, after).await,
+        }
+    }
+
+    /// The tree sizes anchored for an environment above `after`, ascending, without reading
+    /// the checkpoints: what the checkpointer lists before signing.
+    pub async fn sizes_after(
+        &self,
+        environment: Uuid,
+        after: u64,
+    ) -> Result<Vec<u64>, AnchorError> {
+        match self {
+            Anchors::Local(local) => {
+                let owned = local.clone();
+                blocking(local.dir(), move || owned.sizes_after(environment, after)).await
+            }
+            Anchors::S3(s3) => s3.sizes_after(environment, after).await,
+        }
+    }
+
+    /// What is anchored at one tree size: one text, none, or (S3, a fork hidden behind a
+    /// delete marker) several, oldest first.
+    pub async fn at(&self, environment: Uuid, tree_size: u64) -> Result<Vec<String>, AnchorError> {
+        match self {
+            Anchors::Local(local) => {
+                let owned = local.clone();
+                blocking(local.dir(), move || owned.at(environment, tree_size)).await
+            }
+            Anchors::S3(s3) => s3.at(environment, tree_size).await,
         }
     }
 }
@@ -250,6 +336,15 @@ mod tests {
             ]
         );
         assert!(a.list(Uuid::now_v7()).unwrap().is_empty());
+        assert_eq!(
+            a.list_after(env, 3).unwrap(),
+            vec![(10, "checkpoint ten".to_owned())]
+        );
+        assert!(a.list_after(env, 10).unwrap().is_empty());
+        assert_eq!(a.sizes_after(env, 0).unwrap(), vec![3, 10]);
+        assert_eq!(a.sizes_after(env, 3).unwrap(), vec![10]);
+        assert_eq!(a.at(env, 10).unwrap(), vec!["checkpoint ten".to_owned()]);
+        assert!(a.at(env, 7).unwrap().is_empty());
         fs::remove_dir_all(dir).unwrap();
     }
 

@@ -43,6 +43,46 @@ pub enum TrailError {
         /// be stored there: the checkpointer cuts and anchors its own at that size instead.
         at_head: bool,
     },
+    /// The stored log contradicts the newest checkpoint this node finds in the anchor store:
+    /// the node signs and anchors nothing of that environment (L4).
+    #[error("{0}")]
+    Contradicted(Box<Contradiction>),
+    /// The anchor store could not be read before signing, so the tree could not be checked
+    /// against what is anchored: nothing was signed (L4). The next pass tries again.
+    #[error("anchor store unreadable, nothing signed: {0}")]
+    AnchorsUnreadable(crate::anchor::AnchorError),
+}
+
+/// A tree the node refused to sign or anchor because it contradicts an anchored checkpoint
+/// (L4): the chain was rewritten, or truncated, after that checkpoint was anchored.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Contradiction {
+    pub environment: Uuid,
+    /// The size the node was to sign or anchor.
+    pub size: u64,
+    /// The newest anchored checkpoint that verifies under the node's keys.
+    pub anchored_size: u64,
+    pub anchored_root: [u8; 32],
+    /// The root of the stored entries at `anchored_size`; `None` when the log no longer has
+    /// that many entries or the stored tree cannot be computed.
+    pub recomputed_root: Option<[u8; 32]>,
+    pub reason: String,
+}
+
+impl std::fmt::Display for Contradiction {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "environment {}: refused to sign or anchor size {}: {} (anchored checkpoint of size {}, root {}; the stored log's root at that size: {})",
+            self.environment,
+            self.size,
+            self.reason,
+            self.anchored_size,
+            hex(&self.anchored_root),
+            self.recomputed_root
+                .map_or_else(|| "none".to_owned(), |r| hex(&r)),
+        )
+    }
 }
 
 pub(crate) fn meta() -> RequestMeta {
@@ -100,6 +140,44 @@ pub async fn published_keys(store: &Store) -> Result<Vec<PublicKey>, TrailError>
 pub struct Signer {
     key: SigningKey,
     public: Vec<PublicKey>,
+    anchored: AnchoredRoots,
+}
+
+/// What one anchor store holds for one environment, as far as this node has read it: the
+/// largest size listed, and the newest anchored checkpoint that verified under the node's keys.
+/// Anchors are write-once, so what was read stays true and only newer ones are read again.
+#[derive(Clone, Copy, Debug, Default)]
+struct AnchoredState {
+    listed: u64,
+    newest: Option<(u64, [u8; 32])>,
+}
+
+/// [`AnchoredState`] per anchor store (by its location) and environment: the in-memory cache
+/// that keeps the check against the anchors (L4) to one listing of what is new and one proof.
+#[derive(Debug, Default)]
+struct AnchoredRoots(std::sync::Mutex<std::collections::HashMap<(String, Uuid), AnchoredState>>);
+
+impl AnchoredRoots {
+    fn get(&self, key: &(String, Uuid)) -> AnchoredState {
+        self.0
+            .lock()
+            .map(|m| m.get(key).copied().unwrap_or_default())
+            .unwrap_or_default()
+    }
+
+    /// Records anchored checkpoint `(size, root)` (verified) and that everything up to `listed`
+    /// was read; never moves backwards.
+    fn advance(&self, key: (String, Uuid), listed: u64, newest: Option<(u64, [u8; 32])>) {
+        if let Ok(mut m) = self.0.lock() {
+            let state = m.entry(key).or_default();
+            state.listed = state.listed.max(listed);
+            if let Some((size, root)) = newest {
+                if state.newest.is_none_or(|(s, _)| s < size) {
+                    state.newest = Some((size, root));
+                }
+            }
+        }
+    }
 }
 
 /// The public keys of `rows` whose seeds unwrap (with the node's key providers) into the key
@@ -162,7 +240,11 @@ impl Signer {
                 )));
             }
             let public = held_keys(&rows, vault, &key).await;
-            return Ok(Signer { key, public });
+            return Ok(Signer {
+                key,
+                public,
+                anchored: AnchoredRoots::default(),
+            });
         }
         Self::create(pool, vault, kek).await
     }
@@ -191,7 +273,11 @@ impl Signer {
         operator::retire_other_keys(pool, &row.key_id, now).await?;
         let public = held_keys(&operator::signing_keys(pool).await?, vault, &key).await;
         tracing::info!(key_id = %row.key_id, "new audit checkpoint signing key");
-        Ok(Signer { key, public })
+        Ok(Signer {
+            key,
+            public,
+            anchored: AnchoredRoots::default(),
+        })
     }
 
     pub fn key_id(&self) -> String {
@@ -242,11 +328,19 @@ pub async fn checkpoint(
         .ok_or_else(|| TrailError::Malformed("frontier does not match size".into()))?;
     let last_entry_hash =
         <[u8; 32]>::try_from(head.as_slice()).map_err(|_| TrailError::Malformed("head".into()))?;
+    // Never lend the signature to a history that contradicts what is anchored (L4): a
+    // consistent rewrite inside the database would otherwise be signed and anchored.
+    let root = tree.root();
+    match check_against_anchors(&mut tx, signer, anchors, env, size, &root).await {
+        Ok(()) => {}
+        Err(TrailError::Anchor(e)) => return Err(TrailError::AnchorsUnreadable(e)),
+        Err(e) => return Err(e),
+    }
     let now = OffsetDateTime::now_utc();
     let cp = Checkpoint {
         environment_id: env,
         tree_size: size,
-        root_hash: tree.root(),
+        root_hash: root,
         last_entry_hash,
         issued_at: now.unix_timestamp(),
     };
@@ -374,9 +468,138 @@ async fn anchor(
             at_head,
         });
     }
+    let root = signed
+        .parse::<SignedCheckpoint>()
+        .map_err(|e| TrailError::Malformed(format!("checkpoint {size}: {e:?}")))?
+        .checkpoint
+        .root_hash;
+    check_against_anchors(&mut tx, signer, anchors, env, size, &root).await?;
     anchors.put(env, size, signed).await?;
     audit_log::record_anchored(&mut tx, tree_size, OffsetDateTime::now_utc()).await?;
     tx.commit().await?;
+    signer
+        .anchored
+        .advance((anchors.to_string(), env), size, Some((size, root)));
+    Ok(())
+}
+
+/// The root of an anchored checkpoint text found at size `at`, if it verifies under the keys
+/// this node holds and names this environment and size; else why not.
+fn anchored_root(signer: &Signer, env: Uuid, at: u64, text: &str) -> Result<[u8; 32], String> {
+    let cp = text
+        .parse::<SignedCheckpoint>()
+        .map_err(|e| format!("does not parse: {e:?}"))?;
+    cp.verify(signer.public_keys())
+        .map_err(|e| format!("not signed by a key this node holds: {e:?}"))?;
+    let c = cp.checkpoint;
+    if c.environment_id != env || c.tree_size != at {
+        return Err(format!(
+            "names environment {} size {}",
+            c.environment_id, c.tree_size
+        ));
+    }
+    Ok(c.root_hash)
+}
+
+/// Checks a tree of `size` entries with root `root`, about to be signed or anchored, against
+/// the newest checkpoint of `env` in the anchor store that verifies under the node's keys
+/// (L4). Only what was anchored after the last check is read (the node keeps the newest
+/// verified root per environment in memory); then one consistency proof is built from the
+/// stored subtree nodes and entry hashes and verified against the anchored root and `root`:
+/// from the anchored size to `size`, or, when re-anchoring an older checkpoint, from `size`
+/// to the anchored size. An anchored size beyond the log means the log was truncated. A
+/// contradiction is logged as an error and returned as [`TrailError::Contradicted`]; an
+/// anchor store that cannot be read is [`TrailError::Anchor`].
+async fn check_against_anchors(
+    tx: &mut TenantTx,
+    signer: &Signer,
+    anchors: &Anchors,
+    env: Uuid,
+    size: u64,
+    root: &[u8; 32],
+) -> Result<(), TrailError> {
+    use portcullis_audit::merkle::{consistency_proof_from, verify_consistency};
+    let key = (anchors.to_string(), env);
+    let known = signer.anchored.get(&key);
+    let mut newest = known.newest;
+    // Sizes only (one listing of what is newer than what was read before), then the newest
+    // ones read until one verifies: after a restart the first check reads one checkpoint, not
+    // the whole store.
+    let sizes = anchors.sizes_after(env, known.listed).await?;
+    let listed = sizes.last().copied().unwrap_or(known.listed);
+    'newest: for &at in sizes.iter().rev() {
+        for text in anchors.at(env, at).await? {
+            match anchored_root(signer, env, at, &text) {
+                Ok(anchored_root) => {
+                    newest = Some((at, anchored_root));
+                    break 'newest;
+                }
+                Err(reason) => tracing::error!(control = "L4", environment = %env, size = at,
+                    reason = %reason, "anchored checkpoint this node cannot verify; not used as evidence"),
+            }
+        }
+    }
+    signer.anchored.advance(key, listed, newest);
+    let Some((anchored_size, anchored_root)) = newest else {
+        return Ok(());
+    };
+    let head = audit_log::head(tx)
+        .await?
+        .map_or(0, |(seq, _, _)| u64::try_from(seq).unwrap_or(0));
+    let contradiction = |reason: String, recomputed_root: Option<[u8; 32]>| {
+        let c = Contradiction {
+            environment: env,
+            size,
+            anchored_size,
+            anchored_root,
+            recomputed_root,
+            reason,
+        };
+        tracing::error!(control = "L4", environment = %env, size, anchored_size,
+            anchored_root = %hex(&anchored_root),
+            recomputed_root = %c.recomputed_root.map_or_else(|| "none".to_owned(), |r| hex(&r)),
+            reason = %c.reason,
+            "refusing to sign or anchor: the stored audit log contradicts its anchored checkpoint");
+        Err(TrailError::Contradicted(Box::new(c)))
+    };
+    if anchored_size > head {
+        return contradiction(
+            format!("the log holds {head} entries, fewer than anchored: it was truncated"),
+            None,
+        );
+    }
+    let (old, new) = if anchored_size <= size {
+        (anchored_size, size)
+    } else {
+        (size, anchored_size)
+    };
+    let plan = Plan::consistency(old, new)
+        .ok_or_else(|| TrailError::Malformed("consistency plan".into()))?
+        .union(Plan::for_ranges([(0, anchored_size)]));
+    let source = match audit_log::proof_source(tx, &plan).await {
+        Ok(source) => source,
+        Err(StoreError::Integrity(e)) => return contradiction(format!("stored tree: {e}"), None),
+        Err(e) => return Err(e.into()),
+    };
+    let recomputed = source.hash(0, anchored_size).ok();
+    let mut proving = source.clone();
+    let proof = match consistency_proof_from(&mut proving, old, new) {
+        Ok(proof) => proof,
+        Err(e) => return contradiction(format!("stored tree: {e}"), recomputed),
+    };
+    let (old_root, new_root) = if anchored_size <= size {
+        (&anchored_root, root)
+    } else {
+        (root, &anchored_root)
+    };
+    if recomputed != Some(anchored_root)
+        || !verify_consistency(old, new, old_root, new_root, &proof)
+    {
+        return contradiction(
+            "the stored log is not an extension of the anchored checkpoint".into(),
+            recomputed,
+        );
+    }
     Ok(())
 }
 
@@ -385,7 +608,7 @@ async fn anchor(
 const REANCHOR_BATCH: i64 = 500;
 
 /// What one checkpointer pass did.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct CheckpointPass {
     /// Another node held the checkpointer lock; nothing was done.
     pub skipped: bool,
@@ -398,6 +621,9 @@ pub struct CheckpointPass {
     /// Stored checkpoints refused for anchoring: not signed by a key this node holds, or not
     /// the tree at their size (L4). Logged, never anchored.
     pub refused: usize,
+    /// Environments whose stored log contradicts their newest anchored checkpoint (a rewrite
+    /// or truncation after it was anchored): nothing of theirs was signed or anchored (L4).
+    pub contradicted: Vec<Contradiction>,
 }
 
 /// Unanchored checkpoints read per pass at most, anchored or refused: refused rows stay
@@ -415,6 +641,18 @@ fn anchor_failed(
         tracing::error!(environment = %env, size, error = %e, "anchor store holds a different checkpoint for this size");
     } else {
         tracing::warn!(environment = %env, size, error = %e, "anchoring a checkpoint failed; the next pass retries");
+    }
+}
+
+/// Each contradicted environment once per pass (its re-anchoring and its new checkpoint may
+/// both be refused).
+fn contradicted(report: &mut CheckpointPass, c: Contradiction) {
+    if !report
+        .contradicted
+        .iter()
+        .any(|k| k.environment == c.environment)
+    {
+        report.contradicted.push(c);
     }
 }
 
@@ -468,6 +706,7 @@ pub async fn checkpoint_pass(
                         poisoned_heads.push(env);
                     }
                 }
+                Err(TrailError::Contradicted(c)) => contradicted(&mut report, *c),
                 Err(e) => return Err(e),
             }
         }
@@ -490,6 +729,9 @@ pub async fn checkpoint_pass(
                 anchor_failed(&mut report, env, seq, &e);
             }
             Err(TrailError::Refused { .. }) => report.refused += 1,
+            Err(TrailError::Contradicted(c)) => contradicted(&mut report, *c),
+            // Nothing was signed: the anchors could not be read to check against.
+            Err(TrailError::AnchorsUnreadable(e)) => anchor_failed(&mut report, env, seq, &e),
             Err(e) => return Err(e),
         }
     }

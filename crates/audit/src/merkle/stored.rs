@@ -82,6 +82,19 @@ fn decompose(start: u64, end: u64, nodes: &mut BTreeSet<NodeId>, leaves: &mut Ve
     }
 }
 
+/// Leaf runs sorted, with overlapping ones merged.
+fn merge_runs(mut runs: Vec<(u64, u64)>) -> Vec<(u64, u64)> {
+    runs.sort_unstable();
+    let mut leaves: Vec<(u64, u64)> = vec![];
+    for (s, e) in runs {
+        match leaves.last_mut() {
+            Some(last) if s <= last.1 => last.1 = last.1.max(e),
+            _ => leaves.push((s, e)),
+        }
+    }
+    leaves
+}
+
 /// Records the ranges a proof asks for; the proof algorithms' control flow depends only on
 /// the sizes, never on the hashes returned.
 struct Recorder(Vec<(u64, u64)>);
@@ -103,17 +116,18 @@ impl Plan {
         for (start, end) in ranges {
             decompose(start, end, &mut nodes, &mut runs);
         }
-        runs.sort_unstable();
-        let mut leaves: Vec<(u64, u64)> = vec![];
-        for (s, e) in runs {
-            match leaves.last_mut() {
-                Some(last) if s <= last.1 => last.1 = last.1.max(e),
-                _ => leaves.push((s, e)),
-            }
-        }
         Plan {
             nodes: nodes.into_iter().collect(),
-            leaves,
+            leaves: merge_runs(runs),
+        }
+    }
+
+    /// What both plans need, to be fetched at once (two proofs over the same log).
+    pub fn union(self, other: Plan) -> Plan {
+        let nodes: BTreeSet<NodeId> = self.nodes.into_iter().chain(other.nodes).collect();
+        Plan {
+            nodes: nodes.into_iter().collect(),
+            leaves: merge_runs(self.leaves.into_iter().chain(other.leaves).collect()),
         }
     }
 
@@ -350,6 +364,28 @@ mod tests {
                     "{old} -> {size}"
                 );
             }
+        }
+    }
+
+    /// Control L4: one fetch for a consistency proof and the old tree's root (what the
+    /// checkpointer reads before signing): the union of the plans serves both.
+    #[test]
+    fn l4_a_plan_union_serves_both_plans() {
+        let all = data(3000);
+        let leaves: Vec<Hash> = all.iter().map(|d| leaf_hash(d)).collect();
+        let nodes = stored_nodes(&all);
+        for (old, new) in [(600, 2000), (255, 257), (1024, 3000), (2999, 3000), (7, 7)] {
+            let plan = Plan::consistency(old, new)
+                .unwrap()
+                .union(Plan::for_ranges([(0, old)]));
+            let mut src = source(&plan, &all, &nodes);
+            assert_eq!(
+                consistency_proof_from(&mut src, old, new).unwrap(),
+                consistency_proof(&leaves, old, new).unwrap(),
+                "{old} -> {new}"
+            );
+            assert_eq!(src.hash(0, old).unwrap(), root(&leaves[..old as usize]));
+            assert!(plan.leaves.windows(2).all(|w| w[0].1 < w[1].0), "{plan:?}");
         }
     }
 

@@ -67,6 +67,17 @@ async fn l4_s3_anchors_are_write_once_and_locked() {
     moto.check_signatures(false);
     assert_eq!(anchors.list(env).await.unwrap(), expected);
     assert!(anchors.list(Uuid::now_v7()).await.unwrap().is_empty());
+    // What the checkpointer reads before signing: only what is newer than it verified.
+    assert_eq!(anchors.list_after(env, 3).await.unwrap(), expected[1..]);
+    assert_eq!(anchors.list_after(env, 7).await.unwrap(), expected[2..]);
+    assert!(anchors.list_after(env, 10).await.unwrap().is_empty());
+    assert_eq!(anchors.sizes_after(env, 0).await.unwrap(), vec![3, 7, 10]);
+    assert_eq!(anchors.sizes_after(env, 7).await.unwrap(), vec![10]);
+    assert_eq!(
+        anchors.at(env, 7).await.unwrap(),
+        vec!["checkpoint seven".to_owned()]
+    );
+    assert!(anchors.at(env, 8).await.unwrap().is_empty());
     moto.check_signatures(true);
     assert_eq!(
         anchors.to_string(),
@@ -146,7 +157,12 @@ async fn l4_s3_anchors_are_write_once_and_locked() {
     assert_eq!(r.status, 200);
     moto.check_signatures(false);
     let listed = anchors.list(env).await.unwrap();
+    let at_three = anchors.at(env, 3).await.unwrap();
     moto.check_signatures(true);
+    assert_eq!(
+        at_three,
+        vec!["checkpoint three".to_owned(), "forged three".to_owned()]
+    );
     assert_eq!(
         listed,
         vec![

@@ -442,6 +442,9 @@ async fn l4_export_carries_checkpoints_anchored_in_s3() {
 
     let s = setup(3).await;
     let store = s.app.db.store().await;
+    // moto checks a listing's signature over the decoded query (`Moto::check_signatures`), and
+    // the checkpointer lists what is anchored before it signs.
+    moto.check_signatures(false);
     let anchored = support::trail::checkpoint(&store, &s.signer, &anchors, s.env_id).await;
     chain::tamper(
         &s.app.db,
@@ -458,8 +461,6 @@ async fn l4_export_carries_checkpoints_anchored_in_s3() {
         "DELETE FROM audit_checkpoints WHERE environment_id = $1",
     )
     .await;
-    // moto checks a listing's signature over the decoded query (`Moto::check_signatures`).
-    moto.check_signatures(false);
     let path = std::env::temp_dir().join(format!("pc-s3-{}.bundle", Uuid::now_v7()));
     trail::export_to_file(&store, &anchors, s.env_id, "bundle", &path, |_, _| {})
         .await
@@ -476,4 +477,19 @@ async fn l4_export_carries_checkpoints_anchored_in_s3() {
         ),
         "{problem}"
     );
+    // The node itself refuses to sign the rewritten log against the S3 anchors (a node started
+    // afresh, so the anchored checkpoint is read back from S3), issue 11 item 1 follow-up.
+    s.app.create_project(&s.owner, &s.env, "after").await;
+    let restarted = support::trail::signer(&s.app.db, &s.app.vault).await;
+    let err = trail::checkpoint(&store, &restarted, &anchors, s.env_id)
+        .await
+        .unwrap_err();
+    match err {
+        trail::TrailError::Contradicted(c) => assert_eq!(
+            (c.environment, c.anchored_size),
+            (s.env_id, anchored.checkpoint.tree_size)
+        ),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(anchors.list(s.env_id).await.unwrap().len(), 1);
 }

@@ -402,11 +402,24 @@ async fn l4_unanchored_checkpoints_are_retried_by_later_passes() {
     let t = trail_with_entries(3).await;
     let store = t.app.db.store().await;
     let pool = t.app.db.checkpointer_pool().await;
-    // An anchor directory that cannot be created: a path below a regular file.
+    let zero = std::time::Duration::ZERO;
+    // An anchor store that cannot be read (a path below a regular file): the tree cannot be
+    // checked against the anchors, so nothing is signed; each due scope counts as a failure.
     let blocker = std::env::temp_dir().join(format!("pc-anchor-blocker-{}", Uuid::now_v7()));
     std::fs::write(&blocker, b"not a directory").unwrap();
-    let down = Anchors::Local(LocalAnchors::new(blocker.join("anchors")));
-    let zero = std::time::Duration::ZERO;
+    let unreadable = Anchors::Local(LocalAnchors::new(blocker.join("anchors")));
+    let pass = trail::checkpoint_pass(&store, &pool, &t.signer, &unreadable, 1, zero)
+        .await
+        .unwrap();
+    assert_eq!(pass.cut, 0, "{pass:?}");
+    assert!(pass.anchor_failures >= 1, "{pass:?}");
+    assert_eq!(t.latest_checkpoint().await.status, StatusCode::NOT_FOUND);
+    // An anchor store that reads as empty but refuses writes (its directory a dangling
+    // symlink, as a write-once mount that went away): checkpoints are cut and stored, their
+    // anchoring fails.
+    let gone = std::env::temp_dir().join(format!("pc-anchor-gone-{}", Uuid::now_v7()));
+    std::os::unix::fs::symlink(gone.with_extension("unmounted"), &gone).unwrap();
+    let down = Anchors::Local(LocalAnchors::new(&gone));
     let pass = trail::checkpoint_pass(&store, &pool, &t.signer, &down, 1, zero)
         .await
         .unwrap();
@@ -444,6 +457,7 @@ async fn l4_unanchored_checkpoints_are_retried_by_later_passes() {
     assert_eq!(t.anchors.list(t.env_id).await.unwrap().len(), 2);
     assert!(t.verify(&t.anchors).await.is_clean());
     std::fs::remove_file(blocker).unwrap();
+    std::fs::remove_file(gone).unwrap();
 }
 
 /// Control L4: with several nodes only one checkpoints at a time. While another node holds the

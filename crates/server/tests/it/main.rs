@@ -28,4 +28,5 @@ mod openapi;
 mod personal_data;
 mod platform;
 mod sdk;
+mod signing_consistency;
 mod tls;

@@ -99,6 +99,27 @@ pub async fn rehash(db: &TestDb, env: Uuid) {
     }
     chain.store_head(&mut admin).await;
     sqlx::query(on).execute(&mut admin).await.unwrap();
+    // The stored Merkle subtree nodes too, so that proofs built from them match the rewrite.
+    let (off, on) = AuditTable::Subtrees.guard();
+    sqlx::query(off).execute(&mut admin).await.unwrap();
+    sqlx::query("DELETE FROM audit_subtrees WHERE environment_id = $1")
+        .bind(env)
+        .execute(&mut admin)
+        .await
+        .unwrap();
+    for (level, index, hash) in &chain.nodes {
+        sqlx::query(
+            "INSERT INTO audit_subtrees (environment_id, level, node_index, hash) VALUES ($1, $2, $3, $4)",
+        )
+        .bind(env)
+        .bind(*level as i16)
+        .bind(*index as i64)
+        .bind(hash.as_slice())
+        .execute(&mut admin)
+        .await
+        .unwrap();
+    }
+    sqlx::query(on).execute(&mut admin).await.unwrap();
 }
 
 /// One scope's hash chain and Merkle tree, extended entry by entry exactly as
@@ -108,6 +129,8 @@ pub struct Chain {
     seq: i64,
     prev: [u8; 32],
     tree: MerkleTree,
+    /// Stored subtree nodes (level >= 8) completed so far: (level, index, hash).
+    pub nodes: Vec<(u32, u64, [u8; 32])>,
 }
 
 impl Chain {
@@ -117,6 +140,7 @@ impl Chain {
             seq: 0,
             prev: GENESIS_PREV_HASH,
             tree: MerkleTree::new(),
+            nodes: vec![],
         }
     }
 
@@ -130,7 +154,13 @@ impl Chain {
         });
         row.prev_hash = self.prev.to_vec();
         row.entry_hash = hash.to_vec();
-        self.tree.push(merkle_leaf(&hash));
+        let nodes = &mut self.nodes;
+        self.tree
+            .push_reporting(merkle_leaf(&hash), |level, index, node| {
+                if level >= portcullis_audit::merkle::stored::STORED_LEVEL {
+                    nodes.push((level, index, *node));
+                }
+            });
         self.seq = row.seq;
         self.prev = hash;
     }

@@ -162,20 +162,103 @@ impl S3Anchors {
     /// returned: two different texts for one size is a fork, and the verifier will reject
     /// whichever does not match the chain. Identical versions are returned once.
     pub async fn list(&self, environment: Uuid) -> Result<Vec<(u64, String)>, AnchorError> {
+        self.list_after(environment, 0).await
+    }
+
+    /// The anchored checkpoints of an environment with a tree size above `after`, as
+    /// [`S3Anchors::list`] returns them: the listing starts after that size's key
+    /// (`key-marker`), so only newer objects are listed and read (keys sort by size, which is
+    /// zero-padded).
+    pub async fn list_after(
+        &self,
+        environment: Uuid,
+        after: u64,
+    ) -> Result<Vec<(u64, String)>, AnchorError> {
+        let versions = self.versions_after(environment, after).await?;
+        self.fetch(versions).await
+    }
+
+    /// The tree sizes anchored for an environment above `after`, ascending, without reading
+    /// the objects (one listing).
+    pub async fn sizes_after(
+        &self,
+        environment: Uuid,
+        after: u64,
+    ) -> Result<Vec<u64>, AnchorError> {
+        let mut sizes: Vec<u64> = self
+            .versions_after(environment, after)
+            .await?
+            .into_iter()
+            .map(|(size, _, _)| size)
+            .collect();
+        sizes.sort_unstable();
+        sizes.dedup();
+        Ok(sizes)
+    }
+
+    /// Every version anchored at one tree size (oldest first, identical ones once): normally
+    /// one; two different texts are a fork.
+    pub async fn at(&self, environment: Uuid, tree_size: u64) -> Result<Vec<String>, AnchorError> {
+        let key = self.object_key(environment, tree_size);
+        let versions = self
+            .versions(&key, None)
+            .await?
+            .into_iter()
+            .filter(|(k, _)| *k == key)
+            .map(|(k, v)| (tree_size, k, v))
+            .collect();
+        Ok(self
+            .fetch(versions)
+            .await?
+            .into_iter()
+            .map(|(_, text)| text)
+            .collect())
+    }
+
+    /// Every version under an environment's prefix with a tree size above `after`:
+    /// (size, key, version id), in listing order.
+    async fn versions_after(
+        &self,
+        environment: Uuid,
+        after: u64,
+    ) -> Result<Vec<(u64, String, String)>, AnchorError> {
         let prefix = format!("{}{environment}/", self.config().prefix);
+        // Without a version-id-marker the listing begins with the key after the marker.
+        let start = (after > 0).then(|| self.object_key(environment, after));
+        Ok(self
+            .versions(&prefix, start)
+            .await?
+            .into_iter()
+            .filter_map(|(key, version)| {
+                tree_size_of(&key, &prefix)
+                    .filter(|size| *size > after)
+                    .map(|size| (size, key, version))
+            })
+            .collect())
+    }
+
+    /// Every object version under `prefix` (after key `start`, if given): (key, version id), in
+    /// listing order. Delete markers are counted and warned about, never returned.
+    async fn versions(
+        &self,
+        prefix: &str,
+        start: Option<String>,
+    ) -> Result<Vec<(String, String)>, AnchorError> {
         let mut session = self.session();
-        let mut versions: Vec<(u64, String, String)> = vec![];
+        let mut versions: Vec<(String, String)> = vec![];
         let mut delete_markers = 0usize;
         let mut marker: Option<(String, String)> = None;
         loop {
             let mut query = vec![
                 ("versions".to_owned(), String::new()),
-                ("prefix".to_owned(), prefix.clone()),
+                ("prefix".to_owned(), prefix.to_owned()),
                 ("max-keys".to_owned(), self.page_size.to_string()),
             ];
             if let Some((key, version)) = &marker {
                 query.push(("key-marker".to_owned(), key.clone()));
                 query.push(("version-id-marker".to_owned(), version.clone()));
+            } else if let Some(start) = &start {
+                query.push(("key-marker".to_owned(), start.clone()));
             }
             let page = self
                 .send(
@@ -191,18 +274,14 @@ impl S3Anchors {
                 )
                 .await?;
             if page.status != 200 {
-                return Err(remote("ListObjectVersions", self.location(&prefix), &page));
+                return Err(remote("ListObjectVersions", self.location(prefix), &page));
             }
             let text = std::str::from_utf8(&page.body).map_err(|_| {
                 AnchorError::Malformed("ListObjectVersions answer is not UTF-8".to_owned())
             })?;
             let listing = parse_versions(text)?;
             delete_markers += listing.delete_markers;
-            for (key, version_id) in listing.versions {
-                if let Some(size) = tree_size_of(&key, &prefix) {
-                    versions.push((size, key, version_id));
-                }
-            }
+            versions.extend(listing.versions);
             match listing.next {
                 Some(next) if listing.truncated => {
                     if marker.as_ref() == Some(&next) {
@@ -223,11 +302,20 @@ impl S3Anchors {
         if delete_markers > 0 {
             // Deleting a locked checkpoint only hides it; someone tried.
             tracing::warn!(
-                %environment,
+                prefix,
                 delete_markers,
                 "anchored checkpoints have delete markers: someone tried to delete them"
             );
         }
+        Ok(versions)
+    }
+
+    /// Reads the listed versions: by size, oldest version first within a size, identical
+    /// versions of one size once.
+    async fn fetch(
+        &self,
+        mut versions: Vec<(u64, String, String)>,
+    ) -> Result<Vec<(u64, String)>, AnchorError> {
         // By size, and oldest version first within a size: S3 lists each key's versions newest
         // first, so reverse, then sort stably.
         versions.reverse();
