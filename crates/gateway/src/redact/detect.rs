@@ -7,11 +7,13 @@
 //!   domain of two or more labels (`A-Za-z0-9-`, not starting or ending with `-`), the last
 //!   of two or more letters.
 //! - number runs: digits in groups separated by one space, `-` or `.`, a group possibly in
-//!   parentheses, possibly after a `+`; not touching a letter, digit or `_`. A run is then:
+//!   parentheses, possibly after a `+`; not touching a letter, digit or `_`. A run is split
+//!   at spaces into the longest sub-runs (from the left) that are one of:
 //!   - a card: 13-19 digits, first digit 2-6, no `+` or parentheses, no separators or all
 //!     the same (space or `-`) between groups of 4-6, Luhn-valid;
 //!   - an SSN: `AAA-GG-SSSS`, area not 000, 666 or 9xx, group not 00, serial not 0000;
-//!   - a phone: `+` then 8-15 digits (E.164, any separators); or a national number written
+//!   - a phone: `+` then 8-15 digits (E.164, any separators; grouped, the first group of
+//!     1-3 digits); or a national number written
 //!     with separators: North American `(AAA) BBB-CCCC`, `AAA-BBB-CCCC`, `AAA.BBB.CCCC`,
 //!     `AAA BBB CCCC`, optionally after a `1` group (area starting 2-9), or a trunk-prefixed
 //!     number (first digit 0) of 10-11 digits in 2-4 groups of 2 or more digits. A run of
@@ -53,15 +55,7 @@ pub(super) fn detect_all(text: &str, kinds: &BTreeSet<EntityKind>) -> Vec<Detect
     .iter()
     .any(|k| kinds.contains(k));
     if want_runs {
-        for run in number_runs(b) {
-            if let Some(kind) = classify(&run, kinds) {
-                out.push(Detection {
-                    kind,
-                    start: run.start,
-                    end: run.end,
-                });
-            }
-        }
+        number_runs(b, kinds, &mut out);
     }
     out
 }
@@ -177,6 +171,7 @@ fn emails(b: &[u8], out: &mut Vec<Detection>) {
 
 // ---- number runs
 
+/// A run of digit groups; entities are classified over sub-runs that split it at spaces.
 #[derive(Debug)]
 struct Run {
     start: usize,
@@ -188,8 +183,20 @@ struct Run {
     digits: Vec<u8>,
 }
 
-fn number_runs(b: &[u8]) -> Vec<Run> {
-    let mut runs = Vec::new();
+/// A parsed run before it is split: each group's byte span and digits.
+#[derive(Debug, Default)]
+struct RawRun {
+    plus: bool,
+    spans: Vec<(usize, usize)>,
+    groups: Vec<(usize, bool, u8)>,
+    seps: Vec<u8>,
+    digits: Vec<Vec<u8>>,
+}
+
+/// The most groups one entity spans (E.164 written one digit at a time): bounds the work per group.
+const MAX_GROUPS: usize = 15;
+
+fn number_runs(b: &[u8], kinds: &BTreeSet<EntityKind>, out: &mut Vec<Detection>) {
     let mut i = 0;
     while i < b.len() {
         let c = b[i];
@@ -199,11 +206,14 @@ fn number_runs(b: &[u8]) -> Vec<Run> {
             i += 1;
             continue;
         }
-        // Left boundary: not inside a word, nor continuing a number we skipped (`1.2.3` in `v1.2.3`).
+        // Left boundary: not inside a word, nor continuing a token we skipped (`1.2.3` in `v1.2.3`).
         let touching = i > 0
             && (is_word(b[i - 1])
-                || (matches!(b[i - 1], b'.' | b'-' | b'/' | b':') && i > 1 && is_word(b[i - 2])));
+                || (matches!(b[i - 1], b'.' | b'-' | b'/' | b':' | b'+')
+                    && i > 1
+                    && is_word(b[i - 2])));
         if touching {
+            i += 1;
             while i < b.len()
                 && (is_word(b[i])
                     || (matches!(b[i], b'.' | b'-') && b.get(i + 1).is_some_and(|n| is_word(*n))))
@@ -212,30 +222,24 @@ fn number_runs(b: &[u8]) -> Vec<Run> {
             }
             continue;
         }
-        let (run, next) = parse_run(b, i);
-        if let Some(run) = run {
-            runs.push(run);
-        }
+        let (raw, next) = parse_run(b, i);
+        split_run(&raw, kinds, out);
         i = next.max(i + 1);
     }
-    runs
 }
 
-/// Parses a run at `i`; returns it if it ends on a boundary, and where scanning goes on.
-fn parse_run(b: &[u8], start: usize) -> (Option<Run>, usize) {
+/// Parses the groups at `start`; returns them (the last dropped, up to the previous space,
+/// if it touches a word) and where scanning goes on.
+fn parse_run(b: &[u8], start: usize) -> (RawRun, usize) {
     let mut j = start;
-    let plus = b[j] == b'+';
-    if plus {
+    let mut run = RawRun {
+        plus: b[j] == b'+',
+        ..RawRun::default()
+    };
+    if run.plus {
         j += 1;
     }
-    let mut run = Run {
-        start,
-        end: start,
-        plus,
-        groups: Vec::new(),
-        seps: Vec::new(),
-        digits: Vec::new(),
-    };
+    let mut end = start;
     loop {
         let paren = b.get(j) == Some(&b'(');
         let gs = if paren { j + 1 } else { j };
@@ -246,37 +250,83 @@ fn parse_run(b: &[u8], start: usize) -> (Option<Run>, usize) {
         if k == gs || (paren && b.get(k) != Some(&b')')) {
             break;
         }
-        run.digits.extend_from_slice(&b[gs..k]);
-        run.groups.push((k - gs, paren, b[gs]));
+        let group_start = if run.groups.is_empty() { start } else { j };
         j = if paren { k + 1 } else { k };
-        run.end = j;
-        // a separator, then another group
+        run.spans.push((group_start, j));
+        run.digits.push(b[gs..k].to_vec());
+        run.groups.push((k - gs, paren, b[gs]));
+        end = j;
         let mut n = j;
         let mut sep = 0u8;
         if n < b.len() && matches!(b[n], b' ' | b'-' | b'.') {
             sep = b[n];
             n += 1;
         }
-        let group_follows = b.get(n).is_some_and(u8::is_ascii_digit)
-            || (b.get(n) == Some(&b'(') && b.get(n + 1).is_some_and(u8::is_ascii_digit));
-        if !group_follows || (sep == 0 && !paren && b.get(n) != Some(&b'(')) {
+        let digit_follows = b.get(n).is_some_and(u8::is_ascii_digit);
+        let paren_follows = b.get(n) == Some(&b'(') && b.get(n + 1).is_some_and(u8::is_ascii_digit);
+        if !(paren_follows || (digit_follows && (sep != 0 || paren))) {
             break;
         }
         run.seps.push(sep);
         j = n;
     }
-    let end = run.end;
-    if run.groups.is_empty() {
-        return (None, start + 1);
-    }
     if b.get(end).is_some_and(|c| is_word(*c)) {
+        // The last group runs into a word: keep what is before the last space.
         let mut e = end;
         while e < b.len() && is_word(b[e]) {
             e += 1;
         }
-        return (None, e);
+        match run.seps.iter().rposition(|s| *s == b' ') {
+            Some(p) => {
+                run.spans.truncate(p + 1);
+                run.groups.truncate(p + 1);
+                run.digits.truncate(p + 1);
+                run.seps.truncate(p);
+            }
+            None => run = RawRun::default(),
+        }
+        return (run, e);
     }
-    (Some(run), end)
+    (run, end)
+}
+
+/// At each group that starts the run or follows a space, the longest sub-run (up to
+/// [`MAX_GROUPS`] groups, ending at the run's end or before a space) that is an entity.
+fn split_run(run: &RawRun, kinds: &BTreeSet<EntityKind>, out: &mut Vec<Detection>) {
+    let n = run.groups.len();
+    let mut s = 0;
+    while s < n {
+        if s > 0 && run.seps[s - 1] != b' ' {
+            s += 1;
+            continue;
+        }
+        let mut hit = None;
+        let last = (s + MAX_GROUPS).min(n) - 1;
+        for e in (s..=last).rev() {
+            if e + 1 < n && run.seps[e] != b' ' {
+                continue;
+            }
+            let sub = Run {
+                start: run.spans[s].0,
+                end: run.spans[e].1,
+                plus: run.plus && s == 0,
+                groups: run.groups[s..=e].to_vec(),
+                seps: run.seps[s..e].to_vec(),
+                digits: run.digits[s..=e].concat(),
+            };
+            if let Some(kind) = classify(&sub, kinds) {
+                hit = Some((kind, sub.start, sub.end, e));
+                break;
+            }
+        }
+        match hit {
+            Some((kind, start, end, e)) => {
+                out.push(Detection { kind, start, end });
+                s = e + 1;
+            }
+            None => s += 1,
+        }
+    }
 }
 
 fn classify(run: &Run, kinds: &BTreeSet<EntityKind>) -> Option<EntityKind> {
@@ -371,7 +421,9 @@ fn is_ipv4(run: &Run) -> bool {
 fn is_phone(run: &Run) -> bool {
     let n = run.digits.len();
     if run.plus {
-        return (8..=15).contains(&n) && run.digits[0] != b'0';
+        // Grouped, the first group is the country code (1-3 digits).
+        let grouping = run.groups.len() == 1 || run.groups[0].0 <= 3;
+        return (8..=15).contains(&n) && run.digits[0] != b'0' && grouping;
     }
     if run.groups.len() < 2 {
         return false;
@@ -399,7 +451,7 @@ fn is_phone(run: &Run) -> bool {
     }
     // Trunk-prefixed national numbers.
     run.digits[0] == b'0'
-        && (10..=11).contains(&n)
+        && (10..=12).contains(&n)
         && (2..=4).contains(&run.groups.len())
         && lens.iter().all(|l| *l >= 2)
         && run.seps.iter().all(|s| matches!(s, b' ' | b'-' | 0))
