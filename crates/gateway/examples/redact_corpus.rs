@@ -76,7 +76,7 @@ fn luhn_complete(mut body: String) -> String {
                 }
             })
             .sum();
-        if sum % 10 == 0 {
+        if sum.is_multiple_of(10) {
             body = candidate;
             return body;
         }

@@ -383,7 +383,7 @@ pub(super) fn luhn(digits: &[u8]) -> bool {
         }
         sum += v;
     }
-    sum % 10 == 0
+    sum.is_multiple_of(10)
 }
 
 fn is_ssn(run: &Run) -> bool {
