@@ -29,6 +29,7 @@ mod connect;
 mod error;
 mod gateway;
 mod pipeline;
+pub mod redact;
 #[cfg(feature = "testing")]
 pub mod testing;
 mod wire;
