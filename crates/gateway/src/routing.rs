@@ -90,7 +90,8 @@ impl Router {
         let anthropic = config.tiers.anthropic.clone();
         for tier in Tier::ALL {
             let model = Tier::of(&anthropic, tier);
-            check_model_name(model).map_err(|e| format!("gateway.tiers.anthropic.{}: {e}", tier.as_str()))?;
+            check_model_name(model)
+                .map_err(|e| format!("gateway.tiers.anthropic.{}: {e}", tier.as_str()))?;
             if !config.allow_unpriced_models && prices.price(model).is_none() {
                 return Err(format!(
                     "gateway.tiers.anthropic.{}: {model:?} has no price in pricing version {}; add it to [gateway.pricing] or set gateway.allow_unpriced_models",
@@ -203,20 +204,33 @@ mod tests {
             assert_eq!(route.price.unwrap().0, crate::pricing::SHIPPED_VERSION);
         }
         let direct = r.route("claude-sonnet-4-5-20250929", true).unwrap();
-        assert_eq!((direct.tier, direct.model.as_str()), (None, "claude-sonnet-4-5-20250929"));
+        assert_eq!(
+            (direct.tier, direct.model.as_str()),
+            (None, "claude-sonnet-4-5-20250929")
+        );
     }
 
     #[test]
     fn m3_unknown_tiers_and_disallowed_models_are_refused_naming_what_is_allowed() {
         let r = router(&GatewayConfig::default());
-        for bad in ["tier:cheap", "tier:", "tier:FAST", "tier:fast ", "TIER:fast"] {
+        for bad in [
+            "tier:cheap",
+            "tier:",
+            "tier:FAST",
+            "tier:fast ",
+            "TIER:fast",
+        ] {
             let e = r.route(bad, true).unwrap_err();
             assert_eq!(e.kind, ErrorKind::InvalidRequest);
-            assert!(e.message.contains("tier:fast, tier:balanced, tier:deep"), "{bad}: {e}");
+            assert!(
+                e.message.contains("tier:fast, tier:balanced, tier:deep"),
+                "{bad}: {e}"
+            );
         }
         let e = r.route("gpt-5", true).unwrap_err();
         assert!(
-            e.message.contains("\"gpt-5\" is not allowed") && e.message.contains("claude-haiku-4-5"),
+            e.message.contains("\"gpt-5\" is not allowed")
+                && e.message.contains("claude-haiku-4-5"),
             "{e}"
         );
         let only = GatewayConfig {
@@ -224,8 +238,15 @@ mod tests {
             ..GatewayConfig::default()
         };
         let r = router(&only);
-        assert!(r.route("claude-opus-4-5", true).is_err(), "priced but not allowed");
-        assert_eq!(r.route("tier:deep", true).unwrap().model, "claude-opus-4-5", "a tier is the operator's own choice");
+        assert!(
+            r.route("claude-opus-4-5", true).is_err(),
+            "priced but not allowed"
+        );
+        assert_eq!(
+            r.route("tier:deep", true).unwrap().model,
+            "claude-opus-4-5",
+            "a tier is the operator's own choice"
+        );
     }
 
     #[test]
@@ -243,7 +264,10 @@ mod tests {
             allow_unpriced_models: true,
             ..config
         };
-        assert_eq!(router(&lax).route("claude-unpriced-9", true).unwrap().price, None);
+        assert_eq!(
+            router(&lax).route("claude-unpriced-9", true).unwrap().price,
+            None
+        );
     }
 
     #[test]
@@ -251,15 +275,22 @@ mod tests {
         let mut c = GatewayConfig::default();
         c.tiers.anthropic.fast = "claude-unpriced-9".into();
         let e = Router::from_config(&c).unwrap_err();
-        assert!(e.contains("gateway.tiers.anthropic.fast") && e.contains("no price"), "{e}");
+        assert!(
+            e.contains("gateway.tiers.anthropic.fast") && e.contains("no price"),
+            "{e}"
+        );
         c.allow_unpriced_models = true;
         assert!(Router::from_config(&c).is_ok());
         c.tiers.anthropic.deep = "tier:fast".into();
-        assert!(Router::from_config(&c).unwrap_err().contains("gateway.tiers.anthropic.deep"));
+        assert!(Router::from_config(&c)
+            .unwrap_err()
+            .contains("gateway.tiers.anthropic.deep"));
         let c = GatewayConfig {
             allowed_models: Some(vec!["".into()]),
             ..GatewayConfig::default()
         };
-        assert!(Router::from_config(&c).unwrap_err().contains("gateway.allowed_models"));
+        assert!(Router::from_config(&c)
+            .unwrap_err()
+            .contains("gateway.allowed_models"));
     }
 }
