@@ -140,15 +140,15 @@ pub async fn call(
             return Err(refusal);
         }
     };
-    let record = CallRecord {
+    let mut record = CallRecord {
         source: paying.source,
         ..record
     };
     // Tier routing (M3) and pricing (I2): the concrete model, allowed and priced, or a 400
     // on the record before anything leaves.
-    let (record, body) = match route(gw, &call, record, model_span) {
-        Ok(routed) => routed,
-        Err((refusal, record)) => {
+    let body = match route(gw, &call, &mut record, model_span) {
+        Ok(body) => body,
+        Err(refusal) => {
             log(
                 services,
                 &mut tx,
@@ -341,31 +341,24 @@ fn parse(call: &ModelCall) -> Result<(String, bool, (usize, usize)), GatewayErro
 
 /// M3, I2: routes the call (tier or allowed model, priced unless the operator allows
 /// otherwise) and rewrites the body's `model` to the concrete model, every other byte kept.
-/// A refusal comes back with the record to log it under.
+/// On a refusal the record is left as requested, to log the refusal under.
 fn route(
     gw: &Gateway,
     call: &ModelCall,
-    record: CallRecord,
+    record: &mut CallRecord,
     span: (usize, usize),
-) -> Result<(CallRecord, Vec<u8>), (GatewayError, CallRecord)> {
+) -> Result<Vec<u8>, GatewayError> {
     if call.operation == Operation::Models {
-        return Ok((record, Vec::new()));
+        return Ok(Vec::new());
     }
     let priced_only = call.operation == Operation::Messages;
-    match gw.inner.router.route(&record.model, priced_only) {
-        Ok(Route { tier, model, price }) => {
-            let body = wire::replace_span(&call.body, span, &model);
-            let record = CallRecord {
-                model,
-                tier,
-                // count_tokens costs nothing: no price, no version.
-                price: if priced_only { price } else { None },
-                ..record
-            };
-            Ok((record, body))
-        }
-        Err(e) => Err((e, record)),
-    }
+    let Route { tier, model, price } = gw.inner.router.route(&record.model, priced_only)?;
+    let body = wire::replace_span(&call.body, span, &model);
+    record.model = model;
+    record.tier = tier;
+    // count_tokens costs nothing: no price, no version.
+    record.price = if priced_only { price } else { None };
+    Ok(body)
 }
 
 /// The upstream's models list with the tiers first: `tier:fast` and the others, each saying

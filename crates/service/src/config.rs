@@ -819,6 +819,20 @@ mod tests {
             c.environments.regions,
             EnvironmentsConfig::default().regions
         );
+        assert_eq!(c.gateway.tiers.anthropic, TiersConfig::default().anthropic);
+        assert!(!c.gateway.allow_unpriced_models);
+        // The commented pricing example parses as a registry of its own.
+        let text = std::fs::read_to_string(&path).unwrap();
+        let pricing: String = text
+            .lines()
+            .skip_while(|l| !l.starts_with("# [gateway.pricing]"))
+            .take_while(|l| l.starts_with('#'))
+            .map(|l| format!("{}\n", l.trim_start_matches("# ")))
+            .collect();
+        let example = toml::from_str::<toml::Value>(&pricing).unwrap();
+        let p: PricingConfig = example["gateway"]["pricing"].clone().try_into().unwrap();
+        assert_eq!(p.version, "acme-2026-12-01");
+        assert_eq!(p.models["claude-haiku-4-5"].cache_read, 100_000);
     }
 
     /// Control D1 (issue 12, item 5): one region by default, the one the example file names;
