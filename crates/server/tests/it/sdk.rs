@@ -151,6 +151,7 @@ async fn m1_the_official_python_sdk_works_unmodified() {
             "stream_tool",
             "count_tokens",
             "models",
+            "tier",
             "mid_stream_error",
         ] {
             if name == "mid_stream_error" {
@@ -174,6 +175,12 @@ async fn m1_the_official_python_sdk_works_unmodified() {
         assert_eq!(
             (out["status"].as_u64(), out["type"].as_str()),
             (Some(401), Some("authentication_error")),
+            "{out}"
+        );
+        let out = run.scenario("unknown_tier").await;
+        assert_eq!(
+            (out["status"].as_u64(), out["type"].as_str()),
+            (Some(400), Some("invalid_request_error")),
             "{out}"
         );
         let out = run.scenario("session_token").await;
@@ -200,12 +207,19 @@ async fn m1_the_official_python_sdk_works_unmodified() {
             .iter()
             .all(|r| r.header("x-api-key") == Some("sk-ant-sdk-own-key-0001")));
         let rows = logged(&app, &env).await;
-        // create 1, stream_text 1, stream_tool 2, count_tokens 1, mid-stream 1, retried 2 x 2.
-        assert_eq!(rows.len(), 10, "{rows:?}");
+        // create 1, stream_text 1, stream_tool 2, count_tokens 1, tier 1, mid-stream 1,
+        // retried 2 x 2, the unknown tier's refusal 1.
+        assert_eq!(rows.len(), 12, "{rows:?}");
         assert_eq!(
             rows.iter().filter(|r| !r.success).count(),
-            3,
-            "the 529, the 429 and the mid-stream error"
+            4,
+            "the 529, the 429, the mid-stream error and the unknown tier"
+        );
+        assert_eq!(
+            rows.iter()
+                .filter(|r| r.tier.as_deref() == Some("fast"))
+                .count(),
+            1
         );
     }
 }
