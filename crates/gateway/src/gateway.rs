@@ -8,6 +8,8 @@ use portcullis_crypto::Secret;
 use portcullis_outbound::{Client, Endpoint, Limits, StreamLimits};
 use portcullis_service::config::GatewayConfig;
 
+use crate::routing::Router;
+
 /// The provider's origin, the outbound client, the platform key and the trial rule. Cheap to
 /// clone.
 #[derive(Clone)]
@@ -23,6 +25,7 @@ pub(crate) struct Inner {
     pub console_url: String,
     pub validation_model: String,
     pub stream: StreamLimits,
+    pub router: Router,
 }
 
 impl fmt::Debug for Gateway {
@@ -31,11 +34,17 @@ impl fmt::Debug for Gateway {
             .field("base", &self.inner.base)
             .field("platform_key", &self.inner.platform_key.is_some())
             .field("trial", &self.inner.trial)
+            .field("router", &self.inner.router)
             .finish_non_exhaustive()
     }
 }
 
 impl Gateway {
+    /// The tier registry, allow-list and prices this gateway routes with.
+    pub fn router(&self) -> &Router {
+        &self.inner.router
+    }
+
     /// From the configuration: the platform key is read from its file (trimmed) now, so a
     /// missing or empty file stops the node at start rather than failing calls later.
     pub fn from_config(config: &GatewayConfig) -> Result<Gateway, String> {
@@ -67,6 +76,7 @@ impl Gateway {
     ) -> Result<Gateway, String> {
         let base = Endpoint::parse(&config.anthropic_base_url)
             .map_err(|e| format!("gateway.anthropic_base_url: {e}"))?;
+        let router = Router::from_config(config)?;
         Ok(Gateway {
             inner: Arc::new(Inner {
                 base,
@@ -79,6 +89,7 @@ impl Gateway {
                     idle_timeout: Duration::from_secs(config.upstream_timeout_seconds.max(1)),
                     max_bytes: config.max_response_bytes,
                 },
+                router,
             }),
         })
     }

@@ -6,11 +6,14 @@
 //! authenticate (the API token names the environment; models.invoke)
 //!   -> preflight: choose the key (the environment's own, else the platform key in trial,
 //!      else `connect_your_key`) — never another environment's, never a silent fallback
-//!   -> [budget reserve: issue 14 section 3]  -> [tier routing: section 4]
+//!   -> route (M3, `routing`): a tier or an allowed model, priced (I2, `pricing`), the body's
+//!      `model` rewritten to the concrete model, every other byte kept; else a 400
+//!   -> [budget reserve: issue 14 section 3]
 //!   -> [PII redaction: section 5]            -> [opt-out / ZDR routing: section 6]
 //!   -> upstream (the provider, through portcullis-outbound; streamed as it arrives)
 //!   -> [restore redacted values]             -> [budget settle]
-//!   -> log: one sealed intelligence-log row per call, success or not (L1)
+//!   -> log: one sealed intelligence-log row per call, success or not (L1), with its tier,
+//!      concrete model, cost and pricing version
 //! ```
 //!
 //! Protects against: a tenant's calls paid by another tenant's key (the key is read inside
@@ -29,7 +32,9 @@ mod connect;
 mod error;
 mod gateway;
 mod pipeline;
+pub mod pricing;
 pub mod redact;
+pub mod routing;
 #[cfg(feature = "testing")]
 pub mod testing;
 mod wire;

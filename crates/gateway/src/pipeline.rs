@@ -16,6 +16,8 @@ use uuid::Uuid;
 use crate::accounting::{StreamAccount, Usage};
 use crate::error::{ErrorKind, GatewayError};
 use crate::gateway::Gateway;
+use crate::pricing;
+use crate::routing::{Route, Tier, TIER_PREFIX};
 use crate::wire;
 
 /// Which provider operation a call is.
@@ -86,7 +88,11 @@ struct Paying {
 #[derive(Clone)]
 struct CallRecord {
     entry_id: Uuid,
+    /// As requested until routed; then the concrete model called.
     model: String,
+    /// The tier the request named, and the price the call is costed at (M3, I2).
+    tier: Option<Tier>,
+    price: Option<(String, portcullis_service::config::ModelPrice)>,
     source: KeySource,
     input: Vec<u8>,
 }
@@ -103,10 +109,12 @@ pub async fn call(
     // Authenticate: the token names the environment; a refusal here knows no environment.
     let mut tx = caller.enter_token_environment(services).await?;
     tx.require(Permission::ModelsInvoke)?;
-    let (model, stream) = parse(&call)?;
+    let (model, stream, model_span) = parse(&call)?;
     let record = CallRecord {
         entry_id: Uuid::now_v7(),
         model,
+        tier: None,
+        price: None,
         source: KeySource::Platform,
         input: call.body.clone(),
     };
@@ -132,16 +140,36 @@ pub async fn call(
             return Err(refusal);
         }
     };
-    let env = tx.environment_id();
-    tx.commit().await.map_err(GatewayError::from)?;
-    let record = CallRecord {
+    let mut record = CallRecord {
         source: paying.source,
         ..record
     };
+    // Tier routing (M3) and pricing (I2): the concrete model, allowed and priced, or a 400
+    // on the record before anything leaves.
+    let body = match route(gw, &call, &mut record, model_span) {
+        Ok(body) => body,
+        Err(refusal) => {
+            log(
+                services,
+                &mut tx,
+                &record,
+                None,
+                Usage::default(),
+                false,
+                Some(&refusal.message),
+                None,
+            )
+            .await?;
+            tx.commit().await.map_err(GatewayError::from)?;
+            return Err(refusal);
+        }
+    };
+    let env = tx.environment_id();
+    tx.commit().await.map_err(GatewayError::from)?;
     // [budget reserve (section 3): reserve the worst case here, settle after the answer]
-    // [tier routing (section 4), PII redaction (section 5), opt-out/ZDR (section 6): here,
-    //  on `call.body`, before anything leaves]
-    let request = upstream_request(gw, &call, &paying.key);
+    // [PII redaction (section 5), opt-out/ZDR (section 6): here, on `body`, before anything
+    //  leaves]
+    let request = upstream_request(gw, &call, &body, &paying.key);
     drop(paying);
     let logger = Logger {
         services: services.clone(),
@@ -227,6 +255,20 @@ pub async fn call(
     }
     let success = full.is_success();
     let error = (!success).then(|| provider_message(&body));
+    if logger.operation == Operation::Models && status == 200 {
+        if let Some(listed) = with_tiers(gw, body) {
+            return Ok(Answer::Complete {
+                status,
+                headers,
+                body: listed,
+            });
+        }
+        return Ok(Answer::Complete {
+            status,
+            headers,
+            body: full.body.to_vec(),
+        });
+    }
     if logger.operation != Operation::Models {
         let usage = Usage::of_message(&body);
         logger
@@ -240,11 +282,12 @@ pub async fn call(
     })
 }
 
-/// The request's model and whether it streams; the body must be a JSON object (it is
-/// forwarded as given, unknown fields included).
-fn parse(call: &ModelCall) -> Result<(String, bool), GatewayError> {
+/// The request's model, whether it streams, and where the model's value is in the body; the
+/// body must be a JSON object naming `model` once (it is forwarded as given, unknown fields
+/// included, with only the model's value rewritten).
+fn parse(call: &ModelCall) -> Result<(String, bool, (usize, usize)), GatewayError> {
     if call.operation == Operation::Models {
-        return Ok(("-".to_owned(), false));
+        return Ok(("-".to_owned(), false, (0, 0)));
     }
     let v: Value = serde_json::from_slice(&call.body).map_err(|e| {
         GatewayError::new(
@@ -267,6 +310,21 @@ fn parse(call: &ModelCall) -> Result<(String, bool), GatewayError> {
             ))
         }
     };
+    let span = match wire::model_spans(&call.body).as_deref() {
+        Some([span]) => *span,
+        Some(_) => {
+            return Err(GatewayError::new(
+                ErrorKind::InvalidRequest,
+                "model: given more than once; name it once",
+            ))
+        }
+        None => {
+            return Err(GatewayError::new(
+                ErrorKind::InvalidRequest,
+                "the body must be a JSON object",
+            ))
+        }
+    };
     let stream = call.operation == Operation::Messages
         && match obj.get("stream") {
             None | Some(Value::Null) => false,
@@ -278,7 +336,50 @@ fn parse(call: &ModelCall) -> Result<(String, bool), GatewayError> {
                 ))
             }
         };
-    Ok((model, stream))
+    Ok((model, stream, span))
+}
+
+/// M3, I2: routes the call (tier or allowed model, priced unless the operator allows
+/// otherwise) and rewrites the body's `model` to the concrete model, every other byte kept.
+/// On a refusal the record is left as requested, to log the refusal under.
+fn route(
+    gw: &Gateway,
+    call: &ModelCall,
+    record: &mut CallRecord,
+    span: (usize, usize),
+) -> Result<Vec<u8>, GatewayError> {
+    if call.operation == Operation::Models {
+        return Ok(Vec::new());
+    }
+    let priced_only = call.operation == Operation::Messages;
+    let Route { tier, model, price } = gw.inner.router.route(&record.model, priced_only)?;
+    let body = wire::replace_span(&call.body, span, &model);
+    record.model = model;
+    record.tier = tier;
+    // count_tokens costs nothing: no price, no version.
+    record.price = if priced_only { price } else { None };
+    Ok(body)
+}
+
+/// The upstream's models list with the tiers first: `tier:fast` and the others, each saying
+/// which model it maps to. `None`: not a list this can extend (relayed as it came).
+fn with_tiers(gw: &Gateway, mut body: Value) -> Option<Vec<u8>> {
+    let data = body.get_mut("data")?.as_array_mut()?;
+    let tiers: Vec<Value> = gw
+        .inner
+        .router
+        .tiers()
+        .map(|(tier, model)| {
+            serde_json::json!({
+                "type": "model",
+                "id": format!("{TIER_PREFIX}{}", tier.as_str()),
+                "display_name": format!("Portcullis tier {} (routes to {model})", tier.as_str()),
+                "created_at": "1970-01-01T00:00:00Z",
+            })
+        })
+        .collect();
+    data.splice(0..0, tiers);
+    serde_json::to_vec(&body).ok()
 }
 
 /// M1, M2: the environment's own key if it has one (never another's: read in its own
@@ -342,7 +443,7 @@ async fn choose_key(
     }
 }
 
-fn upstream_request(gw: &Gateway, call: &ModelCall, key: &Secret) -> Request {
+fn upstream_request(gw: &Gateway, call: &ModelCall, body: &[u8], key: &Secret) -> Request {
     let target = format!(
         "{}{}",
         call.operation.path(),
@@ -365,7 +466,7 @@ fn upstream_request(gw: &Gateway, call: &ModelCall, key: &Secret) -> Request {
         if request.header("content-type").is_none() {
             request = request.with_header("content-type", "application/json");
         }
-        request = request.with_body(call.body.clone());
+        request = request.with_body(body.to_vec());
     }
     request
 }
@@ -536,8 +637,12 @@ async fn log(
             output_tokens: tokens(usage.output_tokens),
             cache_creation_tokens: tokens(usage.cache_creation_input_tokens),
             cache_read_tokens: tokens(usage.cache_read_input_tokens),
-            // [pricing (section 3): the cost and the pricing version go here]
-            cost_micros: 0,
+            cost_micros: record
+                .price
+                .as_ref()
+                .map_or(0, |(_, p)| pricing::cost_micros(p, &usage)),
+            tier: record.tier.map(Tier::as_str),
+            pricing_version: record.price.as_ref().map(|(v, _)| v.clone()),
             success,
             error: error.map(str::to_owned),
             upstream_request_id,
@@ -557,6 +662,10 @@ pub struct LoggedCall {
     pub input: Option<Value>,
     pub output: Option<Value>,
     pub usage: Usage,
+    /// The tier the request named (`fast`, ...), `model` being the concrete one called.
+    pub tier: Option<String>,
+    pub cost_micros: i64,
+    pub pricing_version: Option<String>,
     pub success: bool,
     pub error: Option<String>,
     pub request_id: Option<String>,
@@ -608,6 +717,9 @@ pub async fn open_logged(
                 cache_creation_input_tokens: r.cache_creation_tokens.into(),
                 cache_read_input_tokens: r.cache_read_tokens.into(),
             },
+            tier: r.tier,
+            cost_micros: r.cost_micros,
+            pricing_version: r.pricing_version,
             success: r.success,
             error: r.error,
             request_id: r.request_id,

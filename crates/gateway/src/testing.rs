@@ -55,6 +55,9 @@ pub enum Script {
     MidStreamError,
     /// A stream that pauses after its first delta until the `Notify` is notified.
     Hold(Arc<Notify>),
+    /// A JSON message whose usage reports these prompt-cache counts, as Anthropic does for a
+    /// request with `cache_control` blocks (cache written, cache read).
+    Cached { write: u64, read: u64 },
 }
 
 #[derive(Debug, Default)]
@@ -279,6 +282,12 @@ async fn answer(state: Arc<Mutex<State>>, req: Request<Incoming>) -> Response<Bo
             }
             match script {
                 Some(Script::Status(s)) => error_response(s),
+                Some(Script::Cached { write, read }) => {
+                    let mut m = message(&request, input_tokens(&recorded.body));
+                    m["usage"]["cache_creation_input_tokens"] = write.into();
+                    m["usage"]["cache_read_input_tokens"] = read.into();
+                    json_response(200, m)
+                }
                 other => {
                     if request["stream"] == json!(true) {
                         stream(state, &request, input_tokens(&recorded.body), other)

@@ -40,6 +40,67 @@ pub struct GatewayConfig {
     pub upstream_timeout_seconds: u64,
     /// The largest upstream answer, streamed or not.
     pub max_response_bytes: usize,
+    /// Control M3: the concrete model of each tier (`"model": "tier:fast"`), per provider.
+    pub tiers: TiersConfig,
+    /// Control M3: the concrete models a request may name (besides a tier). `None`: the tier
+    /// models and every model of the price registry. Per-environment policy comes later.
+    pub allowed_models: Option<Vec<String>>,
+    /// Control I2: let calls to a model missing from the price registry through, costed 0
+    /// with no pricing version. Off: such a call is refused before the upstream.
+    pub allow_unpriced_models: bool,
+    /// Control I2: a price registry of the operator's, replacing the shipped one as a whole
+    /// (`None`: the shipped version, `portcullis_gateway::pricing`).
+    pub pricing: Option<PricingConfig>,
+}
+
+/// The tier registry: one table per provider (`self_hosted` slots in beside `anthropic`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TiersConfig {
+    pub anthropic: TierModels,
+}
+
+impl Default for TiersConfig {
+    fn default() -> Self {
+        TiersConfig {
+            anthropic: TierModels {
+                fast: "claude-haiku-4-5".into(),
+                balanced: "claude-sonnet-4-5".into(),
+                deep: "claude-opus-4-5".into(),
+            },
+        }
+    }
+}
+
+/// The concrete model of each tier, for one provider: all three are required.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct TierModels {
+    pub fast: String,
+    pub balanced: String,
+    pub deep: String,
+}
+
+/// One version of the price registry: every model's prices, in micro-dollars (millionths of
+/// a US dollar) per million tokens. Integers only: money is never a float.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct PricingConfig {
+    /// Recorded with every call costed with it, e.g. `"acme-2026-12-01"`.
+    pub version: String,
+    pub models: std::collections::BTreeMap<String, ModelPrice>,
+}
+
+/// A model's prices, micro-dollars per million tokens (`1_000_000` is $1 per million).
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct ModelPrice {
+    pub input: u64,
+    pub output: u64,
+    /// Tokens written to the prompt cache (`cache_creation_input_tokens`).
+    pub cache_write: u64,
+    /// Tokens read from the prompt cache (`cache_read_input_tokens`).
+    pub cache_read: u64,
 }
 
 impl Default for GatewayConfig {
@@ -52,6 +113,10 @@ impl Default for GatewayConfig {
             validation_model: "claude-haiku-4-5".into(),
             upstream_timeout_seconds: 600,
             max_response_bytes: 32 * 1024 * 1024,
+            tiers: TiersConfig::default(),
+            allowed_models: None,
+            allow_unpriced_models: false,
+            pricing: None,
         }
     }
 }
@@ -754,6 +819,20 @@ mod tests {
             c.environments.regions,
             EnvironmentsConfig::default().regions
         );
+        assert_eq!(c.gateway.tiers.anthropic, TiersConfig::default().anthropic);
+        assert!(!c.gateway.allow_unpriced_models);
+        // The commented pricing example parses as a registry of its own.
+        let text = std::fs::read_to_string(&path).unwrap();
+        let pricing: String = text
+            .lines()
+            .skip_while(|l| !l.starts_with("# [gateway.pricing]"))
+            .take_while(|l| l.starts_with('#'))
+            .map(|l| format!("{}\n", l.trim_start_matches("# ")))
+            .collect();
+        let example = toml::from_str::<toml::Value>(&pricing).unwrap();
+        let p: PricingConfig = example["gateway"]["pricing"].clone().try_into().unwrap();
+        assert_eq!(p.version, "acme-2026-12-01");
+        assert_eq!(p.models["claude-haiku-4-5"].cache_read, 100_000);
     }
 
     /// Control D1 (issue 12, item 5): one region by default, the one the example file names;

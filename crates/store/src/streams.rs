@@ -56,6 +56,10 @@ pub struct IntelligenceEntry {
     pub cache_creation_tokens: i32,
     pub cache_read_tokens: i32,
     pub cost_micros: i64,
+    /// The tier the request named (`fast`, `balanced`, `deep`); `model` is the concrete one.
+    pub tier: Option<&'static str>,
+    /// The price registry version `cost_micros` was computed with (migration 0022).
+    pub pricing_version: Option<String>,
     pub success: bool,
     pub error: Option<String>,
     /// The provider's own id for the call (its `request-id`), when it answered.
@@ -125,6 +129,8 @@ pub struct StoredIntelligence {
     pub input_ciphertext: Option<Vec<u8>>,
     pub output_ciphertext: Option<Vec<u8>>,
     pub content_key_version: Option<i32>,
+    pub tier: Option<String>,
+    pub pricing_version: Option<String>,
 }
 
 /// A kernel-trace row as stored.
@@ -195,6 +201,15 @@ pub fn intelligence_digest(r: &StoredIntelligence) -> String {
             obj.insert(k.to_owned(), v);
         }
     }
+    // Migration 0022: covered when set, so a row written before keeps its digest and setting,
+    // changing or clearing either later changes it.
+    if let Some(obj) = doc.as_object_mut() {
+        for (k, v) in [("tier", &r.tier), ("pricing_version", &r.pricing_version)] {
+            if let Some(v) = v {
+                obj.insert(k.to_owned(), serde_json::json!(v));
+            }
+        }
+    }
     sha256_hex(&doc)
 }
 
@@ -254,14 +269,16 @@ impl TenantTx {
             input_ciphertext: Some(e.content.input),
             output_ciphertext: e.content.output,
             content_key_version: Some(e.content.key_version),
+            tier: e.tier.map(str::to_owned),
+            pricing_version: e.pricing_version,
         };
         let digest = intelligence_digest(&row);
         sqlx::query(
             "INSERT INTO intelligence_log (environment_id, entry_id, occurred_at, actor_type, actor_id, workflow_id, model, key_source,
                                            input_tokens, output_tokens, cost_micros, success, error, request_id, provider,
                                            cache_creation_tokens, cache_read_tokens, upstream_request_id, input_ciphertext,
-                                           output_ciphertext, content_key_version)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21)",
+                                           output_ciphertext, content_key_version, tier, pricing_version)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23)",
         )
         .bind(env)
         .bind(id)
@@ -284,6 +301,8 @@ impl TenantTx {
         .bind(&row.input_ciphertext)
         .bind(&row.output_ciphertext)
         .bind(row.content_key_version)
+        .bind(&row.tier)
+        .bind(&row.pricing_version)
         .execute(self.conn())
         .await?;
         self.audit(
@@ -347,7 +366,7 @@ impl TenantTx {
 const SELECT_INTELLIGENCE: &str = "SELECT entry_id, occurred_at, actor_type, actor_id, workflow_id, model, key_source, input, output,
         reasoning_excerpt, input_tokens, output_tokens, cost_micros, success, error, request_id, provider,
         cache_creation_tokens, cache_read_tokens, upstream_request_id, input_ciphertext, output_ciphertext,
-        content_key_version
+        content_key_version, tier, pricing_version
    FROM intelligence_log WHERE environment_id = $1 ORDER BY entry_id LIMIT $2";
 
 /// The environment's intelligence-log rows, oldest first, at most `limit` (all with `None`);

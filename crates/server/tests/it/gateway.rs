@@ -698,7 +698,8 @@ async fn l1_tool_use_streams_count_tokens_and_models_pass_through() {
         )
         .await;
     assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
-    assert_eq!(r.body["data"][0]["id"], "claude-haiku-4-5");
+    assert_eq!(r.body["data"][0]["id"], "tier:fast", "the tiers first (M3)");
+    assert_eq!(r.body["data"][3]["id"], "claude-haiku-4-5");
     assert_eq!(
         logged(&app, &env).await.len(),
         2,

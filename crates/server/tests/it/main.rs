@@ -22,6 +22,7 @@ mod csrf;
 mod encryption;
 mod erasure;
 mod gateway;
+mod gateway_routing;
 mod headers;
 mod matrix;
 mod openapi;

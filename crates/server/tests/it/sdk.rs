@@ -3,7 +3,7 @@
 //! `x-api-key`, and the newest 2.x, which sends `Authorization: Bearer`) runs every scenario
 //! of `tests/sdk/anthropic_sdk.py`. The virtual environments live in `target/ci/` (made by
 //! `.ci/run`); without them the test prints `SKIPPED: ...`, unless
-//! `PORTCULLIS_REQUIRE_ANTHROPIC_SDK=1` (set by `.ci/run`), which makes their absence a failure.
+//! `CI_REQUIRE_ANTHROPIC_SDK=1` (set by `.ci/run`), which makes their absence a failure.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -40,10 +40,10 @@ fn python(version: &str) -> Option<PathBuf> {
     if python.exists() {
         return Some(python);
     }
-    let required = std::env::var("PORTCULLIS_REQUIRE_ANTHROPIC_SDK").is_ok_and(|v| v == "1");
+    let required = std::env::var("CI_REQUIRE_ANTHROPIC_SDK").is_ok_and(|v| v == "1");
     assert!(
         !required,
-        "anthropic {version} is required (PORTCULLIS_REQUIRE_ANTHROPIC_SDK=1) but {} is missing",
+        "anthropic {version} is required (CI_REQUIRE_ANTHROPIC_SDK=1) but {} is missing",
         python.display()
     );
     use std::io::Write as _;
@@ -151,6 +151,7 @@ async fn m1_the_official_python_sdk_works_unmodified() {
             "stream_tool",
             "count_tokens",
             "models",
+            "tier",
             "mid_stream_error",
         ] {
             if name == "mid_stream_error" {
@@ -174,6 +175,12 @@ async fn m1_the_official_python_sdk_works_unmodified() {
         assert_eq!(
             (out["status"].as_u64(), out["type"].as_str()),
             (Some(401), Some("authentication_error")),
+            "{out}"
+        );
+        let out = run.scenario("unknown_tier").await;
+        assert_eq!(
+            (out["status"].as_u64(), out["type"].as_str()),
+            (Some(400), Some("invalid_request_error")),
             "{out}"
         );
         let out = run.scenario("session_token").await;
@@ -200,12 +207,19 @@ async fn m1_the_official_python_sdk_works_unmodified() {
             .iter()
             .all(|r| r.header("x-api-key") == Some("sk-ant-sdk-own-key-0001")));
         let rows = logged(&app, &env).await;
-        // create 1, stream_text 1, stream_tool 2, count_tokens 1, mid-stream 1, retried 2 x 2.
-        assert_eq!(rows.len(), 10, "{rows:?}");
+        // create 1, stream_text 1, stream_tool 2, count_tokens 1, tier 1, mid-stream 1,
+        // retried 2 x 2, the unknown tier's refusal 1.
+        assert_eq!(rows.len(), 12, "{rows:?}");
         assert_eq!(
             rows.iter().filter(|r| !r.success).count(),
-            3,
-            "the 529, the 429 and the mid-stream error"
+            4,
+            "the 529, the 429, the mid-stream error and the unknown tier"
+        );
+        assert_eq!(
+            rows.iter()
+                .filter(|r| r.tier.as_deref() == Some("fast"))
+                .count(),
+            1
         );
     }
 }

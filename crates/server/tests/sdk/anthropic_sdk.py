@@ -86,7 +86,25 @@ def count_tokens():
 def models():
     ids = [m.id for m in client().models.list()]
     expect(MODEL in ids, f"{ids!r}")
+    expect(ids[:3] == ["tier:fast", "tier:balanced", "tier:deep"], f"tiers first: {ids!r}")
     return {"models": ids}
+
+
+def tier():
+    # M3: a tier name is a model name to the SDK; the answer names the concrete model.
+    m = client().messages.create(model="tier:fast", max_tokens=64, messages=HELLO)
+    expect(m.model == MODEL, f"model {m.model!r}")
+    return {"model": m.model}
+
+
+def unknown_tier():
+    # M3: a 400 the SDK raises at once (x-should-retry: false, and 400 is never retried).
+    try:
+        client(max_retries=2).messages.create(model="tier:cheap", max_tokens=64, messages=HELLO)
+    except anthropic.BadRequestError as e:
+        expect("tier:fast" in str(e), f"{e!r}")
+        return {"status": e.status_code, "type": e.body.get("error", {}).get("type")}
+    raise Failed("an unknown tier did not raise")
 
 
 def retried():
@@ -124,6 +142,8 @@ SCENARIOS = {
     "stream_tool": stream_tool,
     "count_tokens": count_tokens,
     "models": models,
+    "tier": tier,
+    "unknown_tier": unknown_tier,
     "retried": retried,
     "mid_stream_error": mid_stream_error,
     "invalid_token": lambda: refused("pcs_live_" + "A" * 43, anthropic.AuthenticationError, 401),

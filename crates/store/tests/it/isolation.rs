@@ -480,6 +480,8 @@ async fn l1_intelligence_log_and_kernel_trace() {
             cache_creation_tokens: 0,
             cache_read_tokens: 0,
             cost_micros: 42,
+            tier: None,
+            pricing_version: None,
             success: true,
             error: None,
             upstream_request_id: Some("req_upstream".into()),
@@ -571,6 +573,7 @@ async fn l1_intelligence_log_and_kernel_trace() {
 /// are each found, even when a superuser bypasses the append-only triggers.
 #[tokio::test]
 async fn l3_stream_rows_are_committed_in_the_audit_chain() {
+    // Also M3/I2: the tier and pricing version of a row are under its commitment.
     use portcullis_store::streams::{self, IntelligenceEntry, KeySource, SealedContent, TraceStep};
     let db = TestDb::new().await;
     let store = db.store().await;
@@ -598,6 +601,9 @@ async fn l3_stream_rows_are_committed_in_the_audit_chain() {
                 cache_creation_tokens: 3,
                 cache_read_tokens: 4,
                 cost_micros: 7,
+                // Migration 0022: row 0 names a tier and a pricing version, the others not.
+                tier: (i == 0).then_some("fast"),
+                pricing_version: (i == 0).then(|| "anthropic-2025-11-24".to_owned()),
                 success: true,
                 error: Some("upstream\u{0} said".into()),
                 upstream_request_id: Some("req_1".into()),
@@ -647,6 +653,17 @@ async fn l3_stream_rows_are_committed_in_the_audit_chain() {
         .execute(&mut admin)
         .await
         .unwrap();
+    // M3, I2: a row's tier and pricing version are committed too, when set and when not.
+    sqlx::query("UPDATE intelligence_log SET pricing_version = 'cheaper-1' WHERE entry_id = $1")
+        .bind(calls[0])
+        .execute(&mut admin)
+        .await
+        .unwrap();
+    sqlx::query("UPDATE intelligence_log SET tier = 'deep' WHERE entry_id = $1")
+        .bind(calls[2])
+        .execute(&mut admin)
+        .await
+        .unwrap();
     sqlx::query("DELETE FROM kernel_trace WHERE step = 2")
         .execute(&mut admin)
         .await
@@ -671,7 +688,9 @@ async fn l3_stream_rows_are_committed_in_the_audit_chain() {
     assert_eq!(
         found,
         vec![
+            ("intelligence_log", calls[0].to_string(), "changed"),
             ("intelligence_log", calls[1].to_string(), "changed"),
+            ("intelligence_log", calls[2].to_string(), "changed"),
             ("kernel_trace", format!("{trace}:9"), "uncommitted"),
             ("kernel_trace", format!("{trace}:2"), "missing"),
         ]
