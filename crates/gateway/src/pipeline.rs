@@ -122,22 +122,10 @@ pub async fn call(
     let paying = match choose_key(gw, services, &mut tx).await {
         Ok(p) => p,
         Err((refusal, source)) => {
-            if call.operation != Operation::Models {
-                let record = CallRecord { source, ..record };
-                log(
-                    services,
-                    &mut tx,
-                    &record,
-                    None,
-                    Usage::default(),
-                    false,
-                    Some(&refusal.message),
-                    None,
-                )
-                .await?;
-            }
-            tx.commit().await.map_err(GatewayError::from)?;
-            return Err(refusal);
+            // The models list runs no model and is not logged.
+            let record =
+                (call.operation != Operation::Models).then_some(CallRecord { source, ..record });
+            return Err(refused(services, tx, record.as_ref(), refusal).await?);
         }
     };
     let mut record = CallRecord {
@@ -148,21 +136,7 @@ pub async fn call(
     // on the record before anything leaves.
     let body = match route(gw, &call, &mut record, model_span) {
         Ok(body) => body,
-        Err(refusal) => {
-            log(
-                services,
-                &mut tx,
-                &record,
-                None,
-                Usage::default(),
-                false,
-                Some(&refusal.message),
-                None,
-            )
-            .await?;
-            tx.commit().await.map_err(GatewayError::from)?;
-            return Err(refusal);
-        }
+        Err(refusal) => return Err(refused(services, tx, Some(&record), refusal).await?),
     };
     let env = tx.environment_id();
     tx.commit().await.map_err(GatewayError::from)?;
@@ -587,6 +561,31 @@ impl Logger {
 
 fn tokens(n: i64) -> i32 {
     i32::try_from(n.max(0)).unwrap_or(i32::MAX)
+}
+
+/// A refusal before anything left: recorded (when `record` is given) with no usage and no
+/// upstream request, the transaction committed, and the refusal handed back as the answer.
+async fn refused(
+    services: &Services,
+    mut tx: TenantTx,
+    record: Option<&CallRecord>,
+    refusal: GatewayError,
+) -> Result<GatewayError, GatewayError> {
+    if let Some(record) = record {
+        log(
+            services,
+            &mut tx,
+            record,
+            None,
+            Usage::default(),
+            false,
+            Some(&refusal.message),
+            None,
+        )
+        .await?;
+    }
+    tx.commit().await.map_err(GatewayError::from)?;
+    Ok(refusal)
 }
 
 /// One intelligence-log row: prompt and output sealed under the environment's data key.
