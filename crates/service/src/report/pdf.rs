@@ -670,17 +670,7 @@ fn checkpoint(doc: &mut Doc, cp: &ReportCheckpoint) {
     doc.field("Merkle root", &cp.root_hash);
     doc.field("Chain head (last entry's hash)", &cp.head_hash);
     let issued = time::OffsetDateTime::from_unix_timestamp(cp.issued_at)
-        .map(|t| {
-            human_utc(&format!(
-                "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}Z",
-                t.year(),
-                u8::from(t.month()),
-                t.day(),
-                t.hour(),
-                t.minute(),
-                t.second()
-            ))
-        })
+        .map(|t| human_utc(&super::utc_seconds(t)))
         .unwrap_or_default();
     doc.field("Issued", &format!("{issued} (unix time {})", cp.issued_at));
     doc.field("Signed by key", &cp.key_id);
