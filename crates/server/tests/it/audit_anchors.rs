@@ -235,34 +235,6 @@ async fn l4_malformed_or_unreadable_anchors_are_findings_or_refusals() {
     assert_eq!(status, StatusCode::OK);
 }
 
-/// An attacker's checkpoint row for `size`, signed by a key of their own (published in
-/// `audit_signing_keys` under its correct id), of a tree that does not exist.
-async fn forge(s: &Setup, key: &portcullis_audit::checkpoint::SigningKey, size: i64) -> String {
-    let signed = key
-        .sign(&portcullis_audit::checkpoint::Checkpoint {
-            environment_id: s.env_id,
-            tree_size: size as u64,
-            root_hash: [9; 32],
-            last_entry_hash: [9; 32],
-            issued_at: time::OffsetDateTime::now_utc().unix_timestamp(),
-        })
-        .to_string();
-    let mut admin = s.app.db.admin_conn().await;
-    sqlx::query(
-        "INSERT INTO audit_checkpoints (environment_id, tree_size, root_hash, head_hash, issued_at, key_id, signed)
-         VALUES ($1, $2, $3, $3, now(), $4, $5)",
-    )
-    .bind(s.env_id)
-    .bind(size)
-    .bind([9u8; 32].as_slice())
-    .bind(key.key_id().to_string())
-    .bind(&signed)
-    .execute(&mut admin)
-    .await
-    .unwrap();
-    signed
-}
-
 fn served(reply: &support::Reply) -> Vec<(u64, String)> {
     reply.body["checkpoints"]
         .as_array()
@@ -299,8 +271,14 @@ async fn l4_checkpoint_feed_serves_only_verified_checkpoints() {
     .execute(&mut admin)
     .await
     .unwrap();
-    let inside = forge(&s, &evil, 1).await;
-    let ahead = forge(&s, &evil, second.checkpoint.tree_size as i64 + 50).await;
+    let inside = chain::forge_checkpoint(&s.app.db, s.env_id, &evil, 1).await;
+    let ahead = chain::forge_checkpoint(
+        &s.app.db,
+        s.env_id,
+        &evil,
+        second.checkpoint.tree_size as i64 + 50,
+    )
+    .await;
 
     let r = s.feed(&s.owner.token, &s.env, "").await;
     assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);

@@ -676,36 +676,6 @@ async fn head_seq(t: &Trail) -> i64 {
         .unwrap()
 }
 
-/// An attacker's checkpoint row for `size`: signed by `key`, of a tree that does not exist.
-async fn forge_checkpoint(
-    t: &Trail,
-    key: &portcullis_audit::checkpoint::SigningKey,
-    size: i64,
-) -> String {
-    let cp = portcullis_audit::checkpoint::Checkpoint {
-        environment_id: t.env_id,
-        tree_size: size as u64,
-        root_hash: [9; 32],
-        last_entry_hash: [9; 32],
-        issued_at: time::OffsetDateTime::now_utc().unix_timestamp(),
-    };
-    let signed = key.sign(&cp).to_string();
-    let mut admin = t.app.db.admin_conn().await;
-    sqlx::query(
-        "INSERT INTO audit_checkpoints (environment_id, tree_size, root_hash, head_hash, issued_at, key_id, signed)
-         VALUES ($1, $2, $3, $3, now(), $4, $5)",
-    )
-    .bind(t.env_id)
-    .bind(size)
-    .bind([9u8; 32].as_slice())
-    .bind(key.key_id().to_string())
-    .bind(&signed)
-    .execute(&mut admin)
-    .await
-    .unwrap();
-    signed
-}
-
 /// Control L4 (issue 11, anchor poisoning): with database access only, an attacker publishes a
 /// key of their own and inserts checkpoints signed by it, one for a size the log has not
 /// reached yet and one for a size it has. The checkpointer refuses both (they are not signed
@@ -730,8 +700,8 @@ async fn l4_forged_checkpoints_are_never_anchored_and_the_real_one_is() {
     .await
     .unwrap();
     let seq = head_seq(&t).await;
-    let past = forge_checkpoint(&t, &evil, 1).await;
-    let future = forge_checkpoint(&t, &evil, seq + 1).await;
+    let past = chain::forge_checkpoint(&t.app.db, t.env_id, &evil, 1).await;
+    let future = chain::forge_checkpoint(&t.app.db, t.env_id, &evil, seq + 1).await;
     append_one(&store, t.env_id).await;
     assert_eq!(
         head_seq(&t).await,

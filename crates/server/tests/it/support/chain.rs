@@ -182,3 +182,36 @@ impl Chain {
         .unwrap();
     }
 }
+
+/// An attacker's checkpoint row for `size`, inserted as the superuser: signed by `key` (a key
+/// of the attacker's own, or a leaked one), of a tree that does not exist (root and head all 9s).
+pub async fn forge_checkpoint(
+    db: &TestDb,
+    env: Uuid,
+    key: &portcullis_audit::checkpoint::SigningKey,
+    size: i64,
+) -> String {
+    let signed = key
+        .sign(&portcullis_audit::checkpoint::Checkpoint {
+            environment_id: env,
+            tree_size: size as u64,
+            root_hash: [9; 32],
+            last_entry_hash: [9; 32],
+            issued_at: time::OffsetDateTime::now_utc().unix_timestamp(),
+        })
+        .to_string();
+    let mut admin = db.admin_conn().await;
+    sqlx::query(
+        "INSERT INTO audit_checkpoints (environment_id, tree_size, root_hash, head_hash, issued_at, key_id, signed)
+         VALUES ($1, $2, $3, $3, now(), $4, $5)",
+    )
+    .bind(env)
+    .bind(size)
+    .bind([9u8; 32].as_slice())
+    .bind(key.key_id().to_string())
+    .bind(&signed)
+    .execute(&mut admin)
+    .await
+    .unwrap();
+    signed
+}
