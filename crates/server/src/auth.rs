@@ -163,11 +163,26 @@ impl FromRequestParts<AppState> for Auth {
         if source == Source::Cookie {
             check_origin(parts, state.public_origins())?;
         }
-        let principal = portcullis_service::caller::authenticate(state, &token, meta).await?;
-        if let Some(slot) = parts.extensions.get::<crate::middleware::CallerSlot>() {
-            let _ = slot.0.set(principal.clone());
+        use crate::middleware::{CallerSlot, Seen};
+        let slot = parts.extensions.get::<CallerSlot>();
+        match portcullis_service::caller::authenticate(state, &token, meta).await {
+            Ok(principal) => {
+                if let Some(slot) = slot {
+                    let _ = slot.0.set(Seen::Caller(principal.clone()));
+                }
+                Ok(Auth(principal))
+            }
+            Err(e) => {
+                let e = ApiError::from(e);
+                if let (ApiError::Unauthenticated, Some(slot)) = (&e, slot) {
+                    let _ = slot.0.set(Seen::RefusedCredential {
+                        kind: portcullis_service::denials::credential_kind(&token),
+                        meta: request_meta(parts),
+                    });
+                }
+                Err(e)
+            }
         }
-        Ok(Auth(principal))
     }
 }
 

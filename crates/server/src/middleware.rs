@@ -58,9 +58,20 @@ pub async fn request_id(mut req: Request, next: Next) -> Response {
 
 /// Where the authenticating extractor leaves the caller, for [`record_denials`].
 #[derive(Clone, Debug, Default)]
-pub struct CallerSlot(
-    pub std::sync::Arc<std::sync::OnceLock<portcullis_service::caller::Principal>>,
-);
+pub struct CallerSlot(pub std::sync::Arc<std::sync::OnceLock<Seen>>);
+
+/// What the authenticating extractor saw.
+#[derive(Debug)]
+pub enum Seen {
+    /// The authenticated caller.
+    Caller(portcullis_service::caller::Principal),
+    /// A presented credential that is not valid (answered 401): the kind its prefix claims
+    /// (`denials::credential_kind`) and the request's metadata.
+    RefusedCredential {
+        kind: &'static str,
+        meta: portcullis_store::RequestMeta,
+    },
+}
 
 /// Records a 403 of an authenticated caller in the audit trail before answering
 /// (`portcullis_service::denials`, rate-limited per caller): on an environment's route in that
@@ -76,30 +87,30 @@ pub async fn record_denials(
     req.extensions_mut().insert(slot.clone());
     let method = req.method().as_str().to_owned();
     let path = req.uri().path().to_owned();
-    let presented = crate::auth::presented(req.headers())
-        .map(|(token, _)| portcullis_service::denials::credential_kind(&token));
-    // Only a request that presents a credential can be recorded as refusing one.
-    let (parts, body) = req.into_parts();
-    let meta = presented.map(|_| crate::auth::request_meta(&parts));
-    let req = Request::from_parts(parts, body);
     let response = next.run(req).await;
     let Some(Refused(code)) = response.extensions().get::<Refused>().copied() else {
         return response;
     };
-    let Some(caller) = slot.0.get() else {
-        // No caller: a 401 for a credential that is not valid (none presented: nothing to say).
-        if let (StatusCode::UNAUTHORIZED, Some(kind), Some(meta)) =
-            (response.status(), presented, meta)
-        {
-            if let Err(e) = portcullis_service::denials::record_refused_credential(
-                &state, meta, kind, &method, &path,
-            )
-            .await
-            {
-                tracing::warn!(error = %e, %path, "could not record a refused credential in the audit trail");
+    let caller = match slot.0.get() {
+        Some(Seen::Caller(caller)) => caller,
+        // A 401 for a credential that is not valid (none presented: nothing to say).
+        Some(Seen::RefusedCredential { kind, meta }) => {
+            if response.status() == StatusCode::UNAUTHORIZED {
+                if let Err(e) = portcullis_service::denials::record_refused_credential(
+                    &state,
+                    meta.clone(),
+                    kind,
+                    &method,
+                    &path,
+                )
+                .await
+                {
+                    tracing::warn!(error = %e, %path, "could not record a refused credential in the audit trail");
+                }
             }
+            return response;
         }
-        return response;
+        None => return response,
     };
     let env = path
         .strip_prefix("/v1/environments/")
